@@ -1,0 +1,103 @@
+"""The ``emulators`` command: run a farm, validate a scenario, list kinds."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from . import scenario as scenario_mod
+from .kinds import KINDS
+
+log = logging.getLogger("emulators")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emulators", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a farm until SIGINT or SIGTERM")
+    run.add_argument("scenario", nargs="?", default=scenario_mod.DEFAULT_SCENARIO,
+                     help="a scenario file, or the name of a built-in one (default: default)")
+    run.add_argument("--state-dir", type=Path, default=None,
+                     help="keep state here across restarts (default: in memory only)")
+    run.add_argument("--ready-file", type=Path, default=None,
+                     help="write the ready document here once every member listens")
+    run.add_argument("--control-port", type=int, default=None,
+                     help="override the scenario's control-plane port (0: a free port)")
+    run.add_argument("--log-level", default="WARNING")
+
+    validate = sub.add_parser("validate", help="check scenario files and report every problem")
+    validate.add_argument("scenarios", nargs="+")
+
+    sub.add_parser("kinds", help="list the kinds a scenario may use")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "validate":
+        return _validate(args.scenarios)
+    if args.command == "kinds":
+        for kind in sorted(KINDS):
+            print(kind)
+        return 0
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        scenario = scenario_mod.load(args.scenario)
+    except scenario_mod.ScenarioInvalid as exc:
+        print(exc.report(), file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(scenario, args.state_dir, args.ready_file, args.control_port))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+def _validate(paths: list[str]) -> int:
+    status = 0
+    for path in paths:
+        try:
+            scenario = scenario_mod.load(path)
+        except scenario_mod.ScenarioInvalid as exc:
+            print(exc.report())
+            status = 1
+            continue
+        print(f"{path}: ok ({len(scenario.members)} members)")
+    return status
+
+
+async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,
+               control_port: int | None) -> int:
+    from .farm import Farm
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    farm = Farm(scenario, state_dir, control_port=control_port)
+    try:
+        document = await farm.start()
+    except OSError as exc:
+        print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
+        return 1
+    if ready_file is not None:
+        farm.write_ready_file(ready_file)
+    print(json.dumps(document, indent=1), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await farm.stop()
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)
+    print("emulators: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

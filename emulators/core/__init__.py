@@ -1,0 +1,1 @@
+"""Shared machinery for every farm member: state, clock, member base classes, HTTP hosting."""

@@ -1,0 +1,86 @@
+"""The farm's one clock: real by default, and frozen, set or advanced through the control plane.
+
+Everything time-based (certificate validity, verification codes, tokens, cooldowns,
+schedules) asks this clock, never ``time.time()``, so that a test can jump to next year.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+
+class Clock:
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._frozen_at: float | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def time(self) -> float:
+        """Seconds since the epoch, as the farm sees them."""
+        if self._frozen_at is not None:
+            return self._frozen_at
+        return time.time() + self._offset
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None
+
+    def freeze(self, at: float | None = None) -> None:
+        self._frozen_at = self.time() if at is None else float(at)
+        self._changed()
+
+    def unfreeze(self) -> None:
+        if self._frozen_at is not None:
+            self._offset = self._frozen_at - time.time()
+            self._frozen_at = None
+            self._changed()
+
+    def set(self, at: float) -> None:
+        if self._frozen_at is not None:
+            self._frozen_at = float(at)
+        else:
+            self._offset = float(at) - time.time()
+        self._changed()
+
+    def advance(self, seconds: float) -> None:
+        self.set(self.time() + seconds)
+
+    def reset(self) -> None:
+        self._offset = 0.0
+        self._frozen_at = None
+        self._changed()
+
+    def describe(self) -> dict[str, object]:
+        return {"now": self.now().isoformat(), "time": self.time(), "frozen": self.frozen}
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever the clock jumps; returns a function that unsubscribes."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def _changed(self) -> None:
+        for callback in list(self._listeners):
+            callback()
+
+    async def sleep_until(self, when: float, *, poll: float = 1.0) -> None:
+        """Sleep until the farm clock reaches ``when``; wakes early when the clock jumps."""
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = when - self.time()
+            if remaining <= 0:
+                return
+            woke = loop.create_future()
+            unsubscribe = self.on_change(lambda: woke.done() or woke.set_result(None))
+            try:
+                wait = remaining if not self.frozen else poll * 60
+                await asyncio.wait_for(asyncio.shield(woke), timeout=min(wait, 3600))
+            except TimeoutError:
+                pass
+            finally:
+                unsubscribe()

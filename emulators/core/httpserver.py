@@ -1,0 +1,95 @@
+"""Hosting an emulator as an aiohttp application: one object owns its app, runner and sites."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from .member import Member
+
+# How long shutdown waits for requests in flight before closing their connections.
+SHUTDOWN_GRACE = 5.0
+
+
+class HttpEmulator(Member):
+    """An emulator whose device speaks HTTP: subclasses fill ``build_app``."""
+
+    server_header: ClassVar[str | None] = None  # what the device's web server calls itself
+    client_max_size: ClassVar[int] = 2 * 1024 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app: web.Application | None = None
+        self.runner: web.AppRunner | None = None
+        self.sites: dict[str, web.TCPSite] = {}
+        self.bound: dict[str, tuple[str, int]] = {}
+
+    def build_app(self) -> web.Application:
+        raise NotImplementedError
+
+    def new_app(self, **kwargs: Any) -> web.Application:
+        kwargs.setdefault("client_max_size", self.client_max_size)
+        # Farm-wide middlewares (journal, faults) run outside the kind's own error mapping.
+        kwargs["middlewares"] = [*self.ctx.http_middlewares, *kwargs.get("middlewares", ())]
+        app = web.Application(**kwargs)
+        if self.server_header is not None:
+            app.on_response_prepare.append(self._set_server_header)
+        return app
+
+    async def _set_server_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = self.server_header or ""
+
+    async def start(self) -> None:
+        self.restore_saved()
+        self.app = self.build_app()
+        self.runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False
+        )
+        await self.runner.setup()
+        await self.listen("http", self.host, self.port)
+        self.port = self.bound["http"][1]
+        await self.after_start()
+
+    async def after_start(self) -> None:
+        """Hook: start further listeners (HTTPS) and background tasks."""
+
+    async def listen(
+        self, label: str, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        assert self.runner is not None
+        site = web.TCPSite(
+            self.runner, host, port, ssl_context=ssl_context, reuse_address=True, backlog=512
+        )
+        await site.start()
+        server = site._server  # the asyncio Server: the only place the real port is known
+        assert server is not None and server.sockets
+        bound = server.sockets[0].getsockname()[:2]
+        self.sites[label] = site
+        self.bound[label] = (bound[0], bound[1])
+        return self.bound[label]
+
+    async def unlisten(self, label: str) -> None:
+        site = self.sites.pop(label, None)
+        self.bound.pop(label, None)
+        if site is not None:
+            await site.stop()
+
+    async def stop(self) -> None:
+        await self.before_stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        self.sites.clear()
+        await self.ctx.store.flush()
+
+    async def before_stop(self) -> None:
+        """Hook: cancel background tasks before the listeners close."""
+
+    def urls(self) -> dict[str, str]:
+        urls = {}
+        for label, (host, port) in self.bound.items():
+            scheme = "https" if label.startswith("https") else "http"
+            urls[label] = f"{scheme}://{host}:{port}"
+        return urls

@@ -1,0 +1,146 @@
+"""The base class of everything a farm runs: emulated devices, cloud services, upload servers.
+
+A kind (``acti-camera``, ``ftp``...) is a subclass with a scenario ``Options`` model, and one
+object owns one running member: its listeners, its state and its saved copy of that state.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .clock import Clock
+from .state import StateStore
+
+if TYPE_CHECKING:
+    from ..farm import Farm
+
+Role = Literal["emulator", "server"]
+
+
+class KindOptions(BaseModel):
+    """Base of every kind's scenario options: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One member as stamped out of a scenario entry (a fleet entry gives several)."""
+
+    name: str
+    kind: str
+    role: Role
+    host: str
+    port: int
+    options: KindOptions
+    group: str  # the scenario entry's name; equal to ``name`` unless stamped from a fleet
+    index: int = 0  # position in the fleet, from 0
+    raw_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FarmContext:
+    """What a member may use of the farm around it."""
+
+    clock: Clock
+    store: StateStore
+    farm: Farm | None = None
+    # aiohttp middlewares every HTTP member installs first (journal, fault injection).
+    http_middlewares: list[Any] = field(default_factory=list)
+
+    def member(self, name: str) -> Member:
+        if self.farm is None:
+            raise LookupError(f"no farm to look up {name!r} in")
+        return self.farm.members[name]
+
+
+class Member:
+    kind: ClassVar[str] = ""
+    role: ClassVar[Role] = "emulator"
+    title: ClassVar[str] = ""
+    Options: ClassVar[type[KindOptions]] = KindOptions
+    # Option fields whose value must name a server of the scenario.
+    server_refs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, spec: MemberSpec, ctx: FarmContext) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.host = spec.host
+        self.port = spec.port
+        self.options = spec.options
+        self.ctx = ctx
+        self.clock = ctx.clock
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load saved state (or the scenario's initial state) and start listening."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    # -- description -----------------------------------------------------------------------
+    def urls(self) -> dict[str, str]:
+        return {}
+
+    def credentials(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """This member's entry in the ready file and the control plane's lists."""
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "role": self.role,
+            "group": self.spec.group,
+            "host": self.host,
+            "port": self.port,
+            "urls": self.urls(),
+            "credentials": self.credentials(),
+        }
+        doc.update(self.extra_description())
+        return doc
+
+    def extra_description(self) -> dict[str, Any]:
+        return {}
+
+    # -- state -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The member's state as JSON, for the control plane (may add derived fields)."""
+        return self.dump_state()
+
+    def dump_state(self) -> dict[str, Any]:
+        """What is saved to flash: enough to rebuild the member after a restart."""
+        return {}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        """Take state from a saved document (or from the scenario's initial state)."""
+
+    def initial_state(self) -> dict[str, Any]:
+        """The scenario's initial state, as ``dump_state`` would write it."""
+        return {}
+
+    async def reset(self) -> None:
+        """Back to the scenario's initial state (a factory reset of the emulator itself)."""
+        self.load_state(copy.deepcopy(self.initial_state()))
+        await self.state_changed()
+        await self.save()
+
+    async def state_changed(self) -> None:
+        """Hook: act on a state that was replaced wholesale (listeners, timers)."""
+
+    def restore_saved(self) -> None:
+        """Load the saved document when there is one, else the initial state."""
+        saved = self.ctx.store.load(self.name)
+        self.load_state(saved if saved is not None else copy.deepcopy(self.initial_state()))
+
+    async def save(self) -> None:
+        await self.ctx.store.save(self.name, self.dump_state())
+
+    def files_dir(self) -> Path:
+        return self.ctx.store.files_dir(self.name)

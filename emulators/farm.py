@@ -1,0 +1,148 @@
+"""The farm: every member of a scenario in one process and one event loop, plus the control plane.
+
+``Farm.start`` is all or nothing: if any member fails to start, those already started are
+stopped again and the error is raised, so a farm never half-starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .core.clock import Clock
+from .core.member import FarmContext, Member, MemberSpec
+from .core.state import StateStore, atomic_write_bytes, encode_state
+from .kinds import resolve
+from .scenario import Scenario
+
+log = logging.getLogger("emulators.farm")
+
+READY_VERSION = 1
+
+
+class Farm:
+    def __init__(
+        self,
+        scenario: Scenario,
+        state_dir: Path | str | None = None,
+        *,
+        clock: Clock | None = None,
+        control: bool = True,
+        control_port: int | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.clock = clock or Clock()
+        self.store = StateStore(Path(state_dir) if state_dir is not None else None)
+        self.ctx = FarmContext(self.clock, self.store, self)
+        self.members: dict[str, Member] = {}
+        self.control_enabled = control
+        self.control_port = scenario.control.port if control_port is None else control_port
+        self.control: Any = None  # emulators.control.ControlPlane once started
+        self.started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> dict[str, Any]:
+        """Start every member (servers first: emulators may upload to them), then the control
+        plane; return the ready document."""
+        if self.store.swept:
+            log.info("swept %d temporary files left by an interrupted write", len(self.store.swept))
+        started: list[Member] = []
+        try:
+            shared_ports: dict[str, int] = {}
+            for spec in self.scenario.members:
+                member = self._make(spec, shared_ports)
+                self.members[member.name] = member
+                await member.start()
+                started.append(member)
+                if (spec.group in self.scenario.fleets and spec.port == 0
+                        and self.scenario.fleets[spec.group] == "addresses"):
+                    shared_ports.setdefault(spec.group, member.port)
+            if self.control_enabled:
+                from .control import ControlPlane
+
+                self.control = ControlPlane(self, self.scenario.control.host, self.control_port,
+                                            token=self.scenario.control.token)
+                await self.control.start()
+        except BaseException:
+            for member in reversed(started):
+                try:
+                    await member.stop()
+                except Exception:  # noqa: BLE001 - keep unwinding the rest
+                    log.exception("stopping %s after a failed start", member.name)
+            self.members.clear()
+            self.store.close()
+            raise
+        self.started = True
+        return self.ready_document()
+
+    def _make(self, spec: MemberSpec, shared_ports: dict[str, int]) -> Member:
+        if spec.group in shared_ports:
+            # A fleet spread over addresses shares the port its first member was given.
+            spec = MemberSpec(spec.name, spec.kind, spec.role, spec.host,
+                              shared_ports[spec.group], spec.options, spec.group, spec.index,
+                              spec.raw_options)
+        return resolve(spec.kind)(spec, self.ctx)
+
+    async def stop(self) -> None:
+        """Stop the control plane, then emulators, then servers; flush state; idempotent."""
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
+        for member in reversed(list(self.members.values())):
+            try:
+                await member.stop()
+            except Exception:  # noqa: BLE001 - one broken member must not keep others up
+                log.exception("stopping %s", member.name)
+        await self.store.flush()
+        self.members.clear()
+        self.store.close()
+        self.started = False
+
+    async def __aenter__(self) -> Farm:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- queries -----------------------------------------------------------------------------
+    def member(self, name: str) -> Member:
+        return self.members[name]
+
+    def by_role(self, role: str) -> list[Member]:
+        return [m for m in self.members.values() if m.role == role]
+
+    async def reset(self, name: str | None = None) -> None:
+        """Back to the scenario's initial state: one member, or all of them."""
+        targets = [self.members[name]] if name is not None else list(self.members.values())
+        for member in targets:
+            await member.reset()
+
+    def ready_document(self) -> dict[str, Any]:
+        """The ready file's content; its shape is documented in README.md."""
+        control = None
+        if self.control is not None:
+            control = {"url": self.control.url, "api": self.control.url + "/v1",
+                       "token_required": self.control.token is not None}
+        return {
+            "version": READY_VERSION,
+            "scenario": self.scenario.name,
+            "pid": os.getpid(),
+            "state_dir": str(self.store.directory) if self.store.directory else None,
+            "control": control,
+            "emulators": [m.describe() for m in self.by_role("emulator")],
+            "servers": [m.describe() for m in self.by_role("server")],
+        }
+
+    def write_ready_file(self, path: Path | str) -> None:
+        atomic_write_bytes(Path(path), encode_state(self.ready_document()))
+
+
+async def run_until_signal(farm: Farm, stop: asyncio.Event) -> None:
+    try:
+        await stop.wait()
+    finally:
+        await farm.stop()

@@ -1,0 +1,70 @@
+"""pytest fixtures for running emulators in-process on free ports (installed as a plugin).
+
+- ``farm_factory(scenario, state_dir=None)``: start a farm from a file, a built-in name or a
+  dict; every farm it started is stopped after the test.
+- ``emulator_factory(kind, name=None, **options)``: start one member alone.
+- ``farm``: the scenario of the test's ``@pytest.mark.emulators_scenario(...)`` marker, or
+  the built-in default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .testing import LoopThread, MemberHandle, RunningFarm
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "emulators_scenario(source): the scenario the `farm` fixture starts")
+
+
+@pytest.fixture(scope="session")
+def emulators_loop() -> Iterator[LoopThread]:
+    """The background event loop every farm of the session runs on."""
+    from .testing import close_shared_loop, shared_loop
+
+    yield shared_loop()
+    close_shared_loop()
+
+
+@pytest.fixture
+def farm_factory(emulators_loop: LoopThread) -> Iterator[Callable[..., RunningFarm]]:
+    from .testing import RunningFarm
+
+    started: list[RunningFarm] = []
+
+    def start(source: str | Path | dict[str, Any] = "default",
+              state_dir: str | Path | None = None, **kwargs: Any) -> RunningFarm:
+        farm = RunningFarm.start(source, state_dir, loop=emulators_loop, **kwargs)
+        started.append(farm)
+        return farm
+
+    yield start
+    for farm in reversed(started):
+        farm.stop()
+
+
+@pytest.fixture
+def emulator_factory(farm_factory: Callable[..., RunningFarm]) -> Callable[..., MemberHandle]:
+    from .testing import single_member_scenario
+
+    def start(kind: str, name: str | None = None, state_dir: str | Path | None = None,
+              **options: Any) -> MemberHandle:
+        farm = farm_factory(single_member_scenario(kind, name, **options), state_dir,
+                            control=False)
+        return next(iter(farm.members.values()))
+
+    return start
+
+
+@pytest.fixture
+def farm(request: pytest.FixtureRequest, farm_factory: Callable[..., RunningFarm]) -> RunningFarm:
+    marker = request.node.get_closest_marker("emulators_scenario")
+    source = marker.args[0] if marker and marker.args else "default"
+    return farm_factory(source)

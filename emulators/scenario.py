@@ -1,0 +1,330 @@
+"""Scenario files: which members a farm runs, where they listen, with what state.
+
+A scenario is YAML (JSON is YAML too) or a dict. ``load`` validates it completely and raises
+``ScenarioInvalid`` listing every problem with its path and, for files, its line; nothing is
+started from an invalid scenario. ``stamp`` turns entries into members, expanding fleets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .core.member import KindOptions, Member, MemberSpec, Role
+from .kinds import UnknownKind, resolve
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+DEFAULT_SCENARIO = "default"
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path_
+    message: str
+    line: int | None = None
+
+    def dotted(self) -> str:
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        return out or "(top)"
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{self.dotted()}: {self.message}"
+
+
+class ScenarioInvalid(ValueError):
+    def __init__(self, problems: list[Problem], source: str = "scenario") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(str(p) for p in problems))
+
+    def report(self) -> str:
+        """One line a problem, as ``file:line: path: message``."""
+        out = []
+        for p in self.problems:
+            where = f"{self.source}:{p.line}" if p.line else self.source
+            out.append(f"{where}: {p.dotted()}: {p.message}")
+        return "\n".join(out)
+
+
+class ControlSpec(BaseModel):
+    """The control plane: loopback only unless a scenario says otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    token: str | None = Field(default=None, min_length=8)
+
+
+class EntrySpec(BaseModel):
+    """The keys every entry has; the rest belong to the kind's own Options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    kind: str
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    count: int = Field(default=1, ge=1, le=65000)
+    # Fleet members each get their own loopback address (host + i) on the same port, or
+    # their own port (port + i, or each a free port when port is 0) on the same address.
+    fleet: Literal["addresses", "ports"] = "addresses"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("names are 1-63 letters, digits, '.', '_' or '-', not starting "
+                             "with a punctuation mark")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if value != "localhost":
+                raise ValueError("host must be an IP address or 'localhost'") from None
+            return "127.0.0.1"
+        return value
+
+
+class ScenarioSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: Literal[1] = 1
+    name: str = "scenario"
+    description: str = ""
+    control: ControlSpec = ControlSpec()
+    servers: list[dict[str, Any]] = []
+    emulators: list[dict[str, Any]] = []
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: its settings and the members it stamps out, in start order."""
+
+    name: str
+    description: str
+    control: ControlSpec
+    members: tuple[MemberSpec, ...]
+    fleets: dict[str, Literal["addresses", "ports"]]
+    source: str = "scenario"
+
+    def by_role(self, role: Role) -> list[MemberSpec]:
+        return [m for m in self.members if m.role == role]
+
+
+# -- reading YAML with line numbers -------------------------------------------------------
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioInvalid([Problem((), f"not valid YAML: {problem}", line)], source) from None
+    finally:
+        loader.dispose()
+    lines: dict[Path_, int] = {}
+
+    def walk(n: yaml.Node, path: Path_) -> None:
+        lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*path, key))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*path, i))
+
+    walk(node, ())
+    return data, lines
+
+
+def _line_for(lines: dict[Path_, int], path: Path_) -> int | None:
+    while True:
+        if path in lines:
+            return lines[path]
+        if not path:
+            return None
+        path = path[:-1]
+
+
+def _pydantic_problems(exc: ValidationError, prefix: Path_) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append(Problem((*prefix, *loc), msg))
+    return problems
+
+
+# -- loading ----------------------------------------------------------------------------
+
+def builtin_scenario_path(name: str) -> Path:
+    ref = resources.files("emulators") / "scenarios" / f"{name}.yaml"
+    return Path(str(ref))
+
+
+def load(source: str | Path | dict[str, Any]) -> Scenario:
+    """Load and validate a scenario from a path, a built-in name, YAML text or a dict."""
+    lines: dict[Path_, int] = {}
+    label = "scenario"
+    if isinstance(source, dict):
+        data: Any = source
+    else:
+        path = Path(source)
+        if not path.exists() and isinstance(source, str) and re.fullmatch(r"[\w-]+", source):
+            path = builtin_scenario_path(source)
+        if not path.exists():
+            raise ScenarioInvalid([Problem((), f"no scenario file {str(source)!r}")], str(source))
+        label = str(path)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScenarioInvalid([Problem((), f"cannot read: {exc}")], label) from None
+        data, lines = _parse_yaml(text, label)
+    return validate(data, lines, label)
+
+
+def validate(data: Any, lines: dict[Path_, int] | None = None, source: str = "scenario") -> Scenario:
+    lines = lines or {}
+    problems: list[Problem] = []
+
+    def fail() -> ScenarioInvalid:
+        fixed = [Problem(p.path, p.message, p.line or _line_for(lines, p.path)) for p in problems]
+        return ScenarioInvalid(fixed, source)
+
+    if not isinstance(data, dict):
+        problems.append(Problem((), "a scenario is a mapping with 'emulators' and/or 'servers'"))
+        raise fail()
+    try:
+        top = ScenarioSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, ()))
+        raise fail() from None
+
+    members: list[MemberSpec] = []
+    fleets: dict[str, Literal["addresses", "ports"]] = {}
+    entry_names: set[str] = set()
+    refs: list[tuple[Path_, str]] = []
+    for role, section in (("server", top.servers), ("emulator", top.emulators)):
+        section_key = "servers" if role == "server" else "emulators"
+        for i, raw in enumerate(section):
+            prefix: Path_ = (section_key, i)
+            if not isinstance(raw, dict):
+                problems.append(Problem(prefix, "each entry is a mapping"))
+                continue
+            try:
+                entry = EntrySpec.model_validate(raw)
+            except ValidationError as exc:
+                problems.extend(_pydantic_problems(exc, prefix))
+                continue
+            try:
+                cls = resolve(entry.kind)
+            except UnknownKind as exc:
+                problems.append(Problem((*prefix, "kind"), str(exc)))
+                continue
+            if cls.role != role:
+                problems.append(Problem((*prefix, "kind"),
+                                        f"{entry.kind!r} is a {cls.role}, list it under "
+                                        f"'{'servers' if cls.role == 'server' else 'emulators'}'"))
+                continue
+            if entry.name in entry_names:
+                problems.append(Problem((*prefix, "name"), f"duplicate name {entry.name!r}"))
+                continue
+            entry_names.add(entry.name)
+            extra = dict(entry.model_extra or {})
+            try:
+                options = cls.Options.model_validate(extra)
+            except ValidationError as exc:
+                problems.extend(_pydantic_problems(exc, prefix))
+                continue
+            for field_name in cls.server_refs:
+                value = getattr(options, field_name, None)
+                if value:
+                    refs.append(((*prefix, field_name), value))
+            try:
+                stamped = _stamp(entry, cls, options, role, extra)
+            except ValueError as exc:
+                problems.append(Problem((*prefix, "count"), str(exc)))
+                continue
+            if entry.count > 1:
+                fleets[entry.name] = entry.fleet
+            members.extend(stamped)
+
+    servers = {m.name for m in members if m.role == "server"} | {
+        m.group for m in members if m.role == "server"}
+    for path, value in refs:
+        if value not in servers:
+            problems.append(Problem(path, f"no server named {value!r} in this scenario"))
+    seen: dict[str, str] = {}
+    for m in members:
+        if m.name in entry_names and m.group != m.name:
+            problems.append(Problem((), f"fleet member name {m.name!r} clashes with an entry"))
+        if m.name in seen and seen[m.name] != m.group:
+            problems.append(Problem((), f"name {m.name!r} is used twice"))
+        seen[m.name] = m.group
+    bound: dict[tuple[str, int], str] = {}
+    for m in members:
+        if m.port == 0:
+            continue
+        key = (m.host, m.port)
+        if key in bound and bound[key] != m.name:
+            problems.append(Problem((), f"{m.name!r} and {bound[key]!r} both listen on "
+                                        f"{m.host}:{m.port}"))
+        bound[key] = m.name
+    if top.control.port and (top.control.host, top.control.port) in bound:
+        problems.append(Problem(("control", "port"), "the control plane's port is taken by "
+                                f"{bound[(top.control.host, top.control.port)]!r}"))
+    if problems:
+        raise fail()
+    return Scenario(top.name, top.description, top.control, tuple(members), fleets, source)
+
+
+def _stamp(entry: EntrySpec, cls: type[Member], options: KindOptions, role: Role,
+           raw: dict[str, Any]) -> list[MemberSpec]:
+    if entry.count == 1:
+        return [MemberSpec(entry.name, entry.kind, role, entry.host, entry.port, options,
+                           entry.name, 0, raw)]
+    width = len(str(entry.count))
+    specs = []
+    base = ipaddress.ip_address(entry.host)
+    for i in range(entry.count):
+        if entry.fleet == "addresses":
+            if base.is_unspecified:
+                raise ValueError("a fleet spread over addresses needs a loopback base host")
+            try:
+                address = base + i
+            except ValueError:
+                raise ValueError(f"{entry.count} addresses from {base} run out") from None
+            if base.is_loopback and not address.is_loopback:
+                raise ValueError(f"{entry.count} addresses from {base} leave 127.0.0.0/8")
+            host, port = str(address), entry.port
+        else:
+            host = entry.host
+            port = entry.port + i if entry.port else 0
+            if port > 65535:
+                raise ValueError(f"{entry.count} ports from {entry.port} pass 65535")
+        specs.append(MemberSpec(f"{entry.name}-{i + 1:0{width}d}", entry.kind, role, host, port,
+                                options, entry.name, i, raw))
+    return specs

@@ -1,0 +1,216 @@
+"""Run farms from synchronous code (tests, scripts, notebooks) on a background event loop.
+
+The farm's loop runs in its own thread, so a test may drive an emulator with a blocking client
+(curl, ftplib, a vendor SDK) without deadlocking, and an async test with its own loop may too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import scenario as scenario_mod
+from .core.member import Member
+from .farm import Farm
+from .kinds import resolve
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 60.0
+
+
+class LoopThread:
+    """An event loop running in a daemon thread."""
+
+    def __init__(self, name: str = "emulators-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self.thread.start()
+        self._ready.wait()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
+        """Run a plain function on the loop (members are not thread-safe: touch them here)."""
+        async def wrapper() -> T:
+            result = fn()
+            if isinstance(result, Awaitable):
+                return await result  # type: ignore[no-any-return]
+            return result
+        return self.run(wrapper(), timeout)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_default_executor()
+
+        try:
+            self.run(drain(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+class MemberHandle:
+    """What a test holds of one member: where it listens, how to log in, its state, reset."""
+
+    def __init__(self, farm: RunningFarm, member: Member) -> None:
+        self._farm = farm
+        self.member = member  # the live object: touch it only through ``call``
+        self.name = member.name
+        self.kind = member.kind
+        self.role = member.role
+
+    @property
+    def description(self) -> dict[str, Any]:
+        return self._farm.loop.call(self.member.describe)
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self._farm.loop.call(self.member.urls)
+
+    @property
+    def url(self) -> str:
+        """The member's first URL (``http://...`` for a device)."""
+        return next(iter(self.urls.values()))
+
+    @property
+    def host(self) -> str:
+        return self.member.host
+
+    @property
+    def port(self) -> int:
+        return self.member.port
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        return self._farm.loop.call(self.member.credentials)
+
+    def state(self) -> dict[str, Any]:
+        return self._farm.loop.call(self.member.state)
+
+    def reset(self) -> None:
+        self._farm.loop.run(self.member.reset())
+
+    def call(self, fn: Callable[[Member], Any]) -> Any:
+        """Run ``fn(member)`` on the farm's loop and return its result (awaited if async)."""
+        return self._farm.loop.call(lambda: fn(self.member))
+
+    def __repr__(self) -> str:
+        return f"<MemberHandle {self.kind} {self.name}>"
+
+
+class RunningFarm:
+    """A started farm, driven from synchronous code."""
+
+    def __init__(self, farm: Farm, loop: LoopThread) -> None:
+        self.farm = farm
+        self.loop = loop
+        self.ready: dict[str, Any] = {}
+        self.members: dict[str, MemberHandle] = {}
+
+    @classmethod
+    def start(
+        cls,
+        source: str | Path | dict[str, Any] | scenario_mod.Scenario = scenario_mod.DEFAULT_SCENARIO,
+        state_dir: Path | str | None = None,
+        *,
+        loop: LoopThread | None = None,
+        control: bool = True,
+        control_port: int = 0,
+    ) -> RunningFarm:
+        scenario = source if isinstance(source, scenario_mod.Scenario) else scenario_mod.load(source)
+        loop = loop or shared_loop()
+        farm = loop.call(lambda: Farm(scenario, state_dir, control=control,
+                                      control_port=control_port))
+        running = cls(farm, loop)
+        running.ready = loop.run(farm.start())
+        running.members = {name: MemberHandle(running, m) for name, m in farm.members.items()}
+        return running
+
+    def __getitem__(self, name: str) -> MemberHandle:
+        return self.members[name]
+
+    @property
+    def emulators(self) -> list[MemberHandle]:
+        return [h for h in self.members.values() if h.role == "emulator"]
+
+    @property
+    def servers(self) -> list[MemberHandle]:
+        return [h for h in self.members.values() if h.role == "server"]
+
+    def group(self, name: str) -> list[MemberHandle]:
+        """The members stamped out of one scenario entry (a fleet), in order."""
+        return [h for h in self.members.values() if h.member.spec.group == name]
+
+    @property
+    def control_url(self) -> str:
+        if self.farm.control is None:
+            raise RuntimeError("this farm runs without a control plane")
+        return f"{self.farm.control.url}/v1"
+
+    @property
+    def clock(self):  # type: ignore[no-untyped-def]
+        return self.farm.clock
+
+    def reset(self, name: str | None = None) -> None:
+        self.loop.run(self.farm.reset(name))
+
+    def stop(self) -> None:
+        if self.farm.started:
+            self.loop.run(self.farm.stop())
+
+    def __enter__(self) -> RunningFarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_counter = itertools.count(1)
+
+
+def single_member_scenario(kind: str, name: str | None = None, **options: Any) -> dict[str, Any]:
+    """A one-member scenario dict for ``kind`` with the given options."""
+    cls = resolve(kind)
+    entry = {"name": name or f"{kind}-{next(_counter)}", "kind": kind, **options}
+    section = "servers" if cls.role == "server" else "emulators"
+    return {"name": f"single-{kind}", section: [entry]}
+
+
+_shared: LoopThread | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_loop() -> LoopThread:
+    """One background loop for the process, started on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared.loop.is_closed():
+            _shared = LoopThread()
+        return _shared
+
+
+def close_shared_loop() -> None:
+    global _shared
+    with _shared_lock:
+        if _shared is not None:
+            _shared.close()
+            _shared = None
