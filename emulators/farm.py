@@ -133,9 +133,20 @@ class Farm:
             "pid": os.getpid(),
             "state_dir": str(self.store.directory) if self.store.directory else None,
             "control": control,
+            # The farm's local CA, when a member used it: trust this to verify FTPS/HTTPS.
+            "ca": ({"pem": self.ctx.ca.pem, "file": self._ca_file()}
+                   if self.ctx._ca is not None else None),
             "emulators": [m.describe() for m in self.by_role("emulator")],
             "servers": [m.describe() for m in self.by_role("server")],
         }
+
+    def _ca_file(self) -> str | None:
+        if self.store.directory is None:
+            return None
+        path = self.store.directory / "farm-ca.pem"
+        if not path.exists():
+            atomic_write_bytes(path, self.ctx.ca.pem.encode())
+        return str(path)
 
     def write_ready_file(self, path: Path | str) -> None:
         atomic_write_bytes(Path(path), encode_state(self.ready_document()))

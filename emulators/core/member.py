@@ -18,6 +18,7 @@ from .state import StateStore
 
 if TYPE_CHECKING:
     from ..farm import Farm
+    from .farm_ca import FarmCA
 
 Role = Literal["emulator", "server"]
 
@@ -52,6 +53,17 @@ class FarmContext:
     farm: Farm | None = None
     # aiohttp middlewares every HTTP member installs first (journal, fault injection).
     http_middlewares: list[Any] = field(default_factory=list)
+
+    _ca: Any = None
+
+    @property
+    def ca(self) -> FarmCA:
+        """The farm's local CA (made on first use, kept in the state directory)."""
+        if self._ca is None:
+            from .farm_ca import FarmCA
+
+            self._ca = FarmCA.load_or_create(self.store)
+        return self._ca  # type: ignore[no-any-return]
 
     def member(self, name: str) -> Member:
         if self.farm is None:

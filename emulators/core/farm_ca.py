@@ -1,0 +1,46 @@
+"""The farm's local certificate authority, for servers that need a certificate a client can
+verify (FTPS, HTTPS). Made on first use, kept in the state directory, published in the ready
+file so a verifying client can trust it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+
+from .. import pki
+from .state import StateStore
+
+STATE_NAME = "_farm-ca"
+
+
+@dataclass
+class FarmCA:
+    cert: x509.Certificate
+    key: pki.PrivateKey
+
+    @property
+    def pem(self) -> str:
+        return pki.cert_pem(self.cert)
+
+    @classmethod
+    def load_or_create(cls, store: StateStore) -> FarmCA:
+        saved = store.load(STATE_NAME)
+        if saved is not None:
+            return cls(pki.load_cert(saved["cert"]), pki.load_key(saved["key"]))
+        key = pki.ec_key()
+        cert = pki.make_ca(pki.name(CN="Emulator Farm Local CA", O="emulators"), key, days=3650)
+        ca = cls(cert, key)
+        store.save_now(STATE_NAME, {"cert": pki.cert_pem(cert), "key": pki.key_pem(key)})
+        return ca
+
+    def issue_server(self, common_name: str, *, dns_names: tuple[str, ...] = ("localhost",),
+                     ip_addresses: tuple[str, ...] = ("127.0.0.1",), days: int = 825,
+                     now: Any = None) -> tuple[str, str]:
+        """A server certificate (chain PEM) and its key PEM, signed by this CA."""
+        key = pki.ec_key()
+        cert = pki.issue(key.public_key(), pki.name(CN=common_name), self.cert, self.key,
+                         days=days, now=now, dns_names=dns_names, ip_addresses=ip_addresses,
+                         server=True)
+        return pki.cert_pem(cert) + self.pem, pki.key_pem(key)
