@@ -221,7 +221,10 @@ def validate(data: Any, lines: dict[Path_, int] | None = None, source: str = "sc
         top = ScenarioSpec.model_validate(data)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, ()))
-        raise fail() from None
+        # Keep going with what can be read, so one run reports every problem of the file.
+        sections = {k: data[k] for k in ("servers", "emulators")
+                    if isinstance(data.get(k), list)}
+        top = ScenarioSpec.model_construct(**sections)
 
     members: list[MemberSpec] = []
     fleets: dict[str, Literal["addresses", "ports"]] = {}
@@ -234,6 +237,12 @@ def validate(data: Any, lines: dict[Path_, int] | None = None, source: str = "sc
             if not isinstance(raw, dict):
                 problems.append(Problem(prefix, "each entry is a mapping"))
                 continue
+            raw_name = raw.get("name")
+            if isinstance(raw_name, str):
+                if raw_name in entry_names:
+                    problems.append(Problem((*prefix, "name"), f"duplicate name {raw_name!r}"))
+                    continue
+                entry_names.add(raw_name)
             try:
                 entry = EntrySpec.model_validate(raw)
             except ValidationError as exc:
@@ -249,10 +258,6 @@ def validate(data: Any, lines: dict[Path_, int] | None = None, source: str = "sc
                                         f"{entry.kind!r} is a {cls.role}, list it under "
                                         f"'{'servers' if cls.role == 'server' else 'emulators'}'"))
                 continue
-            if entry.name in entry_names:
-                problems.append(Problem((*prefix, "name"), f"duplicate name {entry.name!r}"))
-                continue
-            entry_names.add(entry.name)
             extra = dict(entry.model_extra or {})
             try:
                 options = cls.Options.model_validate(extra)
@@ -293,7 +298,8 @@ def validate(data: Any, lines: dict[Path_, int] | None = None, source: str = "sc
             problems.append(Problem((), f"{m.name!r} and {bound[key]!r} both listen on "
                                         f"{m.host}:{m.port}"))
         bound[key] = m.name
-    if top.control.port and (top.control.host, top.control.port) in bound:
+    if (isinstance(top.control.port, int) and top.control.port
+            and (top.control.host, top.control.port) in bound):
         problems.append(Problem(("control", "port"), "the control plane's port is taken by "
                                 f"{bound[(top.control.host, top.control.port)]!r}"))
     if problems:

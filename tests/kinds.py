@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +41,12 @@ class Counter(HttpEmulator):
             await self.save()
             return web.Response(text=str(self.value))
 
+        async def slow(request: web.Request) -> web.Response:
+            # A request still in flight when the farm is told to stop.
+            await asyncio.sleep(float(request.query.get("seconds", "1")))
+            return web.Response(text="finished")
+
+        app.router.add_get("/slow", slow)
         app.router.add_get("/", read)
         app.router.add_post("/", bump)
         return app

@@ -1,0 +1,62 @@
+"""Suite-wide checks: no test may leak a thread or a socket (pyftpdlib's conftest habit)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+# Threads that legitimately outlive a test: the farm's shared loop and its executor pool.
+PERSISTENT_PREFIXES = ("emulators-loop", "asyncio_", "ThreadPoolExecutor")
+
+
+def _threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if not t.name.startswith(PERSISTENT_PREFIXES)}
+
+
+def _sockets() -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(f"{fd}->{target}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_loop_first(emulators_loop: object) -> None:
+    """Start the shared farm loop before any leak baseline is taken."""
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    threads_before = _threads()
+    sockets_before = _sockets()
+    yield
+    if request.node.get_closest_marker("allow_leaks"):
+        return
+    deadline = time.monotonic() + 3.0
+    while True:
+        new_threads = _threads() - threads_before
+        new_sockets = _sockets() - sockets_before
+        if not new_threads and not new_sockets:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    problems = []
+    if new_threads:
+        problems.append(f"threads left running: {sorted(t.name for t in new_threads)}")
+    if new_sockets:
+        problems.append(f"sockets left open: {len(new_sockets)}")
+    pytest.fail("; ".join(problems), pytrace=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allow_leaks: skip the thread/socket leak check")

@@ -1,0 +1,144 @@
+"""`emulators run` as a user runs it: a real process, a ready file, signals, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def write_scenario(tmp_path: Path) -> Path:
+    path = tmp_path / "farm.yaml"
+    path.write_text(
+        "name: cli\n"
+        "control: {port: 0}\n"
+        "emulators:\n"
+        "  - {name: c, kind: 'tests.kinds:Counter', start: 3}\n"
+        "  - {name: fleet, kind: 'tests.kinds:Counter', host: 127.0.20.1, count: 3}\n")
+    return path
+
+
+class Farm:
+    def __init__(self, proc: subprocess.Popen[str], ready: dict) -> None:  # type: ignore[type-arg]
+        self.proc = proc
+        self.ready = ready
+
+    def url(self, name: str) -> str:
+        member = next(m for m in self.ready["emulators"] if m["name"] == name)
+        return str(member["urls"]["http"])
+
+
+@pytest.fixture
+def start_farm(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*extra: str, state_dir: Path | None = None) -> Farm:
+        ready_file = tmp_path / "ready.json"
+        ready_file.unlink(missing_ok=True)
+        args = [sys.executable, "-m", "emulators", "run", str(write_scenario(tmp_path)),
+                "--ready-file", str(ready_file), *extra]
+        if state_dir is not None:
+            args += ["--state-dir", str(state_dir)]
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        procs.append(proc)
+        deadline = time.monotonic() + 30
+        while not ready_file.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"farm exited early: {proc.stderr.read()}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                raise AssertionError("farm did not write its ready file in 30 s")
+            time.sleep(0.02)
+        return Farm(proc, json.loads(ready_file.read_text()))
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def test_ready_file_describes_every_member_and_the_control_plane(start_farm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    farm = start_farm(state_dir=tmp_path / "state")
+    ready = farm.ready
+    assert ready["version"] == 1 and ready["scenario"] == "cli"
+    assert ready["state_dir"] == str((tmp_path / "state").resolve())
+    assert ready["control"]["url"].startswith("http://127.0.0.1:")
+    assert ready["control"]["api"] == ready["control"]["url"] + "/v1"
+    assert [m["name"] for m in ready["emulators"]] == ["c", "fleet-1", "fleet-2", "fleet-3"]
+    member = ready["emulators"][1]
+    assert member["kind"] == "tests.kinds:Counter" and member["group"] == "fleet"
+    assert member["host"] == "127.0.20.1" and member["urls"]["http"].startswith("http://127.0.20.1:")
+    assert ready["servers"] == []
+    with urllib.request.urlopen(farm.url("fleet-3"), timeout=5) as resp:
+        assert resp.read() == b"0"
+    farm.proc.send_signal(signal.SIGTERM)
+    out, err = farm.proc.communicate(timeout=30)
+    assert json.loads(out) == ready  # the same document was printed on stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_lets_requests_in_flight_finish_and_saves_state(start_farm, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                               sig: signal.Signals) -> None:
+    state = tmp_path / "state"
+    farm = start_farm(state_dir=state)
+    req = urllib.request.Request(farm.url("c"), method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.read() == b"4"
+    result: dict[str, bytes] = {}
+
+    def slow() -> None:
+        with urllib.request.urlopen(farm.url("c") + "/slow?seconds=1", timeout=10) as resp:
+            result["body"] = resp.read()
+
+    client = threading.Thread(target=slow)
+    client.start()
+    time.sleep(0.3)  # the request is now in flight
+    farm.proc.send_signal(sig)
+    client.join(15)
+    out, err = farm.proc.communicate(timeout=30)
+    assert result.get("body") == b"finished"
+    assert farm.proc.returncode == 0
+    assert "Traceback" not in err and "emulators: stopped" in err
+    assert json.loads((state / "c.json").read_text()) == {"value": 4}
+    assert not (tmp_path / "ready.json").exists()  # a stopped farm leaves no stale ready file
+    # ... and a restarted farm serves the saved state.
+    again = start_farm(state_dir=state)
+    with urllib.request.urlopen(again.url("c"), timeout=5) as resp:
+        assert resp.read() == b"4"
+    again.proc.send_signal(signal.SIGTERM)
+    again.proc.communicate(timeout=30)
+
+
+def test_invalid_scenario_never_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("emulators:\n  - {name: a, kind: nope}\n")
+    proc = subprocess.run([sys.executable, "-m", "emulators", "run", str(bad), "--ready-file",
+                           str(tmp_path / "ready.json")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "bad.yaml:2: emulators[0].kind: unknown kind 'nope'" in proc.stderr
+    assert not (tmp_path / "ready.json").exists()
+
+
+def test_console_script_and_module_are_the_same_command() -> None:
+    script = subprocess.run(["emulators", "kinds"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ})
+    module = subprocess.run([sys.executable, "-m", "emulators", "kinds"], capture_output=True,
+                            text=True, timeout=60)
+    assert script.stdout == module.stdout
+    assert "acti-camera" in script.stdout and "sftp" in script.stdout

@@ -1,0 +1,128 @@
+"""The farm in-process: fleets on real sockets, state across restarts, reset, the control plane."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.testing import RunningFarm
+
+COUNTER = "tests.kinds:Counter"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "scenarios"
+
+
+def http(method: str, url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def bump(url: str) -> int:
+    return int(http("POST", url)[1])
+
+
+def test_fleet_members_answer_on_their_own_addresses(farm_factory: Callable[..., RunningFarm]) -> None:
+    farm = farm_factory(FIXTURES / "good-fleet.yaml")
+    cams = farm.group("cam")
+    assert len(cams) == 12
+    assert len({c.port for c in cams}) == 1  # one port, twelve addresses
+    for i, cam in enumerate(cams, start=1):
+        assert cam.url == f"http://127.0.10.{i}:{cams[0].port}"
+    # Each is its own device: bumping one leaves the others alone.
+    assert bump(cams[3].url) == 8
+    assert [int(http("GET", c.url)[1]) for c in cams[2:5]] == [7, 8, 7]
+    rows = farm.group("row")
+    assert len({r.port for r in rows}) == 3 and {r.host for r in rows} == {"127.0.0.1"}
+
+
+def test_state_survives_a_restart_of_the_farm(farm_factory: Callable[..., RunningFarm],
+                                              tmp_path: Path) -> None:
+    scenario = {"emulators": [{"name": "c", "kind": COUNTER, "start": 10}]}
+    first = farm_factory(scenario, tmp_path)
+    assert bump(first["c"].url) == 11
+    assert bump(first["c"].url) == 12
+    first.stop()
+    second = farm_factory(scenario, tmp_path)
+    assert int(http("GET", second["c"].url)[1]) == 12
+    assert second["c"].state() == {"value": 12}
+
+
+def test_without_state_dir_state_lives_in_memory_only(
+        farm_factory: Callable[..., RunningFarm]) -> None:
+    scenario = {"emulators": [{"name": "c", "kind": COUNTER}]}
+    first = farm_factory(scenario)
+    bump(first["c"].url)
+    first.stop()
+    assert farm_factory(scenario)["c"].state() == {"value": 0}
+
+
+def test_reset_one_member_or_all_through_the_control_plane(
+        farm_factory: Callable[..., RunningFarm], tmp_path: Path) -> None:
+    farm = farm_factory({"emulators": [{"name": "a", "kind": COUNTER, "start": 1},
+                                       {"name": "b", "kind": COUNTER, "start": 2}]}, tmp_path)
+    bump(farm["a"].url), bump(farm["b"].url)
+    status, body = http("POST", f"{farm.control_url}/emulators/a/reset")
+    assert (status, json.loads(body)) == (200, {"reset": "a"})
+    assert farm["a"].state() == {"value": 1} and farm["b"].state() == {"value": 3}
+    assert json.loads((tmp_path / "a.json").read_text()) == {"value": 1}  # reset is saved too
+    status, body = http("POST", f"{farm.control_url}/reset")
+    assert json.loads(body) == {"reset": ["a", "b"]}
+    assert farm["b"].state() == {"value": 2}
+
+
+def test_control_plane_lists_describes_and_reads_state(
+        farm_factory: Callable[..., RunningFarm]) -> None:
+    farm = farm_factory({"emulators": [{"name": "a", "kind": COUNTER, "start": 4}]})
+    status, body = http("GET", f"{farm.control_url}/emulators")
+    listed = json.loads(body)["emulators"]
+    assert status == 200 and [e["name"] for e in listed] == ["a"]
+    assert listed[0]["urls"]["http"] == farm["a"].url
+    assert json.loads(http("GET", f"{farm.control_url}/emulators/a/state")[1]) == {"value": 4}
+    status, body = http("GET", f"{farm.control_url}/emulators/nope/state")
+    assert status == 404
+    assert json.loads(body) == {"error": {"code": "not_found",
+                                          "message": "no emulator named 'nope'"}}
+    status, body = http("GET", f"{farm.control_url}/servers/a")
+    assert status == 404  # 'a' is an emulator, not a server
+    routes = json.loads(http("GET", farm.control_url)[1])["routes"]
+    assert "POST /v1/emulators/{name}/reset" in routes
+
+
+def test_control_plane_can_require_a_token(farm_factory: Callable[..., RunningFarm]) -> None:
+    farm = farm_factory({"control": {"token": "s3cret-token"},
+                         "emulators": [{"name": "a", "kind": COUNTER}]})
+    assert farm.ready["control"]["token_required"] is True
+    status, body = http("GET", f"{farm.control_url}/emulators")
+    assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+    assert http("GET", f"{farm.control_url}/emulators", token="wrong-token")[0] == 401
+    assert http("GET", f"{farm.control_url}/emulators", token="s3cret-token")[0] == 200
+
+
+def test_control_plane_binds_loopback_by_default(farm_factory: Callable[..., RunningFarm]) -> None:
+    farm = farm_factory({"emulators": [{"name": "a", "kind": COUNTER}]})
+    assert farm.control_url.startswith("http://127.0.0.1:")
+
+
+def test_a_member_that_cannot_start_stops_the_others(
+        farm_factory: Callable[..., RunningFarm]) -> None:
+    blocker = farm_factory({"emulators": [{"name": "x", "kind": COUNTER}]})
+    taken = blocker["x"].port
+    scenario: dict[str, Any] = {"emulators": [
+        {"name": "first", "kind": COUNTER, "port": 0},
+        {"name": "second", "kind": COUNTER, "port": taken}]}
+    with pytest.raises(OSError):
+        farm_factory(scenario)
+    # Nothing of the failed farm is left listening: a fresh farm on those ports starts fine.
+    assert bump(blocker["x"].url) == 1
