@@ -51,7 +51,7 @@ def test_every_problem_of_a_broken_file_is_reported_with_its_line() -> None:
     lines = report.splitlines()
     assert any(line.endswith("emulators[0].port: Input should be greater than or equal to 0")
                and ":8:" in line for line in lines), report
-    assert any(":10: emulators[1].name: duplicate name 'a'" in line for line in lines), report
+    assert any(":9: emulators[1].name: duplicate name 'a'" in line for line in lines), report
     assert any(":12: emulators[2].kind: unknown kind 'no-such-kind'" in line
                for line in lines), report
 
@@ -124,7 +124,7 @@ def test_validate_command_reports_problems_and_exit_status(tmp_path: Path) -> No
                           str(FIXTURES / "bad-many.yaml")], capture_output=True, text=True,
                          cwd=Path(__file__).parent.parent, timeout=60)
     assert bad.returncode == 1
-    assert "bad-many.yaml:10: emulators[1].name: duplicate name 'a'" in bad.stdout
+    assert "bad-many.yaml:9: emulators[1].name: duplicate name 'a'" in bad.stdout
     good = subprocess.run([sys.executable, "-m", "emulators", "validate",
                            str(FIXTURES / "good-fleet.yaml")], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent, timeout=60)
