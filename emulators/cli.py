@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="write the ready document here once every member listens")
     run.add_argument("--control-port", type=int, default=None,
                      help="override the scenario's control-plane port (0: a free port)")
+    run.add_argument("--listen-host", default=None,
+                     help="listen on this address instead of the scenario's hosts (a container "
+                          "uses 0.0.0.0); fleets spread over addresses keep theirs")
     run.add_argument("--log-level", default="WARNING")
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except scenario_mod.ScenarioInvalid as exc:
         print(exc.report(), file=sys.stderr)
         return 2
+    if args.listen_host:
+        scenario = scenario_mod.rebind(scenario, args.listen_host)
     try:
         return asyncio.run(_run(scenario, args.state_dir, args.ready_file, args.control_port))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

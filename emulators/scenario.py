@@ -334,3 +334,18 @@ def _stamp(entry: EntrySpec, cls: type[Member], options: KindOptions, role: Role
         specs.append(MemberSpec(f"{entry.name}-{i + 1:0{width}d}", entry.kind, role, host, port,
                                 options, entry.name, i, raw))
     return specs
+
+
+def rebind(scenario: Scenario, host: str) -> Scenario:
+    """The same scenario listening on ``host`` (a container's 0.0.0.0, say).
+
+    Members of fleets spread over addresses keep their own loopback addresses: those are the
+    point of such a fleet.
+    """
+    import dataclasses
+
+    members = tuple(
+        m if scenario.fleets.get(m.group) == "addresses" else dataclasses.replace(m, host=host)
+        for m in scenario.members)
+    control = scenario.control.model_copy(update={"host": host})
+    return dataclasses.replace(scenario, members=members, control=control)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -190,7 +191,8 @@ _counter = itertools.count(1)
 def single_member_scenario(kind: str, name: str | None = None, **options: Any) -> dict[str, Any]:
     """A one-member scenario dict for ``kind`` with the given options."""
     cls = resolve(kind)
-    entry = {"name": name or f"{kind}-{next(_counter)}", "kind": kind, **options}
+    default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind.rsplit(":", 1)[-1]).strip("-.").lower()
+    entry = {"name": name or f"{default_name}-{next(_counter)}", "kind": kind, **options}
     section = "servers" if cls.role == "server" else "emulators"
     return {"name": f"single-{kind}", section: [entry]}
 

@@ -1,0 +1,17 @@
+# The default farm in a container: `docker compose up` (see docker-compose.yml).
+FROM python:3.11-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends curl openssl \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY emulators ./emulators
+COPY scenarios ./scenarios
+RUN pip install --no-cache-dir . && useradd --system --home /state farm \
+ && mkdir -p /state && chown farm /state
+USER farm
+VOLUME ["/state"]
+# Inside the container every member listens on 0.0.0.0; the compose file publishes the ports
+# on the host's loopback only.
+CMD ["emulators", "run", "default", "--listen-host", "0.0.0.0", \
+     "--state-dir", "/state", "--ready-file", "/state/ready.json"]
