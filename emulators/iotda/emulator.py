@@ -1,0 +1,120 @@
+"""The Huawei Cloud IoTDA member: v5 server certificates and device CA certificates.
+
+Scenario options are the account (AK/SK pairs, tokens, project ids, instances, region) and the
+platform's limits; state is both certificate stores, saved after every change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+
+from ..core.httpserver import HttpEmulator
+from ..core.member import KindOptions
+from .auth import Authenticator, KeyPair
+from .models import DeviceCA, DeviceCAs, ServerCertificates
+from .responses import SERVICE, auth_middleware, error_middleware
+from .urls import ROUTES
+
+
+class AkSk(KindOptions):
+    """One permanent access key of the account, bound to the project it works in."""
+
+    ak: str = Field(min_length=1)
+    sk: str = Field(min_length=1)
+    project_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class AuthToken(KindOptions):
+    """An IAM token (``X-Auth-Token``) the gateway accepts, and the project it is scoped to."""
+
+    token: str = Field(min_length=1)
+    project_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+DEFAULT_KEY = AkSk(ak="IOTDAEMULATORAK00001", sk="IotdaEmulatorSecretKey000000000000000001",
+                   project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9")
+
+
+class IotdaOptions(KindOptions):
+    credentials: list[AkSk] = Field(default_factory=lambda: [DEFAULT_KEY], min_length=1)
+    tokens: list[AuthToken] = Field(default_factory=list)
+    # The region in V11-HMAC-SHA256 credential scopes (``<date>/<region>/iotdm``).
+    region: str = "cn-north-4"
+    # When set, an ``Instance-Id`` header must name one of these.
+    instances: list[str] = Field(default_factory=list)
+    # With instances set: refuse requests that carry no ``Instance-Id`` at all.
+    require_instance_id: bool = False
+    # Seed 004: "The server certificate quota is 2"; seed 003 / API reference: 100 CAs.
+    server_certificate_quota: int = Field(default=2, ge=0)
+    device_ca_quota: int = Field(default=100, ge=0)
+    # Seed 003: "The verification code is valid for seven days."
+    verify_code_days: float = Field(default=7.0, gt=0)
+    # The resource space a CA uploaded without ``app_id`` belongs to.
+    default_app_id: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,36}$")
+    # Updating a CA (provisioning, OCSP) makes it unverified again.
+    update_resets_verification: bool = True
+    # How far X-Sdk-Date may be from the farm clock, in seconds.
+    max_clock_skew: float = Field(default=900.0, gt=0)
+
+
+class IotdaService(HttpEmulator):
+    """Huawei Cloud IoTDA (v5 API) as the official Python SDK sees it."""
+
+    kind = "iotda"
+    title = "Huawei Cloud IoTDA"
+    Options = IotdaOptions
+    client_max_size = 2 * 1024 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        opts: IotdaOptions = self.options  # type: ignore[assignment]
+        self.authenticator = Authenticator(
+            keys={k.ak: KeyPair(k.ak, k.sk, k.project_id) for k in opts.credentials},
+            tokens={t.token: t.project_id for t in opts.tokens},
+            region=opts.region, max_skew=opts.max_clock_skew)
+        self.server_certificates = ServerCertificates(opts.server_certificate_quota)
+        self.device_cas = DeviceCAs(
+            quota=opts.device_ca_quota, code_ttl_days=opts.verify_code_days,
+            default_app_id=opts.default_app_id,
+            update_resets_verification=opts.update_resets_verification)
+
+    # -- state ---------------------------------------------------------------------------------
+    def initial_state(self) -> dict[str, Any]:
+        return {"server_certificates": {"records": [], "last_id": None},
+                "device_cas": {"records": [], "last_id": None}}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        self.server_certificates.load(data.get("server_certificates", {}))
+        self.device_cas.load(data.get("device_cas", {}))
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"server_certificates": self.server_certificates.dump(),
+                "device_cas": self.device_cas.dump()}
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = self.new_app(middlewares=[error_middleware, auth_middleware])
+        app[SERVICE] = self
+        app.router.add_routes(ROUTES)
+        return app
+
+    # -- control plane -------------------------------------------------------------------------
+    async def new_verify_code(self, cert_id: str, project_id: str | None = None) -> DeviceCA:
+        """The console's "Generate Verification Code" button: the old code stops working."""
+        record = self.device_cas.renew_code(project_id, cert_id, self.clock.time())
+        await self.save()
+        return record
+
+    def credentials(self) -> dict[str, Any]:
+        opts: IotdaOptions = self.options  # type: ignore[assignment]
+        first = opts.credentials[0]
+        return {
+            "ak": first.ak, "sk": first.sk, "project_id": first.project_id,
+            "region": opts.region,
+            "keys": [k.model_dump() for k in opts.credentials],
+            "tokens": [t.model_dump() for t in opts.tokens],
+            "instances": list(opts.instances),
+        }

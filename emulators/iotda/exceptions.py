@@ -1,0 +1,115 @@
+"""IoTDA's error table: every error the emulator can answer, with its status, code and message.
+
+One middleware (``responses.error_middleware``) renders these; nothing else writes an error body.
+Codes and messages marked "chosen" are not in any public source (see README.md).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class IotdaError(Exception):
+    """An error in IoTDA's form: ``{"error_code": ..., "error_msg": ...}``."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "IOTDA.000006"
+    message: ClassVar[str] = "Invalid input data."
+
+    def __init__(self, detail: str = "") -> None:
+        # ``detail`` is for logs and the journal only: the wire carries the table's message.
+        super().__init__(detail or self.message)
+        self.detail = detail
+
+    def body(self, request_id: str) -> dict[str, str]:
+        return {"error_code": self.code, "error_msg": self.message}
+
+
+class GatewayError(IotdaError):
+    """The API gateway's form, which also names the request: APIGW answers before IoTDA does."""
+
+    def body(self, request_id: str) -> dict[str, str]:
+        return {"error_msg": self.message, "error_code": self.code, "request_id": request_id}
+
+
+# -- 400 ---------------------------------------------------------------------------------------
+
+class InvalidInput(IotdaError):
+    status, code, message = 400, "IOTDA.000006", "Invalid input data."
+
+
+class BadRequestFormat(IotdaError):
+    """Body that is not JSON, or not sent as ``application/json``."""
+
+    status, code = 400, "IOTDA.000008"
+    message = "Invalid input. Bad request, for more detail, refer to the error message."
+
+
+class LimitOutOfRange(IotdaError):
+    status, code = 400, "IOTDA.000017"
+    message = "Invalid input. The specified parameter 'limit' is out of range."
+
+
+class InvalidCertificate(IotdaError):
+    status, code, message = 400, "IOTDA.014301", "Invalid certificate content."
+
+
+class VerifyCodeFailed(IotdaError):
+    status, code = 400, "IOTDA.014307"
+    message = "Operation not allowed. The certificates verify verifyCode failed"
+
+
+class QuotaExceeded(IotdaError):
+    # Chosen: the console says "the number of certificates has reached the upper limit".
+    status, code = 400, "IOTDA.014302"
+    message = "Operation not allowed. The number of certificates has reached the upper limit."
+
+
+# -- 401 / 403 ---------------------------------------------------------------------------------
+
+class SignatureFailed(GatewayError):
+    status, code = 401, "APIGW.0301"
+    message = "Incorrect IAM authentication information: verify aksk signature fail"
+
+
+class TokenNotFound(GatewayError):
+    # Chosen wording for a request with neither a signature nor a token.
+    status, code = 401, "APIGW.0301"
+    message = "Incorrect IAM authentication information: x-auth-token not found"
+
+
+class TokenInvalid(GatewayError):
+    # Chosen wording for an X-Auth-Token the scenario does not know.
+    status, code = 401, "APIGW.0301"
+    message = "Incorrect IAM authentication information: decrypt token fail"
+
+
+class Forbidden(IotdaError):
+    """Another project's path, or an instance the scenario does not have."""
+
+    status, code = 403, "IOTDA.000022"
+    message = "Operation not allowed. The user does not have the permission"
+
+
+# -- 404 / 500 ---------------------------------------------------------------------------------
+
+class PathNotFound(IotdaError):
+    # The code is IoTDA's; the message is chosen.
+    status, code, message = 404, "IOTDA.000029", "The requested resource does not exist."
+
+
+class CertificateNotFound(IotdaError):
+    # Chosen: no public source names the code for an unknown certificate id.
+    status, code, message = 404, "IOTDA.014303", "The certificate does not exist."
+
+
+class InternalError(IotdaError):
+    # A safety net for bugs, so that a client still gets IoTDA's form rather than a traceback.
+    status, code, message = 500, "IOTDA.000001", "Internal server error."
+
+
+ALL_ERRORS: tuple[type[IotdaError], ...] = (
+    InvalidInput, BadRequestFormat, LimitOutOfRange, InvalidCertificate, VerifyCodeFailed,
+    QuotaExceeded, SignatureFailed, TokenNotFound, TokenInvalid, Forbidden, PathNotFound,
+    CertificateNotFound, InternalError,
+)

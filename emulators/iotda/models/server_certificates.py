@@ -1,0 +1,145 @@
+"""Server certificates (seed 004): the TLS identity an application server gives the platform.
+
+A certificate is accepted only with the private key that matches it (opened with its
+password when encrypted); the reply's fields are read from the certificate itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from ... import pki
+from ..exceptions import CertificateNotFound, InvalidCertificate, InvalidInput, QuotaExceeded
+from .common import (
+    PATH_ID,
+    PageQuery,
+    common_name,
+    distinguished_name,
+    iotda_date,
+    load_certificate,
+    new_id,
+    paginate,
+    text_field,
+)
+
+MAX_PEM_CHARS = 65_535
+MAX_KEY_CHARS = 10_240
+PASSWORD = re.compile(r"[A-Za-z]{1,64}")
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    server_certificate_id: str
+    project_id: str
+    common_name: str
+    effective_date: str
+    expiry_date: str
+    certificate_owner: str
+    certificate_issuer: str
+    certificate_pem: str
+    # The key is kept (encrypted as given) so that a restored farm could serve TLS with it.
+    private_key: str
+    private_key_password: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "server_certificate_id": self.server_certificate_id,
+            "common_name": self.common_name,
+            "effective_date": self.effective_date,
+            "expiry_date": self.expiry_date,
+            "certificate_owner": self.certificate_owner,
+            "certificate_issuer": self.certificate_issuer,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        doc = self.summary()
+        doc["certificate_pem"] = self.certificate_pem
+        return doc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_key(cert_pem: str, key_pem: str, password: str | None) -> None:
+    cert, _ = load_certificate(cert_pem, allow_der=False)
+    data = key_pem.encode()
+    try:
+        key = serialization.load_pem_private_key(data, password=password.encode()
+                                                 if password else None)
+    except TypeError as exc:
+        if password and "not encrypted" in str(exc):
+            # A password for a clear key is ignored (chosen): it opens nothing.
+            key = serialization.load_pem_private_key(data, password=None)
+        else:
+            raise InvalidCertificate(f"private key needs a password: {exc}") from None
+    except ValueError as exc:  # not a key, or the password does not open it
+        raise InvalidCertificate(f"private key does not load: {exc}") from None
+    if not isinstance(key, pki.PrivateKey) or not pki.public_key_matches(cert, key):
+        raise InvalidCertificate("private key does not match the certificate")
+
+
+class ServerCertificates:
+    """The server certificates of every project, with the per-project quota."""
+
+    def __init__(self, quota: int) -> None:
+        self.quota = quota
+        self.records: dict[str, ServerCertificate] = {}
+        self.last_id: str | None = None
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.records = {r["server_certificate_id"]: ServerCertificate(**r)
+                        for r in data.get("records", [])}
+        self.last_id = data.get("last_id")
+
+    def dump(self) -> dict[str, Any]:
+        return {"records": [r.to_dict() for r in self.records.values()], "last_id": self.last_id}
+
+    def _of(self, project_id: str) -> list[ServerCertificate]:
+        return [r for r in self.records.values() if r.project_id == project_id]
+
+    def create(self, project_id: str, body: dict[str, Any], now: float) -> ServerCertificate:
+        cert_pem = text_field(body, "certificate_pem", required=True, max_len=MAX_PEM_CHARS)
+        key_pem = text_field(body, "private_key", required=True, max_len=MAX_KEY_CHARS)
+        password = text_field(body, "private_key_password", required=False, max_len=64,
+                              pattern=PASSWORD)
+        assert cert_pem is not None
+        assert key_pem is not None
+        cert, _ = load_certificate(cert_pem, allow_der=False)
+        _check_key(cert_pem, key_pem, password)
+        if len(self._of(project_id)) >= self.quota:
+            raise QuotaExceeded(f"project {project_id} has {self.quota} server certificates")
+        self.last_id = new_id(self.last_id, now)
+        record = ServerCertificate(
+            server_certificate_id=self.last_id,
+            project_id=project_id,
+            common_name=common_name(cert.subject),
+            effective_date=iotda_date(cert.not_valid_before_utc),
+            expiry_date=iotda_date(cert.not_valid_after_utc),
+            certificate_owner=distinguished_name(cert.subject),
+            certificate_issuer=distinguished_name(cert.issuer),
+            certificate_pem=cert_pem,
+            private_key=key_pem,
+            private_key_password=password,
+        )
+        self.records[record.server_certificate_id] = record
+        return record
+
+    def get(self, project_id: str, cert_id: str) -> ServerCertificate:
+        if not PATH_ID.fullmatch(cert_id):
+            raise InvalidInput(f"server_certificate_id {cert_id!r}")
+        record = self.records.get(cert_id)
+        if record is None or record.project_id != project_id:
+            raise CertificateNotFound(cert_id)
+        return record
+
+    def delete(self, project_id: str, cert_id: str) -> None:
+        del self.records[self.get(project_id, cert_id).server_certificate_id]
+
+    def list(self, project_id: str, page: PageQuery) -> tuple[list[ServerCertificate],
+                                                                dict[str, Any]]:
+        records = self._of(project_id)
+        return paginate(records, [r.server_certificate_id for r in records], page)

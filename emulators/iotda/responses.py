@@ -1,0 +1,194 @@
+"""IoTDA's wire: read the request, call the model, shape the reply; and the two middlewares.
+
+``error_middleware`` is the only place an error body is written; ``auth_middleware`` plays the
+API gateway (signature or token, project, instance) before any handler runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .auth import Principal
+from .exceptions import (
+    BadRequestFormat,
+    Forbidden,
+    InternalError,
+    InvalidInput,
+    IotdaError,
+    PathNotFound,
+)
+from .models.common import PageQuery
+
+if TYPE_CHECKING:
+    from .emulator import IotdaService
+
+log = logging.getLogger(__name__)
+
+SERVICE: web.AppKey[IotdaService] = web.AppKey("iotda")
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("iotda.principal", Principal)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("iotda.request_id", str)
+
+
+# -- middlewares ---------------------------------------------------------------------------------
+
+def _error_response(exc: IotdaError, request_id: str) -> web.Response:
+    return web.Response(status=exc.status, text=json.dumps(exc.body(request_id)),
+                        content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    request_id = uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    try:
+        response: web.StreamResponse = await handler(request)
+    except IotdaError as exc:
+        log.info("iotda %s %s -> %s %s", request.method, request.path, exc.code, exc.detail)
+        response = _error_response(exc, request_id)
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (no route, wrong method, body too large) in IoTDA's form.
+        mapped: IotdaError = PathNotFound() if exc.status in (404, 405) else BadRequestFormat(
+            exc.reason)
+        response = _error_response(mapped, request_id)
+    except Exception:
+        log.exception("iotda: unexpected error on %s %s", request.method, request.path)
+        response = _error_response(InternalError(), request_id)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    if request.match_info.http_exception is not None:
+        # No such API: the gateway cannot even tell which credentials it would want.
+        raise PathNotFound(f"{request.method} {request.path}")
+    body = await request.read()
+    principal = service.authenticator.authenticate(
+        method=request.method, path=request.path, raw_query=request.query_string,
+        headers=request.headers, body=body, now=service.clock.time())
+    project_id = request.match_info.get("project_id")
+    header_project = request.headers.get("X-Project-Id")
+    if project_id != principal.project_id or header_project not in (None, principal.project_id):
+        raise Forbidden(f"{principal} may not touch project {project_id!r}")
+    instance = request.headers.get("Instance-Id")
+    instances = service.options.instances  # type: ignore[attr-defined]
+    if instances and (instance not in instances if instance is not None
+                      else service.options.require_instance_id):  # type: ignore[attr-defined]
+        raise Forbidden(f"instance {instance!r} is not one of {instances}")
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+# -- reading requests ----------------------------------------------------------------------------
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise BadRequestFormat(f"Content-Type {request.content_type!r}")
+    try:
+        data = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestFormat(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequestFormat("body is not a JSON object")
+    return data
+
+
+def page_query(request: web.Request) -> PageQuery:
+    q = request.query
+    return PageQuery.parse(q.get("limit"), q.get("marker"), q.get("offset"))
+
+
+def project(request: web.Request) -> str:
+    principal: Principal = request[PRINCIPAL]
+    return principal.project_id
+
+
+def reply(doc: Any, status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status)
+
+
+# -- server certificates -------------------------------------------------------------------------
+
+async def create_server_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = await read_json(request)
+    record = service.server_certificates.create(project(request), body, service.clock.time())
+    await service.save()
+    return reply(record.summary(), 201)
+
+
+async def list_server_certificates(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    records, page = service.server_certificates.list(project(request), page_query(request))
+    return reply({"server_certificates": [r.summary() for r in records], "page": page})
+
+
+async def show_server_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    record = service.server_certificates.get(project(request),
+                                             request.match_info["certificate_id"])
+    return reply(record.detail())
+
+
+async def delete_server_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.server_certificates.delete(project(request), request.match_info["certificate_id"])
+    await service.save()
+    return web.Response(status=204)
+
+
+# -- device CA certificates ----------------------------------------------------------------------
+
+async def add_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = await read_json(request)
+    record = service.device_cas.add(project(request), body, service.clock.time())
+    await service.save()
+    return reply(record.summary(), 201)
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    records, page = service.device_cas.list(project(request), request.query.get("app_id"),
+                                            page_query(request))
+    return reply({"certificates": [r.summary() for r in records], "page": page})
+
+
+async def show_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    record = service.device_cas.get(project(request), request.match_info["certificate_id"])
+    return reply(record.detail())
+
+
+async def update_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = await read_json(request)
+    record = service.device_cas.update(project(request), request.match_info["certificate_id"],
+                                       body)
+    await service.save()
+    return reply(record.summary())
+
+
+async def delete_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.device_cas.delete(project(request), request.match_info["certificate_id"])
+    await service.save()
+    return web.Response(status=204)
+
+
+async def check_certificate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    if request.query.get("action_id") != "verify":
+        raise InvalidInput(f"action_id={request.query.get('action_id')!r}")
+    cert_id = request.match_info["certificate_id"]
+    service.device_cas.get(project(request), cert_id)  # an unknown id before a bad body
+    body = await read_json(request)
+    service.device_cas.verify(project(request), cert_id, body, service.clock.time())
+    await service.save()
+    return web.Response(status=200)
