@@ -1,0 +1,407 @@
+"""The INSTAR WQHD (2K+) camera as a farm member: scenario options, saved settings, its SSH
+key, and the uploads it makes on its own (testftp, alarms, the snapshot schedule)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+from typing import Any, Literal
+
+import asyncssh
+from aiohttp import web
+from pydantic import Field, field_validator, model_validator
+
+from .. import pki
+from ..core.httpserver import HttpEmulator
+from ..core.member import KindOptions
+from . import uploader, urls
+from .exceptions import Busy, InvalidValue, error_middleware
+from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
+from .models.ftp import SET_KEYS, SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
+from .models.schedule import (
+    SnapSchedule,
+    SnapTimerNaming,
+    alarm_file_name,
+    daily_folder,
+)
+from .profiles import Profile
+from .snapshot import TEST_SNAPSHOT, snapshot
+
+log = logging.getLogger("emulators.instar")
+
+TEST_FILE = "Test-Snapshot.jpeg"
+UPLOAD_LOG_SIZE = 100
+
+
+class UserOption(KindOptions):
+    name: str = Field(min_length=1, max_length=63)
+    password: str = Field(max_length=63)
+    # admin: everything; user: reads settings; guest: no FTP commands at all (211).
+    role: Literal["admin", "user", "guest"] = "admin"
+
+
+class FtpOption(KindOptions):
+    """Initial ``setftpattr`` values (strings or numbers, checked by the camera's own rules)."""
+
+    ft_server: str | None = None
+    ft_port: int | None = None
+    ft_username: str | None = None
+    ft_password: str | None = None
+    ft_mode: int | None = None
+    ft_dirname: str | None = None
+    ft_autocreatedir: int | None = None
+    ft_dirmode: int | None = None
+    ft_ssl: int | None = None
+    ft_insecure: int | None = None
+
+    def params(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.model_dump().items() if v is not None}
+
+
+class ActionOption(KindOptions):
+    enable: int = Field(default=0, ge=0, le=1)
+    interval: int = Field(default=0, ge=0, le=3600)
+
+
+class ScheduleOption(KindOptions):
+    mode: int = Field(default=0, ge=0, le=1)
+    prefix: int = Field(default=0, ge=0, le=1)
+    name: str = "snapshot"
+    enable: int = Field(default=0, ge=0, le=1)
+    times: str = "0-1"
+
+
+class InstarOptions(KindOptions):
+    users: tuple[UserOption, ...] = (UserOption(name="admin", password="instar"),)
+    # Initial FTP settings; keys not given keep the seed's example values.
+    ftp: FtpOption = FtpOption()
+    # A server of the scenario: fills ft_server, ft_port, ft_username, ft_password and
+    # ft_ssl from it (keys given under ``ftp`` still win).
+    upload_server: str | None = None
+    upload_user: str | None = None  # which of its users (default: the first)
+    ftp_actions: dict[Literal["rec", "snap", "timersnap"], ActionOption] = {}
+    snapcount: int = Field(default=5, ge=1, le=10)
+    snap_schedule: ScheduleOption = ScheduleOption()
+    model: str = "IN-9408 2K+"
+    # The camera's clock zone, minutes east of UTC: schedules and file names use it.
+    utc_offset_minutes: int = Field(default=0, ge=-720, le=840)
+    # The seed's public key ends in "==", which is the padding of a 4096-bit key blob.
+    ssh_key_bits: Literal[1024, 2048, 3072, 4096] = 4096
+    # What a verifying FTPS upload trusts: the farm's local CA, the system's CAs, or both,
+    # plus any extra PEM certificates.
+    trust_store: Literal["farm-ca", "system", "farm-ca+system"] = "farm-ca"
+    extra_ca_pem: str | None = None
+    connect_timeout: float = Field(default=3.0, gt=0, le=120)
+    io_timeout: float = Field(default=3.0, gt=0, le=600)
+    profile: dict[str, Any] = {}
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: dict[str, Any]) -> dict[str, Any]:
+        Profile.with_overrides(value)
+        return value
+
+    @model_validator(mode="after")
+    def _camera_rules(self) -> InstarOptions:
+        profile = Profile.with_overrides(self.profile)
+        try:
+            FtpSettings().updated(self.ftp.params(), profile)
+            SnapSchedule().updated(
+                {k: str(v) for k, v in self.snap_schedule.model_dump().items()}, profile)
+        except InvalidValue as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class InstarCamera(HttpEmulator):
+    kind = "instar-camera"
+    role = "emulator"
+    title = "INSTAR WQHD (2K+) IP camera: param.cgi FTP/FTPS/sFTP upload"
+    Options = InstarOptions
+    server_refs = ("upload_server",)
+    server_header = None
+
+    options: InstarOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.profile = Profile.with_overrides(self.options.profile)
+        self.ftp = FtpSettings()
+        self.actions: dict[str, FtpAction] = default_actions()
+        self.snapcount = 5
+        self.schedule = SnapSchedule()
+        self.snap_timer = SnapTimerNaming()
+        self.pinned_hostkey: str | None = None
+        self.ssh_key: asyncssh.SSHKey | None = None
+        self._ssh_key_pem: str | None = None
+        self.cooldowns = Cooldowns()
+        self.uploads: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=UPLOAD_LOG_SIZE)
+        self.testftp_running = False
+        self._scheduler: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        saved = self.ctx.store.load(self.name) or {}
+        pem = saved.get("ssh_key")
+        if not pem:
+            # First start: the camera makes its own key (off the loop: RSA is slow).
+            key = await pki.arsa_key(self.options.ssh_key_bits)
+            pem = pki.key_pem(key, traditional=True)
+        self._set_ssh_key(pem)
+        await super().start()
+        await self.save()
+        self._restart_scheduler()
+
+    async def before_stop(self) -> None:
+        tasks = [t for t in (self._scheduler, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._scheduler = None
+
+    async def state_changed(self) -> None:
+        self._restart_scheduler()
+
+    def build_app(self) -> web.Application:
+        app = self.new_app(middlewares=[error_middleware(self.profile)])
+        urls.add_routes(app, self)
+        return app
+
+    def _set_ssh_key(self, pem: str) -> None:
+        self._ssh_key_pem = pem
+        self.ssh_key = asyncssh.import_private_key(pem)
+
+    # -- state -----------------------------------------------------------------------------
+    def initial_state(self) -> dict[str, Any]:
+        params = self._upload_server_params()
+        params.update(self.options.ftp.params())
+        ftp = FtpSettings().updated(params, self.profile)
+        actions = default_actions()
+        for kind, opt in self.options.ftp_actions.items():
+            actions[kind] = FtpAction(opt.enable, opt.interval)
+        sched = self.options.snap_schedule
+        return {
+            "ftp": ftp.to_dict(),
+            "actions": {k: {"enable": a.enable, "interval": a.interval}
+                        for k, a in actions.items()},
+            "snapcount": self.options.snapcount,
+            "snap_schedule": sched.model_dump(),
+            "snap_timer": SnapTimerNaming().to_dict(),
+            "pinned_hostkey": None,
+        }
+
+    def _upload_server_params(self) -> dict[str, str]:
+        name = self.options.upload_server
+        if not name:
+            return {}
+        server = self.ctx.member(name)
+        users = list(getattr(server.options, "users", ()) or ())
+        wanted = self.options.upload_user
+        user = next((u for u in users if wanted is None or u.name == wanted), None)
+        if wanted is not None and user is None:
+            raise ValueError(f"upload server {name!r} has no user {wanted!r}")
+        host = server.host if server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        if server.kind == "sftp":
+            ssl = SSL_SFTP
+        else:
+            ssl = SSL_FTPS if getattr(server.options, "tls", "none") == "explicit" else SSL_NONE
+        params = {"ft_server": host, "ft_port": str(server.port), "ft_ssl": str(ssl)}
+        if user is not None:
+            params["ft_username"] = user.name
+            params["ft_password"] = user.password or ""
+        return params
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        self.ftp = FtpSettings.from_dict(data.get("ftp", {}))
+        self.actions = default_actions()
+        for kind, value in (data.get("actions") or {}).items():
+            if kind in TYPES:
+                self.actions[kind] = FtpAction(int(value["enable"]), int(value["interval"]))
+        self.snapcount = int(data.get("snapcount", 5))
+        self.schedule = SnapSchedule.from_dict(data.get("snap_schedule") or {}, self.profile)
+        self.snap_timer = SnapTimerNaming.from_dict(data.get("snap_timer") or {})
+        self.pinned_hostkey = data.get("pinned_hostkey")
+        # A settings reset keeps the camera's identity key (the initial state has none).
+        if data.get("ssh_key"):
+            self._set_ssh_key(data["ssh_key"])
+
+    def dump_state(self) -> dict[str, Any]:
+        return {
+            "ftp": self.ftp.to_dict(),
+            "actions": {k: {"enable": a.enable, "interval": a.interval}
+                        for k, a in self.actions.items()},
+            "snapcount": self.snapcount,
+            "snap_schedule": self.schedule.to_dict(),
+            "snap_timer": self.snap_timer.to_dict(),
+            "pinned_hostkey": self.pinned_hostkey,
+            "ssh_key": self._ssh_key_pem,
+        }
+
+    def state(self) -> dict[str, Any]:
+        doc = self.dump_state()
+        doc.pop("ssh_key", None)
+        doc["ftp"].pop("ft_password", None)
+        doc["public_key"] = self.public_key_line()
+        doc["uploads"] = list(self.uploads)
+        doc["testftp_running"] = self.testftp_running
+        return doc
+
+    def credentials(self) -> dict[str, Any]:
+        admin = next((u for u in self.options.users if u.role == "admin"), None)
+        return {"user": admin.name, "password": admin.password} if admin else {}
+
+    def extra_description(self) -> dict[str, Any]:
+        return {"model": self.options.model, "param_cgi": f"{self._base_url()}/param.cgi"}
+
+    def _base_url(self) -> str:
+        return next(iter(self.urls().values()), "")
+
+    # -- settings commands -----------------------------------------------------------------
+    def user(self, name: str, password: str) -> UserOption | None:
+        return next((u for u in self.options.users
+                     if u.name == name and u.password == password), None)
+
+    async def set_ftp(self, params: dict[str, str]) -> None:
+        if self.testftp_running and self.profile.setftpattr_busy_during_testftp:
+            raise Busy("testftp is running")
+        self.ftp = self.ftp.updated(params, self.profile)
+        await self.save()
+
+    async def set_action(self, kind: str, params: dict[str, str]) -> None:
+        self.actions[kind] = self.actions[kind].updated(params)
+        await self.save()
+        self._restart_scheduler()
+
+    async def set_snapcount(self, value: int) -> None:
+        self.snapcount = value
+        await self.save()
+
+    async def set_schedule(self, params: dict[str, str]) -> None:
+        self.schedule = self.schedule.updated(params, self.profile)
+        await self.save()
+        self._restart_scheduler()
+
+    async def set_snap_timer(self, params: dict[str, str]) -> None:
+        self.snap_timer = self.snap_timer.updated(params, self.profile)
+        await self.save()
+
+    def public_key_line(self) -> str:
+        """``ssh-rsa AAAA...`` without a comment, as getpubkey answers it."""
+        assert self.ssh_key is not None
+        algorithm, blob = self.ssh_key.export_public_key("openssh").decode().split()[:2]
+        return f"{algorithm} {blob}"
+
+    # -- uploads ---------------------------------------------------------------------------
+    def local_now(self) -> dt.datetime:
+        """The camera's wall clock (naive), from the farm clock and the camera's zone."""
+        offset = dt.timedelta(minutes=self.options.utc_offset_minutes)
+        return (self.clock.now() + offset).replace(tzinfo=None)
+
+    def _job(self, files: list[tuple[str, bytes]]) -> uploader.UploadJob:
+        trust = []
+        if self.options.trust_store in ("farm-ca", "farm-ca+system"):
+            trust.append(self.ctx.ca.pem)
+        if self.options.extra_ca_pem:
+            trust.append(self.options.extra_ca_pem)
+        folder = daily_folder(self.local_now(), self.profile) if self.ftp.ft_dirmode else None
+        return uploader.UploadJob(
+            settings=self.ftp, files=tuple(files), daily_folder=folder,
+            trust_pem="\n".join(trust) or None,
+            trust_system=self.options.trust_store != "farm-ca",
+            client_key=self.ssh_key, pinned_hostkey=self.pinned_hostkey,
+            connect_timeout=self.options.connect_timeout, io_timeout=self.options.io_timeout)
+
+    async def _upload(self, trigger: str, files: list[tuple[str, bytes]]
+                      ) -> uploader.UploadOutcome:
+        outcome = await uploader.upload(self._job(files))
+        entry = {"time": self.clock.now().isoformat(), "trigger": trigger,
+                 "protocol": ("ftp", "ftps", "sftp")[self.ftp.ft_ssl], **outcome.to_dict()}
+        self.uploads.append(entry)
+        if outcome.result != uploader.OK:
+            log.info("%s: %s upload failed with %d: %s", self.name, trigger, outcome.result,
+                     outcome.detail)
+        return outcome
+
+    async def testftp(self, sethost: str | None) -> uploader.UploadOutcome:
+        """Pin ``sethost`` when given, then upload Test-Snapshot.jpeg with the settings."""
+        if sethost is not None:
+            await self.pin_hostkey(sethost)
+        if self.testftp_running:
+            return uploader.UploadOutcome(uploader.BUSY, detail="a testftp is running")
+        self.testftp_running = True
+        try:
+            return await self._upload("testftp", [(TEST_FILE, TEST_SNAPSHOT)])
+        finally:
+            self.testftp_running = False
+
+    async def pin_hostkey(self, blob: str) -> None:
+        if blob == "":
+            self.pinned_hostkey = None  # an empty sethost forgets the pinned key
+        else:
+            try:
+                uploader.parse_key_blob(blob)
+            except ValueError as exc:
+                raise InvalidValue(f"sethost: {exc}") from None
+            self.pinned_hostkey = blob
+        await self.save()
+
+    async def trigger_alarm(self) -> dict[str, Any]:
+        """An alarm event (motion, PIR...): uploads ``snapcount`` snapshots when the ``snap``
+        action is enabled and its cooldown has run out."""
+        action = self.actions["snap"]
+        now = self.clock.time()
+        if not action.enable:
+            return {"uploaded": [], "skipped": "snap upload disabled"}
+        wait = self.cooldowns.remaining("snap", action.interval, now)
+        if wait > 0:
+            return {"uploaded": [], "skipped": f"cooldown: {wait:.0f} s left"}
+        self.cooldowns.mark("snap", now)
+        local = self.local_now()
+        files = [(alarm_file_name(local, i, self.profile),
+                  snapshot(f"{self.options.model} alarm {local.isoformat()} #{i}"))
+                 for i in range(1, self.snapcount + 1)]
+        outcome = await self._upload("alarm", files)
+        return {"result": outcome.result, "uploaded": outcome.uploaded,
+                "detail": outcome.detail}
+
+    # -- the snapshot schedule -------------------------------------------------------------
+    def _restart_scheduler(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            self._scheduler = None
+        if self.runner is None:
+            return
+        if self.schedule.enable and self.actions["timersnap"].enable:
+            self._scheduler = asyncio.get_running_loop().create_task(
+                self._run_schedule(), name=f"{self.name}-snapshot-schedule")
+
+    def _to_farm_time(self, local: dt.datetime) -> float:
+        offset = dt.timedelta(minutes=self.options.utc_offset_minutes)
+        return (local - offset).replace(tzinfo=dt.UTC).timestamp()
+
+    async def _run_schedule(self) -> None:
+        while True:
+            nxt = self.schedule.next_after(self.local_now())
+            if nxt is None:
+                return
+            await self.clock.sleep_until(self._to_farm_time(nxt))
+            await self.scheduled_snapshot(nxt)
+
+    async def scheduled_snapshot(self, local: dt.datetime) -> dict[str, Any]:
+        action = self.actions["timersnap"]
+        now = self.clock.time()
+        wait = self.cooldowns.remaining("timersnap", action.interval, now)
+        if wait > 0:
+            return {"uploaded": [], "skipped": f"cooldown: {wait:.0f} s left"}
+        self.cooldowns.mark("timersnap", now)
+        name = self.schedule.file_name(local, self.profile, "T")
+        data = snapshot(f"{self.options.model} schedule {local.isoformat()}")
+        outcome = await self._upload("schedule", [(name, data)])
+        return {"result": outcome.result, "uploaded": outcome.uploaded}
+
+
+__all__ = ["SET_KEYS", "InstarCamera", "InstarOptions"]

@@ -1,0 +1,114 @@
+"""The INSTAR WQHD error table: every ``response="<code>";`` the camera answers, as a typed
+exception, and the one middleware that renders them (and the 401 of a wrong login)."""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from aiohttp import web
+
+from .profiles import PROFILE, Profile
+
+log = logging.getLogger("emulators.instar")
+
+
+class InstarError(Exception):
+    """A command that fails: answered as the command's ``cmd`` line plus its response code."""
+
+    code: ClassVar[int] = 207
+    name: ClassVar[str] = "UNKNOWN"
+
+    def __init__(self, detail: str = "", *, cmd: str | None = None) -> None:
+        super().__init__(detail or self.name)
+        self.detail = detail
+        self.cmd = cmd
+
+
+# The codes of INSTAR's CGI documentation, in its order. Only some are ever raised by the
+# FTP commands emulated here; the rest exist so the table is the vendor's whole table.
+class UnknownParam(InstarError):
+    code, name = 201, "UNKNOWN_PARAM"
+
+
+class InvalidValue(InstarError):
+    code, name = 202, "INVALID_VALUE"
+
+
+class NotImplementedCmd(InstarError):
+    code, name = 203, "NOT_IMPLEMENTED"
+
+
+class UnknownCommand(InstarError):
+    code, name = 204, "UNKNOWN_COMMAND"
+
+
+class ReadConfigError(InstarError):
+    code, name = 205, "READ_CONFIG_ERROR"
+
+
+class WriteConfigError(InstarError):
+    code, name = 206, "WRITE_CONFIG_ERROR"
+
+
+class UnknownError(InstarError):
+    code, name = 207, "UNKNOWN"
+
+
+class MissingParam(InstarError):
+    code, name = 208, "MISSING_PARAM"
+
+
+class NoPermission(InstarError):
+    code, name = 211, "NO_PERMISSION"
+
+
+class Busy(InstarError):
+    code, name = 213, "BUSY"
+
+
+class InternalError(InstarError):
+    code, name = 214, "INTERNAL_ERROR"
+
+
+class Unauthorized(Exception):
+    """Wrong or missing credentials: answered per the profile's ``auth_failure`` switch."""
+
+
+def render(lines: list[tuple[str, str]], code: int, cmd: str | None,
+           profile: Profile = PROFILE) -> web.Response:
+    """The camera's reply: ``cmd="...";``, the command's ``key="value";`` lines, the code."""
+    eol = profile.line_ending
+    out = [] if cmd is None else [f'cmd="{cmd}";']
+    out += [f'{key}="{value}";' for key, value in lines]
+    out.append(f'response="{code}";')
+    return web.Response(body=(eol.join(out) + eol).encode(), content_type="text/plain")
+
+
+def unauthorized_response(profile: Profile, cmd: str | None) -> web.Response:
+    if profile.auth_failure == "response-211":
+        return render([], NoPermission.code, cmd, profile)
+    return web.Response(
+        status=401, text=profile.unauthorized_body, content_type="text/html",
+        headers={"WWW-Authenticate": f'Basic realm="{profile.realm}"'})
+
+
+def error_middleware(profile: Profile):  # type: ignore[no-untyped-def]
+    """The one place an error becomes a reply: vendor codes, the login failure, and anything
+    unexpected (answered as 214 INTERNAL_ERROR rather than a traceback)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        try:
+            return await handler(request)
+        except InstarError as exc:
+            return render([], exc.code, exc.cmd, profile)
+        except Unauthorized:
+            return unauthorized_response(profile, request.query.get("cmd"))
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("param.cgi failed")
+            return render([], InternalError.code, request.query.get("cmd"), profile)
+
+    return middleware

@@ -1,0 +1,57 @@
+"""Firmware behaviour the sources leave open: one frozen record, one named switch per quirk.
+
+The defaults are the WQHD (2K+) firmware as this emulator models it; a scenario overrides any
+switch under the camera's ``profile:`` key. README.md says why each default was chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Profile:
+    # Line ending of each ``key="value";`` line. The seed shows lines only; the CGI server of
+    # INSTAR's hi3510 lineage ends them with CRLF.
+    line_ending: str = "\r\n"
+    # A wrong or missing login: an HTTP 401 with a Basic challenge (what these cameras' web
+    # server sends), or a 200 answering ``response="211";`` (NO_PERMISSION).
+    auth_failure: Literal["http-401", "response-211"] = "http-401"
+    realm: str = "INSTAR"
+    unauthorized_body: str = "401 Unauthorized"
+    # The seed's getftpattr replies do not list ft_autocreatedir although setftpattr takes it.
+    getftpattr_lists_autocreatedir: bool = False
+    # A key given twice (``cmd=a&cmd=b``, ``ft_port=1&ft_port=2``): which one counts, or 202.
+    duplicate_keys: Literal["first", "last", "reject"] = "first"
+    # Query keys every command tolerates besides its own (``_`` is a browser cache buster).
+    ignored_keys: tuple[str, ...] = ("cmd", "user", "pwd", "_")
+    # Set commands without any of their keys: 208 MISSING_PARAM (or 200, nothing changed).
+    empty_set_is_error: bool = True
+    # Folder name of ft_dirmode=1 (a new folder every day), strftime in the camera's time.
+    daily_folder_format: str = "%Y%m%d"
+    # Timestamp in generated file names, strftime in the camera's time.
+    timestamp_format: str = "%Y%m%d-%H%M%S"
+    # How many ``<seconds>-<mask>`` entries ``times`` may hold.
+    max_schedule_times: int = 24
+    # Longest accepted text values.
+    max_server_len: int = 127
+    max_credential_len: int = 63
+    max_dirname_len: int = 127
+    max_filename_len: int = 63
+    # setftpattr while a testftp runs: 213 BUSY (the upload uses the settings being tested).
+    setftpattr_busy_during_testftp: bool = True
+
+    @classmethod
+    def with_overrides(cls, overrides: dict[str, Any]) -> Profile:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown profile switch(es): {', '.join(unknown)}")
+        values = dict(overrides)
+        if "ignored_keys" in values:
+            values["ignored_keys"] = tuple(values["ignored_keys"])
+        return replace(cls(), **values)
+
+
+PROFILE = Profile()

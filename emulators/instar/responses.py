@@ -1,0 +1,195 @@
+"""``/param.cgi``: read the query, log the user in, run one command, shape its lines.
+
+Each command is a row of ``COMMANDS``: the keys it takes, the role it needs and a handler
+returning the ``key="value"`` lines between ``cmd=`` and ``response=``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from .exceptions import (
+    InstarError,
+    InvalidValue,
+    MissingParam,
+    NoPermission,
+    Unauthorized,
+    UnknownCommand,
+    UnknownParam,
+    render,
+)
+from .models import actions as action_rules
+from .models.ftp import SET_KEYS
+
+if TYPE_CHECKING:
+    from .emulator import InstarCamera
+
+Lines = list[tuple[str, str]]
+Handler = Callable[["InstarCamera", dict[str, str]], Awaitable[Lines]]
+ROLES = {"guest": 0, "user": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Command:
+    handler: Handler
+    keys: tuple[str, ...] = ()
+    role: str = "admin"        # the least role allowed to run it
+    needs_some: bool = False   # a set: at least one of ``keys`` must be given
+
+
+async def get_ftp_attr(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    return camera.ftp.get_lines(camera.profile)
+
+
+async def set_ftp_attr(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    await camera.set_ftp(params)
+    return []
+
+
+async def test_ftp(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    outcome = await camera.testftp(params.get("sethost"))
+    lines: Lines = []
+    if camera.ftp.ft_ssl == 2 and outcome.hostkey:
+        lines.append(("hostkey", outcome.hostkey))
+    lines.append(("result", str(outcome.result)))
+    return lines
+
+
+async def get_pubkey(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    return [("publickey", camera.public_key_line())]
+
+
+async def get_ftp_action(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    if "type" in params:
+        action = camera.actions[action_rules.action_type(params["type"])]
+        return [("enable", str(action.enable)), ("interval", str(action.interval))]
+    lines: Lines = []
+    for kind in action_rules.TYPES:
+        action = camera.actions[kind]
+        lines += [(f"enable['{kind}']", str(action.enable)),
+                  (f"interval['{kind}']", str(action.interval))]
+    return lines
+
+
+async def set_ftp_action(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    if "type" not in params:
+        raise MissingParam("type is required")
+    kind = action_rules.action_type(params["type"])
+    changes = {k: v for k, v in params.items() if k in ("enable", "interval")}
+    if not changes and camera.profile.empty_set_is_error:
+        raise MissingParam("enable or interval is required")
+    await camera.set_action(kind, changes)
+    return []
+
+
+async def get_ftp_action_attr(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    return [("snapcount", str(camera.snapcount))]
+
+
+async def set_ftp_action_attr(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    await camera.set_snapcount(action_rules.snapcount(params["snapcount"]))
+    return []
+
+
+async def get_snap_sched(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    return camera.schedule.get_lines()
+
+
+async def set_snap_sched(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    await camera.set_schedule(params)
+    return []
+
+
+async def get_snap_timer(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    return camera.snap_timer.get_lines()
+
+
+async def set_snap_timer(camera: InstarCamera, params: dict[str, str]) -> Lines:
+    await camera.set_snap_timer(params)
+    return []
+
+
+COMMANDS: dict[str, Command] = {
+    "getftpattr": Command(get_ftp_attr, role="user"),
+    "setftpattr": Command(set_ftp_attr, SET_KEYS, needs_some=True),
+    "testftp": Command(test_ftp, ("sethost",)),
+    "getpubkey": Command(get_pubkey, role="user"),
+    "getftpaction": Command(get_ftp_action, ("type",), role="user"),
+    "setftpaction": Command(set_ftp_action, ("type", "enable", "interval"), needs_some=True),
+    "getftpactionattr": Command(get_ftp_action_attr, role="user"),
+    "setftpactionattr": Command(set_ftp_action_attr, ("snapcount",), needs_some=True),
+    "getsnapschedftpattr": Command(get_snap_sched, role="user"),
+    "setsnapschedftpattr": Command(set_snap_sched, ("mode", "prefix", "name", "enable", "times"),
+                                   needs_some=True),
+    "getsnaptimerftpattr": Command(get_snap_timer, role="user"),
+    "setsnaptimerftpattr": Command(set_snap_timer, ("mode", "prefix", "name"), needs_some=True),
+}
+
+
+def _single(query: MultiMapping[str], key: str, policy: str) -> str:
+    values = query.getall(key)
+    if len(values) > 1:
+        if policy == "reject":
+            raise InvalidValue(f"{key} is given {len(values)} times")
+        return values[-1] if policy == "last" else values[0]
+    return values[0]
+
+
+def _login(camera: InstarCamera, request: web.Request, query: MultiMapping[str]) -> str:
+    """The logged-in user's role: query ``user``/``pwd`` first, else HTTP Basic."""
+    policy = camera.profile.duplicate_keys
+    if "user" in query or "pwd" in query:
+        name = _single(query, "user", policy) if "user" in query else ""
+        password = _single(query, "pwd", policy) if "pwd" in query else ""
+    else:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise Unauthorized()
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized() from None
+        name, sep, password = decoded.partition(":")
+        if not sep:
+            raise Unauthorized()
+    user = camera.user(name, password)
+    if user is None:
+        raise Unauthorized()
+    return user.role
+
+
+async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
+    query = request.query
+    profile = camera.profile
+    role = _login(camera, request, query)
+    if "cmd" not in query:
+        raise MissingParam("cmd is required")
+    name = _single(query, "cmd", profile.duplicate_keys)
+    try:
+        command = COMMANDS.get(name)
+        if command is None:
+            raise UnknownCommand(name)
+        if ROLES[role] < ROLES[command.role]:
+            raise NoPermission(f"{role} may not run {name}")
+        unknown = [k for k in query if k not in command.keys and k not in profile.ignored_keys]
+        if unknown:
+            raise UnknownParam(", ".join(sorted(set(unknown))))
+        params = {k: _single(query, k, profile.duplicate_keys)
+                  for k in command.keys if k in query}
+        if command.needs_some and not params:
+            if profile.empty_set_is_error:
+                raise MissingParam(f"{name} needs one of {', '.join(command.keys)}")
+            return render([], 200, name, profile)
+        lines = await command.handler(camera, params)
+    except InstarError as exc:
+        exc.cmd = name  # the middleware answers with the command's own cmd line
+        raise
+    return render(lines, 200, name, profile)

@@ -1,0 +1,302 @@
+"""The camera's upload client: FTP, explicit FTPS (ftplib in a thread) and sFTP (asyncssh).
+
+Every testftp result code comes from the real failure it names; ``classify`` ladders below
+are the one place where a library exception becomes a camera code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ftplib
+import logging
+import posixpath
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncssh
+
+from .models.ftp import MODE_PASV, SSL_FTPS, SSL_SFTP, FtpSettings
+
+log = logging.getLogger("emulators.instar.upload")
+
+OK = 0
+CANNOT_CONNECT = -1
+BAD_CREDENTIALS = -2
+BAD_PATH = -3
+TIMEOUT = -4
+NOT_VERIFIED = -5
+BUSY = -6
+INTERNAL = -7
+UNKNOWN = -8
+INCOMPLETE = -9
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    settings: FtpSettings
+    files: tuple[tuple[str, bytes], ...]
+    # Folder below ft_dirname that the camera always creates (the daily folder), or None.
+    daily_folder: str | None = None
+    trust_pem: str | None = None          # CA certificates an FTPS server may chain to
+    trust_system: bool = False            # also the system's CAs
+    client_key: asyncssh.SSHKey | None = None
+    pinned_hostkey: str | None = None     # base64 SSH key blob, from testftp&sethost=
+    connect_timeout: float = 3.0
+    io_timeout: float = 3.0
+
+
+@dataclass
+class UploadOutcome:
+    result: int
+    hostkey: str | None = None            # the sFTP server's key blob, when one was seen
+    uploaded: list[str] = field(default_factory=list)
+    detail: str = ""
+    auth: str | None = None               # sFTP: "publickey" or "password"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"result": self.result, "hostkey": self.hostkey, "uploaded": self.uploaded,
+                "detail": self.detail, "auth": self.auth}
+
+
+class _Failed(Exception):
+    def __init__(self, result: int, detail: str) -> None:
+        super().__init__(detail)
+        self.result = result
+
+
+def folder_parts(dirname: str) -> tuple[bool, list[str]]:
+    """(absolute?, components) of ft_dirname; ``.`` and empty parts name the login folder."""
+    absolute = dirname.startswith("/")
+    return absolute, [p for p in dirname.split("/") if p not in ("", ".")]
+
+
+async def upload(job: UploadJob) -> UploadOutcome:
+    try:
+        if job.settings.ft_ssl == SSL_SFTP:
+            return await _sftp_upload(job)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, _ftp_upload, job)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours is the camera's "internal error"
+        log.exception("upload failed inside the camera")
+        return UploadOutcome(INTERNAL, detail=f"internal error: {exc!r}")
+
+
+# -- FTP and FTPS --------------------------------------------------------------------------
+
+def _tls_context(job: UploadJob) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if job.settings.ft_insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if job.trust_pem:
+        ctx.load_verify_locations(cadata=job.trust_pem)
+    if job.trust_system:
+        ctx.load_default_certs()
+    return ctx
+
+
+def _classify_ftp(phase: str, exc: BaseException) -> int:
+    """The camera's code for an exception raised while in ``phase``."""
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return NOT_VERIFIED
+    if phase == "connect":
+        if isinstance(exc, (OSError, EOFError)) and not isinstance(exc, ssl.SSLError):
+            return CANNOT_CONNECT
+        return UNKNOWN
+    if phase == "transfer":
+        if isinstance(exc, (OSError, EOFError, ftplib.Error)):
+            return INCOMPLETE
+        return UNKNOWN
+    if isinstance(exc, ftplib.error_perm):
+        if phase == "login":
+            return BAD_CREDENTIALS if str(exc).startswith("530") else UNKNOWN
+        if phase in ("folder", "store"):
+            return BAD_PATH
+    if isinstance(exc, (OSError, EOFError)) and phase in ("login", "folder", "store"):
+        return INCOMPLETE if phase == "store" else UNKNOWN
+    return UNKNOWN
+
+
+def _ftp_upload(job: UploadJob) -> UploadOutcome:
+    s = job.settings
+    ftp: ftplib.FTP
+    if s.ft_ssl == SSL_FTPS:
+        ftp = ftplib.FTP_TLS(context=_tls_context(job), timeout=job.connect_timeout)
+    else:
+        ftp = ftplib.FTP(timeout=job.connect_timeout)
+    phase = "connect"
+    uploaded: list[str] = []
+    try:
+        ftp.connect(s.ft_server, s.ft_port)
+        if isinstance(ftp, ftplib.FTP_TLS):
+            phase = "tls"
+            ftp.auth()
+        # The connect timeout covered the greeting; every later reply gets the I/O timeout.
+        ftp.timeout = job.io_timeout
+        assert ftp.sock is not None
+        ftp.sock.settimeout(job.io_timeout)
+        phase = "login"
+        ftp.login(s.ft_username, s.ft_password)
+        if isinstance(ftp, ftplib.FTP_TLS):
+            ftp.prot_p()
+        ftp.set_pasv(s.ft_mode == MODE_PASV)
+        phase = "folder"
+        absolute, parts = folder_parts(s.ft_dirname)
+        if absolute:
+            ftp.cwd("/")
+        for part in parts:
+            _ftp_enter(ftp, part, create=bool(s.ft_autocreatedir))
+        if job.daily_folder:
+            _ftp_enter(ftp, job.daily_folder, create=True)
+        where = ftp.pwd()
+        for name, data in job.files:
+            phase = "store"
+            conn = ftp.transfercmd(f"STOR {name}")
+            phase = "transfer"
+            with conn:
+                conn.sendall(data)
+                if isinstance(conn, ssl.SSLSocket):
+                    conn.unwrap()
+            ftp.voidresp()
+            uploaded.append(posixpath.join(where, name))
+        phase = "quit"
+        try:
+            ftp.quit()
+        except (OSError, EOFError, ftplib.Error):
+            pass  # the files are stored; a rude goodbye does not fail the upload
+        return UploadOutcome(OK, uploaded=uploaded)
+    except Exception as exc:  # noqa: BLE001 - mapped to the camera's codes
+        code = _classify_ftp(phase, exc)
+        if code == UNKNOWN and not isinstance(exc, (OSError, EOFError, ftplib.Error)):
+            raise
+        return UploadOutcome(code, uploaded=uploaded, detail=f"{phase}: {exc!r}")
+    finally:
+        ftp.close()
+
+
+def _ftp_enter(ftp: ftplib.FTP, part: str, *, create: bool) -> None:
+    try:
+        ftp.cwd(part)
+    except ftplib.error_perm:
+        if not create:
+            raise
+        ftp.mkd(part)
+        ftp.cwd(part)
+
+
+# -- sFTP ----------------------------------------------------------------------------------
+
+def key_blob(key: asyncssh.SSHKey) -> str:
+    """The base64 key blob, as testftp answers it and sethost takes it."""
+    return base64.b64encode(key.public_data).decode()
+
+
+def parse_key_blob(text: str) -> asyncssh.SSHKey:
+    """Raises ValueError unless ``text`` is a base64 SSH public key blob."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+        return asyncssh.import_public_key(raw)
+    except (ValueError, asyncssh.KeyImportError) as exc:
+        raise ValueError(f"not a base64 SSH public key blob: {exc}") from None
+
+
+class _HostKeyCheck(asyncssh.SSHClient):
+    """Records the server's key and accepts it when pinned, or when not verifying at all."""
+
+    def __init__(self, pinned: str | None, insecure: bool) -> None:
+        self.pinned = pinned
+        self.insecure = insecure
+        self.seen: str | None = None
+        self.auth: str | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int,
+                                 key: asyncssh.SSHKey) -> bool:
+        self.seen = key_blob(key)
+        return self.insecure or (self.pinned is not None and self.seen == self.pinned)
+
+    def public_key_auth_requested(self) -> Any:
+        self.auth = "publickey"
+        return super().public_key_auth_requested()
+
+    def password_auth_requested(self) -> Any:
+        self.auth = "password"
+        return super().password_auth_requested()
+
+
+def _classify_sftp(phase: str, exc: BaseException) -> int:
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return NOT_VERIFIED
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return BAD_CREDENTIALS
+    if phase == "connect":
+        if isinstance(exc, (OSError, asyncssh.ConnectionLost)):
+            return CANNOT_CONNECT
+        return UNKNOWN
+    if phase == "transfer":
+        if isinstance(exc, (OSError, asyncssh.Error)):
+            return INCOMPLETE
+        return UNKNOWN
+    if isinstance(exc, (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied,
+                        asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory,
+                        asyncssh.SFTPFailure)) and phase in ("folder", "store"):
+        return BAD_PATH
+    if isinstance(exc, (asyncssh.ConnectionLost, ConnectionError)):
+        return INCOMPLETE if phase == "store" else UNKNOWN
+    return UNKNOWN
+
+
+async def _sftp_upload(job: UploadJob) -> UploadOutcome:
+    s = job.settings
+    check = _HostKeyCheck(job.pinned_hostkey, bool(s.ft_insecure))
+    phase = "connect"
+    uploaded: list[str] = []
+    conn: asyncssh.SSHClientConnection | None = None
+    try:
+        conn = await asyncio.wait_for(asyncssh.connect(
+            s.ft_server, s.ft_port, username=s.ft_username, password=s.ft_password or None,
+            client_keys=[job.client_key] if job.client_key is not None else [],
+            known_hosts=([], [], []), client_factory=lambda: check,
+            agent_path=None, config=None, preferred_auth="publickey,password",
+            connect_timeout=job.connect_timeout), job.connect_timeout + job.io_timeout)
+        phase = "folder"
+        sftp = await asyncio.wait_for(conn.start_sftp_client(), job.io_timeout)
+        absolute, parts = folder_parts(s.ft_dirname)
+        where = "/" if absolute else "."
+        steps = [(p, bool(s.ft_autocreatedir)) for p in parts]
+        if job.daily_folder:
+            steps.append((job.daily_folder, True))
+        for part, create in steps:
+            where = posixpath.join(where, part)
+            if not await asyncio.wait_for(sftp.isdir(where), job.io_timeout):
+                if not create:
+                    raise asyncssh.SFTPNoSuchFile(f"{where} does not exist")
+                await asyncio.wait_for(sftp.mkdir(where), job.io_timeout)
+        for name, data in job.files:
+            phase = "store"
+            path = posixpath.join(where, name)
+            handle = await asyncio.wait_for(sftp.open(path, "wb"), job.io_timeout)
+            phase = "transfer"
+            try:
+                await asyncio.wait_for(handle.write(data), job.io_timeout)
+            finally:
+                await asyncio.wait_for(handle.close(), job.io_timeout)
+            uploaded.append(posixpath.normpath(path))
+        sftp.exit()
+        return UploadOutcome(OK, hostkey=check.seen, uploaded=uploaded, auth=check.auth)
+    except Exception as exc:  # noqa: BLE001 - mapped to the camera's codes
+        code = _classify_sftp(phase, exc)
+        if code == UNKNOWN and not isinstance(exc, (OSError, asyncssh.Error)):
+            raise
+        return UploadOutcome(code, hostkey=check.seen, uploaded=uploaded,
+                             detail=f"{phase}: {exc!r}", auth=check.auth)
+    finally:
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
