@@ -1,0 +1,307 @@
+"""What the FTP and SFTP servers share: users and their roots, the record of what arrived,
+the event list (shaped for the farm's future request journal) and ``wait_for_upload``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Coroutine
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..core.member import KindOptions, Member
+
+log = logging.getLogger("emulators.servers")
+
+Protocol = Literal["ftp", "ftps", "sftp"]
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+# Events kept in the saved state; older ones are dropped first (the journal keeps the rest).
+MAX_EVENTS = 1000
+DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024
+
+
+class UserOptions(KindOptions):
+    """One account: ``home`` is a folder under the server's root (default: the user's name)."""
+
+    name: str
+    password: str | None = None
+    home: str | None = None
+    # A read-only account lets a test reproduce "permission error" on upload.
+    read_only: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not USER_RE.match(value):
+            raise ValueError("user names are 1-64 letters, digits, '_', '.', '@' or '-'")
+        return value
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or "\\" in value or not value.strip("/. "):
+            raise ValueError("home is a relative folder under the server's root, without '..'")
+        return str(path)
+
+    @property
+    def home_dir(self) -> str:
+        return self.home or self.name
+
+
+class ServerOptions(KindOptions):
+    users: tuple[UserOptions, ...] = ()
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD, ge=1)
+    max_connections_per_ip: int = Field(default=10, ge=1)
+    max_login_attempts: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> ServerOptions:
+        seen: set[str] = set()
+        for user in self.users:
+            if user.name in seen:
+                raise ValueError(f"user {user.name!r} is listed twice")
+            seen.add(user.name)
+        return self
+
+
+class EventHook(list[Callable[[dict[str, Any]], None]]):
+    """Subscribers to a server's events, called on the farm's loop with each event dict.
+
+    ``server.on_event.subscribe(fn)`` returns a function that unsubscribes; a subscriber that
+    raises is logged and kept, so one broken listener cannot stop the recording.
+    """
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        self.append(callback)
+        return lambda: self.remove(callback) if callback in self else None
+
+    def emit(self, event: dict[str, Any]) -> None:
+        for callback in list(self):
+            try:
+                callback(event)
+            except Exception:  # noqa: BLE001 - a listener's bug must not break the server
+                log.exception("event subscriber %r failed", callback)
+
+
+def sha256_file(path: Path | str) -> tuple[int, str]:
+    """Size and SHA-256 of a file (blocking: call it off the event loop)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 16):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """True when ``path`` is ``root`` or below it (both already resolved)."""
+    path, root = os.fspath(path), os.fspath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class ServerMember(Member):
+    """Base of the upload servers: state is what arrived and what happened, not the files
+    themselves (those live under ``files_dir()``, one folder per user home)."""
+
+    role = "server"
+    Options: ClassVar[type[KindOptions]] = ServerOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_event = EventHook()
+        self._received: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self._seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._saving: set[asyncio.Task[None]] = set()
+        self._upload_waiters: list[tuple[Callable[[dict[str, Any]], bool],
+                                         asyncio.Future[dict[str, Any]]]] = []
+
+    # -- users -------------------------------------------------------------------------------
+    @property
+    def opts(self) -> ServerOptions:
+        assert isinstance(self.options, ServerOptions)
+        return self.options
+
+    def user(self, username: str) -> UserOptions:
+        for user in self.opts.users:
+            if user.name == username:
+                return user
+        raise LookupError(f"no user {username!r} on {self.name}")
+
+    def user_root(self, username: str) -> Path:
+        """The user's root folder (resolved, so containment checks compare real paths)."""
+        return (self.files_dir() / self.user(username).home_dir).resolve()
+
+    def prepare_roots(self) -> None:
+        for user in self.opts.users:
+            self.user_root(user.name).mkdir(parents=True, exist_ok=True)
+
+    def locate_file(self, path: str) -> Path:
+        """``<user>/<path under that user's root>`` to a file on disk, refusing escapes.
+
+        Raises LookupError when there is no such user or file, PermissionError for a path
+        that leaves the user's root (``..``, absolute, or a symlink pointing out).
+        """
+        user, _, rest = path.partition("/")
+        root = self.user_root(user)
+        parts = PurePosixPath(rest).parts
+        if not rest or PurePosixPath(rest).is_absolute() or ".." in parts:
+            raise PermissionError(f"{path!r} is not a path under a user's root")
+        target = Path(os.path.realpath(root.joinpath(*parts)))
+        if not is_inside(target, root):
+            raise PermissionError(f"{path!r} leads outside the user's root")
+        if not target.is_file():
+            raise LookupError(f"no file {path!r} on {self.name}")
+        return target
+
+    def credentials(self) -> dict[str, Any]:
+        return {"users": [{"name": u.name, "password": u.password, "home": u.home_dir,
+                           "read_only": u.read_only} for u in self.opts.users]}
+
+    # -- state -------------------------------------------------------------------------------
+    def initial_state(self) -> dict[str, Any]:
+        return {"received": [], "events": [], "seq": 0}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        self._received = list(data.get("received", []))
+        self._events = list(data.get("events", []))
+        self._seq = int(data.get("seq", 0))
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"received": copy.deepcopy(self._received),
+                "events": copy.deepcopy(self._events[-MAX_EVENTS:]), "seq": self._seq}
+
+    async def state_changed(self) -> None:
+        """A reset empties the users' folders too: what arrived before is gone."""
+        root = self.files_dir()
+        for child in root.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        self.prepare_roots()
+
+    # -- what arrived ------------------------------------------------------------------------
+    def received_files(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._received)
+
+    def events(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._events)
+
+    def emit(self, event: str, *, protocol: Protocol, user: str | None = None,
+             remote: str | None = None, **detail: Any) -> dict[str, Any]:
+        """Record one event (login, login_failed, upload, refused...) and tell subscribers.
+
+        The shape is what a farm-wide journal takes: ``seq`` orders events of this server,
+        ``server``/``kind`` say whose it is, ``time`` comes from the farm clock.
+        """
+        self._seq += 1
+        record = {"seq": self._seq, "time": self.clock.time(), "server": self.name,
+                  "kind": self.kind, "protocol": protocol, "event": event, "user": user,
+                  "remote": remote, **detail}
+        self._events.append(record)
+        del self._events[:-MAX_EVENTS]
+        self.on_event.emit(copy.deepcopy(record))
+        return record
+
+    def schedule_save(self) -> asyncio.Future[None] | None:
+        """Save soon, from code that cannot await (sync callbacks); await the result to know
+        it is on disk. None when no loop runs (the next save will carry the change)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        task = loop.create_task(self.save())
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
+        return task
+
+    async def record_event(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = self.emit(event, **fields)
+        await self.save()
+        return record
+
+    def relative_path(self, user: str, local_path: str | Path) -> str:
+        """A file's posix path under the user's root (blocking: resolves symlinks)."""
+        real = Path(os.path.realpath(local_path))
+        try:
+            return real.relative_to(self.user_root(user)).as_posix()
+        except (LookupError, ValueError):
+            return os.fspath(local_path)
+
+    def inspect_upload(self, user: str, local_path: str | Path) -> tuple[str, int, str]:
+        """Path under the user's root, size and SHA-256 of an arrived file (blocking)."""
+        size, digest = sha256_file(local_path)
+        return self.relative_path(user, local_path), size, digest
+
+    async def record_upload(self, *, user: str, path: str, size: int, sha256: str,
+                            protocol: Protocol, remote: str | None = None,
+                            **extra: Any) -> dict[str, Any]:
+        """Note a completed upload, save, and wake ``wait_for_upload`` callers."""
+        rel = path
+        record = {"user": user, "path": rel, "size": size, "sha256": sha256,
+                  "time": self.clock.time(), "protocol": protocol, **extra}
+        self._received.append(record)
+        self.emit("upload", protocol=protocol, user=user, remote=remote, path=rel, size=size,
+                  sha256=sha256)
+        await self.save()
+        for predicate, future in list(self._upload_waiters):
+            if not future.done() and predicate(record):
+                future.set_result(copy.deepcopy(record))
+        return copy.deepcopy(record)
+
+    async def wait_for_upload(self, predicate: Callable[[dict[str, Any]], bool] | None = None,
+                              timeout: float = 5.0,  # noqa: ASYNC109 - the agreed signature
+                              *, new_only: bool = False) -> dict[str, Any]:
+        """The newest received file matching ``predicate`` (any file when None); when none
+        has arrived yet (or ``new_only``), wait for the next one. TimeoutError after
+        ``timeout`` seconds of real time."""
+        match = predicate or (lambda record: True)
+        if not new_only:
+            for record in reversed(self._received):
+                if match(record):
+                    return copy.deepcopy(record)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        entry = (match, future)
+        self._upload_waiters.append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._upload_waiters.remove(entry)
+
+    # -- calls from a server thread (pyftpdlib) ---------------------------------------------
+    def call_from_thread(self, coro: Coroutine[Any, Any, Any], *, wait: bool,
+                         timeout: float = 10.0) -> Any:
+        """Run ``coro`` on the farm's loop from another thread; with ``wait`` block until it
+        is done (an upload's record is saved before the client hears "226")."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            return None
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        if not wait:
+            future.add_done_callback(self._log_failure)
+            return None
+        try:
+            return future.result(timeout)
+        except Exception:  # noqa: BLE001 - the transfer itself succeeded; say so in the log
+            log.exception("%s: recording from the server thread failed", self.name)
+            return None
+
+    def _log_failure(self, future: Any) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("%s: recording from the server thread failed", self.name,
+                      exc_info=future.exception())

@@ -1,0 +1,63 @@
+"""The refusals our upload servers add to what pyftpdlib and asyncssh already answer.
+
+Every reply text the farm's own code sends lives here, once: the FTP reply lines (code and
+exact text, as a real ftpd words them) and the SFTP status/disconnect reasons. The servers
+raise or send these; nothing else formats a refusal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncssh
+
+
+@dataclass(frozen=True)
+class FtpReply:
+    """One FTP reply line: the code a client branches on and the text a person reads."""
+
+    code: int
+    text: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+# RFC 959 4.2: 552 is "Requested file action aborted. Exceeded storage allocation".
+FTP_UPLOAD_TOO_LARGE = FtpReply(552, "Requested file action aborted. Exceeded storage allocation.")
+# A read-only account is refused before the data connection opens (RFC 959: 550 for
+# "file unavailable (e.g., ... no access)"); pyftpdlib's own permission check words it so.
+FTP_NOT_ENOUGH_PRIVILEGES = FtpReply(550, "Not enough privileges.")
+
+
+# SFTP status reasons (asyncssh sends them as the FXP_STATUS message text).
+SFTP_OUTSIDE_ROOT = "Permission denied: path is outside the user's root"
+SFTP_LINKS_REFUSED = "Permission denied: links are not allowed on this server"
+SFTP_READ_ONLY = "Permission denied: read-only account"
+SFTP_UPLOAD_TOO_LARGE = "Upload size limit exceeded"
+
+# SSH disconnect reasons; the texts are OpenSSH's, since that is what devices meet in the field.
+SSH_TOO_MANY_AUTH_FAILURES = "Too many authentication failures"
+SSH_TOO_MANY_CONNECTIONS = "Too many connections from your address"
+
+
+class SftpRefusal:
+    """Factories for the typed asyncssh errors above (one place maps reason to wire code)."""
+
+    @staticmethod
+    def outside_root() -> asyncssh.SFTPError:
+        return asyncssh.SFTPPermissionDenied(SFTP_OUTSIDE_ROOT)
+
+    @staticmethod
+    def links_refused() -> asyncssh.SFTPError:
+        return asyncssh.SFTPPermissionDenied(SFTP_LINKS_REFUSED)
+
+    @staticmethod
+    def read_only() -> asyncssh.SFTPError:
+        return asyncssh.SFTPPermissionDenied(SFTP_READ_ONLY)
+
+    @staticmethod
+    def upload_too_large() -> asyncssh.SFTPError:
+        # FX_QUOTA_EXCEEDED for SFTP v5+ clients; asyncssh sends FX_FAILURE to v3 clients.
+        return asyncssh.SFTPQuotaExceeded(SFTP_UPLOAD_TOO_LARGE)
