@@ -1,0 +1,1 @@
+"""Envision EnOS Connection Service emulator: device certificates behind the APIM gateway."""

@@ -1,0 +1,250 @@
+"""The ``enos`` member: EnOS's Connection Service certificates behind its APIM gateway.
+
+At first start it makes (or takes from the scenario) its RSA and ECC roots and issues the
+scenario's bound certificates; that "genesis" is kept in the state, so a reset returns to it
+and a restart keeps it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import weakref
+from typing import Any
+
+from aiohttp import web
+
+from .. import pki
+from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
+from ..core.state import StateStore
+from . import gateway, responses
+from .middleware import MEMBER, error_middleware
+from .models.ca import AUTHORITIES, Authority, RootCA, make_root
+from .models.certificates import (
+    DEFAULT_VALID_DAY,
+    CertificateBook,
+    CertificateService,
+    CertRecord,
+    Rules,
+)
+from .models.faults import Faults
+from .models.registry import Device, Org, Product, Registry
+from .models.tokens import App, TokenService
+from .options import BoundCertificateOptions, EnosOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUBJECT = {"C": "CN", "ST": "Shanghai", "L": "Shanghai", "O": "EnOS", "OU": "EnOS"}
+
+
+class SerialCounter:
+    """certSN values unique across the farm: one counter per state store, saved beside the
+    members' documents, never reset with a member."""
+
+    NAME = "_enos-cert-sn"
+    _by_store: weakref.WeakKeyDictionary[StateStore, SerialCounter] = (
+        weakref.WeakKeyDictionary())
+
+    def __init__(self, store: StateStore, start: int) -> None:
+        self.store = store
+        saved = store.load(self.NAME)
+        self.next = max(start, int(saved["next"])) if saved else start
+
+    @classmethod
+    def of(cls, store: StateStore, start: int) -> SerialCounter:
+        counter = cls._by_store.get(store)
+        if counter is None:
+            counter = cls._by_store[store] = cls(store, start)
+        return counter
+
+    def allocate(self) -> int:
+        value = self.next
+        self.next += 1
+        return value
+
+    def above(self, used: int) -> None:
+        self.next = max(self.next, used + 1)
+
+    async def save(self) -> None:
+        await self.store.save(self.NAME, {"next": self.next})
+
+
+class EnosService(HttpEmulator):
+    kind = "enos"
+    title = "Envision EnOS Connection Service"
+    Options = EnosOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        opts: EnosOptions = self.options  # type: ignore[assignment]
+        self.opts = opts
+        self.registry = Registry(
+            [Org(o.orgId, o.name) for o in opts.orgs],
+            [Product(p.orgId, p.productKey, p.name, p.biDirectionalAuth, p.maxValidDay)
+             for p in opts.products],
+            [Device(d.orgId, d.assetId, d.productKey, d.deviceKey, d.name)
+             for d in opts.devices])
+        self.tokens = TokenService([App(a.appKey, a.appSecret) for a in opts.apps],
+                                   opts.token_expire)
+        self.faults = Faults(probability=opts.faults.probability, service=opts.faults.service,
+                             rng=random.Random(opts.faults.seed))
+        self.serials = SerialCounter.of(self.ctx.store, opts.cert_sn_start)
+        self.roots: dict[Authority, RootCA] = {}
+        self.book = CertificateBook()
+        self.certs = CertificateService(
+            self.registry, self.roots, self.book, self.serials.allocate, self.crl_url,
+            Rules(opts.default_valid_day_over_max, opts.renew_old_certificate))
+        self._genesis: dict[str, Any] | None = None
+        self.loaded = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        saved = self.ctx.store.load(self.name)
+        keys = None if saved and "genesis" in saved else await self._make_keys()
+        self.app = self.build_app()
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
+                                   handle_signals=False)
+        await self.runner.setup()
+        await self.listen("http", self.host, self.port)
+        self.port = self.bound["http"][1]
+        # The bound certificates carry this member's URL, known only now that it listens.
+        self._genesis = saved["genesis"] if keys is None else self._issue_genesis(keys)
+        self.restore_saved()
+        self.loaded = True
+        await self.save()
+
+    async def _make_keys(self) -> dict[str, Any]:
+        """The CPU-heavy part of the first start, in an executor: roots and device keys."""
+        now = self.clock.now()
+        roots: dict[str, dict[str, str]] = {}
+        for authority in AUTHORITIES:
+            supplied = self.opts.ca.rsa if authority == "RSA" else self.opts.ca.ecc
+            if supplied is not None:
+                roots[authority] = {"cert": supplied.cert, "key": supplied.key}
+                continue
+            key: pki.PrivateKey = (await pki.arsa_key() if authority == "RSA"
+                                   else await pki.aec_key())
+            cert = make_root(authority, key, now, self.opts.ca.validDays)
+            roots[authority] = {"cert": pki.cert_pem(cert), "key": pki.key_pem(key)}
+        device_keys: list[str | None] = []
+        for spec in self.opts.certificates:
+            if spec.csr:
+                device_keys.append(None)
+            elif spec.key:
+                device_keys.append(spec.key)
+            else:
+                made = await (pki.arsa_key() if spec.issueAuthority == "RSA" else pki.aec_key())
+                device_keys.append(pki.key_pem(made))
+        return {"roots": roots, "device_keys": device_keys}
+
+    def _issue_genesis(self, keys: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.now()
+        roots = {a: RootCA.from_dict(a, keys["roots"][a]) for a in AUTHORITIES}
+        service = CertificateService(self.registry, roots, CertificateBook(),
+                                     self.serials.allocate, self.crl_url, self.certs.rules)
+        issued: list[dict[str, Any]] = []
+        made_keys: dict[str, str] = {}
+        for spec, key_pem in zip(self.opts.certificates, keys["device_keys"], strict=True):
+            record = self._issue_bound(service, spec, key_pem, now)
+            issued.append(record.to_dict())
+            if key_pem is not None and not spec.key:
+                made_keys[str(record.cert_sn)] = key_pem
+        return {"ca": keys["roots"], "certificates": issued, "device_keys": made_keys}
+
+    def _issue_bound(self, service: CertificateService, spec: BoundCertificateOptions,
+                     key_pem: str | None, now: Any) -> CertRecord:
+        device = self.registry.device_by_asset(spec.assetId)
+        assert device is not None  # the options checked the reference
+        authority: Authority = spec.issueAuthority
+        if spec.csr:
+            csr = pki.load_csr(spec.csr)
+            public_key, subject = csr.public_key(), csr.subject
+        else:
+            assert key_pem is not None
+            public_key = pki.load_key(key_pem).public_key()
+            fields = dict(DEFAULT_SUBJECT, CN=device.device_key, **(spec.subject or {}))
+            subject = pki.name(**fields)
+        product = self.registry.product_of(device)
+        valid_day = spec.validDay or min(DEFAULT_VALID_DAY, product.max_valid_day)
+        start, end = service.validity(product, valid_day, service.roots[authority], now)
+        return service._issue(device, public_key, subject, authority, start, end, now)
+
+    # -- state ---------------------------------------------------------------------------
+    def initial_state(self) -> dict[str, Any]:
+        assert self._genesis is not None
+        return {
+            "genesis": self._genesis,
+            "certificates": copy.deepcopy(self._genesis["certificates"]),
+            "tokens": [],
+            "used_encryptions": {},
+            "faults": {"remaining": self.opts.faults.next_calls},
+        }
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        self._genesis = data["genesis"]
+        self.roots.clear()
+        self.roots.update({a: RootCA.from_dict(a, data["genesis"]["ca"][a])
+                           for a in AUTHORITIES})
+        self.book.records.clear()
+        for item in data.get("certificates", []):
+            record = CertRecord.from_dict(item)
+            self.book.add(record)
+            self.serials.above(record.cert_sn)
+        self.tokens.load(data)
+        self.faults.remaining = int(data.get("faults", {}).get("remaining", 0))
+
+    def dump_state(self) -> dict[str, Any]:
+        assert self._genesis is not None
+        return {"genesis": self._genesis, "certificates": self.book.to_list(),
+                **self.tokens.dump(), "faults": {"remaining": self.faults.remaining}}
+
+    def state(self) -> dict[str, Any]:
+        """The control plane's view: no root private keys, but the keys made for devices."""
+        assert self._genesis is not None
+        return {
+            "ca": {a: r.pem for a, r in self.roots.items()},
+            "orgs": [o.org_id for o in self.registry.orgs.values()],
+            "devices": [d.to_dict() for d in self.registry.devices],
+            "certificates": self.book.to_list(),
+            "device_keys": self._genesis.get("device_keys", {}),
+            "tokens": len(self.tokens.tokens),
+            "faults": self.faults.dump(),
+        }
+
+    async def save(self) -> None:
+        await super().save()
+        await self.serials.save()
+
+    # -- for the wire and for tests ---------------------------------------------------------
+    def base_url(self) -> str:
+        if self.opts.public_url:
+            return self.opts.public_url.rstrip("/")
+        host, port = self.bound["http"]
+        return f"http://{host}:{port}"
+
+    def chain_url(self, authority: Authority) -> str:
+        return f"{self.base_url()}/enos/CA/cacert/{authority}"
+
+    def crl_url(self, authority: Authority) -> str:
+        return f"{self.base_url()}/enos/CA/crl/{authority}"
+
+    def inject_internal_errors(self, count: int) -> None:
+        """The next ``count`` certificate calls answer 99500 (for clients' retry paths)."""
+        self.faults.remaining = count
+
+    def build_app(self) -> web.Application:
+        app = self.new_app(middlewares=[error_middleware, gateway.auth_middleware])
+        app[MEMBER] = self
+        gateway.add_routes(app)
+        responses.add_routes(app)
+        return app
+
+    def credentials(self) -> dict[str, Any]:
+        apps = [{"appKey": a.app_key, "appSecret": a.app_secret}
+                for a in self.tokens.apps.values()]
+        return {"apps": apps, **(apps[0] if apps else {})}
+
+    def extra_description(self) -> dict[str, Any]:
+        return {"orgs": [o.org_id for o in self.registry.orgs.values()],
+                "ca_urls": {a: self.chain_url(a) for a in AUTHORITIES} if self.bound else {}}

@@ -1,0 +1,90 @@
+"""The APIM gateway: the token service, and the check every business call passes first.
+
+A signed call (``apim-timestamp``/``apim-signature`` present) must carry a token this gateway
+issued, unexpired, with a correct signature. A call with only ``apim-accesstoken`` is what
+enos-poseidon sends (encrypted with Envision's key, which nobody else can read): accepted
+when non-empty. The CA download paths are public, as on the EnOS portal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing
+from .middleware import MEMBER, gateway_reply
+from .models.tokens import TOKEN_SERVICE, AccessToken
+
+TOKEN_GET = "/apim-token-service/v2.0/token/get"
+TOKEN_REFRESH = "/apim-token-service/v2.0/token/refresh"
+PUBLIC_PREFIXES = ("/apim-token-service/", "/enos/CA/")
+
+# What a business handler may read: the appKey of a signed call (None for an SDK call).
+CALLER = "enos_caller"
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    member = request.app[MEMBER]
+    if request.path.startswith(PUBLIC_PREFIXES) or not member.opts.require_auth:
+        request[CALLER] = None
+        return await handler(request)
+    token = request.headers.get("apim-accesstoken", "").strip()
+    timestamp = request.headers.get("apim-timestamp")
+    signature = request.headers.get("apim-signature")
+    if timestamp is not None or signature is not None:
+        raw = (await request.read()).decode("utf-8", "replace")
+        app = member.tokens.verify(token, (timestamp or "").strip(), (signature or "").strip(),
+                                   list(request.query.items()), raw, member.clock.time())
+        request[CALLER] = app.app_key
+    elif not token:
+        raise TokenMissing()
+    elif member.opts.accept_sdk_tokens:
+        request[CALLER] = None
+    else:
+        raise ParameterEmpty()  # a token without the signature that must go with it
+    return await handler(request)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        raise ParameterEmpty(TOKEN_SERVICE)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParameter(TOKEN_SERVICE) from None
+    if not isinstance(body, dict):
+        raise InvalidParameter(TOKEN_SERVICE)
+    return body
+
+
+def _token_reply(token: AccessToken, now: float) -> web.Response:
+    return gateway_reply(0, "SUCCESS", TOKEN_SERVICE,
+                         data={"accessToken": token.token, "expire": token.remaining(now)})
+
+
+async def token_get(request: web.Request) -> web.Response:
+    member = request.app[MEMBER]
+    body = await _body(request)
+    now = member.clock.time()
+    token = member.tokens.get(body, now)
+    await member.save()
+    return _token_reply(token, now)
+
+
+async def token_refresh(request: web.Request) -> web.Response:
+    member = request.app[MEMBER]
+    body = await _body(request)
+    now = member.clock.time()
+    token = member.tokens.refresh(body, now)
+    await member.save()
+    return _token_reply(token, now)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(TOKEN_GET, token_get)
+    app.router.add_post(TOKEN_REFRESH, token_refresh)

@@ -1,0 +1,60 @@
+"""The one place EnOS errors become replies: Connection Service errors as the
+``{code, msg, requestId, data}`` envelope (HTTP 200), gateway refusals in the APIM form."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .exceptions import ConnectError, GatewayError, InternalError
+from .models.tokens import TOKEN_SERVICE
+
+if TYPE_CHECKING:
+    from .emulator import EnosService
+
+log = logging.getLogger(__name__)
+
+MEMBER: web.AppKey[EnosService] = web.AppKey("enos_member")
+
+
+def envelope(data: Any = None, code: int = 0, msg: str = "OK") -> web.Response:
+    return web.json_response({"code": code, "msg": msg, "requestId": str(uuid.uuid4()),
+                              "data": data})
+
+
+def gateway_reply(status: int, msg: str, business: str, http_status: int = 200,
+                  **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"status": status, "msg": msg, "business": business}
+    body.update(extra)
+    return web.json_response(body, status=http_status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    member = request.app[MEMBER]
+    try:
+        if not member.loaded:  # a request that raced the first start's genesis
+            raise InternalError()
+        return await handler(request)
+    except ConnectError as exc:
+        return envelope(None, exc.code, exc.message)
+    except GatewayError as exc:
+        extra: dict[str, Any] = dict(exc.extra)
+        if exc.apim_status is not None:
+            extra["apim_status"] = exc.apim_status
+        token_service = exc.business == TOKEN_SERVICE
+        http_status = 200 if token_service else member.opts.gateway_error_status
+        return gateway_reply(exc.status, exc.msg, exc.business, http_status, **extra)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # No API behind this path or method: the gateway answers with the HTTP status.
+        return gateway_reply(exc.status, exc.reason, "apim-gateway", exc.status)
+    except Exception:
+        log.exception("%s: unexpected error on %s %s", member.name, request.method,
+                      request.path_qs)
+        return envelope(None, InternalError.code, InternalError.msg)

@@ -1,0 +1,372 @@
+"""Device certificates and the Connection Service's rules for apply, renew, revoke and list.
+
+"What does the renew rule say about validDay" is ``CertificateService.validity``; the CSR
+rules are ``check_csr``. Times are passed in (the farm clock), never read here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from ... import pki
+from ..exceptions import (
+    CallCaError,
+    CertificateBoundElsewhere,
+    CertificateNotBound,
+    DuplicateSubject,
+    InvalidCallParameters,
+    InvalidCertRequest,
+    OriginalExpired,
+    OriginalRevoked,
+    RenewFailed,
+    RevokeFailed,
+    SerialNegative,
+    SerialRequired,
+    ValidityExceedsProductMax,
+)
+from .ca import REVOKE_REASONS, Authority, RootCA, authority_of_key, java_name
+from .registry import Device, Product, Registry
+
+DEFAULT_VALID_DAY = 730
+SUBJECT_FIELDS = (("C", NameOID.COUNTRY_NAME), ("ST", NameOID.STATE_OR_PROVINCE_NAME),
+                  ("L", NameOID.LOCALITY_NAME), ("O", NameOID.ORGANIZATION_NAME),
+                  ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME), ("CN", NameOID.COMMON_NAME))
+MAX_FIELD = 64
+
+# certStatus in the list reply.
+VALID, REVOKED, EXPIRED = 0, 1, 2
+
+
+def _ms(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def key_id(public_key: Any) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def common_name(name: x509.Name) -> str:
+    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(values[0].value) if values else ""
+
+
+@dataclass
+class CertRecord:
+    """One issued certificate and the device it is bound to."""
+
+    cert_sn: int
+    org_id: str
+    asset_id: str
+    cert: str  # PEM
+    issue_authority: Authority
+    sign_date: int  # epoch ms, when it was issued
+    not_before: int
+    not_after: int
+    subject: str
+    issuer: str
+    cn: str
+    key_id: str
+    revoked: bool = False
+    revoked_at: int | None = None
+    revoker: str | None = None
+    revoke_reason: int | None = None
+    renewed_from: int | None = None
+
+    def status(self, now: dt.datetime) -> int:
+        if self.revoked:
+            return REVOKED
+        return EXPIRED if self.not_after <= _ms(now) else VALID
+
+    def live(self, now: dt.datetime) -> bool:
+        return self.status(now) == VALID
+
+    def x509(self) -> x509.Certificate:
+        return pki.load_cert(self.cert)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CertRecord:
+        return cls(**data)
+
+
+@dataclass
+class CertificateBook:
+    records: dict[int, CertRecord] = field(default_factory=dict)
+
+    def add(self, record: CertRecord) -> None:
+        self.records[record.cert_sn] = record
+
+    def get(self, cert_sn: int) -> CertRecord | None:
+        return self.records.get(cert_sn)
+
+    def bound_to(self, device: Device) -> list[CertRecord]:
+        return sorted((r for r in self.records.values()
+                       if r.asset_id == device.asset_id and r.org_id == device.org_id),
+                      key=lambda r: r.cert_sn)
+
+    def others(self, device: Device, now: dt.datetime) -> list[CertRecord]:
+        """Other devices' certificates that still count (not revoked)."""
+        return [r for r in self.records.values()
+                if not r.revoked and (r.asset_id, r.org_id) != (device.asset_id, device.org_id)]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in sorted(self.records.values(), key=lambda r: r.cert_sn)]
+
+    @classmethod
+    def from_list(cls, items: list[dict[str, Any]]) -> CertificateBook:
+        book = cls()
+        for item in items:
+            book.add(CertRecord.from_dict(item))
+        return book
+
+
+# -- CSR rules -------------------------------------------------------------------------------
+
+def _describe_key(key: Any) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"a {key.key_size}-bit RSA key"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"a {key.curve.key_size}-bit EC key on {key.curve.name}"
+    return f"a {type(key).__name__.lstrip('_')}"
+
+
+def _java_signature(csr: x509.CertificateSigningRequest) -> str:
+    try:
+        digest = csr.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 - unsupported algorithms raise their own types
+        digest = None
+    key = csr.public_key()
+    family = ("RSA" if isinstance(key, rsa.RSAPublicKey)
+              else "ECDSA" if isinstance(key, ec.EllipticCurvePublicKey) else None)
+    if digest is None or family is None:
+        return csr.signature_algorithm_oid.dotted_string
+    return f"{digest.name.upper().replace('-', '')}with{family}"
+
+
+def load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
+    try:
+        return pki.load_csr(csr_pem)
+    except (pki.PkiError, ValueError):
+        raise InvalidCertRequest(
+            "The CSR cannot be parsed",
+            "csr must be a PEM encoded PKCS#10 certificate signing request") from None
+
+
+def check_csr(csr_pem: str, authority: Authority) -> x509.CertificateSigningRequest:
+    """The seed's rules: RSA 2048 + SHA256withRSA, or P-256 + SHA256withECDSA; a full subject."""
+    csr = load_csr(csr_pem)
+    try:
+        key = csr.public_key()
+    except (ValueError, TypeError):
+        raise InvalidCertRequest("The public key of the CSR is not supported",
+                                 "the key algorithm is unknown") from None
+    if not csr.is_signature_valid:
+        raise InvalidCertRequest("The signature of the CSR is invalid",
+                                 "the CSR is not signed by the key it carries")
+    if authority == "RSA":
+        if not (isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048):
+            raise InvalidCertRequest("The public key of the CSR does not match issueAuthority RSA",
+                                     f"a 2048-bit RSA key is required, the CSR has "
+                                     f"{_describe_key(key)}")
+        wanted = "SHA256withRSA"
+    else:
+        if not (isinstance(key, ec.EllipticCurvePublicKey)
+                and isinstance(key.curve, ec.SECP256R1)):
+            raise InvalidCertRequest("The public key of the CSR does not match issueAuthority ECC",
+                                     f"a 256-bit prime256v1 EC key is required, the CSR has "
+                                     f"{_describe_key(key)}")
+        wanted = "SHA256withECDSA"
+    used = _java_signature(csr)
+    if used != wanted:
+        raise InvalidCertRequest("The signature algorithm of the CSR is not supported",
+                                 f"{wanted} is required, the CSR is signed with {used}")
+    for label, oid in SUBJECT_FIELDS:
+        values = csr.subject.get_attributes_for_oid(oid)
+        if not values or not str(values[0].value).strip():
+            raise InvalidCertRequest("The subject of the CSR is incomplete",
+                                     f"the subject needs C, ST, L, O, OU and CN; {label} is "
+                                     f"missing")
+        value = str(values[0].value)
+        if len(value) > MAX_FIELD:
+            raise InvalidCertRequest("The subject of the CSR is invalid",
+                                     f"{label} is longer than {MAX_FIELD} characters")
+        if label == "C" and not (len(value) == 2 and value.isalpha()):
+            raise InvalidCertRequest("The subject of the CSR is invalid",
+                                     "C must be a two-letter country code")
+    return csr
+
+
+# -- the service -------------------------------------------------------------------------------
+
+DefaultOverMax = Literal["cap", "fail", "keep"]
+RenewOld = Literal["keep", "revoke"]
+
+
+@dataclass
+class Rules:
+    """The switches where the sources are silent (see README.md)."""
+
+    default_over_max: DefaultOverMax = "cap"
+    renew_old: RenewOld = "keep"
+
+
+class CertificateService:
+    def __init__(self, registry: Registry, roots: dict[Authority, RootCA], book: CertificateBook,
+                 allocate: Callable[[], int], crl_url: Callable[[Authority], str],
+                 rules: Rules | None = None) -> None:
+        self.registry = registry
+        self.crl_url = crl_url
+        self.roots = roots
+        self.book = book
+        self.allocate = allocate
+        self.rules = rules or Rules()
+
+    # validDay ---------------------------------------------------------------------------
+    def validity(self, product: Product, valid_day: int | None, root: RootCA,
+                 now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """notBefore/notAfter per the seed: default 730, over the product max fails, cut to
+        what is left of the root."""
+        if valid_day is not None:
+            if valid_day > product.max_valid_day:
+                raise ValidityExceedsProductMax()
+            days = valid_day
+        else:
+            days = DEFAULT_VALID_DAY
+            if days > product.max_valid_day:
+                if self.rules.default_over_max == "fail":
+                    raise ValidityExceedsProductMax()
+                if self.rules.default_over_max == "cap":
+                    days = product.max_valid_day
+        start = now.replace(microsecond=0)
+        end = start + dt.timedelta(days=days)
+        root_end = root.cert.not_valid_after_utc
+        if root_end <= start:
+            raise CallCaError(40001, "The root certificate has expired",
+                              f"the {root.authority} root CA expired at {root_end.isoformat()}")
+        return start, min(end, root_end)
+
+    # issuing ----------------------------------------------------------------------------
+    def _issue(self, device: Device, public_key: Any, subject: x509.Name, authority: Authority,
+               start: dt.datetime, end: dt.datetime, now: dt.datetime,
+               cert_sn: int | None = None, renewed_from: int | None = None) -> CertRecord:
+        root = self.roots[authority]
+        serial = cert_sn if cert_sn is not None else self.allocate()
+        cert = root.sign(public_key, subject, serial, start, end, self.crl_url(authority))
+        record = CertRecord(
+            cert_sn=serial, org_id=device.org_id, asset_id=device.asset_id,
+            cert=pki.cert_pem(cert), issue_authority=authority, sign_date=_ms(now),
+            not_before=_ms(start), not_after=_ms(end), subject=java_name(subject),
+            issuer=java_name(root.cert.subject), cn=common_name(subject),
+            key_id=key_id(public_key), renewed_from=renewed_from)
+        self.book.add(record)
+        return record
+
+    def _check_not_taken(self, device: Device, csr: x509.CertificateSigningRequest,
+                         now: dt.datetime, *, renew: bool) -> None:
+        kid, cn = key_id(csr.public_key()), common_name(csr.subject)
+        for other in self.book.others(device, now):
+            if other.key_id == kid:
+                raise CertificateBoundElsewhere()
+            if other.cn == cn:
+                if renew:
+                    raise CertificateBoundElsewhere()
+                raise DuplicateSubject("The subject of the CSR is already in use",
+                                       f"CN={cn} belongs to a certificate of another device")
+
+    def apply(self, device: Device, csr_pem: str, valid_day: int | None, authority: Authority,
+              now: dt.datetime) -> CertRecord:
+        product = self.registry.require_bidirectional(device)
+        start, end = self.validity(product, valid_day, self.roots[authority], now)
+        csr = check_csr(csr_pem, authority)
+        self._check_not_taken(device, csr, now, renew=False)
+        return self._issue(device, csr.public_key(), csr.subject, authority, start, end, now)
+
+    def renew(self, device: Device, cert_sn: int | None, csr_pem: str | None,
+              valid_day: int | None, authority: Authority | None,
+              now: dt.datetime) -> CertRecord:
+        product = self.registry.require_bidirectional(device)
+        if cert_sn is None:
+            raise SerialRequired()
+        if cert_sn < 0:
+            raise SerialNegative()
+        old = self.book.get(cert_sn)
+        if old is None or (old.asset_id, old.org_id) != (device.asset_id, device.org_id):
+            raise CertificateNotBound()
+        if old.revoked:
+            raise OriginalRevoked()
+        if old.not_after <= _ms(now):
+            raise OriginalExpired()
+        if csr_pem:
+            authority = authority or "RSA"
+            start, end = self.validity(product, valid_day, self.roots[authority], now)
+            csr = check_csr(csr_pem, authority)
+            self._check_not_taken(device, csr, now, renew=True)
+            public_key, subject = csr.public_key(), csr.subject
+        else:
+            # No CSR: the old certificate's request data (its subject and key) again.
+            if authority is not None and authority != old.issue_authority:
+                raise RenewFailed("issueAuthority does not match the original certificate",
+                                  f"certificate {old.cert_sn} was issued by the "
+                                  f"{old.issue_authority} CA; send a CSR to change it")
+            authority = old.issue_authority
+            start, end = self.validity(product, valid_day, self.roots[authority], now)
+            previous = old.x509()
+            public_key, subject = previous.public_key(), previous.subject
+            if authority_of_key(public_key) != authority:
+                raise RenewFailed("The original certificate cannot be renewed",
+                                  "its key does not fit the issuing CA")
+        record = self._issue(device, public_key, subject, authority, start, end, now,
+                             renewed_from=old.cert_sn)
+        if self.rules.renew_old == "revoke":
+            self._mark_revoked(old, now, 4, None)
+        return record
+
+    def revoke(self, device: Device, cert_sn: int, reason: int, now: dt.datetime,
+               revoker: str | None) -> CertRecord:
+        if reason not in REVOKE_REASONS:
+            raise InvalidCallParameters("The revocation reason is not supported",
+                                        f"reason {reason} is not one of 0, 1, 3, 4, 5, 6, 9")
+        record = self.book.get(cert_sn)
+        if record is None or (record.asset_id, record.org_id) != (device.asset_id,
+                                                                   device.org_id):
+            raise RevokeFailed("The certificate is not bound to the device",
+                               f"certSn {cert_sn} is not in the certificate list of asset "
+                               f"{device.asset_id}")
+        if record.revoked:
+            raise RevokeFailed("The certificate has already been revoked",
+                               f"certSn {cert_sn} was revoked before")
+        self._mark_revoked(record, now, reason, revoker)
+        return record
+
+    @staticmethod
+    def _mark_revoked(record: CertRecord, now: dt.datetime, reason: int,
+                      revoker: str | None) -> None:
+        record.revoked = True
+        record.revoked_at = _ms(now)
+        record.revoke_reason = reason
+        record.revoker = revoker
+
+    def listing(self, device: Device) -> list[CertRecord]:
+        return self.book.bound_to(device)
+
+    def revoked_by(self, authority: Authority) -> list[tuple[int, dt.datetime, int]]:
+        return [(r.cert_sn, _from_ms(r.revoked_at or r.sign_date), r.revoke_reason or 0)
+                for r in self.book.records.values()
+                if r.revoked and r.issue_authority == authority]

@@ -1,0 +1,165 @@
+"""The APIM gateway's apps and access tokens: get, refresh, and verifying signed calls.
+
+``encryption`` = sha256hex(appKey + timestamp + appSecret); a signed call's
+``apim-signature`` = sha256hex(token + sorted query name+value pairs + raw body + timestamp +
+appSecret). Times are epoch seconds from the farm clock, passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..exceptions import (
+    AppKeyUnknown,
+    DuplicatedEncryption,
+    EncryptionInvalid,
+    InvalidParameter,
+    ParameterEmpty,
+    RefreshFailed,
+    TokenExpired,
+    TokenUnknown,
+)
+
+TOKEN_SERVICE = "apim-token-service"
+# How long a used encryption is remembered for the duplicate check (a day covers any skew).
+REPLAY_MEMORY = 24 * 3600
+
+
+def sha256hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encryption(app_key: str, timestamp: str, app_secret: str) -> str:
+    return sha256hex(app_key + timestamp + app_secret)
+
+
+def signature(token: str, query: Iterable[tuple[str, str]], body: str, timestamp: str,
+              app_secret: str) -> str:
+    params = "".join(name + value for name, value in sorted(query))
+    return sha256hex(token + params + body + timestamp + app_secret)
+
+
+def _same(wanted: str, given: str) -> bool:
+    # Bytes, so that a non-ASCII value is a mismatch rather than a TypeError.
+    return hmac.compare_digest(wanted.encode(), given.lower().encode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class App:
+    app_key: str
+    app_secret: str
+
+
+@dataclass
+class AccessToken:
+    token: str
+    app_key: str
+    issued_at: float
+    expires_at: float
+
+    def remaining(self, now: float) -> int:
+        return max(0, int(self.expires_at - now))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TokenService:
+    def __init__(self, apps: Iterable[App], lifetime: int = 7200) -> None:
+        self.apps = {a.app_key: a for a in apps}
+        self.lifetime = lifetime
+        self.tokens: dict[str, AccessToken] = {}
+        self.used: dict[str, float] = {}  # encryption -> when it was used
+
+    # -- token service ---------------------------------------------------------------------
+    def _check(self, body: dict[str, Any], now: float, *extra: str) -> App:
+        """The token service's checks, in order: empty, shape, appKey, encryption, replay."""
+        for name in ("appKey", "encryption", "timestamp", *extra):
+            value = body.get(name)
+            if value is None or value == "":
+                raise ParameterEmpty(TOKEN_SERVICE)
+        timestamp = body["timestamp"]
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | str):
+            raise InvalidParameter(TOKEN_SERVICE)
+        if isinstance(timestamp, str) and not timestamp.isdigit():
+            raise InvalidParameter(TOKEN_SERVICE)
+        for name in ("appKey", "encryption", *extra):
+            if not isinstance(body[name], str):
+                raise InvalidParameter(TOKEN_SERVICE)
+        app = self.apps.get(body["appKey"])
+        if app is None:
+            raise AppKeyUnknown(TOKEN_SERVICE)
+        wanted = encryption(app.app_key, str(timestamp), app.app_secret)
+        if not _same(wanted, body["encryption"]):
+            raise EncryptionInvalid(TOKEN_SERVICE)
+        self._forget_old(now)
+        if wanted in self.used:
+            raise DuplicatedEncryption(TOKEN_SERVICE)
+        self.used[wanted] = now
+        return app
+
+    def _forget_old(self, now: float) -> None:
+        for key in [k for k, at in self.used.items() if now - at > REPLAY_MEMORY]:
+            del self.used[key]
+
+    def _new(self, app: App, now: float) -> AccessToken:
+        token = AccessToken(secrets.token_hex(32), app.app_key, now, now + self.lifetime)
+        self.tokens[token.token] = token
+        return token
+
+    def get(self, body: dict[str, Any], now: float) -> AccessToken:
+        """The app's token: the same one while it is valid, else a new one."""
+        app = self._check(body, now)
+        for token in self.tokens.values():
+            if token.app_key == app.app_key and token.expires_at > now:
+                return token
+        self._drop_expired(app, now)
+        return self._new(app, now)
+
+    def refresh(self, body: dict[str, Any], now: float) -> AccessToken:
+        """A new token for the app's current (possibly expired) one, which stops working."""
+        app = self._check(body, now, "accessToken")
+        old = self.tokens.get(body["accessToken"])
+        if old is None or old.app_key != app.app_key:
+            raise RefreshFailed(TOKEN_SERVICE)
+        del self.tokens[old.token]
+        return self._new(app, now)
+
+    def _drop_expired(self, app: App, now: float) -> None:
+        for key in [k for k, t in self.tokens.items()
+                    if t.app_key == app.app_key and t.expires_at <= now]:
+            del self.tokens[key]
+
+    # -- signed business calls -------------------------------------------------------------
+    def verify(self, token: str, timestamp: str, given: str, query: Iterable[tuple[str, str]],
+               body: str, now: float) -> App:
+        if not token or not timestamp or not given:
+            raise ParameterEmpty()
+        if not timestamp.isdigit():
+            raise InvalidParameter()
+        record = self.tokens.get(token)
+        if record is None:
+            raise TokenUnknown()
+        app = self.apps.get(record.app_key)
+        if app is None:  # the app left the scenario since the token was saved
+            raise TokenUnknown()
+        if record.expires_at <= now:
+            raise TokenExpired(apim_refreshtoken=record.token)
+        wanted = signature(token, query, body, timestamp, app.app_secret)
+        if not _same(wanted, given):
+            raise EncryptionInvalid()
+        return app
+
+    # -- state ---------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        return {"tokens": [t.to_dict() for t in self.tokens.values()],
+                "used_encryptions": dict(self.used)}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.tokens = {t["token"]: AccessToken(**t) for t in data.get("tokens", [])}
+        self.used = {k: float(v) for k, v in data.get("used_encryptions", {}).items()}

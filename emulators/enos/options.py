@@ -1,0 +1,195 @@
+"""The ``enos`` scenario keys: the registry, the bound certificates, the apps, the CA and the
+behaviour switches. Cross references are checked here so ``emulators validate`` reports them.
+
+Record fields use EnOS's own names (orgId, productKey...); the emulator's switches are
+snake_case.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .. import pki
+from ..core.member import KindOptions
+from .exceptions import ConnectError
+from .models.ca import check_root
+from .models.certificates import check_csr
+
+_HEX = set(string.hexdigits)
+
+
+class OrgOptions(KindOptions):
+    orgId: str = Field(min_length=1)
+    name: str = ""
+
+
+class ProductOptions(KindOptions):
+    orgId: str = Field(min_length=1)
+    productKey: str = Field(min_length=1)
+    name: str = ""
+    # Whether devices of this product may hold certificates (apply and renew need it).
+    biDirectionalAuth: bool = True
+    # The product's maximum certificate validity in days; a larger validDay fails.
+    maxValidDay: int = Field(default=3650, ge=1)
+
+
+class DeviceOptions(KindOptions):
+    orgId: str = Field(min_length=1)
+    assetId: str = Field(min_length=1)
+    productKey: str = Field(min_length=1)
+    deviceKey: str = Field(min_length=1)
+    name: str = ""
+
+
+class BoundCertificateOptions(KindOptions):
+    """A certificate bound to a device from the start, issued by the emulator's CA at first start:
+    from ``csr``, or for ``key`` (a PEM private key), or for a key the emulator makes (and
+    shows in the member's state) when neither is given."""
+
+    assetId: str = Field(min_length=1)
+    csr: str | None = None
+    key: str | None = None
+    issueAuthority: Literal["RSA", "ECC"] = "RSA"
+    validDay: int | None = Field(default=None, ge=1)
+    # Subject for ``key`` or a made key; default C=CN, ST/L=Shanghai, O/OU=EnOS, CN=deviceKey.
+    subject: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _material(self) -> BoundCertificateOptions:
+        if self.csr and self.key:
+            raise ValueError("give csr or key, not both")
+        if self.csr:
+            try:
+                check_csr(self.csr, self.issueAuthority)
+            except ConnectError as exc:
+                raise ValueError(f"csr: {exc.message}") from None
+        if self.key:
+            try:
+                key = pki.load_key(self.key)
+            except pki.PkiError as exc:
+                raise ValueError(f"key: {exc}") from None
+            from .models.ca import authority_of_key
+
+            if authority_of_key(key) != self.issueAuthority:
+                raise ValueError(f"key: not a key for issueAuthority {self.issueAuthority}")
+        if self.subject:
+            unknown = set(self.subject) - set(pki.NAME_FIELDS)
+            if unknown:
+                raise ValueError(f"subject: unknown fields {sorted(unknown)}")
+        return self
+
+
+class AppOptions(KindOptions):
+    """An application's credentials at the API gateway."""
+
+    appKey: str
+    appSecret: str
+
+    @field_validator("appKey", "appSecret")
+    @classmethod
+    def _sdk_form(cls, value: str) -> str:
+        # enos-poseidon derives a PIN from the hex after the first '-' of both: real EnOS
+        # keys are UUIDs, and anything else crashes the SDK before it sends a byte.
+        parts = value.split("-")
+        if len(parts) < 2 or not parts[1] or not set(parts[1]) <= _HEX:
+            raise ValueError("must look like '<x>-<hex>...' (a UUID), as enos-poseidon needs")
+        return value
+
+
+class RootOptions(KindOptions):
+    cert: str
+    key: str
+
+
+class CaOptions(KindOptions):
+    """Roots supplied by the scenario; a missing one is made at first start."""
+
+    rsa: RootOptions | None = None
+    ecc: RootOptions | None = None
+    # Validity of roots the emulator makes (the seed's root: ten years).
+    validDays: int = Field(default=3650, ge=1)
+
+    @model_validator(mode="after")
+    def _roots(self) -> CaOptions:
+        for authority, root in (("RSA", self.rsa), ("ECC", self.ecc)):
+            if root is not None:
+                problem = check_root(authority, root.cert, root.key)  # type: ignore[arg-type]
+                if problem:
+                    raise ValueError(f"{authority.lower()}: {problem}")
+        return self
+
+
+class FaultOptions(KindOptions):
+    """99500 errors for clients' retry paths: the first ``next_calls`` certificate calls fail,
+    then each fails with ``probability``."""
+
+    next_calls: int = Field(default=0, ge=0)
+    probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    service: Literal["certificate", "product", "iothub"] = "certificate"
+    seed: int | None = None
+
+
+class EnosOptions(KindOptions):
+    orgs: list[OrgOptions] = []
+    products: list[ProductOptions] = []
+    devices: list[DeviceOptions] = []
+    certificates: list[BoundCertificateOptions] = []
+    apps: list[AppOptions] = []
+    ca: CaOptions = CaOptions()
+    faults: FaultOptions = FaultOptions()
+    # Access token lifetime at the gateway, seconds (the spec's "expire": 7200).
+    token_expire: int = Field(default=7200, ge=1)
+    # Business calls must pass the gateway (a signed call, or an SDK token); false = open.
+    require_auth: bool = True
+    # enos-poseidon's token is encrypted with Envision's public key: accept any non-empty one.
+    accept_sdk_tokens: bool = True
+    # HTTP status of a gateway refusal on a business call (200 lets the SDK read apim_status).
+    gateway_error_status: int = Field(default=200, ge=200, le=599)
+    # Where certChainURL and the certificates' CRL URL point; default the emulator itself.
+    public_url: str | None = None
+    # The first certSN a farm hands out (the seed's sample renews 52770 into 52771).
+    cert_sn_start: int = Field(default=52770, ge=1)
+    # Renew leaves the old certificate valid ("keep") or revokes it as superseded.
+    renew_old_certificate: Literal["keep", "revoke"] = "keep"
+    # validDay left out while the product allows less than 730 days: use the product's
+    # maximum ("cap"), fail as for a validDay above it ("fail"), or issue 730 days ("keep").
+    default_valid_day_over_max: Literal["cap", "fail", "keep"] = "cap"
+
+    @model_validator(mode="after")
+    def _references(self) -> EnosOptions:
+        orgs = {o.orgId for o in self.orgs}
+        if len(orgs) != len(self.orgs):
+            raise ValueError("orgs: duplicate orgId")
+        products = set()
+        for p in self.products:
+            if p.orgId not in orgs:
+                raise ValueError(f"products: {p.productKey!r} names unknown org {p.orgId!r}")
+            if (p.orgId, p.productKey) in products:
+                raise ValueError(f"products: duplicate productKey {p.productKey!r}")
+            products.add((p.orgId, p.productKey))
+        assets, keys = set(), set()
+        for d in self.devices:
+            if (d.orgId, d.productKey) not in products:
+                raise ValueError(f"devices: {d.assetId!r} names unknown product "
+                                 f"{d.productKey!r} of org {d.orgId!r}")
+            if d.assetId in assets:
+                raise ValueError(f"devices: duplicate assetId {d.assetId!r}")
+            if (d.orgId, d.productKey, d.deviceKey) in keys:
+                raise ValueError(f"devices: duplicate deviceKey {d.deviceKey!r}")
+            assets.add(d.assetId)
+            keys.add((d.orgId, d.productKey, d.deviceKey))
+        max_days = {d.assetId: p.maxValidDay for d in self.devices for p in self.products
+                    if (p.orgId, p.productKey) == (d.orgId, d.productKey)}
+        for c in self.certificates:
+            if c.assetId not in assets:
+                raise ValueError(f"certificates: unknown device {c.assetId!r}")
+            if c.validDay is not None and c.validDay > max_days[c.assetId]:
+                raise ValueError(f"certificates: validDay {c.validDay} of {c.assetId!r} is "
+                                 f"above its product's maxValidDay {max_days[c.assetId]}")
+        app_keys = [a.appKey for a in self.apps]
+        if len(set(app_keys)) != len(app_keys):
+            raise ValueError("apps: duplicate appKey")
+        return self
