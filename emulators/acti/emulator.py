@@ -166,14 +166,14 @@ class ActiCamera(HttpEmulator):
             files = files.with_upload(upload)
         if self.options.https_key is not None and files.key is None:
             files = HttpsFiles(files.cert, self.options.https_key, "csr", files.csr)
-        return {"https": files.to_dict()}
+        return {"https_files": files.to_dict()}
 
     def load_state(self, data: dict[str, Any]) -> None:
-        self.https_files = HttpsFiles.from_dict(data.get("https"))
+        self.https_files = HttpsFiles.from_dict(data.get("https_files"))
         self.grants.clear()
 
     def dump_state(self) -> dict[str, Any]:
-        return {"https": self.https_files.to_dict()}
+        return {"https_files": self.https_files.to_dict()}
 
     def state(self) -> dict[str, Any]:
         doc = self.dump_state()
