@@ -6,7 +6,7 @@ platform's limits; state is both certificate stores, saved after every change.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -49,6 +49,9 @@ class IotdaOptions(KindOptions):
     require_instance_id: bool = False
     # Seed 004: "The server certificate quota is 2"; seed 003 / API reference: 100 CAs.
     server_certificate_quota: int = Field(default=2, ge=0)
+    # Whose name ``certificate_owner`` shows: the subject (what "owner" means), or the issuer
+    # (what seed 004's example reply shows: owner and issuer identical, CN "iotda").
+    server_certificate_owner: Literal["subject", "issuer"] = "subject"
     device_ca_quota: int = Field(default=100, ge=0)
     # Seed 003: "The verification code is valid for seven days."
     verify_code_days: float = Field(default=7.0, gt=0)
@@ -75,7 +78,8 @@ class IotdaService(HttpEmulator):
             keys={k.ak: KeyPair(k.ak, k.sk, k.project_id) for k in opts.credentials},
             tokens={t.token: t.project_id for t in opts.tokens},
             region=opts.region, max_skew=opts.max_clock_skew)
-        self.server_certificates = ServerCertificates(opts.server_certificate_quota)
+        self.server_certificates = ServerCertificates(opts.server_certificate_quota,
+                                                      opts.server_certificate_owner)
         self.device_cas = DeviceCAs(
             quota=opts.device_ca_quota, code_ttl_days=opts.verify_code_days,
             default_app_id=opts.default_app_id,

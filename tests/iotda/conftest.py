@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,11 @@ OTHER_SK = "OtherAccountSecretKey0000000000000000002"
 OTHER_PROJECT = "ffeeddccbbaa99887766554433221100"
 TOKEN = "MIIEmulatorTokenForTests"
 INSTANCE = "9c1a5f2e-7b3d-4e6f-8a9b-0c1d2e3f4a5b"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "iotda"
+
+
+def fixture_json(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
 
 OPTIONS: dict[str, Any] = {
     "credentials": [
@@ -57,15 +64,17 @@ def make_client(iotda: MemberHandle) -> Iterator[ClientFactory]:
     made: list[IoTDAClient] = []
 
     def make(ak: str = AK, sk: str = SK, project_id: str = PROJECT, *,
-             derived: bool = False, region: str = "cn-north-4") -> IoTDAClient:
+             derived: bool = False, region: str = "cn-north-4",
+             endpoint: str | None = None) -> IoTDAClient:
+        endpoint = endpoint or iotda.url
         credentials = BasicCredentials(ak, sk, project_id)
         builder = IoTDAClient.new_builder().with_credentials(credentials)
         if derived:
             # The standard/enterprise-edition recipe: derived AK/SK on an instance domain.
             credentials.with_derived_predicate(BasicCredentials.get_default_derived_predicate())
-            builder = builder.with_region(Region(region, iotda.url))
+            builder = builder.with_region(Region(region, endpoint))
         else:
-            builder = builder.with_endpoints([iotda.url])
+            builder = builder.with_endpoints([endpoint])
         client = builder.build()
         made.append(client)
         return client

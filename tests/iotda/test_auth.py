@@ -102,7 +102,7 @@ def test_bad_keys_get_the_gateway_401(make_client: ClientFactory, ak: str, sk: s
     error = caught.value
     assert (error.status_code, error.error_code, error.error_msg) == (
         401, "APIGW.0301", SIGNATURE_FAIL)
-    assert error.request_id and len(error.request_id) == 32
+    assert len(error.request_id or "") == 32
 
 
 @pytest.mark.parametrize(("skew", "accepted"), [

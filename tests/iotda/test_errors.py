@@ -71,13 +71,15 @@ def test_unknown_path_is_000029(iotda: MemberHandle, method: str, path: str) -> 
 
 
 @pytest.mark.parametrize("limit", [0, 51, 1000])
-def test_limit_out_of_range_is_000017_through_the_sdk(client: Any, limit: int) -> None:
-    for request in (ListCertificatesRequest(limit=limit), ListServerCertificateRequest(limit=limit)):
-        with pytest.raises(ClientRequestException) as caught:
-            (client.list_certificates if isinstance(request, ListCertificatesRequest)
-             else client.list_server_certificate)(request)
-        assert (caught.value.status_code, caught.value.error_code, caught.value.error_msg) == (
-            400, "IOTDA.000017", "Invalid input. The specified parameter 'limit' is out of range.")
+@pytest.mark.parametrize("operation", ["list_certificates", "list_server_certificate"])
+def test_limit_out_of_range_is_000017_through_the_sdk(client: Any, limit: int,
+                                                      operation: str) -> None:
+    request = (ListCertificatesRequest(limit=limit) if operation == "list_certificates"
+               else ListServerCertificateRequest(limit=limit))
+    with pytest.raises(ClientRequestException) as caught:
+        getattr(client, operation)(request)
+    assert (caught.value.status_code, caught.value.error_code, caught.value.error_msg) == (
+        400, "IOTDA.000017", "Invalid input. The specified parameter 'limit' is out of range.")
 
 
 @pytest.mark.parametrize("query", [
@@ -114,4 +116,4 @@ def test_every_reply_carries_a_fresh_request_id(iotda: MemberHandle) -> None:
 def test_sdk_error_carries_the_request_id_header(client: Any) -> None:
     with pytest.raises(ClientRequestException) as caught:
         client.list_certificates(ListCertificatesRequest(limit=99))
-    assert caught.value.request_id and len(caught.value.request_id) == 32
+    assert len(caught.value.request_id or "") == 32

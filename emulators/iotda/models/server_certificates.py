@@ -85,8 +85,10 @@ def _check_key(cert_pem: str, key_pem: str, password: str | None) -> None:
 class ServerCertificates:
     """The server certificates of every project, with the per-project quota."""
 
-    def __init__(self, quota: int) -> None:
+    def __init__(self, quota: int, owner_from: str = "subject") -> None:
         self.quota = quota
+        # Seed 004's example reply shows the issuer's name as certificate_owner; a switch.
+        self.owner_from = owner_from
         self.records: dict[str, ServerCertificate] = {}
         self.last_id: str | None = None
 
@@ -119,7 +121,8 @@ class ServerCertificates:
             common_name=common_name(cert.subject),
             effective_date=iotda_date(cert.not_valid_before_utc),
             expiry_date=iotda_date(cert.not_valid_after_utc),
-            certificate_owner=distinguished_name(cert.subject),
+            certificate_owner=distinguished_name(
+                cert.issuer if self.owner_from == "issuer" else cert.subject),
             certificate_issuer=distinguished_name(cert.issuer),
             certificate_pem=cert_pem,
             private_key=key_pem,
