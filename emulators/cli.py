@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import ctl
 from . import scenario as scenario_mod
 from .kinds import KINDS
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("scenarios", nargs="+")
 
     sub.add_parser("kinds", help="list the kinds a scenario may use")
+    ctl.add_parser(sub)
     return parser
 
 
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return _validate(args.scenarios)
+    if args.command == "ctl":
+        return ctl.run(args)
     if args.command == "kinds":
         for kind in sorted(KINDS):
             print(kind)
@@ -99,7 +103,7 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
     finally:
         await farm.stop()
         if ready_file is not None:
-            ready_file.unlink(missing_ok=True)
+            ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
     print("emulators: stopped", file=sys.stderr)
     return 0
 

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .core.clock import Clock
+from .core.faults import FaultEngine
+from .core.journal import Journal
 from .core.member import FarmContext, Member, MemberSpec
+from .core.observe import make_middleware
+from .core.snapshots import Snapshots
 from .core.state import StateStore, atomic_write_bytes, encode_state
 from .kinds import resolve
 from .scenario import Scenario
@@ -36,8 +40,17 @@ class Farm:
         self.scenario = scenario
         self.clock = clock or Clock()
         self.store = StateStore(Path(state_dir) if state_dir is not None else None)
-        self.ctx = FarmContext(self.clock, self.store, self)
+        self.journal = Journal(self.clock, scenario.journal.capacity,
+                               scenario.journal.excerpt_bytes)
+        self.journal.enabled = scenario.journal.enabled
+        self.faults = FaultEngine(self.clock, scenario.fault_seed)
+        for rule in scenario.faults:
+            self.faults.add(rule)
+        self.faults.on_fire.append(self._journal_fault)
+        self.ctx = FarmContext(self.clock, self.store, self, self.journal, self.faults,
+                               [make_middleware(self.journal, self.faults)])
         self.members: dict[str, Member] = {}
+        self.snapshots = Snapshots(self)
         self.control_enabled = control
         self.control_port = scenario.control.port if control_port is None else control_port
         self.control: Any = None  # emulators.control.ControlPlane once started
@@ -77,6 +90,12 @@ class Farm:
             raise
         self.started = True
         return self.ready_document()
+
+    def _journal_fault(self, rule: Any, context: dict[str, Any]) -> None:
+        self.journal.record(context["member"], context["kind"], context["protocol"], "fault",
+                            method=context.get("method"), path=context.get("path"),
+                            detail={"fault": rule.id, "fault_type": rule.fault,
+                                    "command": context.get("command")})
 
     def _make(self, spec: MemberSpec, shared_ports: dict[str, int]) -> Member:
         if spec.group in shared_ports:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .core.faults import FaultSpec
 from .core.member import KindOptions, Member, MemberSpec, Role
 from .kinds import UnknownKind, resolve
 
@@ -67,6 +68,15 @@ class ControlSpec(BaseModel):
     token: str | None = Field(default=None, min_length=8)
 
 
+class JournalSpec(BaseModel):
+    """The request journal: a ring of the last ``capacity`` events."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    capacity: int = Field(default=10_000, ge=1, le=10_000_000)
+    excerpt_bytes: int = Field(default=1024, ge=0, le=1024 * 1024)
+
+
 class EntrySpec(BaseModel):
     """The keys every entry has; the rest belong to the kind's own Options."""
 
@@ -106,6 +116,9 @@ class ScenarioSpec(BaseModel):
     name: str = "scenario"
     description: str = ""
     control: ControlSpec = ControlSpec()
+    journal: JournalSpec = JournalSpec()
+    faults: list[FaultSpec] = []
+    fault_seed: int | None = None
     servers: list[dict[str, Any]] = []
     emulators: list[dict[str, Any]] = []
 
@@ -120,6 +133,9 @@ class Scenario:
     members: tuple[MemberSpec, ...]
     fleets: dict[str, Literal["addresses", "ports"]]
     source: str = "scenario"
+    journal: JournalSpec = JournalSpec()
+    faults: tuple[FaultSpec, ...] = ()
+    fault_seed: int | None = None
 
     def by_role(self, role: Role) -> list[MemberSpec]:
         return [m for m in self.members if m.role == role]
@@ -206,7 +222,8 @@ def load(source: str | Path | dict[str, Any]) -> Scenario:
     return validate(data, lines, label)
 
 
-def validate(data: Any, lines: dict[Path_, int] | None = None, source: str = "scenario") -> Scenario:
+def validate(data: Any, lines: dict[Path_, int] | None = None,
+             source: str = "scenario") -> Scenario:
     lines = lines or {}
     problems: list[Problem] = []
 
@@ -304,7 +321,8 @@ def validate(data: Any, lines: dict[Path_, int] | None = None, source: str = "sc
                                 f"{bound[(top.control.host, top.control.port)]!r}"))
     if problems:
         raise fail()
-    return Scenario(top.name, top.description, top.control, tuple(members), fleets, source)
+    return Scenario(top.name, top.description, top.control, tuple(members), fleets, source,
+                    top.journal, tuple(top.faults), top.fault_seed)
 
 
 def _stamp(entry: EntrySpec, cls: type[Member], options: KindOptions, role: Role,

@@ -137,7 +137,8 @@ class RunningFarm:
         control: bool = True,
         control_port: int = 0,
     ) -> RunningFarm:
-        scenario = source if isinstance(source, scenario_mod.Scenario) else scenario_mod.load(source)
+        scenario = (source if isinstance(source, scenario_mod.Scenario)
+                    else scenario_mod.load(source))
         loop = loop or shared_loop()
         farm = loop.call(lambda: Farm(scenario, state_dir, control=control,
                                       control_port=control_port))
@@ -173,6 +174,88 @@ class RunningFarm:
 
     def reset(self, name: str | None = None) -> None:
         self.loop.run(self.farm.reset(name))
+
+    # -- the request journal ---------------------------------------------------------------
+    def journal(self, **filters: Any) -> list[dict[str, Any]]:
+        """Journal entries matching ``filters`` (member, kind, protocol, event, method, path,
+        status, correlation_id, since, until, after_seq, limit), oldest first."""
+        return self.loop.call(lambda: [e.to_dict() for e in self.farm.journal.query(**filters)])
+
+    def assert_requested(self, count: int | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Fail unless the journal has a matching entry (exactly ``count``, when given)."""
+        found = self.journal(**filters)
+        if not found or (count is not None and len(found) != count):
+            raise AssertionError(f"expected {count if count is not None else 'some'} journal "
+                                 f"entries matching {filters}, found {len(found)}")
+        return found
+
+    def assert_not_requested(self, **filters: Any) -> None:
+        found = self.journal(**filters)
+        if found:
+            raise AssertionError(f"expected no journal entry matching {filters}, found "
+                                 f"{len(found)}: first {found[0]}")
+
+    def wait_for(self, timeout: float = 5.0, *, include_past: bool = True,
+                 **filters: Any) -> dict[str, Any]:
+        """Wait until the journal has an entry matching ``filters``; return it."""
+        from .core.journal import _matches
+
+        keys = ("member", "kind", "protocol", "event", "method", "path", "status",
+                "correlation_id", "since", "until", "after_seq")
+        args = [filters.get(k) for k in keys]
+
+        async def wait() -> dict[str, Any]:
+            entry = await self.farm.journal.wait_for(lambda e: _matches(e, *args), timeout,
+                                                     include_past=include_past)
+            return entry.to_dict()
+
+        try:
+            return self.loop.run(wait(), timeout + 5)
+        except TimeoutError:
+            raise AssertionError(
+                f"no journal entry matching {filters} within {timeout} s") from None
+
+    def wait_for_upload(self, server: str | None = None, timeout: float = 5.0,
+                        **filters: Any) -> dict[str, Any]:
+        """Wait until a file arrives at ``server`` (any server when None)."""
+        return self.wait_for(timeout, event="upload", member=server or "*", **filters)
+
+    def clear_journal(self) -> None:
+        self.loop.call(self.farm.journal.clear)
+
+    # -- faults ----------------------------------------------------------------------------
+    def add_fault(self, **spec: Any) -> str:
+        """Add a fault rule (see docs/FAULTS.md); returns its id."""
+        return self.loop.call(lambda: self.farm.faults.add(spec).id)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self.loop.call(lambda: [r.to_dict() for r in self.farm.faults.list()])
+
+    def remove_fault(self, rule_id: str) -> None:
+        self.loop.call(lambda: self.farm.faults.remove(rule_id))
+
+    def clear_faults(self) -> None:
+        self.loop.call(self.farm.faults.clear)
+
+    # -- the clock -------------------------------------------------------------------------
+    def freeze_clock(self, at: float | None = None) -> None:
+        self.loop.call(lambda: self.farm.clock.freeze(at))
+
+    def advance_clock(self, seconds: float) -> None:
+        self.loop.call(lambda: self.farm.clock.advance(seconds))
+
+    def set_clock(self, at: float) -> None:
+        self.loop.call(lambda: self.farm.clock.set(at))
+
+    def reset_clock(self) -> None:
+        self.loop.call(self.farm.clock.reset)
+
+    # -- snapshots -------------------------------------------------------------------------
+    def snapshot(self, name: str, members: list[str] | None = None) -> dict[str, Any]:
+        return self.loop.run(self.farm.snapshots.save(name, members))
+
+    def restore(self, name: str, members: list[str] | None = None) -> list[str]:
+        return self.loop.run(self.farm.snapshots.restore(name, members))
 
     def stop(self) -> None:
         if self.farm.started:

@@ -122,7 +122,7 @@ def test_a_member_that_cannot_start_stops_the_others(
     scenario: dict[str, Any] = {"emulators": [
         {"name": "first", "kind": COUNTER, "port": 0},
         {"name": "second", "kind": COUNTER, "port": taken}]}
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="address already in use"):
         farm_factory(scenario)
     # Nothing of the failed farm is left listening: a fresh farm on those ports starts fine.
     assert bump(blocker["x"].url) == 1

@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 
 from ..core.httpserver import SHUTDOWN_GRACE
-from . import members
+from . import clock, faults, journal, members, openapi, servers, snapshots
 from .errors import Unauthorized, error_middleware
 from .keys import FARM
 
@@ -25,7 +25,8 @@ def build_app(farm, token: str | None = None) -> web.Application:  # type: ignor
 
     app = web.Application(middlewares=[error_middleware, auth], client_max_size=1024 * 1024)
     app[FARM] = farm
-    app.router.add_routes(members.routes)
+    for module in (members, journal, faults, clock, snapshots, servers, openapi):
+        app.router.add_routes(module.routes)
 
     async def index(request: web.Request) -> web.Response:
         return web.json_response({

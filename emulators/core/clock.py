@@ -75,8 +75,13 @@ class Clock:
             remaining = when - self.time()
             if remaining <= 0:
                 return
-            woke = loop.create_future()
-            unsubscribe = self.on_change(lambda: woke.done() or woke.set_result(None))
+            woke: asyncio.Future[None] = loop.create_future()
+
+            def wake(future: asyncio.Future[None] = woke) -> None:
+                if not future.done():
+                    future.set_result(None)
+
+            unsubscribe = self.on_change(wake)
             try:
                 wait = remaining if not self.frozen else poll * 60
                 await asyncio.wait_for(asyncio.shield(woke), timeout=min(wait, 3600))

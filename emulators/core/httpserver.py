@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .member import Member
+from .observe import MEMBER
 
 # How long shutdown waits for requests in flight before closing their connections.
 SHUTDOWN_GRACE = 5.0
@@ -34,9 +35,20 @@ class HttpEmulator(Member):
         # Farm-wide middlewares (journal, faults) run outside the kind's own error mapping.
         kwargs["middlewares"] = [*self.ctx.http_middlewares, *kwargs.get("middlewares", ())]
         app = web.Application(**kwargs)
+        app[MEMBER] = self
         if self.server_header is not None:
             app.on_response_prepare.append(self._set_server_header)
         return app
+
+    def command_of(self, request: web.Request) -> str | None:
+        """The device command a request carries, for fault rules' ``command`` match."""
+        return request.query.get("cmd") or request.query.get("action")
+
+    def vendor_error(self, request: web.Request, message: str,
+                     status: int | None = None) -> web.StreamResponse:
+        """This device's own error reply carrying ``message`` (kinds override it); used for
+        injected vendor errors and for failures no handler mapped."""
+        return web.Response(status=status or 500, text=message)
 
     async def _set_server_header(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = self.server_header or ""
@@ -64,7 +76,8 @@ class HttpEmulator(Member):
         )
         await site.start()
         server = site._server  # the asyncio Server: the only place the real port is known
-        assert server is not None and server.sockets
+        assert server is not None
+        assert server.sockets
         bound = server.sockets[0].getsockname()[:2]
         self.sites[label] = site
         self.bound[label] = (bound[0], bound[1])

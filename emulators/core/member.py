@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from .clock import Clock
+from .faults import FaultEngine
+from .journal import Journal
 from .state import StateStore
 
 if TYPE_CHECKING:
@@ -51,10 +53,18 @@ class FarmContext:
     clock: Clock
     store: StateStore
     farm: Farm | None = None
+    journal: Journal = None  # type: ignore[assignment]  # set in __post_init__
+    faults: FaultEngine = None  # type: ignore[assignment]
     # aiohttp middlewares every HTTP member installs first (journal, fault injection).
     http_middlewares: list[Any] = field(default_factory=list)
 
     _ca: Any = None
+
+    def __post_init__(self) -> None:
+        if self.journal is None:
+            self.journal = Journal(self.clock)
+        if self.faults is None:
+            self.faults = FaultEngine(self.clock)
 
     @property
     def ca(self) -> FarmCA:

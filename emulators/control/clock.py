@@ -1,0 +1,75 @@
+"""Control-plane routes for the farm's virtual clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from .errors import BadRequest, read_json
+from .keys import FARM
+
+routes = web.RouteTableDef()
+
+
+def _instant(body: dict) -> float | None:  # type: ignore[type-arg]
+    if "time" in body:
+        if not isinstance(body["time"], (int, float)) or isinstance(body["time"], bool):
+            raise BadRequest("time is seconds since the epoch")
+        return float(body["time"])
+    if "at" in body:
+        try:
+            moment = datetime.fromisoformat(str(body["at"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest("at must be an ISO 8601 date-time") from None
+        if moment.tzinfo is None:
+            raise BadRequest("at must carry a time zone (e.g. 2030-01-01T00:00:00Z)")
+        return moment.timestamp()
+    return None
+
+
+@routes.get("/v1/clock")
+async def read_clock(request: web.Request) -> web.Response:
+    return web.json_response(request.app[FARM].clock.describe())
+
+
+@routes.post("/v1/clock/freeze")
+async def freeze(request: web.Request) -> web.Response:
+    clock = request.app[FARM].clock
+    clock.freeze(_instant(await read_json(request)))
+    return web.json_response(clock.describe())
+
+
+@routes.post("/v1/clock/unfreeze")
+async def unfreeze(request: web.Request) -> web.Response:
+    clock = request.app[FARM].clock
+    clock.unfreeze()
+    return web.json_response(clock.describe())
+
+
+@routes.post("/v1/clock/set")
+async def set_clock(request: web.Request) -> web.Response:
+    clock = request.app[FARM].clock
+    instant = _instant(await read_json(request))
+    if instant is None:
+        raise BadRequest("give time (epoch seconds) or at (ISO 8601)")
+    clock.set(instant)
+    return web.json_response(clock.describe())
+
+
+@routes.post("/v1/clock/advance")
+async def advance(request: web.Request) -> web.Response:
+    clock = request.app[FARM].clock
+    body = await read_json(request)
+    seconds = body.get("seconds")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+        raise BadRequest("seconds must be a number >= 0")
+    clock.advance(float(seconds))
+    return web.json_response(clock.describe())
+
+
+@routes.post("/v1/clock/reset")
+async def reset_clock(request: web.Request) -> web.Response:
+    clock = request.app[FARM].clock
+    clock.reset()
+    return web.json_response(clock.describe())

@@ -1,0 +1,44 @@
+"""Control-plane routes for fault injection rules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..core.faults import FaultSpec
+from .errors import BadRequest, NotFound, read_json
+from .keys import FARM
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/faults")
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response({"faults": [r.to_dict() for r in request.app[FARM].faults.list()]})
+
+
+@routes.post("/v1/faults")
+async def add_fault(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        rule = request.app[FARM].faults.add(FaultSpec.model_validate(body))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(f"{where}: {first['msg']}" if where else first["msg"]) from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return web.json_response(rule.to_dict(), status=201)
+
+
+@routes.delete("/v1/faults/{id}")
+async def delete_fault(request: web.Request) -> web.Response:
+    if not request.app[FARM].faults.remove(request.match_info["id"]):
+        raise NotFound(f"no fault rule {request.match_info['id']!r}")
+    return web.json_response({"deleted": request.match_info["id"]})
+
+
+@routes.delete("/v1/faults")
+async def clear_faults(request: web.Request) -> web.Response:
+    request.app[FARM].faults.clear()
+    return web.json_response({"cleared": True})

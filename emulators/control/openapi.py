@@ -1,0 +1,109 @@
+"""The control plane described as OpenAPI 3.1, served at ``GET /v1/openapi.json``.
+
+Kept beside the routes on purpose: a test fails when a route exists that this document does
+not describe, or the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+routes = web.RouteTableDef()
+
+_ERR = {"$ref": "#/components/responses/Error"}
+_JSON = {"application/json": {"schema": {"type": "object"}}}
+
+
+def _op(summary: str, *, body: dict[str, Any] | None = None, params: tuple[str, ...] = (),
+        query: dict[str, str] | None = None, ok: str = "200", tag: str = "farm") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {
+        ok: {"description": "OK", "content": _JSON}, "default": _ERR}}
+    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in params]
+    for name, kind in (query or {}).items():
+        parameters.append({"name": name, "in": "query", "schema": {"type": kind}})
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = {"content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props}
+
+
+S, INT, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+JOURNAL_QUERY = {"member": "string", "kind": "string", "protocol": "string", "event": "string",
+                 "method": "string", "path": "string", "status": "integer",
+                 "correlation_id": "string", "since": "number", "until": "number",
+                 "after_seq": "integer", "limit": "integer"}
+FAULT = _obj(id=S, fault=S, member=S, kind=S, protocol=S, method=S, path=S, command=S,
+             probability=N, times=INT, ttl=N, seed=INT, latency_ms=INT, status=INT, message=S,
+             seconds=N, bytes_per_second=INT, after_bytes=INT)
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/": {"get": _op("API version and every route")},
+    "/v1": {"get": _op("API version and every route")},
+    "/v1/openapi.json": {"get": _op("This document")},
+    "/v1/farm": {"get": _op("The ready document")},
+    "/v1/reset": {"post": _op("Reset every member to the scenario's initial state")},
+    "/v1/journal": {
+        "get": _op("Query the request journal", query=JOURNAL_QUERY, tag="journal"),
+        "delete": _op("Clear the journal", tag="journal")},
+    "/v1/journal/config": {"put": _op("Resize or switch the journal",
+                                      body=_obj(capacity=INT, enabled=B), tag="journal")},
+    "/v1/faults": {"get": _op("List fault rules", tag="faults"),
+                   "post": _op("Add a fault rule", body=FAULT, ok="201", tag="faults"),
+                   "delete": _op("Remove every fault rule", tag="faults")},
+    "/v1/faults/{id}": {"delete": _op("Remove one fault rule", params=("id",), tag="faults")},
+    "/v1/clock": {"get": _op("Read the farm clock", tag="clock")},
+    "/v1/clock/freeze": {"post": _op("Freeze the clock (now, or at time/at)",
+                                     body=_obj(time=N, at=S), tag="clock")},
+    "/v1/clock/unfreeze": {"post": _op("Let the clock run again", tag="clock")},
+    "/v1/clock/set": {"post": _op("Set the clock", body=_obj(time=N, at=S), tag="clock")},
+    "/v1/clock/advance": {"post": _op("Advance the clock", body=_obj(seconds=N), tag="clock")},
+    "/v1/clock/reset": {"post": _op("Back to real time", tag="clock")},
+    "/v1/snapshots": {"get": _op("List snapshots", tag="snapshots"),
+                      "post": _op("Save a snapshot", body=_obj(name=S, members={"type": "array"}),
+                                  ok="201", tag="snapshots")},
+    "/v1/snapshots/{name}/restore": {"post": _op("Restore a snapshot", params=("name",),
+                                                 body=_obj(members={"type": "array"}),
+                                                 tag="snapshots")},
+    "/v1/snapshots/{name}": {"delete": _op("Delete a snapshot", params=("name",),
+                                           tag="snapshots")},
+}
+for _plural in ("emulators", "servers"):
+    PATHS[f"/v1/{_plural}"] = {"get": _op(f"List {_plural}", tag=_plural)}
+    PATHS[f"/v1/{_plural}/{{name}}"] = {"get": _op("Describe one", params=("name",), tag=_plural)}
+    PATHS[f"/v1/{_plural}/{{name}}/state"] = {"get": _op("Its state as JSON", params=("name",),
+                                                         tag=_plural)}
+    PATHS[f"/v1/{_plural}/{{name}}/reset"] = {"post": _op("Reset it", params=("name",),
+                                                          tag=_plural)}
+
+EXTRA_PATHS: dict[str, dict[str, Any]] = {}
+
+
+def register(path: str, method: str, summary: str, **kwargs: Any) -> None:
+    """Routes other modules add (servers' files, cameras' alarms) describe themselves here."""
+    EXTRA_PATHS.setdefault(path, {})[method.lower()] = _op(summary, **kwargs)
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Emulator farm control plane", "version": "1"},
+        "paths": {**PATHS, **EXTRA_PATHS},
+        "components": {
+            "responses": {"Error": {"description": "An error", "content": {"application/json": {
+                "schema": _obj(error=_obj(code=S, message=S))}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@routes.get("/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())

@@ -1,0 +1,159 @@
+"""Fault injection: rules that make members misbehave on purpose, reproducibly.
+
+A rule matches by member, kind, protocol, method, path and command, fires with a probability
+drawn from its own seeded generator (a run with the same seed fires the same way), for the
+next N matches and/or until a time to live on the farm clock runs out. With no rules the check
+is one attribute test: the hot path pays next to nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .clock import Clock
+
+HTTP_FAULTS = ("latency", "vendor_error", "status", "reset", "truncate", "hang")
+SERVER_FAULTS = ("refuse_login", "busy", "disk_full", "cut_transfer", "throttle")
+TLS_FAULTS = ("tls_expired", "tls_wrong_name")
+FaultType = Literal["latency", "vendor_error", "status", "reset", "truncate", "hang",
+                    "refuse_login", "busy", "disk_full", "cut_transfer", "throttle",
+                    "tls_expired", "tls_wrong_name"]
+Protocol = Literal["http", "https", "ftp", "ftps", "sftp", "tls"]
+
+
+class FaultSpec(BaseModel):
+    """A fault rule as the control plane, a scenario or a test gives it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    fault: FaultType
+    member: str = "*"  # shell pattern over member names (a fleet: "cam-*")
+    kind: str | None = None
+    protocol: Protocol | None = None  # "http" matches https too; "ftp" matches ftps
+    method: str | None = None
+    path: str | None = None  # shell pattern over the request path
+    command: str | None = None  # the device command (INSTAR cmd, ACTi update command, action)
+    probability: float = Field(default=1.0, ge=0.0, le=1.0)
+    times: int | None = Field(default=None, ge=1)
+    ttl: float | None = Field(default=None, gt=0)  # seconds on the farm clock
+    seed: int | None = None
+    # Parameters, by fault: latency/hang/throttle use these; see docs/FAULTS.md.
+    latency_ms: int = Field(default=0, ge=0, le=600_000)
+    status: int | None = Field(default=None, ge=100, le=599)
+    message: str | None = None
+    seconds: float | None = Field(default=None, gt=0, le=3600)
+    bytes_per_second: int | None = Field(default=None, ge=1)
+    after_bytes: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _params(self) -> FaultSpec:
+        if self.fault == "latency" and not self.latency_ms:
+            raise ValueError("a latency fault needs latency_ms")
+        if self.fault == "throttle" and not self.bytes_per_second:
+            raise ValueError("a throttle fault needs bytes_per_second")
+        return self
+
+
+@dataclass
+class FaultRule:
+    spec: FaultSpec
+    id: str
+    created: float
+    expires: float | None
+    remaining: int | None
+    rng: random.Random
+    fired: int = 0
+    checked: int = 0
+    history: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = self.spec.model_dump(exclude_none=True)
+        doc.update(id=self.id, fired=self.fired, checked=self.checked, remaining=self.remaining,
+                   expires=self.expires)
+        return doc
+
+    def __getattr__(self, name: str) -> Any:  # rule.latency_ms, rule.fault...
+        return getattr(self.spec, name)
+
+
+class FaultEngine:
+    def __init__(self, clock: Clock, seed: int | None = None) -> None:
+        self.clock = clock
+        self.rules: list[FaultRule] = []
+        self._ids = itertools.count(1)
+        self._seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
+        self.on_fire: list[Any] = []  # callbacks(rule, context) — the journal subscribes
+
+    def add(self, spec: FaultSpec | dict[str, Any]) -> FaultRule:
+        if not isinstance(spec, FaultSpec):
+            spec = FaultSpec.model_validate(spec)
+        number = next(self._ids)
+        rule_id = spec.id or f"fault-{number}"
+        if any(r.id == rule_id for r in self.rules):
+            raise ValueError(f"a fault rule {rule_id!r} exists already")
+        seed = spec.seed if spec.seed is not None else self._seed + number
+        now = self.clock.time()
+        rule = FaultRule(spec, rule_id, now, now + spec.ttl if spec.ttl else None, spec.times,
+                         random.Random(seed))
+        self.rules.append(rule)
+        return rule
+
+    def remove(self, rule_id: str) -> bool:
+        before = len(self.rules)
+        self.rules = [r for r in self.rules if r.id != rule_id]
+        return len(self.rules) != before
+
+    def clear(self) -> None:
+        self.rules = []
+
+    def list(self) -> list[FaultRule]:
+        self._expire()
+        return list(self.rules)
+
+    def _expire(self) -> None:
+        now = self.clock.time()
+        self.rules = [r for r in self.rules if (r.expires is None or r.expires > now)
+                      and (r.remaining is None or r.remaining > 0)]
+
+    def check(self, member: str, kind: str, protocol: str, *, types: tuple[str, ...],
+              method: str | None = None, path: str | None = None,
+              command: str | None = None, group: str | None = None) -> FaultRule | None:
+        """The rule that fires for this event, if any (consumes one of its ``times``)."""
+        if not self.rules:
+            return None
+        self._expire()
+        for rule in self.rules:
+            s = rule.spec
+            if s.fault not in types:
+                continue
+            if not (fnmatch.fnmatchcase(member, s.member)
+                    or (group is not None and fnmatch.fnmatchcase(group, s.member))):
+                continue
+            if s.kind is not None and s.kind != kind:
+                continue
+            if s.protocol is not None and not protocol.startswith(s.protocol):
+                continue
+            if s.method is not None and (method or "").upper() != s.method.upper():
+                continue
+            if s.path is not None and not fnmatch.fnmatchcase(path or "", s.path):
+                continue
+            if s.command is not None and (command or "") != s.command:
+                continue
+            rule.checked += 1
+            if s.probability < 1.0 and rule.rng.random() >= s.probability:
+                continue
+            rule.fired += 1
+            rule.history.append(self.clock.time())
+            if rule.remaining is not None:
+                rule.remaining -= 1
+            for callback in self.on_fire:
+                callback(rule, {"member": member, "kind": kind, "protocol": protocol,
+                                "method": method, "path": path, "command": command})
+            return rule
+        return None

@@ -1,0 +1,218 @@
+"""The farm's request journal: every HTTP request and every FTP/SFTP session event, in one
+bounded ring with a farm-wide sequence number, secrets masked on the way in.
+
+A correlation id ties events together: an HTTP request gets one, and whatever it causes (a
+camera's ``testftp`` uploading to the farm's FTP server) carries the same id. The client side
+registers the local address of its outbound connection; the server side finds the id by the
+peer address it sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import fnmatch
+import itertools
+import re
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .clock import Clock
+
+CORRELATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "emulators_correlation", default=None)
+
+MASK = "***"
+SECRET_KEYS = frozenset({
+    "pwd", "password", "passwd", "pass", "ft_password", "secret", "appsecret", "app_secret",
+    "private_key", "private_key_password", "privatekey", "sk", "secret_key", "token",
+    "accesstoken", "access_token", "encryption", "verify_content_key",
+})
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-auth-token",
+    "x-security-token", "apim-signature", "apim-accesstoken",
+})
+_PEM_KEY = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(-----END \1PRIVATE KEY-----|\Z)", re.S)
+_ESCAPED_PEM_KEY = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----(?:\\n|[^\"-])*?(-----END \1PRIVATE KEY-----|\Z)")
+_JSON_SECRET = re.compile(
+    r'("(?:' + "|".join(sorted(SECRET_KEYS)) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"', re.I)
+_FORM_SECRET = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(sorted(SECRET_KEYS)) + r")=([^&\s]*)",
+                          re.I)
+
+
+def mask_text(text: str) -> str:
+    """Mask private keys, JSON secret fields and ``key=value`` secrets in free text."""
+    text = _PEM_KEY.sub(r"-----BEGIN \1PRIVATE KEY-----" + MASK + r"-----END \1PRIVATE KEY-----",
+                        text)
+    text = _ESCAPED_PEM_KEY.sub(r"-----BEGIN \1PRIVATE KEY-----" + MASK
+                                + r"-----END \1PRIVATE KEY-----", text)
+    text = _JSON_SECRET.sub(lambda m: m.group(1) + f'"{MASK}"', text)
+    return _FORM_SECRET.sub(lambda m: f"{m.group(1)}={MASK}", text)
+
+
+def mask_query(pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
+    return [[k, MASK if k.lower() in SECRET_KEYS else v] for k, v in pairs]
+
+
+def mask_headers(pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
+    out = []
+    for k, v in pairs:
+        if k.lower() == "authorization" and v.startswith("SDK-HMAC-SHA256"):
+            # Keep who signed (Access=...) and which headers; hide the signature itself.
+            v = re.sub(r"Signature=[0-9a-fA-F]+", f"Signature={MASK}", v)
+        elif k.lower() in SECRET_HEADERS:
+            scheme = v.split(" ", 1)[0] if " " in v else ""
+            v = f"{scheme} {MASK}".strip()
+        out.append([k, v])
+    return out
+
+
+def excerpt(data: bytes | str | None, limit: int) -> str | None:
+    if data is None:
+        return None
+    text = data if isinstance(data, str) else data[: limit * 4].decode("utf-8", "replace")
+    text = mask_text(text)
+    return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more]"
+
+
+@dataclass
+class Entry:
+    seq: int
+    time: float
+    member: str
+    kind: str
+    protocol: str  # http, https, ftp, ftps, sftp
+    event: str  # request, connect, login, login_failed, upload, upload_failed, refused, fault
+    correlation_id: str | None = None
+    client: str | None = None
+    method: str | None = None
+    path: str | None = None
+    query: list[list[str]] | None = None
+    headers: list[list[str]] | None = None
+    request_size: int | None = None
+    request_excerpt: str | None = None
+    status: int | None = None
+    reply_size: int | None = None
+    reply_excerpt: str | None = None
+    duration_ms: float | None = None
+    user: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+
+
+class Journal:
+    def __init__(self, clock: Clock, capacity: int = 10_000, excerpt_bytes: int = 1024) -> None:
+        self.clock = clock
+        self.capacity = capacity
+        self.excerpt_bytes = excerpt_bytes
+        self.enabled = True
+        self._entries: deque[Entry] = deque(maxlen=capacity)
+        self._seq = itertools.count(1)
+        self._waiters: list[tuple[Callable[[Entry], bool], asyncio.Future[Entry]]] = []
+        # Outbound connections by local address: (host, port) -> correlation id.
+        self._outbound: dict[tuple[str, int], str] = {}
+
+    # -- writing ---------------------------------------------------------------------------
+    def record(self, member: str, kind: str, protocol: str, event: str, **fields: Any) -> Entry:
+        fields.setdefault("correlation_id", CORRELATION.get())
+        entry = Entry(next(self._seq), self.clock.time(), member, kind, protocol, event, **fields)
+        if self.enabled:
+            self._entries.append(entry)
+        for waiter in list(self._waiters):
+            predicate, future = waiter
+            if not future.done() and predicate(entry):
+                future.set_result(entry)
+        return entry
+
+    def mask(self, text: bytes | str | None) -> str | None:
+        return excerpt(text, self.excerpt_bytes)
+
+    @staticmethod
+    def new_correlation_id() -> str:
+        return uuid.uuid4().hex[:16]
+
+    def register_outbound(self, local: tuple[str, int] | Any, correlation_id: str | None) -> None:
+        """A member opened a connection from ``local``; the server it reaches adopts the id."""
+        if correlation_id and local:
+            self._outbound[(str(local[0]), int(local[1]))] = correlation_id
+            if len(self._outbound) > 4096:  # forget the oldest
+                for key in list(self._outbound)[:1024]:
+                    del self._outbound[key]
+
+    def correlation_for_peer(self, peer: tuple[str, int] | Any) -> str | None:
+        if not peer:
+            return None
+        return self._outbound.get((str(peer[0]), int(peer[1])))
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def resize(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries = deque(self._entries, maxlen=capacity)
+
+    # -- reading ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def query(
+        self,
+        *,
+        member: str | None = None,
+        kind: str | None = None,
+        protocol: str | None = None,
+        event: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        correlation_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[Entry]:
+        """Entries matching every given filter, oldest first. ``member`` and ``path`` are
+        shell-style patterns (``cam-*``, ``/param.cgi*``)."""
+        found = [e for e in self._entries if _matches(
+            e, member, kind, protocol, event, method, path, status, correlation_id, since, until,
+            after_seq)]
+        return found[-limit:] if limit else found
+
+    async def wait_for(self, predicate: Callable[[Entry], bool], timeout: float,  # noqa: ASYNC109
+                       *, include_past: bool = False) -> Entry:
+        """The first entry (from now on, or already there with include_past) that matches."""
+        if include_past:
+            for entry in self._entries:
+                if predicate(entry):
+                    return entry
+        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        waiter = (predicate, future)
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiters.remove(waiter)
+
+
+def _matches(e: Entry, member: str | None, kind: str | None, protocol: str | None,
+             event: str | None, method: str | None, path: str | None, status: int | None,
+             correlation_id: str | None, since: float | None, until: float | None,
+             after_seq: int | None) -> bool:
+    return ((member is None or fnmatch.fnmatchcase(e.member, member))
+            and (kind is None or e.kind == kind)
+            and (protocol is None or e.protocol == protocol)
+            and (event is None or e.event == event)
+            and (method is None or (e.method or "").upper() == method.upper())
+            and (path is None or fnmatch.fnmatchcase(e.path or "", path))
+            and (status is None or e.status == status)
+            and (correlation_id is None or e.correlation_id == correlation_id)
+            and (since is None or e.time >= since)
+            and (until is None or e.time <= until)
+            and (after_seq is None or e.seq > after_seq))

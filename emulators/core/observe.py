@@ -1,0 +1,142 @@
+"""The farm-wide HTTP middleware every HTTP member runs first: it journals the request, applies
+fault rules, and turns anything a kind failed to handle into that kind's own error form."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .faults import HTTP_FAULTS, FaultEngine, FaultRule
+from .journal import CORRELATION, Journal, mask_headers, mask_query
+
+if TYPE_CHECKING:
+    from .httpserver import HttpEmulator
+
+log = logging.getLogger("emulators.http")
+
+MEMBER: web.AppKey[HttpEmulator] = web.AppKey("emulators_member")
+
+
+def abort_with_reset(request: web.BaseRequest) -> None:
+    """Close the connection with a TCP RST, as a crashing device would."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
+def make_middleware(journal: Journal, faults: FaultEngine) -> Any:
+    @web.middleware
+    async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+        member = request.app[MEMBER]
+        started = time.perf_counter()
+        correlation = journal.new_correlation_id()
+        token = CORRELATION.set(correlation)
+        protocol = "https" if request.secure else "http"
+        response: web.StreamResponse | None = None
+        fired: FaultRule | None = None
+        status: int | None = None
+        try:
+            if faults.rules:
+                fired = faults.check(member.name, member.kind, protocol, types=HTTP_FAULTS,
+                                     method=request.method, path=request.path,
+                                     command=member.command_of(request), group=member.spec.group)
+            if fired is not None:
+                response = await _apply_before(fired, request, member)
+            if response is None:
+                response = await _handle(request, handler, member)
+                if fired is not None and fired.fault == "truncate":
+                    response = await _truncate(request, response)
+            status = response.status
+            return response
+        except asyncio.CancelledError:
+            status = 499  # the fault (or the client) closed the connection
+            raise
+        finally:
+            CORRELATION.reset(token)
+            body = getattr(request, "_read_bytes", None)  # what the handler read, if anything
+            reply = getattr(response, "body", None) if response is not None else None
+            if not isinstance(reply, (bytes, bytearray)):
+                reply = getattr(response, "journal_body", None)
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            journal.record(
+                member.name, member.kind, protocol, "request", correlation_id=correlation,
+                client=f"{peer[0]}:{peer[1]}" if peer else request.remote,
+                method=request.method, path=request.path,
+                query=mask_query(request.query.items()),
+                headers=mask_headers(request.headers.items()),
+                request_size=request.content_length if body is None else len(body),
+                request_excerpt=journal.mask(body),
+                status=status, reply_size=len(reply) if reply is not None else None,
+                reply_excerpt=journal.mask(bytes(reply) if reply is not None else None),
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                detail={"fault": fired.id, "fault_type": fired.fault} if fired else {},
+            )
+
+    return observe
+
+
+async def _handle(request: web.Request, handler: Any, member: HttpEmulator) -> web.StreamResponse:
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:  # noqa: BLE001 - the last line of defence: never a bare 500 page
+        log.exception("%s (%s) failed on %s %s", member.name, member.kind, request.method,
+                      request.path_qs)
+        return member.vendor_error(request, "internal error")
+
+
+async def _apply_before(rule: FaultRule, request: web.Request,
+                        member: HttpEmulator) -> web.StreamResponse | None:
+    fault = rule.fault
+    if fault == "latency":
+        await asyncio.sleep(rule.latency_ms / 1000)
+        return None
+    if fault == "status":
+        code = rule.status or 503
+        return web.Response(status=code, text=rule.message or "")
+    if fault == "vendor_error":
+        return member.vendor_error(request, rule.message or "injected fault", status=rule.status)
+    if fault == "reset":
+        abort_with_reset(request)
+        raise asyncio.CancelledError
+    if fault == "hang":
+        # No reply at all: hold the connection until the client gives up (or `seconds`).
+        deadline = time.monotonic() + (rule.seconds or 3600)
+        while time.monotonic() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.05)
+        abort_with_reset(request)
+        raise asyncio.CancelledError
+    return None  # truncate acts on the reply
+
+
+async def _truncate(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    body = getattr(response, "body", None)
+    if not isinstance(body, (bytes, bytearray)) or response.prepared:
+        abort_with_reset(request)
+        raise asyncio.CancelledError
+    cut = web.StreamResponse(status=response.status, reason=response.reason,
+                             headers=response.headers)
+    cut.content_length = len(body)
+    await cut.prepare(request)
+    await cut.write(bytes(body[: len(body) // 2]))
+    if request.transport is not None:
+        request.transport.close()
+    return cut
