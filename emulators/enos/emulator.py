@@ -28,7 +28,7 @@ from .models.certificates import (
     CertRecord,
     Rules,
 )
-from .models.faults import Faults
+from .models.faults import Faults, Target
 from .models.registry import Device, Org, Product, Registry
 from .models.tokens import App, TokenService
 from .options import BoundCertificateOptions, EnosOptions
@@ -108,11 +108,17 @@ class EnosService(HttpEmulator):
         await self.runner.setup()
         await self.listen("http", self.host, self.port)
         self.port = self.bound["http"][1]
-        # The bound certificates carry this member's URL, known only now that it listens.
-        self._genesis = saved["genesis"] if keys is None else self._issue_genesis(keys)
-        self.restore_saved()
-        self.loaded = True
-        await self.save()
+        try:
+            # The bound certificates carry this member's URL, known only now that it listens.
+            self._genesis = saved["genesis"] if keys is None else self._issue_genesis(keys)
+            self.restore_saved()
+            self.loaded = True
+            await self.save()
+        except BaseException:
+            # The farm stops only members that started: close the listener ourselves.
+            await self.runner.cleanup()
+            self.runner = None
+            raise
 
     async def _make_keys(self) -> dict[str, Any]:
         """The CPU-heavy part of the first start, in an executor: roots and device keys."""
@@ -163,7 +169,7 @@ class EnosService(HttpEmulator):
         else:
             assert key_pem is not None
             public_key = pki.load_key(key_pem).public_key()
-            fields = dict(DEFAULT_SUBJECT, CN=device.device_key, **(spec.subject or {}))
+            fields = {**DEFAULT_SUBJECT, "CN": device.device_key, **(spec.subject or {})}
             subject = pki.name(**fields)
         product = self.registry.product_of(device)
         valid_day = spec.validDay or min(DEFAULT_VALID_DAY, product.max_valid_day)
@@ -228,6 +234,16 @@ class EnosService(HttpEmulator):
 
     def crl_url(self, authority: Authority) -> str:
         return f"{self.base_url()}/enos/CA/crl/{authority}"
+
+    async def check_faults(self, target: Target) -> None:
+        """Fail this call when the scenario's faults say so; the countdown is saved."""
+        counting = self.faults.remaining > 0
+        try:
+            self.faults.check(target)
+        except Exception:
+            if counting:
+                await self.save()
+            raise
 
     def inject_internal_errors(self, count: int) -> None:
         """The next ``count`` certificate calls answer 99500 (for clients' retry paths)."""

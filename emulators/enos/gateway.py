@@ -23,7 +23,7 @@ TOKEN_REFRESH = "/apim-token-service/v2.0/token/refresh"
 PUBLIC_PREFIXES = ("/apim-token-service/", "/enos/CA/")
 
 # What a business handler may read: the appKey of a signed call (None for an SDK call).
-CALLER = "enos_caller"
+CALLER: web.RequestKey[str | None] = web.RequestKey("enos_caller", str | None)  # type: ignore[arg-type]
 
 
 @web.middleware
@@ -70,6 +70,7 @@ def _token_reply(token: AccessToken, now: float) -> web.Response:
 async def token_get(request: web.Request) -> web.Response:
     member = request.app[MEMBER]
     body = await _body(request)
+    await member.check_faults("token")
     now = member.clock.time()
     token = member.tokens.get(body, now)
     await member.save()
@@ -79,6 +80,7 @@ async def token_get(request: web.Request) -> web.Response:
 async def token_refresh(request: web.Request) -> web.Response:
     member = request.app[MEMBER]
     body = await _body(request)
+    await member.check_faults("token")
     now = member.clock.time()
     token = member.tokens.refresh(body, now)
     await member.save()

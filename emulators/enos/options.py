@@ -79,6 +79,10 @@ class BoundCertificateOptions(KindOptions):
             unknown = set(self.subject) - set(pki.NAME_FIELDS)
             if unknown:
                 raise ValueError(f"subject: unknown fields {sorted(unknown)}")
+            try:
+                pki.name(**self.subject)
+            except ValueError as exc:
+                raise ValueError(f"subject: {exc}") from None
         return self
 
 
@@ -123,12 +127,14 @@ class CaOptions(KindOptions):
 
 
 class FaultOptions(KindOptions):
-    """99500 errors for clients' retry paths: the first ``next_calls`` certificate calls fail,
-    then each fails with ``probability``."""
+    """Failures for clients' retry paths: the first ``next_calls`` calls fail, then each fails
+    with ``probability``. ``service`` picks the failure: the 99500 of the certificate, product
+    or IoT Hub service; "ca", the certificate service's own error for the action (Call ca
+    error / Renew / Revoke / Query cert is failed); "gateway", 1005 from the token service."""
 
     next_calls: int = Field(default=0, ge=0)
     probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    service: Literal["certificate", "product", "iothub"] = "certificate"
+    service: Literal["certificate", "product", "iothub", "ca", "gateway"] = "certificate"
     seed: int | None = None
 
 

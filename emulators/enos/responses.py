@@ -14,6 +14,7 @@ from .gateway import CALLER
 from .middleware import MEMBER, envelope
 from .models.ca import AUTHORITIES, Authority
 from .models.certificates import CertRecord
+from .models.faults import Target
 from .models.registry import Device, Registry
 
 CERTIFICATES = "/connect-service/v2.0/certificates"
@@ -102,9 +103,9 @@ class Call:
         Registry.check_identifier(self.asset_id, self.product_key, self.device_key)
         self.now = self.member.clock.now()
 
-    def device(self) -> Device:
+    async def device(self, action: Target) -> Device:
         # Injected faults strike once the call is well formed, as a backend failure would.
-        self.member.faults.check()
+        await self.member.check_faults(action)
         return self.member.registry.find(self.org_id, self.asset_id, self.product_key,
                                          self.device_key)
 
@@ -130,7 +131,7 @@ async def apply(call: Call) -> web.Response:
     if csr is None:
         raise InvalidArgument("csr")
     valid_day, authority = _valid_day(body), _authority(body) or "RSA"
-    device = call.device()
+    device = await call.device("apply")
     member = call.member
     record = member.certs.apply(device, csr, valid_day, authority, call.now)
     await member.save()
@@ -143,7 +144,7 @@ async def renew(call: Call) -> web.Response:
     if cert_sn is _ABSENT:
         raise InvalidArgument("certSn")
     csr, valid_day, authority = _csr(body), _valid_day(body), _authority(body)
-    device = call.device()
+    device = await call.device("renew")
     member = call.member
     record = member.certs.renew(device, cert_sn, csr, valid_day, authority,  # type: ignore[arg-type]
                                 call.now)
@@ -159,7 +160,7 @@ async def revoke(call: Call) -> web.Response:
     reason = _int(body, "reason")
     if reason is _ABSENT or reason is None:
         reason = 0
-    device = call.device()
+    device = await call.device("revoke")
     member = call.member
     member.certs.revoke(device, cert_sn, reason, call.now,  # type: ignore[arg-type]
                         call.request.get(CALLER))
@@ -185,7 +186,7 @@ def _listed(call: Call, record: CertRecord) -> dict[str, Any]:
 
 
 async def listing(call: Call) -> web.Response:
-    device = call.device()
+    device = await call.device("list")
     return envelope([_listed(call, r) for r in call.member.certs.listing(device)])
 
 

@@ -1,12 +1,26 @@
-"""Injected 99500 internal errors, so clients can exercise their retry paths."""
+"""Injected failures for clients' retry paths: the 99500 internal errors, the certificate
+service failing behind the Connection Service ("ca"), or the gateway's token service (1005)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from ..exceptions import INTERNAL_ERRORS, InternalError
+from ..exceptions import (
+    INTERNAL_ERRORS,
+    CallCaError,
+    GatewayInternal,
+    QueryFailed,
+    RenewFailed,
+    RevokeFailed,
+)
+from .tokens import TOKEN_SERVICE
+
+Service = Literal["certificate", "product", "iothub", "ca", "gateway"]
+Target = Literal["apply", "renew", "revoke", "list", "token"]
+
+_UNAVAILABLE = ("The certificate service is unavailable", "injected by the scenario")
 
 
 @dataclass
@@ -15,18 +29,30 @@ class Faults:
 
     remaining: int = 0
     probability: float = 0.0
-    service: str = "certificate"
+    service: Service = "certificate"
     rng: random.Random = field(default_factory=random.Random)
 
-    def check(self) -> None:
-        """Raise the 99500 of ``service`` when this call is one that should fail."""
+    def check(self, target: Target) -> None:
+        """Raise the configured failure when this call is one that should fail."""
+        if (target == "token") != (self.service == "gateway"):
+            return  # token faults hit only the token service, the others only certificates
         if self.remaining > 0:
             self.remaining -= 1
-            raise self.error()
+            raise self.error(target)
         if self.probability and self.rng.random() < self.probability:
-            raise self.error()
+            raise self.error(target)
 
-    def error(self) -> InternalError:
+    def error(self, target: Target) -> Exception:
+        if self.service == "gateway":
+            return GatewayInternal(TOKEN_SERVICE)
+        if self.service == "ca":
+            if target == "list":
+                return QueryFailed(*_UNAVAILABLE)
+            if target == "renew":
+                return RenewFailed(*_UNAVAILABLE)
+            if target == "revoke":
+                return RevokeFailed(*_UNAVAILABLE)
+            return CallCaError(50000, *_UNAVAILABLE)
         return INTERNAL_ERRORS[self.service]()
 
     def dump(self) -> dict[str, Any]:
