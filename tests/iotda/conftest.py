@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,21 @@ def make_client(iotda: MemberHandle) -> Iterator[ClientFactory]:
 @pytest.fixture
 def client(make_client: ClientFactory) -> IoTDAClient:
     return make_client()
+
+
+# -- raw HTTP --------------------------------------------------------------------------------------
+
+def curl(url: str, *args: str) -> tuple[int, dict[str, str], Any]:
+    """curl with the test token; returns status, headers (lower-case names) and JSON body."""
+    done = subprocess.run(
+        ["curl", "-sS", "-D", "-", "-H", f"X-Auth-Token: {TOKEN}", *args, url],
+        capture_output=True, text=True, timeout=20, check=True)
+    # text mode turns the header block's CRLFs into plain newlines
+    head, _, body = done.stdout.partition("\n\n")
+    status_line, *lines = head.split("\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body) if body else None
+
 
 
 # -- certificates ---------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 
 import pytest
@@ -12,22 +10,10 @@ from huaweicloudsdkiotda.v5 import ListCertificatesRequest, ListServerCertificat
 
 from emulators.testing import MemberHandle
 
-from .conftest import PROJECT, TOKEN
+from .conftest import PROJECT, curl
 
 BAD_FORMAT = ("IOTDA.000008",
               "Invalid input. Bad request, for more detail, refer to the error message.")
-
-
-def curl(url: str, *args: str) -> tuple[int, dict[str, str], Any]:
-    """curl with the test token; returns status, headers (lower-case names) and JSON body."""
-    done = subprocess.run(
-        ["curl", "-sS", "-D", "-", "-H", f"X-Auth-Token: {TOKEN}", *args, url],
-        capture_output=True, text=True, timeout=20, check=True)
-    # text mode turns the header block's CRLFs into plain newlines
-    head, _, body = done.stdout.partition("\n\n")
-    status_line, *lines = head.split("\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    return int(status_line.split()[1]), headers, json.loads(body) if body else None
 
 
 CERTS = f"/v5/iot/{PROJECT}/certificates"
