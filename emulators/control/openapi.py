@@ -83,6 +83,20 @@ for _plural in ("emulators", "servers"):
     PATHS[f"/v1/{_plural}/{{name}}/reset"] = {"post": _op("Reset it", params=("name",),
                                                           tag=_plural)}
 
+PATHS["/v1/servers/{name}/files"] = {"get": _op(
+    "Files a server received (user, path, size, sha256, time, protocol)", params=("name",),
+    tag="servers")}
+PATHS["/v1/servers/{name}/files/{path}"] = {"get": _op(
+    "Download one received file", params=("name", "path"), tag="servers")}
+PATHS["/v1/servers/{name}/events"] = {"get": _op(
+    "A server's session events (logins, failures, uploads)", params=("name",), tag="servers")}
+PATHS["/v1/servers/{name}/users/{user}/authorized_keys"] = {
+    "get": _op("An SFTP user's authorized keys", params=("name", "user"), tag="servers"),
+    "put": _op("Replace them", params=("name", "user"), tag="servers"),
+    "post": _op("Add one (e.g. a camera's getpubkey key)", params=("name", "user"),
+                tag="servers"),
+}
+
 EXTRA_PATHS: dict[str, dict[str, Any]] = {}
 
 

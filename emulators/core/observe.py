@@ -61,6 +61,9 @@ def make_middleware(journal: Journal, faults: FaultEngine) -> Any:
                     response = await _truncate(request, response)
             status = response.status
             return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
         except asyncio.CancelledError:
             status = 499  # the fault (or the client) closed the connection
             raise

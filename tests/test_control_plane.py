@@ -1,0 +1,256 @@
+"""Journal, faults, clock and snapshots through the control plane, seen from real clients."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.control.openapi import document
+from emulators.testing import RunningFarm
+
+COUNTER = "tests.kinds:Counter"
+ROOT = Path(__file__).parent.parent
+
+
+def call(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw[:1] in (b"{", b"[") else raw
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raw = exc.read()
+        return exc.code, json.loads(raw) if raw[:1] == b"{" else raw
+
+
+@pytest.fixture
+def farm(farm_factory: Callable[..., RunningFarm]) -> RunningFarm:
+    return farm_factory({"emulators": [{"name": "a", "kind": COUNTER},
+                                       {"name": "cam", "kind": COUNTER, "count": 2,
+                                        "host": "127.0.40.1"}]})
+
+
+# -- journal --------------------------------------------------------------------------------
+
+def test_journal_records_requests_with_secrets_masked(farm: RunningFarm) -> None:
+    url = farm["a"].url + "/?USER=admin&PWD=123456&cmd=setftpattr&ft_password=hunter2"
+    req = urllib.request.Request(url, data=b"private_key=abc&x=1", method="POST",
+                                 headers={"Authorization": "Basic YWRtaW46aW5zdGFy"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.read() == b"1"
+    [entry] = farm.journal(member="a", method="POST")
+    assert entry["kind"] == COUNTER and entry["protocol"] == "http" and entry["status"] == 200
+    assert ["PWD", "***"] in entry["query"] and ["ft_password", "***"] in entry["query"]
+    assert ["USER", "admin"] in entry["query"] and ["cmd", "setftpattr"] in entry["query"]
+    assert ["Authorization", "Basic ***"] in entry["headers"]
+    assert entry["reply_excerpt"] == "1" and entry["client"].startswith("127.0.0.1:")
+    assert "123456" not in json.dumps(entry) and "YWRtaW46" not in json.dumps(entry)
+    assert entry["correlation_id"] and entry["seq"] >= 1
+    # The control plane answers the same query, with filters.
+    status, body = call("GET", f"{farm.control_url}/journal?member=a&method=POST")
+    assert status == 200 and [e["seq"] for e in body["entries"]] == [entry["seq"]]
+
+
+def test_journal_is_a_bounded_ring_and_can_be_cleared(farm: RunningFarm) -> None:
+    assert call("PUT", f"{farm.control_url}/journal/config", {"capacity": 5})[0] == 200
+    for _ in range(12):
+        urllib.request.urlopen(farm["a"].url, timeout=5).close()
+    entries = farm.journal()
+    assert len(entries) == 5
+    assert [e["seq"] for e in entries] == list(range(entries[0]["seq"], entries[0]["seq"] + 5))
+    assert call("DELETE", f"{farm.control_url}/journal")[0] == 200
+    assert farm.journal() == []
+
+
+def test_journal_filters_by_fleet_pattern_path_and_status(farm: RunningFarm) -> None:
+    for member in farm.group("cam"):
+        urllib.request.urlopen(member.url + "/", timeout=5).close()
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(farm["cam-2"].url + "/nowhere", timeout=5)
+    assert len(farm.journal(member="cam-*")) == 3
+    assert [e["member"] for e in farm.journal(path="/nowhere")] == ["cam-2"]
+    assert [e["status"] for e in farm.journal(member="cam-*", status=404)] == [404]
+    farm.assert_requested(count=2, member="cam-*", status=200)
+    farm.assert_not_requested(member="a")
+    with pytest.raises(AssertionError, match="expected no journal entry"):
+        farm.assert_not_requested(member="cam-1")
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+def test_latency_fault_delays_the_reply(farm: RunningFarm) -> None:
+    farm.add_fault(fault="latency", member="a", latency_ms=300, times=1)
+    t0 = time.perf_counter()
+    urllib.request.urlopen(farm["a"].url, timeout=5).close()
+    assert time.perf_counter() - t0 >= 0.3
+    t0 = time.perf_counter()
+    urllib.request.urlopen(farm["a"].url, timeout=5).close()
+    assert time.perf_counter() - t0 < 0.3  # `times: 1` is used up
+
+
+def test_status_and_vendor_error_faults(farm: RunningFarm) -> None:
+    status, body = call("POST", f"{farm.control_url}/faults",
+                        {"fault": "status", "member": "a", "status": 503, "times": 1})
+    assert status == 201 and body["id"] == "fault-1"
+    assert call("GET", farm["a"].url)[0] == 503
+    farm.add_fault(fault="vendor_error", member="a", message="disk on fire", times=1)
+    assert call("GET", farm["a"].url) == (500, b"disk on fire")
+    assert call("GET", farm["a"].url) == (200, b"0")
+    faults = farm.journal(event="fault")
+    assert [f["detail"]["fault_type"] for f in faults] == ["status", "vendor_error"]
+
+
+def test_reset_fault_is_a_connection_reset_for_the_client(farm: RunningFarm) -> None:
+    farm.add_fault(fault="reset", member="a", path="/", times=1)
+    with pytest.raises(ConnectionResetError):
+        urllib.request.urlopen(farm["a"].url, timeout=5)
+    assert call("GET", farm["a"].url) == (200, b"0")
+
+
+def test_truncated_reply_is_an_incomplete_read(farm: RunningFarm) -> None:
+    farm.add_fault(fault="truncate", member="a", times=1)
+    conn = http.client.HTTPConnection(farm["a"].host, farm["a"].port, timeout=5)
+    conn.request("GET", "/slow?seconds=0")
+    resp = conn.getresponse()
+    with pytest.raises(http.client.IncompleteRead):
+        resp.read()
+    conn.close()
+
+
+def test_hang_fault_gives_no_reply_until_the_client_gives_up(farm: RunningFarm) -> None:
+    farm.add_fault(fault="hang", member="a", times=1)
+    with socket.create_connection((farm["a"].host, farm["a"].port), timeout=0.5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(TimeoutError):
+            sock.recv(100)
+    # The farm keeps serving others meanwhile and after.
+    assert call("GET", farm["a"].url) == (200, b"0")
+
+
+def test_probabilistic_faults_reproduce_with_a_seed(farm_factory: Callable[..., RunningFarm]) -> None:
+    outcomes = []
+    for _ in range(2):
+        farm = farm_factory({"emulators": [{"name": "a", "kind": COUNTER}]})
+        farm.add_fault(fault="status", member="a", status=500, probability=0.5, seed=42)
+        outcomes.append([call("GET", farm["a"].url)[0] for _ in range(30)])
+        farm.stop()
+    assert outcomes[0] == outcomes[1]
+    assert 5 < outcomes[0].count(500) < 25
+
+
+def test_fault_ttl_runs_on_the_farm_clock(farm: RunningFarm) -> None:
+    farm.freeze_clock()
+    farm.add_fault(fault="status", member="a", status=418, ttl=60)
+    assert call("GET", farm["a"].url)[0] == 418
+    farm.advance_clock(61)
+    assert call("GET", farm["a"].url)[0] == 200
+    assert farm.faults() == []
+
+
+def test_faults_from_the_scenario_and_bad_rules(farm_factory: Callable[..., RunningFarm]) -> None:
+    farm = farm_factory({"faults": [{"fault": "status", "member": "a", "status": 502,
+                                     "times": 1}],
+                         "emulators": [{"name": "a", "kind": COUNTER}]})
+    assert call("GET", farm["a"].url)[0] == 502
+    status, body = call("POST", f"{farm.control_url}/faults", {"fault": "explode"})
+    assert status == 400 and body["error"]["message"].startswith("fault: Input should be")
+    status, body = call("POST", f"{farm.control_url}/faults", {"fault": "latency"})
+    assert status == 400 and "latency_ms" in body["error"]["message"]
+    assert call("DELETE", f"{farm.control_url}/faults/nope")[0] == 404
+
+
+# -- clock ----------------------------------------------------------------------------------
+
+def test_clock_freeze_set_advance_and_back(farm: RunningFarm) -> None:
+    base = f"{farm.control_url}/clock"
+    status, body = call("POST", f"{base}/freeze", {"at": "2030-01-01T00:00:00Z"})
+    assert status == 200 and body["frozen"] and body["now"] == "2030-01-01T00:00:00+00:00"
+    time.sleep(0.05)
+    assert call("GET", base)[1]["time"] == 1893456000.0
+    assert call("POST", f"{base}/advance", {"seconds": 86400})[1]["now"].startswith("2030-01-02")
+    assert call("POST", f"{base}/set", {"time": 0})[1]["time"] == 0
+    assert call("POST", f"{base}/advance", {"seconds": -1})[0] == 400
+    assert call("POST", f"{base}/set", {"at": "2030-01-01T00:00:00"})[0] == 400  # no zone
+    body = call("POST", f"{base}/reset")[1]
+    assert not body["frozen"] and abs(body["time"] - time.time()) < 5
+
+
+# -- snapshots ------------------------------------------------------------------------------
+
+def test_snapshot_round_trip_survives_a_restart(farm_factory: Callable[..., RunningFarm],
+                                                tmp_path: Path) -> None:
+    scenario = {"emulators": [{"name": "a", "kind": COUNTER}, {"name": "b", "kind": COUNTER}]}
+    farm = farm_factory(scenario, tmp_path)
+    for _ in range(3):
+        call("POST", farm["a"].url)
+    status, body = call("POST", f"{farm.control_url}/snapshots", {"name": "three"})
+    assert status == 201 and body["members"] == ["a", "b"]
+    call("POST", farm["a"].url), call("POST", farm["b"].url)
+    farm.stop()
+    again = farm_factory(scenario, tmp_path)
+    assert [s["name"] for s in call("GET", f"{again.control_url}/snapshots")[1]["snapshots"]] \
+        == ["three"]
+    assert call("POST", f"{again.control_url}/snapshots/three/restore")[1] == {
+        "restored": ["a", "b"]}
+    assert call("GET", again["a"].url)[1] == b"3" and call("GET", again["b"].url)[1] == b"0"
+    assert json.loads((tmp_path / "a.json").read_text()) == {"value": 3}  # restored = saved
+    assert call("DELETE", f"{again.control_url}/snapshots/three")[0] == 200
+    assert call("POST", f"{again.control_url}/snapshots/three/restore")[0] == 404
+
+
+def test_snapshot_of_one_member_and_in_memory_farms(farm: RunningFarm) -> None:
+    call("POST", farm["a"].url)
+    farm.snapshot("one", ["a"])
+    call("POST", farm["a"].url), call("POST", farm["cam-1"].url)
+    assert farm.restore("one") == ["a"]
+    assert farm["a"].state() == {"value": 1} and farm["cam-1"].state() == {"value": 1}
+    assert call("POST", f"{farm.control_url}/snapshots", {"name": "x", "members": ["zz"]})[0] \
+        == 404
+    assert call("POST", f"{farm.control_url}/snapshots", {"name": "../evil"})[0] == 400
+
+
+# -- interface ------------------------------------------------------------------------------
+
+def test_openapi_document_describes_every_route(farm: RunningFarm) -> None:
+    status, index = call("GET", farm.control_url)
+    described = call("GET", f"{farm.control_url}/openapi.json")[1]
+    assert described["openapi"].startswith("3.")
+    served = {tuple(r.split(" ", 1)) for r in index["routes"]}
+    documented = {(m.upper(), p) for p, ops in described["paths"].items() for m in ops}
+    assert served == documented, (served - documented, documented - served)
+    assert document()["paths"].keys() == described["paths"].keys()
+
+
+def test_ctl_command_drives_a_running_farm(farm: RunningFarm) -> None:
+    def ctl(*args: str) -> Any:
+        out = subprocess.run([sys.executable, "-m", "emulators", "ctl", "--url",
+                              farm.control_url.removesuffix("/v1"), *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    assert [m["name"] for m in ctl("members")["emulators"]] == ["a", "cam-1", "cam-2"]
+    call("POST", farm["a"].url)
+    assert ctl("state", "a") == {"value": 1}
+    assert ctl("snapshot", "save", "s1")["name"] == "s1"
+    assert ctl("reset", "a") == {"reset": "a"}
+    assert ctl("snapshot", "restore", "s1") == {"restored": ["a", "cam-1", "cam-2"]}
+    assert ctl("fault", "add", '{"fault": "status", "status": 500, "id": "boom"}')["id"] == "boom"
+    assert [f["id"] for f in ctl("fault", "list")["faults"]] == ["boom"]
+    ctl("fault", "clear")
+    assert ctl("clock", "advance", "3600")["time"] > time.time() + 3000
+    assert ctl("journal", "--member", "a", "--method", "POST")["entries"][0]["status"] == 200
