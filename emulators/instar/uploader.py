@@ -238,24 +238,26 @@ def parse_key_blob(text: str) -> str:
 class _HostKeyCheck(asyncssh.SSHClient):
     """Records the server's key and accepts it when pinned, or when not verifying at all."""
 
-    def __init__(self, pinned: str | None, insecure: bool) -> None:
+    def __init__(self, pinned: str | None, insecure: bool, password: str) -> None:
         self.pinned = pinned
         self.insecure = insecure
         self.seen: str | None = None
-        self.auth: str | None = None
+        self.password = password
+        self.password_sent = False
 
     def validate_host_public_key(self, host: str, addr: str, port: int,
                                  key: asyncssh.SSHKey) -> bool:
         self.seen = key_blob(key)
         return self.insecure or (self.pinned is not None and self.seen == self.pinned)
 
-    def public_key_auth_requested(self) -> Any:
-        self.auth = "publickey"
-        return super().public_key_auth_requested()
+    def give_password(self) -> str:
+        # asyncssh asks only once the key was refused: so a login without it used the key.
+        self.password_sent = True
+        return self.password
 
-    def password_auth_requested(self) -> Any:
-        self.auth = "password"
-        return super().password_auth_requested()
+    @property
+    def auth(self) -> str | None:
+        return "password" if self.password_sent else "publickey"
 
 
 def _classify_sftp(phase: str, exc: BaseException) -> int:
@@ -284,14 +286,15 @@ def _classify_sftp(phase: str, exc: BaseException) -> int:
 
 async def _sftp_upload(job: UploadJob) -> UploadOutcome:
     s = job.settings
-    check = _HostKeyCheck(job.pinned_hostkey, bool(s.ft_insecure))
+    check = _HostKeyCheck(job.pinned_hostkey, bool(s.ft_insecure), s.ft_password)
     phase = "connect"
     uploaded: list[str] = []
     conn: asyncssh.SSHClientConnection | None = None
     try:
         conn = await asyncio.wait_for(asyncssh.connect(
-            s.ft_server, s.ft_port, username=s.ft_username, password=s.ft_password or None,
-            client_keys=[job.client_key] if job.client_key is not None else [],
+            s.ft_server, s.ft_port, username=s.ft_username, password=check.give_password,
+            # None, not []: an empty list would make asyncssh load ~/.ssh keys.
+            client_keys=[job.client_key] if job.client_key is not None else None,
             known_hosts=([], [], []), client_factory=lambda: check,
             agent_path=None, config=None, preferred_auth="publickey,password",
             connect_timeout=job.connect_timeout), job.connect_timeout + job.io_timeout)
@@ -325,7 +328,8 @@ async def _sftp_upload(job: UploadJob) -> UploadOutcome:
         if code == UNKNOWN and not isinstance(exc, (OSError, asyncssh.Error)):
             raise
         return UploadOutcome(code, hostkey=check.seen, uploaded=uploaded,
-                             detail=f"{phase}: {exc!r}", auth=check.auth)
+                             detail=f"{phase}: {exc!r}",
+                             auth=check.auth if phase != "connect" else None)
     finally:
         if conn is not None:
             conn.close()

@@ -1,0 +1,160 @@
+"""testftp over sFTP against the farm's SFTP server: the seed's walk-through end to end (host
+key answered, pinned with sethost, verified), the camera's own key, and the failure codes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from emulators.testing import LoopThread, MemberHandle, RunningFarm
+
+from .conftest import FIXTURE_JPEG, SilentServer, cgi, free_port
+
+USERS = [{"name": "ipcamera", "password": "password"},
+         {"name": "viewer", "password": "look", "read_only": True}]
+
+SCENARIO: dict[str, Any] = {
+    "name": "instar-sftp",
+    "servers": [
+        {"name": "sftp", "kind": "sftp", "users": USERS},
+        {"name": "sftp-other", "kind": "sftp", "users": USERS},
+        {"name": "sftp-small", "kind": "sftp", "users": USERS, "max_upload_bytes": 600},
+    ],
+    "emulators": [
+        {"name": "cam", "kind": "instar-camera", "upload_server": "sftp", "ssh_key_bits": 2048,
+         "connect_timeout": 1.0, "io_timeout": 2.0,
+         "ftp": {"ft_dirname": "recordings", "ft_dirmode": 0, "ft_insecure": 1,
+                 "ft_autocreatedir": 1}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def farm(emulators_loop: LoopThread) -> Iterator[RunningFarm]:
+    running = RunningFarm.start(SCENARIO, loop=emulators_loop, control=False)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def cam(farm: RunningFarm) -> MemberHandle:
+    handle = farm["cam"]
+    handle.reset()
+    farm["sftp"].call(lambda m: m.set_authorized_keys("ipcamera", []))
+    return handle
+
+
+def setftp(cam: MemberHandle, **settings: Any) -> None:
+    query = "&".join(f"{k}={v}" for k, v in settings.items())
+    assert cgi(cam.url, f"cmd=setftpattr&{query}").response == "200"
+
+
+def run_testftp(cam: MemberHandle, extra: str = "") -> dict[str, str]:
+    reply = cgi(cam.url, f"cmd=testftp{extra}")
+    assert (reply.status, reply.response) == (200, "200")
+    return reply.values
+
+
+def blob(server: MemberHandle) -> str:
+    return server.call(lambda m: m.host_key_blob())  # type: ignore[no-any-return]
+
+
+def events(server: MemberHandle, kind: str) -> list[dict[str, Any]]:
+    return [e for e in server.call(lambda m: m.events()) if e["event"] == kind]
+
+
+def test_the_seeds_sftp_walkthrough(cam: MemberHandle, farm: RunningFarm) -> None:
+    server = farm["sftp"]
+    # "mkdir recordings" as the ipcamera user, then upload without auto-creating it.
+    server.call(lambda m: (m.user_root("ipcamera") / "recordings").mkdir(exist_ok=True))
+    setftp(cam, ft_autocreatedir=0)
+    assert cgi(cam.url, "cmd=getftpattr").values["ft_ssl"] == "2"
+
+    # With ft_insecure=1 testftp works and answers the server's host key, in the seed's layout.
+    reply = cgi(cam.url, "cmd=testftp")
+    key = blob(server)
+    assert reply.body == (f'cmd="testftp";\r\nhostkey="{key}";\r\nresult="0";\r\n'
+                          'response="200";\r\n')
+    record = server.call(lambda m: m.received_files())[-1]
+    assert (record["user"], record["path"], record["protocol"]) == (
+        "ipcamera", "recordings/Test-Snapshot.jpeg", "sftp")
+    assert record["sha256"] == hashlib.sha256(FIXTURE_JPEG).hexdigest()
+    path = server.call(lambda m: m.user_root("ipcamera") / "recordings/Test-Snapshot.jpeg")
+    assert path.read_bytes() == FIXTURE_JPEG
+
+    # Verifying without a pinned key fails with -5 before any login is tried.
+    logins = len(events(server, "login")) + len(events(server, "login_failed"))
+    setftp(cam, ft_insecure=0)
+    refused = run_testftp(cam)
+    assert refused == {"cmd": "testftp", "hostkey": key, "result": "-5", "response": "200"}
+    assert len(events(server, "login")) + len(events(server, "login_failed")) == logins
+
+    # sethost (URL-encoded, "+" as %2B) pins the key; the same request already verifies.
+    assert run_testftp(cam, f"&sethost={quote(key, safe='')}")["result"] == "0"
+    assert cam.state()["pinned_hostkey"] == key
+    assert run_testftp(cam)["result"] == "0"
+
+
+def test_a_pinned_key_of_another_server_is_refused(cam: MemberHandle, farm: RunningFarm) -> None:
+    other = blob(farm["sftp-other"])
+    setftp(cam, ft_insecure=0)
+    values = run_testftp(cam, f"&sethost={quote(other, safe='')}")
+    assert values["result"] == "-5"
+    assert values["hostkey"] == blob(farm["sftp"])
+
+
+def test_the_camera_logs_in_with_its_getpubkey_key(cam: MemberHandle, farm: RunningFarm) -> None:
+    server = farm["sftp"]
+    line = cgi(cam.url, "cmd=getpubkey").values["publickey"]
+    assert line.startswith("ssh-rsa AAAAB3Nz")
+    server.call(lambda m: m.authorize_key("ipcamera", line))
+    setftp(cam, ft_password="not-the-password")  # only the key can get it in now
+    assert run_testftp(cam)["result"] == "0"
+    assert events(server, "login")[-1]["method"] == "publickey"
+    assert cam.state()["uploads"][-1]["auth"] == "publickey"
+
+
+def test_password_login_when_the_key_is_not_authorised(cam: MemberHandle,
+                                                       farm: RunningFarm) -> None:
+    assert run_testftp(cam)["result"] == "0"
+    assert events(farm["sftp"], "login")[-1]["method"] == "password"
+    assert cam.state()["uploads"][-1]["auth"] == "password"
+
+
+def test_minus_1_when_nothing_listens(cam: MemberHandle) -> None:
+    setftp(cam, ft_server="127.0.0.1", ft_port=free_port())
+    values = run_testftp(cam)
+    assert values["result"] == "-1"
+    assert "hostkey" not in values
+
+
+def test_minus_2_when_neither_key_nor_password_is_accepted(cam: MemberHandle) -> None:
+    setftp(cam, ft_password="wrong")
+    assert run_testftp(cam)["result"] == "-2"
+
+
+def test_minus_3_when_the_folder_is_missing(cam: MemberHandle) -> None:
+    setftp(cam, ft_dirname="no/such/folder", ft_autocreatedir=0)
+    assert run_testftp(cam)["result"] == "-3"
+
+
+def test_minus_3_when_the_account_is_read_only(cam: MemberHandle) -> None:
+    setftp(cam, ft_username="viewer", ft_password="look", ft_dirname="./")
+    assert run_testftp(cam)["result"] == "-3"
+
+
+def test_minus_4_when_the_server_never_speaks(cam: MemberHandle,
+                                              silent_server: SilentServer) -> None:
+    setftp(cam, ft_server="127.0.0.1", ft_port=silent_server.port)
+    assert run_testftp(cam)["result"] == "-4"
+
+
+def test_minus_9_when_the_upload_is_cut_short(cam: MemberHandle, farm: RunningFarm) -> None:
+    server = farm["sftp-small"]
+    setftp(cam, ft_port=server.port)
+    assert run_testftp(cam)["result"] == "-9"
+    assert server.call(lambda m: m.received_files()) == []
