@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .. import pki
 from ..core.httpserver import HttpEmulator
 from ..core.member import KindOptions
+from . import exceptions as errors
 from .models import (
     Account,
     Accounts,
@@ -25,10 +26,11 @@ from .models import (
     read_certificate_upload,
     tls_identity,
 )
+from .parsing import parse_query
 from .profiles import DEFAULT_FIRMWARE, Firmware
 from .responses import CameraCgi
 from .urls import add_routes
-from .wire import error_middleware
+from .wire import error_middleware, error_reply
 
 log = logging.getLogger("emulators.acti")
 
@@ -199,6 +201,16 @@ class ActiCamera(HttpEmulator):
 
     async def state_changed(self) -> None:
         await self.apply_https()
+
+    def command_of(self, request: web.Request) -> str | None:
+        """The ACTi command a URL carries (for the farm's fault rules)."""
+        commands = parse_query(request.rel_url.raw_query_string).commands
+        return commands[0][0] if commands else None
+
+    def vendor_error(self, request: web.Request, message: str,
+                     status: int | None = None) -> web.StreamResponse:
+        """An injected or unmapped failure in the camera's own form: ``ERROR: <message>``."""
+        return error_reply(errors.ActiError(f"ERROR: {message}", status=status), self)
 
     def credentials(self) -> dict[str, Any]:
         root = next((u for u in self.options.users if u.root), self.options.users[0])

@@ -8,6 +8,10 @@ status line, with the spec's swapped-looking codes reproduced as published.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
+_KNOWN = {s.value for s in HTTPStatus}
+
 
 class ActiError(Exception):
     """An error the device reports on the wire."""
@@ -15,9 +19,12 @@ class ActiError(Exception):
     status = 200
     reason = "OK"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message  # the body's one line, without the newline
+        if status is not None and status != self.status:  # an injected fault's own status
+            self.status = status
+            self.reason = HTTPStatus(status).phrase if status in _KNOWN else "Error"
 
     @property
     def body(self) -> str:

@@ -17,6 +17,8 @@ CSR_FILE = "certreqSrv.pem"  # where the manual suggests saving the CSR
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n.*?-----END (?P=label)-----", re.DOTALL)
+# parse_query keeps bytes that are not UTF-8 as lone surrogates.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTED PRIVATE KEY"}
 
 
@@ -191,6 +193,8 @@ def parse_csr_request(value: str | None, key_lengths: tuple[int, ...]) -> CsrReq
         raise errors.InvalidArgument(
             "expected Country,Province,Locality,Organization,Division,CommonName,KeyLen.")
     country, province, locality, org, division, cn, key_len = (f.strip() for f in fields)
+    if any(_NOT_UTF8.search(f) for f in fields):
+        raise errors.InvalidArgument("fields must be UTF-8 text.")
     if not re.fullmatch(r"[A-Za-z]{2}", country):
         raise errors.InvalidArgument("Country must be 2 letters.")
     for label, text in (("Province", province), ("Locality", locality)):

@@ -36,14 +36,15 @@ class Query:
 
 def parse_query(raw: str) -> Query:
     """Split the raw query by hand: ``HTTPS_CER`` (read) and ``HTTPS_CER=`` must differ,
-    and ``+`` stays a plus (passwords may hold one); only %XX escapes are decoded."""
+    and ``+`` stays a plus (passwords may hold one); only %XX escapes are decoded. Bytes that
+    are not UTF-8 survive as surrogates, so an echo in a reply gives back the bytes sent."""
     query = Query()
     for piece in raw.split("&"):
         if not piece:
             continue
         name, sep, value = piece.partition("=")
-        name = unquote(name, errors="replace")
-        decoded = unquote(value, errors="replace") if sep else None
+        name = unquote(name, errors="surrogateescape")
+        decoded = unquote(value, errors="surrogateescape") if sep else None
         if name == "USER":
             if query.user is None:
                 query.user = decoded or ""

@@ -69,11 +69,16 @@ class WireResponse(web.StreamResponse):
     def wire(self) -> bytes:
         return self.head + self.wire_body
 
+    @property
+    def journal_body(self) -> bytes:
+        """What the farm's request journal records of this reply."""
+        return self.wire_body
+
 
 def compose(status: int, reason: str, content_type: str, body: str, wire: Wire, *,
             content_length: bool = True) -> WireResponse:
     eol = EOL[wire]
-    data = body.encode("latin-1")
+    data = body.encode("utf-8", "surrogateescape")  # echoes give back the bytes a client sent
     lines = [f"HTTP/1.0 {status} {reason}", f"Content-type: {content_type}"]
     if content_length:
         lines.append(f"Content-Length: {len(data)}")

@@ -87,12 +87,12 @@ def curl(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     return result
 
 
-def served_certificate(https_url: str) -> str:
+def served_certificate(https_url: str, *extra: str) -> str:
     """The leaf certificate ``openssl s_client`` receives, as PEM."""
     host, port = hostport(https_url)
     result = subprocess.run(
-        ["openssl", "s_client", "-connect", f"{host}:{port}", "-servername", "camera.test"],
-        input=b"", capture_output=True, timeout=TIMEOUT)
+        ["openssl", "s_client", "-connect", f"{host}:{port}", "-servername", "camera.test",
+         *extra], input=b"", capture_output=True, timeout=TIMEOUT)
     match = re.search(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n",
                       result.stdout, re.DOTALL)
     assert match, (result.stdout + result.stderr).decode(errors="replace")
