@@ -19,6 +19,11 @@ class HttpEmulator(Member):
 
     server_header: ClassVar[str | None] = None  # what the device's web server calls itself
     client_max_size: ClassVar[int] = 2 * 1024 * 1024
+    # A connection that has not completed a request (headers) within this many seconds, or
+    # sits idle that long between requests, is closed: a byte-a-second client cannot hold it.
+    idle_timeout: ClassVar[float] = 15.0
+    # Handling one request (reading a slow body included) may take at most this long.
+    request_deadline: ClassVar[float] = 120.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,7 +62,8 @@ class HttpEmulator(Member):
         self.restore_saved()
         self.app = self.build_app()
         self.runner = web.AppRunner(
-            self.app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False
+            self.app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False,
+            keepalive_timeout=self.idle_timeout,
         )
         await self.runner.setup()
         await self.listen("http", self.host, self.port)

@@ -92,10 +92,21 @@ def make_middleware(journal: Journal, faults: FaultEngine) -> Any:
 
 
 async def _handle(request: web.Request, handler: Any, member: HttpEmulator) -> web.StreamResponse:
+    deadline = asyncio.timeout(member.request_deadline)
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        async with deadline:
+            return await handler(request)  # type: ignore[no-any-return]
     except web.HTTPException:
         raise
+    except TimeoutError:
+        if not deadline.expired():
+            log.exception("%s (%s) failed on %s %s", member.name, member.kind, request.method,
+                          request.path_qs)
+            return member.vendor_error(request, "internal error")
+        log.warning("%s: %s %s exceeded %.0f s; connection closed", member.name, request.method,
+                    request.path, member.request_deadline)
+        abort_with_reset(request)
+        raise asyncio.CancelledError from None
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception:  # noqa: BLE001 - the last line of defence: never a bare 500 page
