@@ -117,8 +117,12 @@ class Enos:
 
     # the SDK
     def sdk(self, action: str, data: dict[str, Any] | None = None, *, org: str = ORG,
-            key: str = APP_KEY, secret: str = APP_SECRET, **device: str) -> Any:
-        query = {"action": action, "orgId": org, **(device or {"assetId": "assetA"})}
+            key: str = APP_KEY, secret: str = APP_SECRET, no_device: bool = False,
+            **device: str) -> Any:
+        """One call through enos-poseidon; the device is assetA unless named (or no_device)."""
+        if not device and not no_device:
+            device = {"assetId": "assetA"}
+        query = {"action": action, "orgId": org, **device}
         url = f"{self.url}{CERTS}?{urllib.parse.urlencode(query)}"
         return poseidon.urlopen(key, secret, url, data=data)
 
