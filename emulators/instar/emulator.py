@@ -225,6 +225,8 @@ class InstarCamera(HttpEmulator):
         self.schedule = SnapSchedule.from_dict(data.get("snap_schedule") or {}, self.profile)
         self.snap_timer = SnapTimerNaming.from_dict(data.get("snap_timer") or {})
         self.pinned_hostkey = data.get("pinned_hostkey")
+        # Cooldowns live in RAM: a restart or a reset forgets when the last upload went out.
+        self.cooldowns = Cooldowns()
         # A settings reset keeps the camera's identity key (the initial state has none).
         if data.get("ssh_key"):
             self._set_ssh_key(data["ssh_key"])

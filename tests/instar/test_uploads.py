@@ -1,0 +1,186 @@
+"""Uploads the camera makes on its own: alarm snapshots (snapcount, cooldown) and the snapshot
+schedule on the farm clock, with the documented file names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from emulators.control.errors import error_middleware
+from emulators.control.keys import FARM
+from emulators.instar import control
+from emulators.testing import LoopThread, MemberHandle, RunningFarm
+
+from .conftest import FIXTURE_JPEG, cgi
+
+SCENARIO: dict[str, Any] = {
+    "name": "instar-uploads",
+    "servers": [{"name": "ftp", "kind": "ftp", "users": [{"name": "cam", "password": "s"}]}],
+    "emulators": [
+        {"name": "cam", "kind": "instar-camera", "upload_server": "ftp", "ssh_key_bits": 1024,
+         "ftp": {"ft_dirname": "alarms", "ft_autocreatedir": 1, "ft_dirmode": 0}},
+    ],
+}
+# Monday 2026-11-23, 09:59:30 UTC (the camera runs on UTC here).
+MONDAY_BEFORE_TEN = dt.datetime(2026, 11, 23, 9, 59, 30, tzinfo=dt.UTC).timestamp()
+
+
+@pytest.fixture(scope="module")
+def farm(emulators_loop: LoopThread) -> Iterator[RunningFarm]:
+    running = RunningFarm.start(SCENARIO, loop=emulators_loop, control=False)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def cam(farm: RunningFarm) -> Iterator[MemberHandle]:
+    farm.loop.call(lambda: farm.clock.freeze(MONDAY_BEFORE_TEN))
+    handle = farm["cam"]
+    handle.reset()
+    farm["ftp"].reset()
+    yield handle
+    handle.reset()
+    farm.loop.call(farm.clock.reset)
+
+
+def arrived(farm: RunningFarm) -> list[dict[str, Any]]:
+    return farm["ftp"].call(lambda m: m.received_files())  # type: ignore[no-any-return]
+
+
+def wait_for_files(farm: RunningFarm, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while len(files := arrived(farm)) < count:
+        assert time.monotonic() < deadline, f"{len(files)} of {count} files arrived"
+        time.sleep(0.02)
+    return files
+
+
+def advance(farm: RunningFarm, seconds: float) -> None:
+    farm.loop.call(lambda: farm.clock.advance(seconds))
+
+
+def alarm(cam: MemberHandle) -> dict[str, Any]:
+    return cam.call(lambda m: m.trigger_alarm())  # type: ignore[no-any-return]
+
+
+def stored(farm: RunningFarm, path: str) -> bytes:
+    return farm["ftp"].call(lambda m: m.user_root("cam") / path).read_bytes()  # type: ignore[no-any-return]
+
+
+# -- alarms -----------------------------------------------------------------------------------
+
+def test_no_alarm_upload_while_snap_is_disabled(cam: MemberHandle, farm: RunningFarm) -> None:
+    assert alarm(cam)["skipped"] == "snap upload disabled"
+    assert arrived(farm) == []
+
+
+def test_alarm_uploads_snapcount_snapshots_then_cools_down(cam: MemberHandle,
+                                                          farm: RunningFarm) -> None:
+    assert cgi(cam.url, "cmd=setftpaction&type=snap&enable=1&interval=60").response == "200"
+    assert cgi(cam.url, "cmd=setftpactionattr&snapcount=3").response == "200"
+    result = alarm(cam)
+    assert result["result"] == 0
+    names = [f"alarms/A_20261123-095930_{i}.jpeg" for i in (1, 2, 3)]
+    assert [r["path"] for r in arrived(farm)] == names
+    pictures = [stored(farm, name) for name in names]
+    for picture in pictures:
+        assert picture[:4] == b"\xff\xd8\xff\xe0"  # SOI, then JFIF's APP0 first
+        assert picture[-2:] == b"\xff\xd9"
+        assert b"alarm 2026-11-23T09:59:30" in picture
+        assert picture.endswith(FIXTURE_JPEG[20:])
+    assert len(set(pictures)) == 3
+
+    advance(farm, 30)
+    assert alarm(cam)["skipped"] == "cooldown: 30 s left"
+    assert len(arrived(farm)) == 3
+    advance(farm, 30)
+    assert alarm(cam)["result"] == 0
+    assert arrived(farm)[-1]["path"] == "alarms/A_20261123-100030_3.jpeg"
+
+
+def test_alarm_to_an_unreachable_server_is_logged(cam: MemberHandle) -> None:
+    cgi(cam.url, "cmd=setftpaction&type=snap&enable=1&interval=1")
+    cgi(cam.url, "cmd=setftpattr&ft_password=wrong")
+    assert alarm(cam)["result"] == -2
+    assert cam.state()["uploads"][-1]["trigger"] == "alarm"
+
+
+def test_alarm_through_the_control_route(cam: MemberHandle, farm: RunningFarm) -> None:
+    cgi(cam.url, "cmd=setftpaction&type=snap&enable=1&interval=5")
+    cgi(cam.url, "cmd=setftpactionattr&snapcount=1")
+
+    async def serve() -> tuple[web.AppRunner, int]:
+        app = web.Application(middlewares=[error_middleware])
+        app[FARM] = farm.farm
+        app.add_routes(control.routes)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        assert site._server is not None
+        return runner, site._server.sockets[0].getsockname()[1]
+
+    runner, port = farm.loop.run(serve())
+    try:
+        def post(name: str) -> tuple[int, dict[str, Any]]:
+            out = subprocess.run(["curl", "-sS", "-X", "POST", "-w", "\n%{http_code}",
+                                  f"http://127.0.0.1:{port}/v1/emulators/{name}/alarm"],
+                                 capture_output=True, check=True, timeout=15).stdout.decode()
+            body, _, status = out.rpartition("\n")
+            return int(status), json.loads(body)
+
+        status, doc = post("cam")
+        assert status == 200
+        assert doc["alarm"] == "cam"
+        assert doc["uploaded"] == ["/alarms/A_20261123-095930_1.jpeg"]
+        status, doc = post("ftp")
+        assert (status, doc["error"]["code"]) == (404, "not_found")
+    finally:
+        farm.loop.run(runner.cleanup())
+
+
+# -- the snapshot schedule --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("naming", "expected"), [
+    pytest.param("mode=0&prefix=0", "T_20261123-100000.jpeg", id="timestamp"),
+    pytest.param("mode=0&prefix=1&name=door", "door_20261123-100000.jpeg", id="prefix"),
+    pytest.param("mode=1&prefix=0&name=door", "door.jpeg", id="fixed-name"),
+])
+def test_schedule_uploads_at_its_time(cam: MemberHandle, farm: RunningFarm, naming: str,
+                                      expected: str) -> None:
+    cgi(cam.url, "cmd=setftpaction&type=timersnap&enable=1&interval=1")
+    assert cgi(cam.url, f"cmd=setsnapschedftpattr&enable=1&times=36000-1&{naming}"
+               ).response == "200"
+    time.sleep(0.1)
+    assert arrived(farm) == []  # 09:59:30: not yet
+    advance(farm, 29)
+    time.sleep(0.1)
+    assert arrived(farm) == []
+    advance(farm, 1)  # 10:00:00 on a Monday
+    record = wait_for_files(farm, 1)[0]
+    assert record["path"] == f"alarms/{expected}"
+    assert stored(farm, record["path"])[:2] == b"\xff\xd8"
+
+
+def test_schedule_skips_days_outside_its_mask(cam: MemberHandle, farm: RunningFarm) -> None:
+    cgi(cam.url, "cmd=setftpaction&type=timersnap&enable=1&interval=1")
+    cgi(cam.url, "cmd=setsnapschedftpattr&enable=1&times=36000-2,36060-1")  # Tue 10:00, Mon 10:01
+    advance(farm, 31)
+    time.sleep(0.2)
+    assert arrived(farm) == []
+    advance(farm, 60)
+    assert wait_for_files(farm, 1)[0]["path"] == "alarms/T_20261123-100100.jpeg"
+
+
+def test_schedule_needs_the_timersnap_action(cam: MemberHandle, farm: RunningFarm) -> None:
+    cgi(cam.url, "cmd=setsnapschedftpattr&enable=1&times=36000-127")
+    advance(farm, 31)
+    time.sleep(0.2)
+    assert arrived(farm) == []
