@@ -1,0 +1,121 @@
+"""Control-plane routes for the upload servers: what arrived, fetching a file, the events, and
+an SFTP user's authorized_keys (so a test can authorise a camera's ``getpubkey`` key)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from .errors import BadRequest, NotFound, read_json
+from .keys import FARM
+
+routes = web.RouteTableDef()
+
+
+def _server(request: web.Request, kind: str | None = None) -> Any:
+    from ..servers.common import ServerMember
+
+    name = request.match_info["name"]
+    member = request.app[FARM].members.get(name)
+    if not isinstance(member, ServerMember) or (kind is not None and member.kind != kind):
+        what = f"{kind} server" if kind else "upload server"
+        raise NotFound(f"no {what} named {name!r}")
+    return member
+
+
+@routes.get("/v1/servers/{name}/files")
+async def list_files(request: web.Request) -> web.Response:
+    """Every file received, oldest first; ``?user=`` narrows to one account."""
+    server = _server(request)
+    files = server.received_files()
+    user = request.query.get("user")
+    if user is not None:
+        files = [f for f in files if f["user"] == user]
+    return web.json_response({"server": server.name, "files": files})
+
+
+@routes.get("/v1/servers/{name}/files/{path:.*}")
+async def fetch_file(request: web.Request) -> web.StreamResponse:
+    """The bytes of ``<user>/<path under that user's root>`` as stored on the server."""
+    server = _server(request)
+    path = request.match_info["path"]
+    try:
+        local = await asyncio.to_thread(server.locate_file, path)
+    except PermissionError as exc:
+        raise BadRequest(str(exc)) from None
+    except LookupError as exc:
+        raise NotFound(str(exc).strip("'\"")) from None
+    return web.FileResponse(local, headers={"Content-Type": "application/octet-stream"})
+
+
+@routes.get("/v1/servers/{name}/events")
+async def list_events(request: web.Request) -> web.Response:
+    server = _server(request)
+    return web.json_response({"server": server.name, "events": server.events()})
+
+
+async def _key_lines(request: web.Request) -> list[str]:
+    """Keys from a JSON body (``{"authorized_keys": [...]}`` or ``{"key": "..."}``) or from
+    a text body in authorized_keys file format (one key a line, ``#`` comments)."""
+    if request.content_type == "application/json":
+        body = await read_json(request)
+        if "authorized_keys" in body:
+            lines = body["authorized_keys"]
+        elif "key" in body:
+            lines = [body["key"]]
+        else:
+            raise BadRequest("give 'authorized_keys' (a list of lines) or 'key' (one line)")
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            raise BadRequest("authorized keys are strings, one OpenSSH public key line each")
+        return lines
+    text = await request.text()
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _keys_reply(server: Any, user: str) -> web.Response:
+    return web.json_response({"server": server.name, "user": user,
+                              "authorized_keys": server.authorized_keys(user)})
+
+
+async def _change_keys(request: web.Request, replace: bool) -> web.Response:
+    from ..servers.sftp import AuthorizedKeyError
+
+    server = _server(request, "sftp")
+    user = request.match_info["user"]
+    try:
+        server.user(user)
+    except LookupError:
+        raise NotFound(f"no user {user!r} on {server.name}") from None
+    lines = await _key_lines(request)
+    if not replace and len(lines) != 1:
+        raise BadRequest("POST adds exactly one key; PUT replaces the list")
+    try:
+        saving = (server.set_authorized_keys(user, lines) if replace
+                  else server.authorize_key(user, lines[0]))
+    except AuthorizedKeyError as exc:
+        raise BadRequest(str(exc)) from None
+    if saving is not None:
+        await saving
+    return _keys_reply(server, user)
+
+
+@routes.get("/v1/servers/{name}/users/{user}/authorized_keys")
+async def get_keys(request: web.Request) -> web.Response:
+    server = _server(request, "sftp")
+    user = request.match_info["user"]
+    try:
+        return _keys_reply(server, user)
+    except LookupError:
+        raise NotFound(f"no user {user!r} on {server.name}") from None
+
+
+@routes.put("/v1/servers/{name}/users/{user}/authorized_keys")
+async def put_keys(request: web.Request) -> web.Response:
+    return await _change_keys(request, replace=True)
+
+
+@routes.post("/v1/servers/{name}/users/{user}/authorized_keys")
+async def add_key(request: web.Request) -> web.Response:
+    return await _change_keys(request, replace=False)
