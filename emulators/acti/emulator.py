@@ -26,7 +26,7 @@ from .models import (
     read_certificate_upload,
     tls_identity,
 )
-from .parsing import parse_query
+from .parsing import BODY_TIMEOUT, parse_query
 from .profiles import DEFAULT_FIRMWARE, Firmware
 from .responses import CameraCgi
 from .urls import add_routes
@@ -71,6 +71,9 @@ class ActiOptions(KindOptions):
     upload_window: float = Field(default=300.0, gt=0)
     # Largest certificate file accepted; bigger uploads get "ERROR: internal error. ...".
     max_upload_bytes: int = Field(default=64 * 1024, ge=1, le=4 * 1024 * 1024)
+    # Wall-clock seconds a client may take to send a request body; a stalled upload then
+    # gets "ERROR: internal error. upload timed out." and the connection is closed.
+    upload_timeout: float = Field(default=BODY_TIMEOUT, gt=0, le=600)
     refusal: RefusalOption = RefusalOption()
     # Seed 000's stage 1 sends HTTPS=upload; False answers it "ERROR: HTTPS not found".
     tolerate_https_typo: bool = True

@@ -16,7 +16,7 @@ from aiohttp import web
 from . import exceptions as errors
 
 # Network timeouts are wall-clock on purpose: a frozen farm clock must not stall sockets.
-BODY_TIMEOUT = 30.0
+BODY_TIMEOUT = 30.0  # the default of the ``upload_timeout`` option
 # How much of an unwanted body is read and dropped so the reply is not lost to a reset.
 DISCARD_LIMIT = 4 * 1024 * 1024
 # Room for the part headers and the URL_FIRMWARE_SUBMIT field around the uploaded file.
@@ -56,13 +56,13 @@ def parse_query(raw: str) -> Query:
     return query
 
 
-async def discard_body(request: web.Request) -> None:
+async def discard_body(request: web.Request, timeout: float = BODY_TIMEOUT) -> None:  # noqa: ASYNC109
     """Read and drop what is left of the request body (bounded in bytes and time)."""
     if not request.can_read_body or request.content.at_eof():
         return
     dropped = 0
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(timeout):
             while dropped < DISCARD_LIMIT:
                 chunk = await request.content.readany()
                 if not chunk:
@@ -72,14 +72,16 @@ async def discard_body(request: web.Request) -> None:
         return
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole request body, or ``InternalError`` when it is larger than ``limit``."""
+async def read_body(request: web.Request, limit: int,
+                    timeout: float = BODY_TIMEOUT) -> bytes:  # noqa: ASYNC109
+    """The whole request body, or ``InternalError`` when it is larger than ``limit`` or does
+    not arrive within ``timeout`` seconds."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise errors.InternalError(errors.TOO_LARGE)
     data = bytearray()
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(timeout):
             while True:
                 chunk = await request.content.readany()
                 if not chunk:

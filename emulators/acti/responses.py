@@ -108,7 +108,8 @@ class CameraCgi:
 
     async def https_cer_save(self, request: web.Request, value: str | None) -> web.StreamResponse:
         limit = self.camera.options.max_upload_bytes
-        body = await read_body(request, limit + FORM_OVERHEAD)
+        body = await read_body(request, limit + FORM_OVERHEAD,
+                               self.camera.options.upload_timeout)
         data = form_file(request.headers.get("Content-Type", ""), body, UPLOAD_FIELD, limit)
         upload = read_certificate_upload(data)
         await self.camera.set_https_files(self.camera.https_files.with_upload(upload))

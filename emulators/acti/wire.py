@@ -64,6 +64,10 @@ class WireResponse(web.StreamResponse):
         request = self._req
         body = b"" if request is not None and request.method == "HEAD" else self.wire_body
         await super().write_eof(self.head + body)
+        if request is not None and request.can_read_body and not request.content.is_eof():
+            # A body still owed (a stalled or oversized upload): close now, as the device
+            # does, instead of aiohttp's ten seconds of lingering for the rest.
+            request.protocol.force_close()
 
     @property
     def wire(self) -> bytes:
@@ -135,7 +139,7 @@ def error_middleware(camera: ActiCamera) -> Callable[[web.Request, Handler],
             log.exception("%s: %s %s failed", camera.name, request.method, request.path_qs)
             response = error_reply(errors.InternalError(errors.UNEXPECTED), camera)
         # Unread request bytes would turn our close into a reset and cost the client the reply.
-        await discard_body(request)
+        await discard_body(request, camera.options.upload_timeout)
         return response
 
     return middleware

@@ -149,3 +149,20 @@ def test_fixed_https_port(emulator_factory: Callable[..., MemberHandle], self_si
     camera = emulator_factory("acti-camera", https_port=port,
                               https_certificate=self_signed.combined.decode())
     assert camera.urls["https"] == f"https://127.0.0.1:{port}"
+
+
+def test_injected_vendor_error_uses_the_camera_form(
+        farm_factory: Callable[..., RunningFarm]) -> None:
+    farm = farm_factory(SCENARIO, control_port=0)
+    body = json.dumps({"fault": "vendor_error", "member": "cam", "command": "HTTPS_CER",
+                       "message": "system busy", "times": 1}).encode()
+    request = urllib.request.Request(farm.control_url + "/faults", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    camera = farm["cam"]
+    assert get(camera.url, f"{ADMIN}&CONFIG_RESET") == OK  # another command: untouched
+    assert get(camera.url, f"{ADMIN}&HTTPS_CER") == (
+        b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 19\r\n\r\n"
+        b"ERROR: system busy\n")
+    assert cer(camera) == b"HTTPS_CER='none'\n"  # fired once

@@ -3,6 +3,7 @@ table of uploads the device must answer with "ERROR: internal error. ..." (never
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from emulators import pki
 from emulators.testing import MemberHandle
 
-from .helpers import ADMIN, body_of, curl, get, multipart_body, post, upload
+from .helpers import ADMIN, body_of, curl, get, hostport, multipart_body, post, upload
 
 OK = b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n"
 REFUSED = (b"HTTP/1.0 400 Unauthorized\r\nContent-type: text/plain\r\n"
@@ -240,3 +241,16 @@ def test_other_values_echo_the_current_value(camera: MemberHandle, self_signed,
     upload(camera.url, self_signed.combined)
     assert body_of(get(camera.url, f"{ADMIN}&HTTPS_CER={value}")) == \
         b"ERROR: HTTPS_CER='certSrv.pem'\n"
+
+
+def test_stalled_upload_times_out_with_the_error_form(
+        emulator_factory: Callable[..., MemberHandle]) -> None:
+    camera = emulator_factory("acti-camera", upload_timeout=0.3)
+    get(camera.url, f"{ADMIN}&HTTPS_CER=upload")
+    with socket.create_connection(hostport(camera.url), timeout=10) as sock:
+        sock.sendall(b"POST /cgi-bin/update?HTTPS_CER_SAVE HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 1000\r\n\r\n--b\r\n")  # ...and nothing more
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert reply == (b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 41\r\n"
+                     b"\r\nERROR: internal error. upload timed out.\n")
