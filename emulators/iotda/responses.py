@@ -92,7 +92,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise BadRequestFormat(f"Content-Type {request.content_type!r}")
     try:
         data = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise BadRequestFormat(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequestFormat("body is not a JSON object")

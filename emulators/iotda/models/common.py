@@ -98,9 +98,14 @@ def load_certificate(content: str, *, allow_der: bool, max_bytes: int | None = N
     if max_bytes is not None and len(der) > max_bytes:
         raise InvalidCertificate(f"certificate is {len(der)} bytes, above {max_bytes}")
     try:
-        return x509.load_der_x509_certificate(der), len(der)
-    except ValueError as exc:
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses these lazily: touch them now so that a malformed name or
+        # extension is "invalid content" here rather than an exception in a handler.
+        _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc,
+             cert.not_valid_after_utc, cert.version)
+    except (ValueError, x509.InvalidVersion) as exc:
         raise InvalidCertificate(f"not an X.509 certificate: {exc}") from None
+    return cert, len(der)
 
 
 # -- request values ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ... import pki
@@ -76,9 +77,13 @@ def _check_key(cert_pem: str, key_pem: str, password: str | None) -> None:
             key = serialization.load_pem_private_key(data, password=None)
         else:
             raise InvalidCertificate(f"private key needs a password: {exc}") from None
-    except ValueError as exc:  # not a key, or the password does not open it
+    except (ValueError, UnsupportedAlgorithm) as exc:  # not a key, or the password is wrong
         raise InvalidCertificate(f"private key does not load: {exc}") from None
-    if not isinstance(key, pki.PrivateKey) or not pki.public_key_matches(cert, key):
+    try:
+        matches = isinstance(key, pki.PrivateKey) and pki.public_key_matches(cert, key)
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a public key cryptography cannot read
+        raise InvalidCertificate(f"certificate key unreadable: {exc}") from None
+    if not matches:
         raise InvalidCertificate("private key does not match the certificate")
 
 
