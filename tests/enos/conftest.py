@@ -35,6 +35,8 @@ ORG = "o15589290120871"
 OTHER_ORG = "o15589290120999"
 APP_KEY = "7b4fa3c2-1d5e-4f60-9a8b-2c3d4e5f6a7b"
 APP_SECRET = "e1d2c3b4-a596-4788-9900-aabbccddeeff"
+OTHER_KEY = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+OTHER_SECRET = "5f6e7d8c-9b0a-4c1d-8e2f-3a4b5c6d7e8f"
 CERTS = "/connect-service/v2.0/certificates"
 
 
@@ -97,7 +99,8 @@ def base_options(roots: dict[str, Any]) -> dict[str, Any]:
             {"assetId": "assetB", "key": pki.key_pem(ec_key("secp256r1", 1)),
              "issueAuthority": "ECC", "subject": {"CN": "bound-b"}},
         ],
-        "apps": [{"appKey": APP_KEY, "appSecret": APP_SECRET}],
+        "apps": [{"appKey": APP_KEY, "appSecret": APP_SECRET},
+                 {"appKey": OTHER_KEY, "appSecret": OTHER_SECRET}],
         "ca": roots,
     }
 
