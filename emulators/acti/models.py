@@ -94,20 +94,32 @@ class HttpsFiles:
         """What the control plane shows of the files (names, subjects, dates)."""
         doc: dict[str, Any] = {"certificate": None, "key": None, "csr": None}
         if self.cert is not None:
-            cert = pki.load_cert(self.cert.encode())
-            doc["certificate"] = {
-                "file": CERT_FILE, "subject": cert.subject.rfc4514_string(),
-                "issuer": cert.issuer.rfc4514_string(),
-                "self_signed": cert.subject == cert.issuer,
-                "not_after": pki.x509_time(cert.not_valid_after_utc).isoformat(),
-                "serial": format(cert.serial_number, "x"),
-            }
+            try:
+                cert = pki.load_cert(certificate_blocks(self.cert)[0])
+                doc["certificate"] = {
+                    "file": CERT_FILE, "subject": cert.subject.rfc4514_string(),
+                    "issuer": cert.issuer.rfc4514_string(),
+                    "self_signed": cert.subject == cert.issuer,
+                    "not_after": pki.x509_time(cert.not_valid_after_utc).isoformat(),
+                    "serial": format(cert.serial_number, "x"),
+                }
+            except (IndexError, pki.PkiError):  # only a hand-edited state file gets here
+                doc["certificate"] = {"file": CERT_FILE, "error": "does not parse"}
         if self.key is not None:
             doc["key"] = {"source": self.key_source}
         if self.csr is not None:
-            csr = pki.load_csr(self.csr)
-            doc["csr"] = {"file": CSR_FILE, "subject": csr.subject.rfc4514_string()}
+            try:
+                subject: str | None = pki.load_csr(self.csr).subject.rfc4514_string()
+            except pki.PkiError:
+                subject = None
+            doc["csr"] = {"file": CSR_FILE, "subject": subject}
         return doc
+
+
+def certificate_blocks(text: str) -> list[bytes]:
+    """The CERTIFICATE PEM blocks of a file, in order (the first is the server's own)."""
+    return [m.group(0) for m in _PEM_BLOCK.finditer(text.encode("latin-1"))
+            if m["label"] == b"CERTIFICATE"]
 
 
 @dataclass(frozen=True)
@@ -123,10 +135,12 @@ def tls_identity(files: HttpsFiles) -> TlsIdentity | str:
     if files.key is None:
         return (f"no private key for {CERT_FILE}: a CA-signed certificate needs the key made "
                 "with HTTPS_CSR_CREATE, which is gone")
-    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(files.cert.encode())
-              if m["label"] == b"CERTIFICATE"]
-    leaf = pki.load_cert(blocks[0])
-    key = pki.load_key(files.key)
+    blocks = certificate_blocks(files.cert)
+    try:
+        leaf = pki.load_cert(blocks[0])
+        key = pki.load_key(files.key)
+    except (IndexError, pki.PkiError):  # only a hand-edited state file gets here
+        return f"{CERT_FILE} or its key in flash does not parse"
     if not pki.public_key_matches(leaf, key):
         return f"the private key does not match {CERT_FILE}"
     chain = "".join(block.decode() + "\n" for block in blocks)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -169,3 +170,29 @@ def test_the_cgi_answers_over_https_too(emulator_factory: Callable[..., MemberHa
     eol = b"\r\n" if wire == "crlf" else b"\n"
     assert reply == eol.join([b"HTTP/1.0 200 OK", b"Content-type: text/plain",
                               b"Content-Length: 24", b"", b"HTTPS_CER='certSrv.pem'\n"])
+
+
+def test_key_before_certificate_in_the_file(camera: MemberHandle, self_signed) -> None:
+    assert upload(camera.url, (self_signed.key_pem + self_signed.cert_pem).encode()) == OK
+    assert same_cert(served_certificate(https_url(camera)), self_signed.cert_pem)
+    assert camera.state()["files"]["certificate"]["subject"] == "CN=camera.test"
+
+
+def test_key_that_does_not_match_the_uploaded_certificate(
+        camera: MemberHandle, self_signed, other_self_signed) -> None:
+    mixed = (self_signed.cert_pem + other_self_signed.key_pem).encode()
+    assert upload(camera.url, mixed) == OK  # the firmware does not check
+    assert camera.state()["https"]["reason"] == "the private key does not match certSrv.pem"
+
+
+def test_a_hand_edited_flash_does_not_stop_the_camera(
+        emulator_factory: Callable[..., MemberHandle], tmp_path: Path) -> None:
+    (tmp_path / "cam.json").write_text(json.dumps({"https_files": {
+        "cert": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        "key": "junk", "key_source": "upload", "csr": "junk"}}))
+    camera = emulator_factory("acti-camera", name="cam", state_dir=tmp_path)
+    state = camera.state()
+    assert state["https"]["reason"] == "certSrv.pem or its key in flash does not parse"
+    assert state["files"]["certificate"] == {"file": "certSrv.pem", "error": "does not parse"}
+    assert body_of(get(camera.url, f"{ADMIN}&HTTPS_CER")) == b"HTTPS_CER='certSrv.pem'\n"
+    assert get(camera.url, f"{ADMIN}&HTTPS_CER=remove") == OK
