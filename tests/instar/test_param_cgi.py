@@ -189,6 +189,8 @@ BAD = [
     ("cmd=setftpattr&ft_username=a%22b", "setftpattr", "202"),
     ("cmd=setftpattr&ft_dirname=a%0Ab", "setftpattr", "202"),
     ("cmd=setftpattr&ft_password=" + "x" * 64, "setftpattr", "202"),
+    ("cmd=setftpattr&ft_username=%FF%FE", "setftpattr", "202"),
+    ("cmd=setftpattr&ft_username=caf%C3%A9", "setftpattr", "202"),
     ("cmd=setftpaction&enable=1", "setftpaction", "208"),
     ("cmd=setftpaction&type=rec", "setftpaction", "208"),
     ("cmd=setftpaction&type=video&enable=1", "setftpaction", "202"),
@@ -262,7 +264,8 @@ def test_autocreatedir_is_settable_and_listed_only_by_the_switch(emulator_factor
 # -- flash ------------------------------------------------------------------------------------
 
 def test_settings_key_and_pin_survive_a_farm_restart(farm_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    scenario = single_member_scenario("instar-camera", "cam", ssh_key_bits=1024)
+    scenario = single_member_scenario("instar-camera", "cam", ssh_key_bits=1024,
+                                      connect_timeout=0.5)
     first = farm_factory(scenario, tmp_path, control=False)["cam"]
     pin = "AAAAC3NzaC1lZDI1NTE5AAAAIHzXGgltq4a8PS6QH9u334FGdxJmEzQ0klKtUw%2B1iSle"
     for query in ("cmd=setftpattr&ft_server=10.1.2.3&ft_port=2121&ft_password=s3cret",

@@ -184,3 +184,13 @@ def test_schedule_needs_the_timersnap_action(cam: MemberHandle, farm: RunningFar
     advance(farm, 31)
     time.sleep(0.2)
     assert arrived(farm) == []
+
+
+def test_schedule_follows_the_clock_back(cam: MemberHandle, farm: RunningFarm) -> None:
+    cgi(cam.url, "cmd=setftpaction&type=timersnap&enable=1&interval=1")
+    advance(farm, 3600)  # 10:59:30: today's 10:00 is gone, the next one is on Tuesday
+    cgi(cam.url, "cmd=setsnapschedftpattr&enable=1&times=36000-127")
+    advance(farm, -3600)  # back to 09:59:30 Monday
+    time.sleep(0.1)
+    advance(farm, 30)
+    assert wait_for_files(farm, 1)[0]["path"] == "alarms/T_20261123-100000.jpeg"
