@@ -21,7 +21,7 @@ from huaweicloudsdkiotda.v5 import (
 from emulators.iotda import auth
 from emulators.testing import MemberHandle
 
-from .conftest import AK, INSTANCE, OTHER_PROJECT, PROJECT, SK, TOKEN, ClientFactory
+from .conftest import AK, INSTANCE, OPTIONS, OTHER_PROJECT, PROJECT, SK, TOKEN, ClientFactory
 
 SIGNATURE_FAIL = "Incorrect IAM authentication information: verify aksk signature fail"
 
@@ -211,3 +211,38 @@ def test_anything_else_gets_the_gateway_401(iotda: MemberHandle, headers: list[s
     status, body = curl(*headers, f"{iotda.url}/v5/iot/{PROJECT}/certificates")
     assert status == 401
     assert (body["error_code"], body["error_msg"]) == ("APIGW.0301", message)
+
+
+def test_x_project_id_header_must_match_the_path(iotda: MemberHandle) -> None:
+    path = f"/v5/iot/{PROJECT}/certificates"
+    request = SdkRequest(method="GET", schema="http", host=iotda.url.removeprefix("http://"),
+                         resource_path=path, query_params=[],
+                         header_params={"Content-Type": "application/json"})
+    # The SDK's signer with the other project's id: X-Project-Id says OTHER, the path PROJECT.
+    headers = BasicCredentials(AK, SK, OTHER_PROJECT).sign_request(request).header_params
+    status, _, body = send(iotda.url + path, "GET", dict(headers))
+    assert (status, body["error_code"]) == (403, "IOTDA.000022")
+
+
+def test_token_works_only_in_its_project(iotda: MemberHandle) -> None:
+    status, body = curl("-H", f"X-Auth-Token: {TOKEN}",
+                        f"{iotda.url}/v5/iot/{OTHER_PROJECT}/certificates")
+    assert (status, body["error_code"]) == (403, "IOTDA.000022")
+
+
+def test_any_instance_id_is_accepted_when_the_scenario_sets_none(
+        emulator_factory: Any, make_client: ClientFactory) -> None:
+    plain = emulator_factory("iotda")  # the default key pair is the tests' AK/SK
+    client = make_client(endpoint=plain.url)
+    reply = client.list_certificates(ListCertificatesRequest(instance_id="any-instance"))
+    assert reply.page.count == 0
+
+
+def test_instance_id_can_be_required(emulator_factory: Any,
+                                     make_client: ClientFactory) -> None:
+    strict = emulator_factory("iotda", require_instance_id=True, **OPTIONS)
+    client = make_client(endpoint=strict.url)
+    with pytest.raises(ClientRequestException) as caught:
+        client.list_certificates(ListCertificatesRequest())
+    assert caught.value.error_code == "IOTDA.000022"
+    assert client.list_certificates(ListCertificatesRequest(instance_id=INSTANCE)).page.count == 0

@@ -27,9 +27,18 @@ from huaweicloudsdkiotda.v5 import (
 )
 
 from emulators import pki
-from emulators.testing import MemberHandle
+from emulators.testing import MemberHandle, single_member_scenario
 
-from .conftest import CA, OTHER_AK, OTHER_PROJECT, OTHER_SK, PROJECT, ClientFactory, curl
+from .conftest import (
+    CA,
+    OPTIONS,
+    OTHER_AK,
+    OTHER_PROJECT,
+    OTHER_SK,
+    PROJECT,
+    ClientFactory,
+    curl,
+)
 
 INVALID_CERT = (400, "IOTDA.014301", "Invalid certificate content.")
 INVALID_INPUT = (400, "IOTDA.000006", "Invalid input data.")
@@ -332,3 +341,16 @@ def test_show_has_name_and_content(client: Any, ca_and_record: Any) -> None:
     assert (shown.name, shown.content) == ("Device Root CA", ca.pem)
     der = ca.cert.public_bytes(serialization.Encoding.DER)
     assert pki.load_cert(shown.content).public_bytes(serialization.Encoding.DER) == der
+
+
+def test_code_and_status_survive_a_restart(farm_factory: Callable[..., Any],
+                                           make_client: ClientFactory, tmp_path: Path) -> None:
+    scenario = single_member_scenario("iotda", "iotda-kept", **OPTIONS)
+    first = farm_factory(scenario, tmp_path, control=False)
+    ca = CA()
+    record = upload(make_client(endpoint=first["iotda-kept"].url), ca.pem)
+    first.stop()
+    second = farm_factory(scenario, tmp_path, control=False)
+    client = make_client(endpoint=second["iotda-kept"].url)
+    verify(client, record.certificate_id, proof(ca, record.verify_code))
+    assert show(client, record.certificate_id).status is True
