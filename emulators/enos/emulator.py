@@ -110,7 +110,8 @@ class EnosService(HttpEmulator):
         self.port = self.bound["http"][1]
         try:
             # The bound certificates carry this member's URL, known only now that it listens.
-            self._genesis = saved["genesis"] if keys is None else self._issue_genesis(keys)
+            self._genesis = self._issue_genesis(keys) if keys is not None else (
+                saved or {})["genesis"]
             self.restore_saved()
             self.loaded = True
             await self.save()
