@@ -254,3 +254,19 @@ def test_stalled_upload_times_out_with_the_error_form(
         reply = b"".join(iter(lambda: sock.recv(65536), b""))
     assert reply == (b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 41\r\n"
                      b"\r\nERROR: internal error. upload timed out.\n")
+
+
+def test_no_interim_100_continue(camera: MemberHandle, self_signed) -> None:
+    get(camera.url, f"{ADMIN}&HTTPS_CER=upload")
+    content_type, body = multipart_body(self_signed.combined)
+    with socket.create_connection(hostport(camera.url), timeout=10) as sock:
+        sock.sendall((f"POST /cgi-bin/update?HTTPS_CER_SAVE HTTP/1.1\r\nHost: x\r\n"
+                      f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                      "Expect: 100-continue\r\n\r\n").encode())
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # an HTTP/1.0 device says nothing until it has the body
+        sock.settimeout(10)
+        sock.sendall(body)
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert reply == OK
