@@ -297,3 +297,13 @@ def test_reset_restores_settings_but_keeps_the_cameras_key(camera) -> None:  # t
     camera.reset()
     assert cgi(camera.url, "cmd=getftpactionattr").values["snapcount"] == "5"
     assert cgi(camera.url, "cmd=getpubkey").body == key
+
+
+def test_sethost_pins_and_an_empty_sethost_forgets(emulator_factory, silent_server) -> None:  # type: ignore[no-untyped-def]
+    camera = emulator_factory("instar-camera", ssh_key_bits=1024, connect_timeout=0.3, ftp={
+        "ft_server": "127.0.0.1", "ft_port": silent_server.port, "ft_ssl": 2})
+    key = "AAAAC3NzaC1lZDI1NTE5AAAAIHzXGgltq4a8PS6QH9u334FGdxJmEzQ0klKtUw%2B1iSle"
+    assert cgi(camera.url, f"cmd=testftp&sethost={key}").values["result"] == "-4"
+    assert camera.state()["pinned_hostkey"] == key.replace("%2B", "+")
+    assert cgi(camera.url, "cmd=testftp&sethost=").values["result"] == "-4"
+    assert camera.state()["pinned_hostkey"] is None
