@@ -102,8 +102,21 @@ class Entry:
     duration_ms: float | None = None
     user: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # What an HTTP request left as it was: masked and decoded only when someone reads the
+    # entry, so the hot path pays for a reference, not for regular expressions.
+    raw: tuple[Any, ...] | None = field(default=None, repr=False)
+
+    def _cook(self, excerpt_bytes: int) -> None:
+        query_pairs, header_pairs, body, reply = self.raw  # type: ignore[misc]
+        self.raw = None
+        self.query = mask_query(query_pairs)
+        self.headers = mask_headers(header_pairs)
+        self.request_excerpt = excerpt(body, excerpt_bytes)
+        self.reply_excerpt = excerpt(reply, excerpt_bytes)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.raw is not None:
+            self._cook(1024)
         return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
 
 
@@ -115,6 +128,8 @@ class Journal:
         self.enabled = True
         self._entries: deque[Entry] = deque(maxlen=capacity)
         self._seq = itertools.count(1)
+        self._correlations = itertools.count(1)
+        self._run_id = uuid.uuid4().hex[:8]  # ids stay unique across farms and restarts
         self._waiters: list[tuple[Callable[[Entry], bool], asyncio.Future[Entry]]] = []
         # Outbound connections by local address: (host, port) -> correlation id.
         self._outbound: dict[tuple[str, int], str] = {}
@@ -125,18 +140,37 @@ class Journal:
         entry = Entry(next(self._seq), self.clock.time(), member, kind, protocol, event, **fields)
         if self.enabled:
             self._entries.append(entry)
-        for waiter in list(self._waiters):
-            predicate, future = waiter
+        if self._waiters:
+            self._notify(entry)
+        return entry
+
+    def _notify(self, entry: Entry) -> None:
+        for predicate, future in list(self._waiters):
             if not future.done() and predicate(entry):
                 future.set_result(entry)
-        return entry
 
     def mask(self, text: bytes | str | None) -> str | None:
         return excerpt(text, self.excerpt_bytes)
 
-    @staticmethod
-    def new_correlation_id() -> str:
-        return uuid.uuid4().hex[:16]
+    def record_http(self, member: str, kind: str, protocol: str, correlation_id: str,
+                    client: str | None, method: str, path: str, query: Any, headers: Any,
+                    body: bytes | None, request_size: int | None, status: int | None,
+                    reply: bytes | None, duration_ms: float, detail: dict[str, Any]) -> None:
+        """The hot path: keep references; masking happens when the entry is read."""
+        limit = self.excerpt_bytes * 4
+        entry = Entry(next(self._seq), self.clock.time(), member, kind, protocol, "request",
+                      correlation_id, client, method, path, None, None, request_size, None,
+                      status, len(reply) if reply is not None else None, None, duration_ms,
+                      None, detail,
+                      (query, headers, body[:limit] if body else body,
+                       reply[:limit] if reply else reply))
+        if self.enabled:
+            self._entries.append(entry)
+        if self._waiters:
+            self._notify(entry)
+
+    def new_correlation_id(self) -> str:
+        return f"{self._run_id}-{next(self._correlations):x}"
 
     def register_outbound(self, local: tuple[str, int] | Any, correlation_id: str | None) -> None:
         """A member opened a connection from ``local``; the server it reaches adopts the id."""
@@ -183,7 +217,11 @@ class Journal:
         found = [e for e in self._entries if _matches(
             e, member, kind, protocol, event, method, path, status, correlation_id, since, until,
             after_seq)]
-        return found[-limit:] if limit else found
+        found = found[-limit:] if limit else found
+        for entry in found:
+            if entry.raw is not None:
+                entry._cook(self.excerpt_bytes)
+        return found
 
     async def wait_for(self, predicate: Callable[[Entry], bool], timeout: float,  # noqa: ASYNC109
                        *, include_past: bool = False) -> Entry:

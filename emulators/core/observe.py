@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .faults import HTTP_FAULTS, FaultEngine, FaultRule
-from .journal import CORRELATION, Journal, mask_headers, mask_query
+from .journal import CORRELATION, Journal
 
 if TYPE_CHECKING:
     from .httpserver import HttpEmulator
@@ -74,18 +74,14 @@ def make_middleware(journal: Journal, faults: FaultEngine) -> Any:
             if not isinstance(reply, (bytes, bytearray)):
                 reply = getattr(response, "journal_body", None)
             peer = request.transport.get_extra_info("peername") if request.transport else None
-            journal.record(
-                member.name, member.kind, protocol, "request", correlation_id=correlation,
-                client=f"{peer[0]}:{peer[1]}" if peer else request.remote,
-                method=request.method, path=request.path,
-                query=mask_query(request.query.items()),
-                headers=mask_headers(request.headers.items()),
-                request_size=request.content_length if body is None else len(body),
-                request_excerpt=journal.mask(body),
-                status=status, reply_size=len(reply) if reply is not None else None,
-                reply_excerpt=journal.mask(bytes(reply) if reply is not None else None),
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                detail={"fault": fired.id, "fault_type": fired.fault} if fired else {},
+            journal.record_http(
+                member.name, member.kind, protocol, correlation,
+                f"{peer[0]}:{peer[1]}" if peer else request.remote,
+                request.method, request.path, request.query.items(), request.headers.items(),
+                body, request.content_length if body is None else len(body), status,
+                bytes(reply) if reply is not None else None,
+                round((time.perf_counter() - started) * 1000, 3),
+                {"fault": fired.id, "fault_type": fired.fault} if fired else {},
             )
 
     return observe

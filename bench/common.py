@@ -1,0 +1,162 @@
+"""Shared pieces of the benchmarks: a farm in its own process, wrk as the load generator,
+a bare aiohttp baseline, medians. Every script prints its figures and, where there is one,
+the ratio against a baseline measured in the same run on the same machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_wrk() -> str:
+    """wrk (Debian's package) is the load generator: a separate process, C, multi-connection."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk (apt-get install wrk)...", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("bench: wrk is needed and could not be installed")
+    return found
+
+
+@contextmanager
+def farm_process(
+    scenario: dict[str, Any], *, state_dir: Path | None = None, timeout: float = 120
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], float]]:
+    """Run `emulators run` on ``scenario`` in its own process; yield (process, ready document,
+    seconds from process start to the ready file)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        path = Path(tmp) / "scenario.yaml"
+        path.write_text(yaml.safe_dump(scenario))
+        ready_file = Path(tmp) / "ready.json"
+        args = [sys.executable, "-m", "emulators", "run", str(path), "--ready-file",
+                str(ready_file), "--control-port", "0"]
+        if state_dir is not None:
+            args += ["--state-dir", str(state_dir)]
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            while not ready_file.exists():
+                if proc.poll() is not None:
+                    raise SystemExit(f"farm exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                if time.perf_counter() - started > timeout:
+                    raise SystemExit(f"farm not ready after {timeout} s")
+                time.sleep(0.002)
+            elapsed = time.perf_counter() - started
+            yield proc, json.loads(ready_file.read_text()), elapsed
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+
+
+BASELINE = r'''
+import sys
+from aiohttp import web
+path, body, ctype = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3]
+host, port = sys.argv[4], int(sys.argv[5])
+async def handler(request):
+    return web.Response(body=body, content_type=ctype.split(";")[0],
+                        charset=(ctype.split("charset=")[1] if "charset=" in ctype else None))
+app = web.Application()
+app.router.add_get(path, handler)
+web.run_app(app, host=host, port=port, access_log=None, print=None)
+'''
+
+
+@contextmanager
+def baseline_process(path: str, body: bytes, content_type: str) -> Iterator[str]:
+    """A bare aiohttp application answering ``path`` with the same bytes; yields its URL."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", BASELINE, path, body.hex(), content_type,
+                             "127.0.0.1", str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("baseline server did not start") from None
+                time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, *, seconds: int = 5, connections: int = 32, threads: int = 1) -> dict[str, float]:
+    """Requests per second and p50/p99 latency (ms) of one wrk run."""
+    out = subprocess.run([ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
+                          "--latency", url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:.*", out)
+    if errors or socket_errors:
+        raise SystemExit(f"wrk saw errors against {url}:\n{out}")
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def show(title: str, rows: list[tuple[str, str]]) -> None:
+    print(f"\n== {title}")
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key.ljust(width)}  {value}")
+
+
+def env_note() -> str:
+    return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
