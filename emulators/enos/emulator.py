@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import ssl
 import weakref
 from typing import Any
 
@@ -106,9 +107,11 @@ class EnosService(HttpEmulator):
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
                                    handle_signals=False)
         await self.runner.setup()
-        await self.listen("http", self.host, self.port)
-        self.port = self.bound["http"][1]
         try:
+            await self.listen("http", self.host, self.port)
+            self.port = self.bound["http"][1]
+            if self.opts.https_port is not None:
+                await self.listen("https", self.host, self.opts.https_port, self._tls())
             # The bound certificates carry this member's URL, known only now that it listens.
             self._genesis = self._issue_genesis(keys) if keys is not None else (
                 saved or {})["genesis"]
@@ -116,10 +119,19 @@ class EnosService(HttpEmulator):
             self.loaded = True
             await self.save()
         except BaseException:
-            # The farm stops only members that started: close the listener ourselves.
+            # The farm stops only members that started: close the listeners ourselves.
             await self.runner.cleanup()
             self.runner = None
+            self.sites.clear()
+            self.bound.clear()
             raise
+
+    def _tls(self) -> ssl.SSLContext:
+        """HTTPS with a certificate from the farm's local CA (the ready file publishes it)."""
+        addresses = tuple(dict.fromkeys(("127.0.0.1", self.host)))
+        chain, key = self.ctx.ca.issue_server("enos-apigw", dns_names=("localhost",),
+                                              ip_addresses=addresses)
+        return pki.server_context(chain, key)
 
     async def _make_keys(self) -> dict[str, Any]:
         """The CPU-heavy part of the first start, in an executor: roots and device keys."""
@@ -227,8 +239,9 @@ class EnosService(HttpEmulator):
     def base_url(self) -> str:
         if self.opts.public_url:
             return self.opts.public_url.rstrip("/")
-        host, port = self.bound["http"]
-        return f"http://{host}:{port}"
+        label = "https" if "https" in self.bound else "http"
+        host, port = self.bound[label]
+        return f"{label}://{host}:{port}"
 
     def chain_url(self, authority: Authority) -> str:
         return f"{self.base_url()}/enos/CA/cacert/{authority}"

@@ -154,7 +154,10 @@ class EnosOptions(KindOptions):
     accept_sdk_tokens: bool = True
     # HTTP status of a gateway refusal on a business call (200 lets the SDK read apim_status).
     gateway_error_status: int = Field(default=200, ge=200, le=599)
-    # Where certChainURL and the certificates' CRL URL point; default the emulator itself.
+    # Also serve HTTPS (certificate from the farm's local CA) on this port; 0 = a free port.
+    https_port: int | None = Field(default=None, ge=0, le=65535)
+    # Where certChainURL and the certificates' CRL URL point; default the emulator itself
+    # (its HTTPS address when it has one).
     public_url: str | None = None
     # The first certSN a farm hands out (the seed's sample renews 52770 into 52771).
     cert_sn_start: int = Field(default=52770, ge=1)

@@ -261,3 +261,30 @@ def test_no_api_behind_the_path(enos: Enos, method: str, path: str, status: int,
     code, reply, _ = enos.raw(method, path, headers={"apim-accesstoken": "t"})
     assert code == status
     refused(reply, status, msg)
+
+
+def test_https_with_the_farm_ca(start_enos, monkeypatch) -> None:
+    import ssl
+    import urllib.request
+
+    from .conftest import poseidon
+
+    enos = start_enos(https_port=0)
+    https = enos.handle.urls["https"]
+    farm_ca = enos.handle._farm.ready["ca"]["pem"]
+    # A verifying client that trusts the farm's CA.
+    ctx = ssl.create_default_context(cadata=farm_ca)
+    body = json.dumps(enos.token_body()).encode()
+    req = urllib.request.Request(f"{https}/apim-token-service/v2.0/token/get", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+        assert json.loads(resp.read())["status"] == 0
+    # The SDK over HTTPS, as it runs in the field: it switches verification off on import.
+    monkeypatch.setattr(ssl, "_create_default_https_context", ssl._create_unverified_context)
+    url = f"{https}{CERTS}?{urllib.parse.urlencode({**LIST, 'action': 'apply'})}"
+    reply = poseidon.urlopen(APP_KEY, APP_SECRET, url, data={"csr": make_csr(rsa_key(), "tls")})
+    assert reply["code"] == 0, reply
+    assert reply["data"]["certChainURL"] == f"{https}/enos/CA/cacert/RSA"
+    with urllib.request.urlopen(reply["data"]["certChainURL"], timeout=10,
+                                context=ctx) as resp:
+        assert resp.read().decode().rstrip("\n") == reply["data"]["caCert"]
