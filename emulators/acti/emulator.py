@@ -213,7 +213,7 @@ class ActiCamera(HttpEmulator):
     def vendor_error(self, request: web.Request, message: str,
                      status: int | None = None) -> web.StreamResponse:
         """An injected or unmapped failure in the camera's own form: ``ERROR: <message>``."""
-        return error_reply(errors.ActiError(f"ERROR: {message}", status=status), self)
+        return error_reply(errors.InjectedError(message, status), self)
 
     def credentials(self) -> dict[str, Any]:
         root = next((u for u in self.options.users if u.root), self.options.users[0])

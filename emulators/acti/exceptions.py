@@ -90,6 +90,13 @@ class InvalidArgument(ActiError):
         super().__init__(f"ERROR: invalid argument. {detail}")
 
 
+class InjectedError(ActiError):
+    """A ``vendor_error`` fault from the control plane, in the device's ERROR form."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(f"ERROR: {message}", status=status)
+
+
 class InternalError(ActiError):
     """An upload that failed (seed: ``ERROR: internal error. error message.``)."""
 

@@ -26,8 +26,10 @@ def start(farm_factory: Callable[..., RunningFarm], state_dir: Path) -> RunningF
     return farm_factory(SCENARIO, state_dir=state_dir, control_port=0)
 
 
-def control(farm: RunningFarm, path: str, method: str = "GET") -> Any:
-    request = urllib.request.Request(farm.control_url + path, method=method)
+def control(farm: RunningFarm, path: str, method: str = "GET", body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(farm.control_url + path, method=method, data=data,
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as reply:
         return json.load(reply)
 
@@ -154,15 +156,26 @@ def test_fixed_https_port(emulator_factory: Callable[..., MemberHandle], self_si
 def test_injected_vendor_error_uses_the_camera_form(
         farm_factory: Callable[..., RunningFarm]) -> None:
     farm = farm_factory(SCENARIO, control_port=0)
-    body = json.dumps({"fault": "vendor_error", "member": "cam", "command": "HTTPS_CER",
-                       "message": "system busy", "times": 1}).encode()
-    request = urllib.request.Request(farm.control_url + "/faults", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    control(farm, "/faults", "POST", {"fault": "vendor_error", "member": "cam",
+                                      "command": "HTTPS_CER", "message": "system busy",
+                                      "times": 1})
     camera = farm["cam"]
     assert get(camera.url, f"{ADMIN}&CONFIG_RESET") == OK  # another command: untouched
     assert get(camera.url, f"{ADMIN}&HTTPS_CER") == (
         b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 19\r\n\r\n"
         b"ERROR: system busy\n")
     assert cer(camera) == b"HTTPS_CER='none'\n"  # fired once
+
+
+def test_snapshot_restore_brings_https_back(farm_factory: Callable[..., RunningFarm],
+                                            self_signed) -> None:
+    farm = farm_factory(SCENARIO, control_port=0)
+    camera = farm["cam"]
+    upload(camera.url, self_signed.combined)
+    control(farm, "/snapshots", "POST", {"name": "with-cert"})
+    assert get(camera.url, f"{ADMIN}&FACTORY_DEFAULT") == OK
+    assert camera.state()["https"]["active"] is False
+    control(farm, "/snapshots/with-cert/restore", "POST", {})
+    assert camera.state()["https"]["active"] is True
+    assert pki.load_cert(served_certificate(camera.urls["https"])) == pki.load_cert(
+        self_signed.cert_pem)
