@@ -1,0 +1,102 @@
+"""Target 2: start-up. `emulators run` with the default scenario until it listens (process start
+to ready file), against a bare aiohttp process until it accepts; and in pytest terms, starting
+one emulator in-process and resetting it.
+
+    python bench/startup.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from common import BASELINE, env_note, farm_process, show
+
+from emulators import scenario as scenario_mod
+
+
+def process_start_to_ready(runs: int) -> list[float]:
+    default = scenario_mod.builtin_scenario_path("default")
+    import yaml
+
+    data = yaml.safe_load(default.read_text())
+    data["control"] = {"port": 0}
+    for section in ("emulators", "servers"):  # free ports: the bench may run beside a farm
+        for entry in data.get(section, []):
+            entry["port"] = 0
+            for key in ("https_port", "passive_ports"):
+                entry.pop(key, None)
+    times = []
+    for _ in range(runs):
+        with farm_process(data) as (_p, _ready, elapsed):
+            times.append(elapsed)
+    return times
+
+
+def baseline_start(runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", BASELINE, "/", "00", "text/plain",
+                                 "127.0.0.1", str(port)])
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.002)
+        times.append(time.perf_counter() - t0)
+        proc.terminate()
+        proc.wait()
+    return times
+
+
+def in_process(kind: str, runs: int) -> tuple[float, float]:
+    from emulators.testing import RunningFarm, shared_loop, single_member_scenario
+
+    loop = shared_loop()
+    starts, resets = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        farm = RunningFarm.start(single_member_scenario(kind), loop=loop, control=False)
+        starts.append(time.perf_counter() - t0)
+        handle = next(iter(farm.members.values()))
+        for _ in range(5):
+            t0 = time.perf_counter()
+            handle.reset()
+            resets.append(time.perf_counter() - t0)
+        farm.stop()
+    return statistics.median(starts), statistics.median(resets)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    farm = statistics.median(process_start_to_ready(args.runs))
+    base = statistics.median(baseline_start(args.runs))
+    show(f"emulators run default: process start to listening ({env_note()}, median of "
+         f"{args.runs})", [
+        ("default farm", f"{farm * 1000:.0f} ms  (target < 1500 ms)"),
+        ("bare aiohttp process", f"{base * 1000:.0f} ms"),
+        ("ratio", f"{farm / base:.1f}x the bare process"),
+    ])
+    rows = []
+    from emulators.kinds import KINDS
+
+    for kind in sorted(KINDS):
+        start, reset = in_process(kind, args.runs)
+        rows.append((kind, f"start {start * 1000:6.1f} ms (target < 20)   "
+                           f"reset {reset * 1000:5.2f} ms (target < 5)"))
+    show("in pytest: one emulator alone, in-process (median)", rows)
+
+
+if __name__ == "__main__":
+    main()
