@@ -98,6 +98,14 @@ class IotdaService(HttpEmulator):
         return {"server_certificates": self.server_certificates.dump(),
                 "device_cas": self.device_cas.dump()}
 
+    def state(self) -> dict[str, Any]:
+        """The saved state, plus when each CA's verification code stops working."""
+        doc = self.dump_state()
+        for record in doc["device_cas"]["records"]:
+            record["verify_code_expires"] = (record["verify_code_created"]
+                                             + self.device_cas.code_ttl)
+        return doc
+
     # -- HTTP ----------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, auth_middleware])

@@ -99,3 +99,12 @@ def test_example_scenario_starts_and_serves_the_sdk(farm_factory: Callable[..., 
     client = make_client(key["ak"], key["sk"], key["project_id"],
                          endpoint=running["iotda"].url)
     assert client.list_certificates(ListCertificatesRequest()).page.count == 0
+
+
+def test_state_view_shows_when_a_code_expires(farm: RunningFarm,
+                                              make_client: ClientFactory) -> None:
+    handle = farm["huawei"]
+    record = upload(make_client(endpoint=handle.url), CA().pem)
+    (shown,) = [r for r in handle.state()["device_cas"]["records"]
+                if r["certificate_id"] == record.certificate_id]
+    assert shown["verify_code_expires"] - shown["verify_code_created"] == 7 * 86_400
