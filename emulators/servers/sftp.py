@@ -97,6 +97,7 @@ class _SSHServer(asyncssh.SSHServer):
         self.ip = ""
         self.remote: str | None = None
         self.failures = 0
+        self.over_cap = False
         self.method: str | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -107,11 +108,7 @@ class _SSHServer(asyncssh.SSHServer):
         member.connections.add(conn)
         count = member.per_ip.get(self.ip, 0) + 1
         member.per_ip[self.ip] = count
-        if count > member.opts.max_connections_per_ip:
-            member.emit("refused", protocol="sftp", remote=self.remote,
-                        reason="too_many_connections")
-            member.schedule_save()
-            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, SSH_TOO_MANY_CONNECTIONS)
+        self.over_cap = count > member.opts.max_connections_per_ip
 
     def connection_lost(self, exc: Exception | None) -> None:
         member = self.member
@@ -123,7 +120,13 @@ class _SSHServer(asyncssh.SSHServer):
         else:
             member.per_ip.pop(self.ip, None)
 
-    def begin_auth(self, username: str) -> bool:
+    async def begin_auth(self, username: str) -> bool:
+        if self.over_cap and self.conn is not None:
+            # Refused here rather than at accept: only after the version exchange can the
+            # client be told why (a disconnect before it reads as a reset connection).
+            await self.member.record_event("refused", protocol="sftp", user=username,
+                                           remote=self.remote, reason="too_many_connections")
+            self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, SSH_TOO_MANY_CONNECTIONS)
         return True  # every user must authenticate
 
     def password_auth_supported(self) -> bool:
