@@ -250,6 +250,9 @@ class ActiCamera(HttpEmulator):
                 identity = tls_identity(self.https_files)
             if isinstance(identity, TlsIdentity) and identity == self._serving:
                 return
+            if self.runner is None:  # not running (state replaced while stopped)
+                self.https_reason = identity if isinstance(identity, str) else "not started"
+                return
             await self.unlisten("https")
             self._serving = None
             if not isinstance(identity, TlsIdentity):

@@ -193,3 +193,12 @@ def test_csr_create_answers_the_csr_and_keeps_the_key(camera: MemberHandle) -> N
     key = pki.load_key(saved["key"])
     assert key.public_key() == csr.public_key()  # type: ignore[comparison-overlap]
     assert body_of(get(camera.url, f"{ADMIN}&HTTPS_CSR_CREATE")) == csr_pem.encode()
+
+
+@pytest.mark.parametrize("raw_path", [b"/%FF%FE", b"/cgi-bin/%75pdate/x", b"/" + b"a" * 4000],
+                         ids=["escaped-not-utf8", "escaped-name", "long"])
+def test_odd_paths_get_the_general_error(camera: MemberHandle, raw_path: bytes) -> None:
+    reply = raw_exchange(camera.url, b"GET " + raw_path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.0 401 Not Found\r\nContent-type: text/plain\r\n"), reply
+    assert body_of(reply).startswith(b"ERROR: /")
+    assert body_of(reply).endswith(b" not found\n")
