@@ -196,3 +196,18 @@ def test_a_hand_edited_flash_does_not_stop_the_camera(
     assert state["files"]["certificate"] == {"file": "certSrv.pem", "error": "does not parse"}
     assert body_of(get(camera.url, f"{ADMIN}&HTTPS_CER")) == b"HTTPS_CER='certSrv.pem'\n"
     assert get(camera.url, f"{ADMIN}&HTTPS_CER=remove") == OK
+
+
+def test_scenario_can_start_with_a_ca_signed_certificate_and_its_key(
+        emulator_factory: Callable[..., MemberHandle], test_ca) -> None:
+    key = pki.ec_key()
+    csr = pki.csr_pem(pki.make_csr(key, pki.name(CN="camera.test")))
+    signed = test_ca.sign_csr(csr)
+    camera = emulator_factory("acti-camera", https_certificate=signed,
+                              https_key=pki.key_pem(key))
+    assert same_cert(served_certificate(https_url(camera)), signed)
+    assert camera.state()["files"]["key"] == {"source": "csr"}
+    # Without the key the same certificate uploads fine but cannot be served.
+    bare = emulator_factory("acti-camera", https_certificate=signed)
+    assert bare.state()["https"]["active"] is False
+    assert body_of(get(bare.url, f"{ADMIN}&HTTPS_CER")) == b"HTTPS_CER='certSrv.pem'\n"
