@@ -73,6 +73,9 @@ def folder_parts(dirname: str) -> tuple[bool, list[str]]:
 
 
 async def upload(job: UploadJob) -> UploadOutcome:
+    if not job.settings.ft_server:
+        # Without a server ftplib would quietly dial localhost.
+        return UploadOutcome(CANNOT_CONNECT, detail="no ft_server set")
     try:
         if job.settings.ft_ssl == SSL_SFTP:
             return await _sftp_upload(job)

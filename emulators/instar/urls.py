@@ -16,4 +16,5 @@ def add_routes(app: web.Application, camera: InstarCamera) -> None:
     async def param_cgi(request: web.Request) -> web.Response:
         return await responses.param_cgi(camera, request)
 
-    app.router.add_get("/param.cgi", param_cgi)
+    # No HEAD: a HEAD request must not run a command (testftp uploads, sets write flash).
+    app.router.add_get("/param.cgi", param_cgi, allow_head=False)

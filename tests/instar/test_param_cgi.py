@@ -236,6 +236,15 @@ def test_bad_parameters_get_the_documented_code(camera, query, cmd, code) -> Non
         assert after[key] == before[key], f"{key} changed although the command failed"
 
 
+def test_head_and_post_run_nothing(camera) -> None:  # type: ignore[no-untyped-def]
+    host = camera.url.removeprefix("http://")
+    for method in (["-I"], ["-X", "POST"]):
+        reply = curl(f"http://admin:instar@{host}/param.cgi?cmd=setftpactionattr&snapcount=2",
+                     *method)
+        assert reply.status == 405
+    assert cgi(camera.url, "cmd=getftpactionattr").values["snapcount"] == "5"
+
+
 def test_missing_cmd_answers_208_without_a_cmd_line(camera) -> None:  # type: ignore[no-untyped-def]
     reply = cgi(camera.url, "foo=1")
     assert (reply.status, reply.body) == (200, seed_reply('response="208";'))

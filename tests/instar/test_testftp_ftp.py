@@ -109,12 +109,16 @@ def test_plain_ftp_upload_arrives_intact(cam: MemberHandle, farm: RunningFarm,
     assert data[-2:] == b"\xff\xd9"
 
 
-def test_ftps_with_a_farm_ca_certificate_verifies(cam: MemberHandle, farm: RunningFarm) -> None:
+@pytest.mark.parametrize(("ft_mode", "data_mode"), [
+    pytest.param(1, "passive", id="PASV"), pytest.param(0, "active", id="PORT")])
+def test_ftps_with_a_farm_ca_certificate_verifies(cam: MemberHandle, farm: RunningFarm,
+                                                  ft_mode: int, data_mode: str) -> None:
     server = farm["ftps"]
-    point(cam, server, ft_ssl=1, ft_insecure=0, ft_dirname="./")
+    point(cam, server, ft_ssl=1, ft_insecure=0, ft_dirname="./", ft_mode=ft_mode)
     assert run_testftp(cam)["result"] == "0"
     record = arrived(server)[-1]
     assert (record["path"], record["protocol"]) == ("Test-Snapshot.jpeg", "ftps")
+    assert record["mode"] == data_mode
     assert stored_bytes(server, "cam", record["path"]) == FIXTURE_JPEG
 
 
@@ -143,6 +147,11 @@ def test_self_signed_certificate_passes_with_ft_insecure(cam: MemberHandle,
 def test_minus_1_when_nothing_listens(cam: MemberHandle) -> None:
     point_to = {"ft_server": "127.0.0.1", "ft_port": free_port()}
     cgi(cam.url, "cmd=setftpattr&" + "&".join(f"{k}={v}" for k, v in point_to.items()))
+    assert run_testftp(cam)["result"] == "-1"
+
+
+def test_minus_1_without_a_server(cam: MemberHandle) -> None:
+    assert cgi(cam.url, "cmd=setftpattr&ft_server=").response == "200"
     assert run_testftp(cam)["result"] == "-1"
 
 
