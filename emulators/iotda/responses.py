@@ -70,7 +70,7 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         raise PathNotFound(f"{request.method} {request.path}")
     body = await request.read()
     principal = service.authenticator.authenticate(
-        method=request.method, path=request.path, raw_query=request.query_string,
+        method=request.method, path=request.path, raw_query=request.rel_url.raw_query_string,
         headers=request.headers, body=body, now=service.clock.time())
     project_id = request.match_info.get("project_id")
     header_project = request.headers.get("X-Project-Id")

@@ -246,3 +246,12 @@ def test_instance_id_can_be_required(emulator_factory: Any,
         client.list_certificates(ListCertificatesRequest())
     assert caught.value.error_code == "IOTDA.000022"
     assert client.list_certificates(ListCertificatesRequest(instance_id=INSTANCE)).page.count == 0
+
+
+@pytest.mark.parametrize("app_id", ["a&b=c", "50%", "x+y", "空间"])
+def test_signature_covers_encoded_query_values(client: Any, app_id: str) -> None:
+    # The signature must hold for values the SDK percent-encodes; the app_id itself is then
+    # refused for its characters, which proves the request got past the gateway.
+    with pytest.raises(ClientRequestException) as caught:
+        client.list_certificates(ListCertificatesRequest(app_id=app_id))
+    assert (caught.value.status_code, caught.value.error_code) == (400, "IOTDA.000006")

@@ -103,3 +103,14 @@ def test_sdk_error_carries_the_request_id_header(client: Any) -> None:
     with pytest.raises(ClientRequestException) as caught:
         client.list_certificates(ListCertificatesRequest(limit=99))
     assert len(caught.value.request_id or "") == 32
+
+
+def test_body_above_two_mebibytes_is_000008(iotda: MemberHandle, tmp_path: Any) -> None:
+    big = tmp_path / "big.json"
+    big.write_text('{"content": "' + "A" * (3 * 1024 * 1024) + '"}')
+    # "Expect:" off: otherwise curl prints an interim "100 Continue" header block first.
+    status, headers, body = curl(iotda.url + CERTS, "-X", "POST", "-H",
+                                 "Content-Type: application/json", "-H", "Expect:",
+                                 "--data-binary", f"@{big}")
+    assert (status, body["error_code"]) == (400, "IOTDA.000008")
+    assert headers["x-request-id"]
