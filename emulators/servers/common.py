@@ -26,6 +26,9 @@ USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 # Events kept in the saved state; older ones are dropped first (the journal keeps the rest).
 MAX_EVENTS = 1000
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024
+# Event keys the journal has columns for; the rest go to its ``detail``.
+JOURNAL_FIELDS = frozenset({"seq", "time", "server", "kind", "protocol", "event", "user",
+                            "remote"})
 
 
 class UserOptions(KindOptions):
@@ -214,8 +217,25 @@ class ServerMember(Member):
                   "remote": remote, **detail}
         self._events.append(record)
         del self._events[:-MAX_EVENTS]
+        self._journal(record)
         self.on_event.emit(copy.deepcopy(record))
         return record
+
+    def _journal(self, record: dict[str, Any]) -> None:
+        """Copy an event into the farm's request journal, correlated with the HTTP request
+        that caused it when the client registered its outbound address (docs/FAULTS.md)."""
+        journal = getattr(self.ctx, "journal", None)
+        if journal is None:
+            return
+        remote = record["remote"]
+        peer = None
+        if remote:
+            host, _, port = remote.rpartition(":")
+            peer = (host, int(port)) if port.isdigit() else None
+        detail = {k: v for k, v in record.items() if k not in JOURNAL_FIELDS}
+        journal.record(self.name, self.kind, record["protocol"], record["event"],
+                       correlation_id=journal.correlation_for_peer(peer), client=remote,
+                       user=record["user"], path=detail.pop("path", None), detail=detail)
 
     def schedule_save(self) -> asyncio.Future[None] | None:
         """Save soon, from code that cannot await (sync callbacks); await the result to know

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ftplib
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -192,3 +193,17 @@ async def _sftp_put(handle, path: str, data: bytes, **login: Any) -> None:
         async with c.start_sftp_client() as sftp:
             async with sftp.open(path, "wb") as fh:
                 await fh.write(data)
+
+
+def test_server_events_reach_the_farm_journal(farm):
+    with ftp_login(farm["ftp"]) as client:
+        store(client, "journal.jpg", b"j")
+    upload = farm.wait_for_upload("ftp", timeout=5)
+    assert (upload["member"], upload["protocol"], upload["user"], upload["path"]) == (
+        "ftp", "ftp", "cam", "journal.jpg")
+    assert upload["detail"]["sha256"] == hashlib.sha256(b"j").hexdigest()
+    run(_sftp_put(farm["sftp"], "j.mp4", b"mp4"))
+    entries = farm.journal(member="sftp")
+    assert [e["event"] for e in entries] == ["login", "upload"]
+    assert entries[0]["detail"] == {"method": "password"}
+    assert all("password" not in json.dumps(e) for e in entries if e["event"] != "login")
