@@ -279,3 +279,17 @@ def test_state_survives_a_restart(start_enos, tmp_path) -> None:
     assert listed[data["certSN"]] == 1
     new_sn = second.sdk("apply", {"csr": make_csr(rsa_key(2048, 1), "p2")})["data"]["certSN"]
     assert int(new_sn) > int(data["certSN"])
+
+
+def test_cert_sns_are_unique_across_the_members_of_a_farm(farm_factory, roots) -> None:
+    from .conftest import base_options
+
+    farm = farm_factory({"name": "two-enos", "emulators": [
+        {"name": "enos", "kind": "enos", "count": 2, "fleet": "ports", **base_options(roots)}]},
+        control=False)
+    first, second = (Enos(h) for h in farm.group("enos"))
+    sns = [c["cert_sn"] for e in (first, second) for c in e.state()["certificates"]]
+    for i, enos in enumerate((first, second, first, second)):
+        data = enos.sdk("apply", {"csr": make_csr(rsa_key(2048, i % 2), f"fleet-{i}")})["data"]
+        sns.append(int(data["certSN"]))
+    assert len(set(sns)) == len(sns)
