@@ -6,6 +6,7 @@ API gateway (signature or token, project, instance) before any handler runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -118,7 +119,9 @@ def reply(doc: Any, status: int = 200) -> web.Response:
 async def create_server_certificate(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     body = await read_json(request)
-    record = service.server_certificates.create(project(request), body, service.clock.time())
+    checked = await asyncio.get_running_loop().run_in_executor(
+        None, service.server_certificates.check, body)
+    record = service.server_certificates.add(project(request), checked, service.clock.time())
     await service.save()
     return reply(record.summary(), 201)
 

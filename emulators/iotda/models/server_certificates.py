@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
@@ -87,6 +88,16 @@ def _check_key(cert_pem: str, key_pem: str, password: str | None) -> None:
         raise InvalidCertificate("private key does not match the certificate")
 
 
+@dataclass(frozen=True)
+class CheckedIdentity:
+    """A create request that passed every rule but the quota."""
+
+    cert: x509.Certificate
+    certificate_pem: str
+    private_key: str
+    password: str | None
+
+
 class ServerCertificates:
     """The server certificates of every project, with the per-project quota."""
 
@@ -108,7 +119,10 @@ class ServerCertificates:
     def _of(self, project_id: str) -> list[ServerCertificate]:
         return [r for r in self.records.values() if r.project_id == project_id]
 
-    def create(self, project_id: str, body: dict[str, Any], now: float) -> ServerCertificate:
+    @staticmethod
+    def check(body: dict[str, Any]) -> CheckedIdentity:
+        """Validate a create request; pure and possibly slow (an encrypted key's KDF), so the
+        handler runs it in an executor before ``add`` touches the store on the loop."""
         cert_pem = text_field(body, "certificate_pem", required=True, max_len=MAX_PEM_CHARS)
         key_pem = text_field(body, "private_key", required=True, max_len=MAX_KEY_CHARS)
         password = text_field(body, "private_key_password", required=False, max_len=64,
@@ -117,8 +131,12 @@ class ServerCertificates:
         assert key_pem is not None
         cert, _ = load_certificate(cert_pem, allow_der=False)
         _check_key(cert_pem, key_pem, password)
+        return CheckedIdentity(cert, cert_pem, key_pem, password)
+
+    def add(self, project_id: str, checked: CheckedIdentity, now: float) -> ServerCertificate:
         if len(self._of(project_id)) >= self.quota:
             raise QuotaExceeded(f"project {project_id} has {self.quota} server certificates")
+        cert = checked.cert
         self.last_id = new_id(self.last_id, now)
         record = ServerCertificate(
             server_certificate_id=self.last_id,
@@ -129,12 +147,15 @@ class ServerCertificates:
             certificate_owner=distinguished_name(
                 cert.issuer if self.owner_from == "issuer" else cert.subject),
             certificate_issuer=distinguished_name(cert.issuer),
-            certificate_pem=cert_pem,
-            private_key=key_pem,
-            private_key_password=password,
+            certificate_pem=checked.certificate_pem,
+            private_key=checked.private_key,
+            private_key_password=checked.password,
         )
         self.records[record.server_certificate_id] = record
         return record
+
+    def create(self, project_id: str, body: dict[str, Any], now: float) -> ServerCertificate:
+        return self.add(project_id, self.check(body), now)
 
     def get(self, project_id: str, cert_id: str) -> ServerCertificate:
         if not PATH_ID.fullmatch(cert_id):
