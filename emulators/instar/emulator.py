@@ -32,6 +32,7 @@ from .snapshot import TEST_SNAPSHOT, snapshot
 log = logging.getLogger("emulators.instar")
 
 TEST_FILE = "Test-Snapshot.jpeg"
+ADDRESS_KEYS = ("ft_server", "ft_port")
 UPLOAD_LOG_SIZE = 100
 
 
@@ -134,6 +135,7 @@ class InstarCamera(HttpEmulator):
         self.schedule = SnapSchedule()
         self.snap_timer = SnapTimerNaming()
         self.pinned_hostkey: str | None = None
+        self.server_address: dict[str, str] | None = None  # upload_server's, as last seen
         self.ssh_key: asyncssh.SSHKey | None = None
         self._ssh_key_pem: str | None = None
         self.cooldowns = Cooldowns()
@@ -192,7 +194,12 @@ class InstarCamera(HttpEmulator):
             "snap_schedule": sched.model_dump(),
             "snap_timer": SnapTimerNaming().to_dict(),
             "pinned_hostkey": None,
+            "upload_server_address": self._upload_server_address(),
         }
+
+    def _upload_server_address(self) -> dict[str, str] | None:
+        params = self._upload_server_params()
+        return {k: params[k] for k in ADDRESS_KEYS} if params else None
 
     def _upload_server_params(self) -> dict[str, str]:
         name = self.options.upload_server
@@ -225,11 +232,23 @@ class InstarCamera(HttpEmulator):
         self.schedule = SnapSchedule.from_dict(data.get("snap_schedule") or {}, self.profile)
         self.snap_timer = SnapTimerNaming.from_dict(data.get("snap_timer") or {})
         self.pinned_hostkey = data.get("pinned_hostkey")
+        self._follow_upload_server(data.get("upload_server_address"))
         # Cooldowns live in RAM: a restart or a reset forgets when the last upload went out.
         self.cooldowns = Cooldowns()
         # A settings reset keeps the camera's identity key (the initial state has none).
         if data.get("ssh_key"):
             self._set_ssh_key(data["ssh_key"])
+
+    def _follow_upload_server(self, saved: dict[str, str] | None) -> None:
+        """A farm server on a free port gets a new one at every start: settings still holding
+        the address it had are moved along (an address the user set stays)."""
+        now = self._upload_server_address()
+        if saved and now:
+            moved = {k: now[k] for k in ADDRESS_KEYS
+                     if str(getattr(self.ftp, k)) == saved.get(k) != now[k]}
+            if moved:
+                self.ftp = self.ftp.updated(moved, self.profile)
+        self.server_address = now
 
     def dump_state(self) -> dict[str, Any]:
         return {
@@ -240,6 +259,7 @@ class InstarCamera(HttpEmulator):
             "snap_schedule": self.schedule.to_dict(),
             "snap_timer": self.snap_timer.to_dict(),
             "pinned_hostkey": self.pinned_hostkey,
+            "upload_server_address": self.server_address,
             "ssh_key": self._ssh_key_pem,
         }
 

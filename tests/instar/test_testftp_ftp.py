@@ -4,6 +4,7 @@ result code from the real failure it names."""
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -237,3 +238,27 @@ def test_upload_log_in_the_control_view(cam: MemberHandle, farm: RunningFarm) ->
     entry = cam.state()["uploads"][-1]
     assert (entry["trigger"], entry["result"], entry["protocol"]) == ("testftp", -2, "ftp")
     assert "ft_password" not in cam.state()["ftp"]
+
+
+def test_camera_follows_its_upload_server_to_a_new_port(farm_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    scenario = {"name": "restart", "servers": [{"name": "ftp", "kind": "ftp", "users": USERS}],
+                "emulators": [{"name": "cam", "kind": "instar-camera", "upload_server": "ftp",
+                               "ssh_key_bits": 1024,
+                               "ftp": {"ft_ssl": 0, "ft_dirmode": 0, "ft_dirname": "./"}}]}
+    first = farm_factory(scenario, tmp_path, control=False)
+    old_port = first["ftp"].port
+    assert run_testftp(first["cam"])["result"] == "0"
+    first.stop()
+
+    with socket.socket() as squatter:  # make sure the old port is taken this time
+        squatter.bind(("127.0.0.1", old_port))
+        second = farm_factory(scenario, tmp_path, control=False)
+        assert second["ftp"].port != old_port
+        assert cgi(second["cam"].url, "cmd=getftpattr").values["ft_port"] == str(
+            second["ftp"].port)
+        assert run_testftp(second["cam"])["result"] == "0"
+        # A port the user set is the user's: it does not follow.
+        cgi(second["cam"].url, "cmd=setftpattr&ft_port=2100")
+        second.stop()
+        third = farm_factory(scenario, tmp_path, control=False)
+        assert cgi(third["cam"].url, "cmd=getftpattr").values["ft_port"] == "2100"
