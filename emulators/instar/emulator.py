@@ -418,7 +418,12 @@ class InstarCamera(HttpEmulator):
         reaching it (False: the caller works out the next time again, e.g. after a jump
         back)."""
         jumped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        unsubscribe = self.clock.on_change(lambda: jumped.done() or jumped.set_result(None))
+
+        def on_jump() -> None:
+            if not jumped.done():
+                jumped.set_result(None)
+
+        unsubscribe = self.clock.on_change(on_jump)
         try:
             while True:
                 remaining = target - self.clock.time()
