@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing
+from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing, TokenUnknown
 from .middleware import MEMBER, gateway_reply
 from .models.tokens import TOKEN_SERVICE, AccessToken
 
@@ -45,7 +45,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     elif member.opts.accept_sdk_tokens:
         request[CALLER] = None
     else:
-        raise ParameterEmpty()  # a token without the signature that must go with it
+        # A token this gateway cannot check: "get a new one", enos-poseidon's retry path.
+        raise TokenUnknown()
     return await handler(request)
 
 
@@ -55,7 +56,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise ParameterEmpty(TOKEN_SERVICE)
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise InvalidParameter(TOKEN_SERVICE) from None
     if not isinstance(body, dict):
         raise InvalidParameter(TOKEN_SERVICE)

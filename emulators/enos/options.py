@@ -33,7 +33,7 @@ class ProductOptions(KindOptions):
     # Whether devices of this product may hold certificates (apply and renew need it).
     biDirectionalAuth: bool = True
     # The product's maximum certificate validity in days; a larger validDay fails.
-    maxValidDay: int = Field(default=3650, ge=1)
+    maxValidDay: int = Field(default=3650, ge=1, le=36500)
 
 
 class DeviceOptions(KindOptions):
@@ -114,7 +114,7 @@ class CaOptions(KindOptions):
     rsa: RootOptions | None = None
     ecc: RootOptions | None = None
     # Validity of roots the emulator makes (the seed's root: ten years).
-    validDays: int = Field(default=3650, ge=1)
+    validDays: int = Field(default=3650, ge=1, le=36500)
 
     @model_validator(mode="after")
     def _roots(self) -> CaOptions:

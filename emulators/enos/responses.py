@@ -29,7 +29,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise InvalidArgument("requestBody", "invalid") from None
     if not isinstance(body, dict):
         raise InvalidArgument("requestBody", "invalid")
