@@ -15,9 +15,10 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import pki
 from ..core.httpserver import HttpEmulator
+from ..core.journal import CORRELATION
 from ..core.member import KindOptions
 from . import uploader, urls
-from .exceptions import Busy, InvalidValue, error_middleware
+from .exceptions import Busy, InternalError, InvalidValue, error_middleware, render
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
 from .models.ftp import SET_KEYS, SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
 from .models.schedule import (
@@ -172,6 +173,22 @@ class InstarCamera(HttpEmulator):
         app = self.new_app(middlewares=[error_middleware(self.profile)])
         urls.add_routes(app, self)
         return app
+
+    def command_of(self, request: web.Request) -> str | None:
+        return request.query.get("cmd")
+
+    def vendor_error(self, request: web.Request, message: str,
+                     status: int | None = None) -> web.StreamResponse:
+        """An injected or unmapped failure in the camera's form: ``response="<code>";``.
+        A numeric ``message`` is the code; otherwise 214 for an internal error, else 213."""
+        if message.isdigit():
+            code = int(message)
+        else:
+            code = InternalError.code if message == "internal error" else 213
+        reply = render([], code, request.query.get("cmd"), self.profile)
+        if status is not None:
+            reply.set_status(status)
+        return reply
 
     def _set_ssh_key(self, pem: str) -> None:
         self._ssh_key_pem = pem
@@ -331,11 +348,27 @@ class InstarCamera(HttpEmulator):
             trust.append(self.options.extra_ca_pem)
         folder = daily_folder(self.local_now(), self.profile) if self.ftp.ft_dirmode else None
         return uploader.UploadJob(
+            on_connect=self._announcer(),
             settings=self.ftp, files=tuple(files), daily_folder=folder,
             trust_pem="\n".join(trust) or None,
             trust_system=self.options.trust_store != "farm-ca",
             client_key=self.ssh_key, pinned_hostkey=self.pinned_hostkey,
             connect_timeout=self.options.connect_timeout, io_timeout=self.options.io_timeout)
+
+    def _announcer(self) -> Any:
+        """Registers an upload's outbound address with the journal under the id of the HTTP
+        request that started it (none for alarms and schedules). Thread-safe: FTP runs in a
+        worker thread."""
+        correlation = CORRELATION.get()
+        if not correlation:
+            return None
+        loop = asyncio.get_running_loop()
+        journal = self.ctx.journal
+
+        def announce(local: tuple[str, int]) -> None:
+            loop.call_soon_threadsafe(journal.register_outbound, local, correlation)
+
+        return announce
 
     async def _upload(self, trigger: str, files: list[tuple[str, bytes]]
                       ) -> uploader.UploadOutcome:

@@ -12,6 +12,7 @@ import ftplib
 import logging
 import posixpath
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,9 @@ class UploadJob:
     pinned_hostkey: str | None = None     # base64 SSH key blob, from testftp&sethost=
     connect_timeout: float = 3.0
     io_timeout: float = 3.0
+    # Told the local (address, port) of the control connection as soon as it is open, so
+    # the farm's journal can tie the server's events to the request that caused them.
+    on_connect: Callable[[tuple[str, int]], None] | None = None
 
 
 @dataclass
@@ -108,13 +112,17 @@ def _classify_ftp(phase: str, exc: BaseException) -> int:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return NOT_VERIFIED
     if phase == "connect":
-        if isinstance(exc, (OSError, EOFError)) and not isinstance(exc, ssl.SSLError):
+        # Refused, unreachable, closed before the greeting, or a "421 busy" greeting.
+        if isinstance(exc, (OSError, EOFError, ftplib.error_temp)) and not isinstance(
+                exc, ssl.SSLError):
             return CANNOT_CONNECT
         return UNKNOWN
     if phase == "transfer":
         if isinstance(exc, (OSError, EOFError, ftplib.Error)):
             return INCOMPLETE
         return UNKNOWN
+    if phase == "store" and str(exc)[:3] in ("452", "552"):
+        return INCOMPLETE  # no room for the file: a storage failure, not a bad path
     if isinstance(exc, ftplib.error_perm):
         if phase == "login":
             return BAD_CREDENTIALS if str(exc).startswith("530") else UNKNOWN
@@ -125,13 +133,36 @@ def _classify_ftp(phase: str, exc: BaseException) -> int:
     return UNKNOWN
 
 
+class _Announce:
+    """Mixed into ftplib's classes: reports the connection's local address once it is open,
+    before the greeting is read (ftplib offers no hook between the two)."""
+
+    on_connect: Callable[[tuple[str, int]], None] | None = None
+    sock: Any
+
+    def getresp(self) -> str:
+        if self.on_connect is not None:
+            hook, self.on_connect = self.on_connect, None
+            hook(self.sock.getsockname()[:2])
+        return super().getresp()  # type: ignore[misc, no-any-return]
+
+
+class _FTP(_Announce, ftplib.FTP):
+    pass
+
+
+class _FTP_TLS(_Announce, ftplib.FTP_TLS):
+    pass
+
+
 def _ftp_upload(job: UploadJob) -> UploadOutcome:
     s = job.settings
-    ftp: ftplib.FTP
+    ftp: _FTP | _FTP_TLS
     if s.ft_ssl == SSL_FTPS:
-        ftp = ftplib.FTP_TLS(context=_tls_context(job), timeout=job.connect_timeout)
+        ftp = _FTP_TLS(context=_tls_context(job), timeout=job.connect_timeout)
     else:
-        ftp = ftplib.FTP(timeout=job.connect_timeout)
+        ftp = _FTP(timeout=job.connect_timeout)
+    ftp.on_connect = job.on_connect
     phase = "connect"
     uploaded: list[str] = []
     try:
@@ -241,12 +272,19 @@ def parse_key_blob(text: str) -> str:
 class _HostKeyCheck(asyncssh.SSHClient):
     """Records the server's key and accepts it when pinned, or when not verifying at all."""
 
-    def __init__(self, pinned: str | None, insecure: bool, password: str) -> None:
+    def __init__(self, pinned: str | None, insecure: bool, password: str,
+                 on_connect: Callable[[tuple[str, int]], None] | None = None) -> None:
+        self.on_connect = on_connect
         self.pinned = pinned
         self.insecure = insecure
         self.seen: str | None = None
         self.password = password
         self.password_sent = False
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        local = conn.get_extra_info("sockname")
+        if self.on_connect is not None and local:
+            self.on_connect(tuple(local[:2]))  # type: ignore[arg-type]
 
     def validate_host_public_key(self, host: str, addr: str, port: int,
                                  key: asyncssh.SSHKey) -> bool:
@@ -289,7 +327,8 @@ def _classify_sftp(phase: str, exc: BaseException) -> int:
 
 async def _sftp_upload(job: UploadJob) -> UploadOutcome:
     s = job.settings
-    check = _HostKeyCheck(job.pinned_hostkey, bool(s.ft_insecure), s.ft_password)
+    check = _HostKeyCheck(job.pinned_hostkey, bool(s.ft_insecure), s.ft_password,
+                          job.on_connect)
     phase = "connect"
     uploaded: list[str] = []
     conn: asyncssh.SSHClientConnection | None = None

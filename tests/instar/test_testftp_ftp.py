@@ -232,6 +232,52 @@ def test_minus_9_when_the_server_drops_the_transfer(cam: MemberHandle,
     assert not server.call(lambda m: (m.user_root("cam") / "Test-Snapshot.jpeg").exists())
 
 
+@pytest.mark.parametrize(("server", "fault", "result"), [
+    pytest.param("ftp", {"fault": "busy"}, "-1", id="421-greeting"),
+    pytest.param("ftp", {"fault": "refuse_login"}, "-2", id="refused-login"),
+    pytest.param("ftp", {"fault": "disk_full"}, "-9", id="552-disk-full"),
+    pytest.param("ftp", {"fault": "cut_transfer", "after_bytes": 200}, "-9", id="cut-transfer"),
+    pytest.param("ftps", {"fault": "tls_expired"}, "-5", id="expired-certificate"),
+    pytest.param("ftps", {"fault": "tls_wrong_name"}, "-5", id="wrong-name-certificate"),
+])
+def test_server_faults_give_the_matching_result(cam: MemberHandle, farm: RunningFarm,
+                                                server: str, fault: dict[str, Any],
+                                                result: str) -> None:
+    before = len(arrived(farm[server]))
+    point(cam, farm[server], ft_ssl=1 if server == "ftps" else 0, ft_insecure=0,
+          ft_dirname="./", ft_dirmode=0)
+    rule = farm.add_fault(member=server, times=1, **fault)
+    try:
+        assert run_testftp(cam)["result"] == result
+    finally:
+        farm.clear_faults()
+    assert len(arrived(farm[server])) == before
+    assert rule
+
+
+def test_the_servers_events_carry_the_testftp_requests_correlation(
+        cam: MemberHandle, farm: RunningFarm) -> None:
+    point(cam, farm["ftp"], ft_ssl=0, ft_dirname="./", ft_dirmode=0)
+    farm.clear_journal()
+    assert run_testftp(cam)["result"] == "0"
+    request = farm.assert_requested(1, member="cam", path="/param.cgi")[0]
+    correlation = request["correlation_id"]
+    assert correlation
+    events = {e["event"] for e in farm.journal(member="ftp", correlation_id=correlation)}
+    assert {"login", "upload"} <= events
+
+
+def test_injected_vendor_error_is_the_cameras_own_form(cam: MemberHandle,
+                                                      farm: RunningFarm) -> None:
+    farm.add_fault(fault="vendor_error", member="cam", command="setftpattr", times=1)
+    try:
+        reply = cgi(cam.url, "cmd=setftpattr&ft_port=2121")
+    finally:
+        farm.clear_faults()
+    assert (reply.status, reply.body) == (200, 'cmd="setftpattr";\r\nresponse="213";\r\n')
+    assert cgi(cam.url, "cmd=getftpattr").values["ft_port"] != "2121"
+
+
 def test_upload_log_in_the_control_view(cam: MemberHandle, farm: RunningFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0, ft_password="wrong")
     run_testftp(cam)

@@ -158,3 +158,30 @@ def test_minus_9_when_the_upload_is_cut_short(cam: MemberHandle, farm: RunningFa
     setftp(cam, ft_port=server.port)
     assert run_testftp(cam)["result"] == "-9"
     assert server.call(lambda m: m.received_files()) == []
+
+
+@pytest.mark.parametrize(("fault", "result"), [
+    pytest.param({"fault": "refuse_login"}, "-2", id="refused-login"),
+    pytest.param({"fault": "disk_full"}, "-9", id="disk-full"),
+    pytest.param({"fault": "cut_transfer", "after_bytes": 200}, "-9", id="cut-transfer"),
+])
+def test_server_faults_give_the_matching_result(cam: MemberHandle, farm: RunningFarm,
+                                                fault: dict[str, Any], result: str) -> None:
+    before = len(farm["sftp"].call(lambda m: m.received_files()))
+    farm.add_fault(member="sftp", times=1, **fault)
+    try:
+        assert run_testftp(cam)["result"] == result
+    finally:
+        farm.clear_faults()
+    new = farm["sftp"].call(lambda m: m.received_files())[before:]
+    assert all(r["size"] < len(FIXTURE_JPEG) for r in new)  # a cut may leave a partial file
+
+
+def test_the_servers_events_carry_the_testftp_requests_correlation(
+        cam: MemberHandle, farm: RunningFarm) -> None:
+    farm.clear_journal()
+    assert run_testftp(cam)["result"] == "0"
+    request = farm.assert_requested(1, member="cam", path="/param.cgi")[0]
+    events = {e["event"] for e in farm.journal(member="sftp",
+                                               correlation_id=request["correlation_id"])}
+    assert {"login", "upload"} <= events
