@@ -17,10 +17,10 @@ from typing import Any
 from aiohttp import web
 
 from .. import pki
-from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
+from ..core.httpserver import HttpEmulator
 from ..core.state import StateStore
 from . import gateway, responses
-from .middleware import MEMBER, error_middleware
+from .middleware import MEMBER, error_middleware, render_vendor_error
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
     DEFAULT_VALID_DAY,
@@ -100,28 +100,28 @@ class EnosService(HttpEmulator):
         self.loaded = False
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> None:
+    def restore_saved(self) -> None:
         saved = self.ctx.store.load(self.name)
-        keys = None if saved and "genesis" in saved else await self._make_keys()
-        self.app = self.build_app()
-        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
-                                   handle_signals=False)
-        await self.runner.setup()
+        if saved is not None and "genesis" in saved:
+            self.load_state(saved)
+            self.loaded = True
+        # Else this is the first start: the bound certificates carry this member's URL, so
+        # after_start makes the genesis once the listener knows its port.
+
+    async def after_start(self) -> None:
         try:
-            await self.listen("http", self.host, self.port)
-            self.port = self.bound["http"][1]
             if self.opts.https_port is not None:
                 await self.listen("https", self.host, self.opts.https_port, self._tls())
-            # The bound certificates carry this member's URL, known only now that it listens.
-            self._genesis = self._issue_genesis(keys) if keys is not None else (
-                saved or {})["genesis"]
-            self.restore_saved()
-            self.loaded = True
+            if not self.loaded:
+                self._genesis = self._issue_genesis(await self._make_keys())
+                self.load_state(copy.deepcopy(self.initial_state()))
+                self.loaded = True
             await self.save()
         except BaseException:
             # The farm stops only members that started: close the listeners ourselves.
-            await self.runner.cleanup()
-            self.runner = None
+            if self.runner is not None:
+                await self.runner.cleanup()
+                self.runner = None
             self.sites.clear()
             self.bound.clear()
             raise
@@ -262,6 +262,11 @@ class EnosService(HttpEmulator):
     def inject_internal_errors(self, count: int) -> None:
         """The next ``count`` certificate calls answer 99500 (for clients' retry paths)."""
         self.faults.remaining = count
+
+    def vendor_error(self, request: web.Request, message: str,
+                     status: int | None = None) -> web.StreamResponse:
+        """The farm's injected vendor errors and last-resort failures, in EnOS's own form."""
+        return render_vendor_error(request, message, status)
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, gateway.auth_middleware])

@@ -144,6 +144,17 @@ INTERNAL_ERRORS: dict[str, type[InternalError]] = {
 }
 
 
+def connect_errors() -> list[type[ConnectError]]:
+    """Every row of the Connection Service table with a fixed message."""
+    found: list[type[ConnectError]] = []
+    todo: list[type[ConnectError]] = [ConnectError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        found.append(cls)
+    return found
+
+
 # -- API gateway (APIM): {"status", "msg", "business", ...} ---------------------------------
 
 

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .exceptions import ConnectError, GatewayError, InternalError
+from .exceptions import (
+    ConnectError,
+    GatewayError,
+    GatewayInternal,
+    InternalError,
+    connect_errors,
+)
 from .models.tokens import TOKEN_SERVICE
 
 if TYPE_CHECKING:
@@ -58,3 +64,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("%s: unexpected error on %s %s", member.name, request.method,
                       request.path_qs)
         return envelope(None, InternalError.code, InternalError.msg)
+
+
+def render_vendor_error(request: web.Request, message: str,
+                        status: int | None = None) -> web.Response:
+    """A farm-injected vendor error (or a failure the farm caught) in EnOS's form: the token
+    service's ``{status, msg, business}``, else the Connection Service envelope. A message of
+    the error table keeps its code; any other is a 99500."""
+    if request.path.startswith("/apim-token-service/"):
+        return gateway_reply(GatewayInternal.status, message, TOKEN_SERVICE, status or 200)
+    code = next((cls.code for cls in connect_errors() if cls.msg and cls.msg == message),
+                InternalError.code)
+    if message == "internal error":  # the farm's wording for a failure nobody mapped
+        message = InternalError.msg
+    response = envelope(None, code, message)
+    response.set_status(status or 200)
+    return response

@@ -357,3 +357,25 @@ def test_certificate_service_failures_per_action(start_enos) -> None:
     fail(enos.sdk("renew", {"certSn": 1}), 99400, f"Renew cert is failed!{unavailable}")
     fail(enos.sdk("revoke", {"certSn": 1}), 99400, f"Revoke cert is failed!{unavailable}")
     assert enos.sdk("list")["code"] == 0
+
+
+def test_farm_vendor_error_faults_use_the_enos_forms(enos_farm, enos: Enos) -> None:
+    """The control plane's ``vendor_error`` fault, matched on the EnOS action, answers in the
+    envelope (a message of the table keeps its code) or in the token service's form."""
+    try:
+        enos_farm.add_fault(fault="vendor_error", member="enos", command="list",
+                            message="Device cannot be found", times=1)
+        fail(enos.sdk("list"), 11404, "Device cannot be found")
+        assert enos.sdk("list")["code"] == 0  # times: 1
+        enos_farm.add_fault(fault="vendor_error", member="enos", command="apply",
+                            message="backend on fire", times=1)
+        fail(enos.sdk("apply", {"csr": make_csr(rsa_key(), "f")}), 99500, "backend on fire")
+        enos_farm.add_fault(fault="vendor_error", member="enos",
+                            path="/apim-token-service/*", message="Internal service exception.",
+                            times=1)
+        reply = enos.token_call("get", enos.token_body())
+        assert reply == {"status": 1005, "msg": "Internal service exception.",
+                         "business": "apim-token-service"}
+        assert enos_farm.journal(member="enos", event="fault")
+    finally:
+        enos_farm.clear_faults()
