@@ -107,6 +107,7 @@ def test_the_example_scenario_validates_with_the_cli() -> None:
 def test_the_example_scenario_is_ready_to_use(farm_factory) -> None:
     scenario = yaml.safe_load(EXAMPLE.read_text())
     scenario["emulators"][0]["port"] = 0
+    scenario["emulators"][0]["https_port"] = 0
     scenario["control"] = {"port": 0}
     farm = farm_factory(scenario)
     [entry] = farm.ready["emulators"]
@@ -120,6 +121,10 @@ def test_the_example_scenario_is_ready_to_use(farm_factory) -> None:
     [bound] = listed["data"]
     assert bound["certStatus"] == 0
     state = enos.state()
+    assert bound["cert"] == state["certificates"][0]["cert"]
+    assert x509.load_pem_x509_certificate(bound["cert"].encode()).extensions.get_extension_for_oid(
+        x509.ObjectIdentifier("2.16.840.1.113730.1.4")).value.value.endswith(
+        f"{farm['enos'].urls['https']}/enos/CA/crl/RSA".encode())
     key = pki.load_key(state["device_keys"][bound["certSN"]])
     cert = x509.load_pem_x509_certificate(bound["cert"].encode())
     assert pki.public_key_matches(cert, key)
