@@ -144,27 +144,38 @@ class InstarCamera(HttpEmulator):
             maxlen=UPLOAD_LOG_SIZE)
         self.testftp_running = False
         self._scheduler: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._key_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        saved = self.ctx.store.load(self.name) or {}
-        pem = saved.get("ssh_key")
-        if not pem:
-            # First start: the camera makes its own key (off the loop: RSA is slow).
-            key = await pki.arsa_key(self.options.ssh_key_bits)
-            pem = pki.key_pem(key, traditional=True)
-        self._set_ssh_key(pem)
-        await super().start()
+        await super().start()  # loads the saved key, when there is one
+        if self.ssh_key is None:
+            # First start: the camera makes its key in the background (RSA 4096 takes a
+            # second of CPU, off the loop), so a fleet of cameras starts at once; whoever
+            # needs it first (getpubkey, an sFTP upload) waits for it.
+            self._key_task = asyncio.get_running_loop().create_task(
+                self._make_ssh_key(), name=f"{self.name}-ssh-key")
         await self.save()
         self._restart_scheduler()
 
+    async def _make_ssh_key(self) -> None:
+        key = await pki.arsa_key(self.options.ssh_key_bits)
+        self._set_ssh_key(pki.key_pem(key, traditional=True))
+        await self.save()
+
+    async def ensure_ssh_key(self) -> asyncssh.SSHKey:
+        if self.ssh_key is None:
+            assert self._key_task is not None
+            await asyncio.shield(self._key_task)
+        assert self.ssh_key is not None
+        return self.ssh_key
+
     async def before_stop(self) -> None:
-        tasks = [t for t in (self._scheduler, *self._background) if t is not None]
+        tasks = [t for t in (self._scheduler, self._key_task) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._scheduler = None
+        self._scheduler = self._key_task = None
 
     async def state_changed(self) -> None:
         self._restart_scheduler()
@@ -328,9 +339,11 @@ class InstarCamera(HttpEmulator):
         self.snap_timer = self.snap_timer.updated(params, self.profile)
         await self.save()
 
-    def public_key_line(self) -> str:
-        """``ssh-rsa AAAA...`` without a comment, as getpubkey answers it."""
-        assert self.ssh_key is not None
+    def public_key_line(self) -> str | None:
+        """``ssh-rsa AAAA...`` without a comment, as getpubkey answers it (None while the
+        first key is still being made)."""
+        if self.ssh_key is None:
+            return None
         algorithm, blob = self.ssh_key.export_public_key("openssh").decode().split()[:2]
         return f"{algorithm} {blob}"
 
@@ -372,6 +385,8 @@ class InstarCamera(HttpEmulator):
 
     async def _upload(self, trigger: str, files: list[tuple[str, bytes]]
                       ) -> uploader.UploadOutcome:
+        if self.ftp.ft_ssl == SSL_SFTP:
+            await self.ensure_ssh_key()
         outcome = await uploader.upload(self._job(files))
         entry = {"time": self.clock.now().isoformat(), "trigger": trigger,
                  "protocol": ("ftp", "ftps", "sftp")[self.ftp.ft_ssl], **outcome.to_dict()}

@@ -63,7 +63,8 @@ async def test_ftp(camera: InstarCamera, params: dict[str, str]) -> Lines:
 
 
 async def get_pubkey(camera: InstarCamera, params: dict[str, str]) -> Lines:
-    return [("publickey", camera.public_key_line())]
+    await camera.ensure_ssh_key()
+    return [("publickey", camera.public_key_line() or "")]
 
 
 async def get_ftp_action(camera: InstarCamera, params: dict[str, str]) -> Lines:
