@@ -302,6 +302,28 @@ class ServerMember(Member):
         finally:
             self._upload_waiters.remove(entry)
 
+    # -- fault rules (docs/FAULTS.md) -------------------------------------------------------
+    def check_fault(self, protocol: Protocol, types: tuple[str, ...], *,
+                    command: str | None = None, path: str | None = None) -> Any:
+        """The farm's fault rule that fires for this event, or None (loop only)."""
+        faults = getattr(self.ctx, "faults", None)
+        if faults is None or not faults.rules:
+            return None
+        return faults.check(self.name, self.kind, protocol, types=types, command=command,
+                            path=path, group=self.spec.group)
+
+    def check_fault_from_thread(self, protocol: Protocol, types: tuple[str, ...], *,
+                                command: str | None = None, path: str | None = None) -> Any:
+        """``check_fault`` from a server thread: the rules belong to the farm's loop."""
+        faults = getattr(self.ctx, "faults", None)
+        if faults is None or not faults.rules:  # a racy peek, only to skip the round trip
+            return None
+
+        async def check() -> Any:
+            return self.check_fault(protocol, types, command=command, path=path)
+
+        return self.call_from_thread(check(), wait=True)
+
     # -- calls from a server thread (pyftpdlib) ---------------------------------------------
     def call_from_thread(self, coro: Coroutine[Any, Any, Any], *, wait: bool,
                          timeout: float = 10.0) -> Any:

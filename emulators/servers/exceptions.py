@@ -26,9 +26,10 @@ class FtpReply:
 
 # RFC 959 4.2: 552 is "Requested file action aborted. Exceeded storage allocation".
 FTP_UPLOAD_TOO_LARGE = FtpReply(552, "Requested file action aborted. Exceeded storage allocation.")
-# A read-only account is refused before the data connection opens (RFC 959: 550 for
-# "file unavailable (e.g., ... no access)"); pyftpdlib's own permission check words it so.
-FTP_NOT_ENOUGH_PRIVILEGES = FtpReply(550, "Not enough privileges.")
+# What the fault rules make a client see (docs/FAULTS.md).
+FTP_BUSY = FtpReply(421, "Service not available, closing control connection.")  # RFC 959
+FTP_DISK_FULL = FtpReply(552, "Requested file action aborted. Exceeded storage allocation.")
+FTP_TRANSFER_CUT = FtpReply(426, "Connection closed; transfer aborted.")  # RFC 959
 
 
 # SFTP status reasons (asyncssh sends them as the FXP_STATUS message text).
@@ -36,6 +37,7 @@ SFTP_OUTSIDE_ROOT = "Permission denied: path is outside the user's root"
 SFTP_LINKS_REFUSED = "Permission denied: links are not allowed on this server"
 SFTP_READ_ONLY = "Permission denied: read-only account"
 SFTP_UPLOAD_TOO_LARGE = "Upload size limit exceeded"
+SFTP_DISK_FULL = "No space left on device"  # strerror(ENOSPC), what sshd's sftp-server sends
 
 # SSH disconnect reasons; the texts are OpenSSH's, since that is what devices meet in the field.
 SSH_TOO_MANY_AUTH_FAILURES = "Too many authentication failures"
@@ -56,6 +58,11 @@ class SftpRefusal:
     @staticmethod
     def read_only() -> asyncssh.SFTPError:
         return asyncssh.SFTPPermissionDenied(SFTP_READ_ONLY)
+
+    @staticmethod
+    def disk_full() -> asyncssh.SFTPError:
+        # FX_NO_SPACE_ON_FILESYSTEM for v5+ clients, FX_FAILURE for v3 (docs/FAULTS.md).
+        return asyncssh.SFTPNoSpaceOnFilesystem(SFTP_DISK_FULL)
 
     @staticmethod
     def upload_too_large() -> asyncssh.SFTPError:

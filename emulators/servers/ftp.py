@@ -8,6 +8,7 @@ farm's loop, which owns all state; an upload's record is saved before "226" is s
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import logging
 import os
@@ -20,14 +21,19 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import pki
 from .common import ServerMember, ServerOptions
-from .exceptions import FTP_UPLOAD_TOO_LARGE
+from .exceptions import FTP_BUSY, FTP_DISK_FULL, FTP_TRANSFER_CUT, FTP_UPLOAD_TOO_LARGE
 
 with warnings.catch_warnings():
     # pyftpdlib still imports asyncore/asynchat, deprecated since Python 3.11.
     warnings.simplefilter("ignore", DeprecationWarning)
     from OpenSSL import SSL
     from pyftpdlib.authorizers import AuthenticationFailed, DummyAuthorizer
-    from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+    from pyftpdlib.handlers import (
+        FTPHandler,
+        ThrottledDTPHandler,
+        TLS_DTPHandler,
+        TLS_FTPHandler,
+    )
     from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.servers import FTPServer
     from pyftpdlib.utils import is_ssl_sock
@@ -136,6 +142,55 @@ class _FarmHandler:
         self.data_mode = "passive"
         return super().ftp_EPSV(line)  # type: ignore[misc]
 
+    # -- fault rules (docs/FAULTS.md) -------------------------------------------------------
+    cut_after: int | None = None
+    throttle_bps: int | None = None
+
+    def _fault(self, types: tuple[str, ...], command: str, path: str | None = None) -> Any:
+        return self.member.check_fault_from_thread(self.protocol(), types, command=command,
+                                                   path=path)
+
+    def handle(self) -> None:
+        rule = self._fault(("busy",), "CONNECT")
+        if rule is not None:
+            self._emit("refused", reason="fault", fault=rule.id)
+            text = rule.message or FTP_BUSY.text
+            self.respond(f"{FTP_BUSY.code} {text}")  # type: ignore[attr-defined]
+            self.close_when_done()  # type: ignore[attr-defined]
+            return
+        super().handle()  # type: ignore[misc]
+
+    def ftp_PASS(self, line: str) -> Any:
+        if self.username and not getattr(self, "authenticated", False):
+            rule = self._fault(("refuse_login",), "PASS")
+            if rule is not None:
+                # The same 530 as a wrong password: a client cannot tell them apart.
+                self.handle_auth_failed("", line)  # type: ignore[attr-defined]
+                return None
+        return super().ftp_PASS(line)  # type: ignore[misc]
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+        self.cut_after = self.throttle_bps = None
+        path = self.member.relative_path(self.username, file)
+        rule = self._fault(("disk_full", "cut_transfer", "throttle"), "STOR", path)
+        if rule is not None and rule.fault == "disk_full":
+            self._shutdown_connecting_dtp()  # type: ignore[attr-defined]
+            self.respond(FTP_DISK_FULL.line)  # type: ignore[attr-defined]
+            self._emit("refused", user=self.username, reason="fault", fault=rule.id, path=path)
+            return None
+        if rule is not None and rule.fault == "cut_transfer":
+            self.cut_after = rule.after_bytes or 0
+        elif rule is not None:
+            self.throttle_bps = rule.bytes_per_second
+        return super().ftp_STOR(file, mode)  # type: ignore[misc]
+
+    def ftp_AUTH(self, line: str) -> Any:
+        rule = self._fault(("tls_expired", "tls_wrong_name"), "AUTH")
+        if rule is not None:
+            # This session gets the faulty identity (its data channel follows the control one).
+            self.ssl_context = self.member.fault_contexts[rule.fault]
+        return super().ftp_AUTH(line)  # type: ignore[misc]
+
     def on_login(self, username: str) -> None:
         self._emit("login", user=username)
 
@@ -167,14 +222,30 @@ class _FarmDTP:
 
     cmd_channel: Any
     file_obj: Any
+    ac_in_buffer_size: int
     receive: bool
     transfer_finished: bool
     _closed: bool
     _resp: tuple[str, Any]
 
+    read_limit: int
+
     def recv(self, buffer_size: int) -> bytes:
+        channel = self.cmd_channel
+        if channel.throttle_bps and self.receive and self.read_limit != channel.throttle_bps:
+            # A throttle fault: pyftpdlib's own throttling, switched on for this transfer.
+            self.read_limit = channel.throttle_bps
+            buffer_size = self.ac_in_buffer_size = max(1, min(buffer_size,
+                                                              channel.throttle_bps))
         chunk: bytes = super().recv(buffer_size)  # type: ignore[misc]
         file_obj = self.file_obj
+        if (chunk and self.receive and channel.cut_after is not None and file_obj is not None
+                and not file_obj.closed and file_obj.tell() + len(chunk) > channel.cut_after):
+            # A cut_transfer fault: keep what came before the cut, then drop the connection.
+            file_obj.write(chunk[: max(0, channel.cut_after - file_obj.tell())])
+            self._resp = (FTP_TRANSFER_CUT.line, log.info)
+            self.close()  # type: ignore[attr-defined]
+            return b""
         if (chunk and self.receive and file_obj is not None and not file_obj.closed
                 and file_obj.tell() + len(chunk) > self.cmd_channel.member.opts.max_upload_bytes):
             self.cmd_channel.refused_upload = file_obj.name
@@ -216,6 +287,7 @@ class FtpServer(ServerMember):
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self.fault_contexts: dict[str, Any] = {}
 
     @property
     def ftp_opts(self) -> FtpOptions:
@@ -236,10 +308,15 @@ class FtpServer(ServerMember):
         return {**super().dump_state(), "tls": self._tls}
 
     # -- TLS ---------------------------------------------------------------------------------
+    def _hosts(self) -> tuple[str, ...]:
+        """The addresses a client may use to reach this server (certificates name them)."""
+        if self.host in ("127.0.0.1", "0.0.0.0", "::"):
+            return ("127.0.0.1",)
+        return (self.host, "127.0.0.1")
+
     def _make_identity(self) -> dict[str, str]:
         opts = self.ftp_opts
-        hosts = ("127.0.0.1",) if self.host in ("127.0.0.1", "0.0.0.0") else (self.host,
-                                                                              "127.0.0.1")
+        hosts = self._hosts()
         if opts.certificate == "supplied":
             assert opts.cert_pem is not None
             assert opts.key_pem is not None
@@ -259,6 +336,23 @@ class FtpServer(ServerMember):
                                           ip_addresses=hosts, server=True))
             key = pki.key_pem(private)
         return {"certificate": opts.certificate, "cert_pem": cert, "key_pem": key}
+
+    def _fault_identities(self) -> dict[str, dict[str, str]]:
+        """The certificates the tls_* fault rules switch a session to: farm-CA-signed, one
+        for another name, one expired (by the real clock: that is what clients check)."""
+        ca = self.ctx.ca
+        hosts = self._hosts()
+        wrong_cert, wrong_key = ca.issue_server("wrong-name.invalid",
+                                                dns_names=("wrong-name.invalid",),
+                                                ip_addresses=())
+        key = pki.ec_key()
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+        expired = pki.issue(key.public_key(), pki.name(CN=hosts[0]), ca.cert, ca.key,
+                            not_before=start, days=30, dns_names=("localhost",),
+                            ip_addresses=hosts, server=True)
+        return {"tls_wrong_name": {"cert_pem": wrong_cert, "key_pem": wrong_key},
+                "tls_expired": {"cert_pem": pki.cert_pem(expired) + ca.pem,
+                                "key_pem": pki.key_pem(key)}}
 
     def _ssl_context(self, identity: dict[str, str]) -> Any:
         context = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -287,7 +381,9 @@ class FtpServer(ServerMember):
                                 perm=READ_ONLY_PERMS if user.read_only else FULL_PERMS,
                                 msg_login="Login successful.", msg_quit="Goodbye.")
         tls = opts.tls == "explicit"
-        dtp = type("FarmDTPHandler", (_FarmDTP, TLS_DTPHandler if tls else DTPHandler), {})
+        # ThrottledDTPHandler throttles nothing until a throttle fault sets its read_limit.
+        bases = (TLS_DTPHandler, ThrottledDTPHandler) if tls else (ThrottledDTPHandler,)
+        dtp = type("FarmDTPHandler", (_FarmDTP, *bases), {})
         attrs: dict[str, Any] = {
             "member": self,
             "authorizer": authorizer,
@@ -319,6 +415,11 @@ class FtpServer(ServerMember):
                                            and self._tls.get("cert_pem") != opts.cert_pem)):
             # EC keys are quick, but the CA's first use may write its own files: off the loop.
             self._tls = await asyncio.get_running_loop().run_in_executor(None, self._make_identity)
+        if opts.tls == "explicit":
+            identities = await asyncio.get_running_loop().run_in_executor(
+                None, self._fault_identities)
+            self.fault_contexts = {fault: self._ssl_context(identity)
+                                   for fault, identity in identities.items()}
         self.prepare_roots()
         self._loop = asyncio.get_running_loop()
         handler = self._handler_class()

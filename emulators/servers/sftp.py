@@ -86,6 +86,8 @@ class _Upload:
     user: str
     local: str
     refused: bool = False
+    # Set by a fault rule when the upload opens (docs/FAULTS.md).
+    fault: Any = None
 
 
 class _SSHServer(asyncssh.SSHServer):
@@ -135,11 +137,15 @@ class _SSHServer(asyncssh.SSHServer):
     def public_key_auth_supported(self) -> bool:
         return True
 
+    def _refuse_by_fault(self, command: str) -> bool:
+        """A refuse_login fault rule: the login fails exactly like a wrong credential."""
+        return self.member.check_fault("sftp", ("refuse_login",), command=command) is not None
+
     async def validate_password(self, username: str, password: str) -> bool:
         user = self.member.find_user(username)
         expected = (user.password if user is not None else None) or ""
         if user is not None and user.password is not None and hmac.compare_digest(
-                expected.encode(), password.encode()):
+                expected.encode(), password.encode()) and not self._refuse_by_fault("password"):
             self.method = "password"
             return True
         await self._failed(username, "password")
@@ -147,7 +153,8 @@ class _SSHServer(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         keys = self.member.authorized_keys_for(username)
-        if keys is not None and keys.validate(key, self.ip, self.ip) is not None:
+        if (keys is not None and keys.validate(key, self.ip, self.ip) is not None
+                and not self._refuse_by_fault("publickey")):
             self.method = "publickey"
             return True
         await self._failed(username, "publickey")
@@ -256,9 +263,16 @@ class _SFTPServer(asyncssh.SFTPServer):
             self._writable(path)
         file_obj = super().open(path, pflags, attrs)
         if writing:
-            local = os.fsdecode(self.map_path(path))
-            self.uploads[id(file_obj)] = _Upload(self.username, local)
+            self._track(file_obj, path)
         return file_obj
+
+    def _track(self, file_obj: object, path: bytes) -> None:
+        local = os.fsdecode(self.map_path(path))
+        upload = _Upload(self.username, local)
+        upload.fault = self.member.check_fault(
+            "sftp", ("disk_full", "cut_transfer", "throttle"), command="open",
+            path=self._rel(local))
+        self.uploads[id(file_obj)] = upload
 
     def open56(self, path: bytes, desired_access: int, flags: int,
                attrs: asyncssh.SFTPAttrs) -> object:
@@ -267,16 +281,29 @@ class _SFTPServer(asyncssh.SFTPServer):
             self._writable(path)
         file_obj = super().open56(path, desired_access, flags, attrs)
         if writing:
-            local = os.fsdecode(self.map_path(path))
-            self.uploads[id(file_obj)] = _Upload(self.username, local)
+            self._track(file_obj, path)
         return file_obj
 
-    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         upload = self.uploads.get(id(file_obj))
         if upload is not None and offset + len(data) > self.member.opts.max_upload_bytes:
             upload.refused = True
             raise self._refuse(SftpRefusal.upload_too_large(), "upload_too_large",
                                os.fsencode(self._rel(upload.local)))
+        fault = upload.fault if upload is not None else None
+        if fault is not None and upload is not None:
+            if fault.fault == "disk_full":
+                upload.refused = True
+                raise self._refuse(SftpRefusal.disk_full(), "fault",
+                                   os.fsencode(self._rel(upload.local)))
+            if fault.fault == "throttle":
+                await asyncio.sleep(len(data) / fault.bytes_per_second)
+            elif offset + len(data) > (fault.after_bytes or 0):
+                # cut_transfer: keep what came before the cut, then drop the connection.
+                kept = max(0, (fault.after_bytes or 0) - offset)
+                super().write(file_obj, offset, data[:kept])
+                self.connection.abort()
+                return kept
         return super().write(file_obj, offset, data)  # type: ignore[return-value]
 
     def _rel(self, local: str) -> str:
@@ -285,8 +312,20 @@ class _SFTPServer(asyncssh.SFTPServer):
     async def close(self, file_obj: object) -> None:
         super().close(file_obj)
         upload = self.uploads.pop(id(file_obj), None)
-        if upload is not None:
+        if upload is None:
+            return
+        if self.channel.is_closing():
+            # asyncssh closes the files a vanished session left open: not a finished upload.
+            self._incomplete(upload)
+            self.member.schedule_save()
+        else:
             await self._finish(upload)
+
+    def _incomplete(self, upload: _Upload) -> None:
+        if upload.refused:
+            _unlink(upload.local)
+        self.member.emit("upload_incomplete", protocol="sftp", user=upload.user,
+                         remote=self.remote, path=self._rel(upload.local))
 
     async def _finish(self, upload: _Upload) -> None:
         if upload.refused:
@@ -306,10 +345,7 @@ class _SFTPServer(asyncssh.SFTPServer):
         # written, as sshd does, and say it was incomplete.
         for key, upload in list(self.uploads.items()):
             del self.uploads[key]
-            if upload.refused:
-                _unlink(upload.local)
-            self.member.emit("upload_incomplete", protocol="sftp", user=upload.user,
-                             remote=self.remote, path=self._rel(upload.local))
+            self._incomplete(upload)
         self.member.schedule_save()
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from emulators import scenario
 from emulators.testing import RunningFarm, single_member_scenario
-from tests.servers.clients import SFTP_USER, run, ssh_options
+from tests.servers.clients import SFTP_USER, events_of, run, ssh_options
 
 PAYLOAD = b"\xff\xd8recording" * 400
 CAMERA_KEY = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
@@ -308,3 +308,21 @@ def test_scenario_rejects_bad_sftp_options(options, message):
     with pytest.raises(scenario.ScenarioInvalid) as caught:
         scenario.load({"servers": [entry]})
     assert message in str(caught.value)
+
+
+def test_session_gone_with_the_file_open_is_incomplete(sftp_server):
+    server = sftp_server()
+
+    async def session() -> None:
+        options = ssh_options(server, password="password")
+        async with asyncssh.connect("127.0.0.1", server.port, **options) as conn:
+            sftp = await conn.start_sftp_client()
+            fh = await sftp.open("half.mp4", "wb")
+            await fh.write(b"half")
+            # No close: the camera loses power mid-upload.
+
+    run(session())
+    events = events_of(server, "upload_incomplete")
+    assert events[0]["path"] == "half.mp4"
+    assert server.call(lambda m: m.received_files()) == []
+    assert (server.call(lambda m: m.user_root("ipcamera")) / "half.mp4").read_bytes() == b"half"
