@@ -49,3 +49,12 @@ def test_any_json_body_gets_a_documented_answer(enos: Enos, action: str, asset: 
 @given(raw=st.binary(max_size=200) | st.just(b"[" * 5000) | st.just(b'{"csr": "' + b"A" * 5000))
 def test_any_bytes_get_a_documented_answer(enos: Enos, raw: bytes) -> None:
     _call(enos, "POST", {"action": "apply", "orgId": ORG, "assetId": "assetA"}, raw)
+
+
+def test_an_oversized_body_is_refused_by_the_gateway(enos: Enos) -> None:
+    body = b'{"csr": "' + b"A" * (3 * 1024 * 1024) + b'"}'
+    status, reply, _ = enos.raw("POST", f"{CERTS}?action=apply&orgId={ORG}&assetId=assetA",
+                                body, {"apim-accesstoken": "sdk"})
+    assert status == 413
+    assert reply == {"status": 413, "msg": "Request Entity Too Large",
+                     "business": "apim-gateway"}
