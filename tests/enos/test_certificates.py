@@ -293,3 +293,26 @@ def test_cert_sns_are_unique_across_the_members_of_a_farm(farm_factory, roots) -
         data = enos.sdk("apply", {"csr": make_csr(rsa_key(2048, i % 2), f"fleet-{i}")})["data"]
         sns.append(int(data["certSN"]))
     assert len(set(sns)) == len(sns)
+
+
+def test_the_seeds_renew_sample_round_trips(start_enos) -> None:
+    """The seed's request body, byte for byte, renews certificate 52770 into "52771"."""
+    seed_csr = (FIXTURES / "seed_renew_request.csr").read_text()
+    seed_body = (FIXTURES / "seed_renew_request.json").read_text()
+    seed_reply = json.loads((FIXTURES / "seed_renew_response.json").read_text())
+    enos = start_enos(certificates=[{"assetId": "assetA", "csr": seed_csr}])
+    assert [c["cert_sn"] for c in enos.state()["certificates"]] == [52770]
+    reply = enos.sdk("renew", seed_body)  # a str body goes out exactly as written
+    assert reply["code"] == 0 and reply["msg"] == "OK", reply
+    assert reply["data"]["certSN"] == seed_reply["data"]["certSN"] == "52771"
+    assert reply["data"]["issueAuthority"] == "RSA"
+    cert = x509.load_pem_x509_certificate(reply["data"]["cert"].encode())
+    seed_cert = x509.load_pem_x509_certificate(seed_reply["data"]["cert"].encode())
+    assert cert.serial_number == seed_cert.serial_number == 52771
+    assert cert.subject == seed_cert.subject
+    # The seed's certificate is 220 days long, like the one renewed here.
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc
+            == seed_cert.not_valid_after_utc - seed_cert.not_valid_before_utc
+            == dt.timedelta(days=220))
+    csr = x509.load_pem_x509_csr(seed_csr.encode())
+    assert spki(cert.public_key()) == spki(csr.public_key())
