@@ -20,7 +20,7 @@ from ..core.member import KindOptions
 from . import uploader, urls
 from .exceptions import Busy, InternalError, InvalidValue, error_middleware, render
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
-from .models.ftp import SET_KEYS, SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
+from .models.ftp import SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
 from .models.schedule import (
     SnapSchedule,
     SnapTimerNaming,
@@ -498,6 +498,3 @@ class InstarCamera(HttpEmulator):
         data = snapshot(f"{self.options.model} schedule {local.isoformat()}")
         outcome = await self._upload("schedule", [(name, data)])
         return {"result": outcome.result, "uploaded": outcome.uploaded}
-
-
-__all__ = ["SET_KEYS", "InstarCamera", "InstarOptions"]

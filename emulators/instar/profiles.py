@@ -7,7 +7,7 @@ switch under the camera's ``profile:`` key. README.md says why each default was 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,21 @@ class Profile:
         if unknown:
             raise ValueError(f"unknown profile switch(es): {', '.join(unknown)}")
         values = dict(overrides)
-        if "ignored_keys" in values:
+        if isinstance(values.get("ignored_keys"), list):
             values["ignored_keys"] = tuple(values["ignored_keys"])
-        return replace(cls(), **values)
+        defaults = cls()
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            if f.name not in values:
+                continue
+            value, default = values[f.name], getattr(defaults, f.name)
+            hint = hints[f.name]
+            choices = get_args(hint) if get_origin(hint) is Literal else ()
+            if choices and value not in choices:
+                raise ValueError(f"profile.{f.name} is one of {', '.join(choices)}")
+            if type(value) is not type(default):
+                raise ValueError(f"profile.{f.name} must be a {type(default).__name__}")
+        return replace(defaults, **values)
 
 
 PROFILE = Profile()
