@@ -8,7 +8,6 @@ and a restart keeps it.
 from __future__ import annotations
 
 import copy
-import logging
 import random
 import ssl
 import weakref
@@ -33,8 +32,6 @@ from .models.faults import Faults, Target
 from .models.registry import Device, Org, Product, Registry
 from .models.tokens import App, TokenService
 from .options import BoundCertificateOptions, EnosOptions
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SUBJECT = {"C": "CN", "ST": "Shanghai", "L": "Shanghai", "O": "EnOS", "OU": "EnOS"}
 
