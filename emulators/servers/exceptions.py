@@ -26,6 +26,8 @@ class FtpReply:
 
 # RFC 959 4.2: 552 is "Requested file action aborted. Exceeded storage allocation".
 FTP_UPLOAD_TOO_LARGE = FtpReply(552, "Requested file action aborted. Exceeded storage allocation.")
+# RFC 959's text for 501; sent for a NUL in a command line (a path no file system takes).
+FTP_BAD_ARGUMENT = FtpReply(501, "Syntax error in parameters or arguments.")
 # What the fault rules make a client see (docs/FAULTS.md).
 FTP_BUSY = FtpReply(421, "Service not available, closing control connection.")  # RFC 959
 FTP_DISK_FULL = FtpReply(552, "Requested file action aborted. Exceeded storage allocation.")
@@ -36,6 +38,7 @@ FTP_TRANSFER_CUT = FtpReply(426, "Connection closed; transfer aborted.")  # RFC 
 SFTP_OUTSIDE_ROOT = "Permission denied: path is outside the user's root"
 SFTP_LINKS_REFUSED = "Permission denied: links are not allowed on this server"
 SFTP_READ_ONLY = "Permission denied: read-only account"
+SFTP_BAD_NAME = "Invalid filename"
 SFTP_UPLOAD_TOO_LARGE = "Upload size limit exceeded"
 SFTP_DISK_FULL = "No space left on device"  # strerror(ENOSPC), what sshd's sftp-server sends
 
@@ -54,6 +57,11 @@ class SftpRefusal:
     @staticmethod
     def links_refused() -> asyncssh.SFTPError:
         return asyncssh.SFTPPermissionDenied(SFTP_LINKS_REFUSED)
+
+    @staticmethod
+    def bad_name() -> asyncssh.SFTPError:
+        # FX_INVALID_FILENAME for v4+ clients; asyncssh sends FX_FAILURE to v3 clients.
+        return asyncssh.SFTPInvalidFilename(SFTP_BAD_NAME)
 
     @staticmethod
     def read_only() -> asyncssh.SFTPError:

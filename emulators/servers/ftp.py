@@ -21,7 +21,13 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import pki
 from .common import ServerMember, ServerOptions
-from .exceptions import FTP_BUSY, FTP_DISK_FULL, FTP_TRANSFER_CUT, FTP_UPLOAD_TOO_LARGE
+from .exceptions import (
+    FTP_BAD_ARGUMENT,
+    FTP_BUSY,
+    FTP_DISK_FULL,
+    FTP_TRANSFER_CUT,
+    FTP_UPLOAD_TOO_LARGE,
+)
 
 with warnings.catch_warnings():
     # pyftpdlib still imports asyncore/asynchat, deprecated since Python 3.11.
@@ -141,6 +147,14 @@ class _FarmHandler:
     def ftp_EPSV(self, line: str) -> Any:
         self.data_mode = "passive"
         return super().ftp_EPSV(line)  # type: ignore[misc]
+
+    def pre_process_command(self, line: str, cmd: str, arg: str) -> Any:
+        # A NUL reaches os.* calls as "embedded null byte" and pyftpdlib would drop the
+        # session with a logged traceback; a real ftpd answers 501.
+        if "\x00" in line:
+            self.respond(FTP_BAD_ARGUMENT.line)  # type: ignore[attr-defined]
+            return None
+        return super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
 
     # -- fault rules (docs/FAULTS.md) -------------------------------------------------------
     cut_after: int | None = None

@@ -196,11 +196,14 @@ class _SFTPServer(asyncssh.SFTPServer):
     # -- confinement -------------------------------------------------------------------------
     def _refuse(self, error: asyncssh.SFTPError, reason: str, path: bytes) -> asyncssh.SFTPError:
         self.member.emit("refused", protocol="sftp", user=self.username, remote=self.remote,
-                         reason=reason, path=os.fsdecode(path))
+                         reason=reason, path=path.decode("utf-8", "backslashreplace"))
         self.member.schedule_save()
         return error
 
     def _confined(self, path: bytes, *, follow: bool) -> bytes:
+        # A NUL cannot reach the file system and names are kept as UTF-8 (records, JSON).
+        if b"\x00" in path or not _is_utf8(path):
+            raise self._refuse(SftpRefusal.bad_name(), "bad_name", path)
         local = super().map_path(path)  # the chroot: '..' stops at the user's root
         if follow:
             real = os.path.realpath(local)
@@ -347,6 +350,14 @@ class _SFTPServer(asyncssh.SFTPServer):
             del self.uploads[key]
             self._incomplete(upload)
         self.member.schedule_save()
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _unlink(path: str) -> None:

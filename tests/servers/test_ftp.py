@@ -300,3 +300,59 @@ def test_uploads_and_certificate_survive_a_restart_and_reset_empties(farm_factor
     assert server.description["tls"]["cert_pem"] == cert  # a reset keeps the identity
     with ftp_login(server) as client:
         store(client, "after-reset.jpg", b"new")
+
+
+@pytest.mark.parametrize(("line", "reply"), [
+    (b"FOO", b"500 Command \"FOO\" not understood."),
+    (b"\xff\xfe\x00garbage", None),
+    (b"A" * 3000, b"500 Command too long."),
+    (b"STOR", b"501 Syntax error: command needs an argument."),
+    (b"PASV now", b"501 Syntax error: command does not accept arguments."),
+    (b"PORT 999,0,0,1,4,1", b"501 Invalid PORT format."),
+    (b"EPRT |9|127.0.0.1|5000|", b"501 Unknown network protocol (use 1)."),
+    (b"REST -5", b"501 Resuming transfers not allowed in ASCII mode."),
+    (b"TYPE Q", b"504 Unsupported type \"Q\"."),
+    (b"CWD /\x00etc", b"501 Syntax error in parameters or arguments."),
+    (b"STOR a\x00.jpg", b"501 Syntax error in parameters or arguments."),
+    (b"RNTO x", b"503 Bad sequence of commands: use RNFR first."),
+], ids=["unknown", "binary", "too-long", "stor-no-arg", "pasv-arg", "port-range",
+        "eprt-proto", "rest-ascii", "type", "nul-in-cwd", "nul-in-stor", "rnto-first"])
+def test_malformed_commands_get_ftp_replies_and_the_session_survives(ftp_server, line, reply):
+    server = ftp_server()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        assert reader.readline() == b"220 FTP server ready.\r\n"
+        raw.sendall(b"USER cam\r\nPASS s3cret\r\n")
+        assert reader.readline().startswith(b"331 ")
+        assert reader.readline() == b"230 Login successful.\r\n"
+        raw.sendall(line + b"\r\nNOOP\r\n")
+        answer = reader.readline().rstrip(b"\r\n")
+        if reply is not None:
+            assert answer == reply
+        else:  # no fixed text, but an FTP error reply and never a crash
+            assert answer[:1] in (b"5", b"4"), answer
+        if answer == b"500 Command too long.":
+            answer = reader.readline().rstrip(b"\r\n")  # the rest of the long line
+        assert reader.readline() == b"200 I successfully did nothing'.\r\n"
+        reader.close()
+
+
+def test_journal_correlates_an_upload_with_the_client_that_registered_it(farm_factory):
+    farm = farm_factory(single_member_scenario("ftp", "corr", users=[FTP_USER],
+                                               failed_login_delay=0), control=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()
+    farm.loop.call(lambda: farm.farm.journal.register_outbound(local, "camera-req-1"))
+    client = ftplib.FTP(source_address=local)
+    try:
+        client.connect("127.0.0.1", farm["corr"].port, timeout=10)
+        client.login("cam", "s3cret")
+        client.source_address = None  # ftplib would bind the data connection there too
+        store(client, "corr.jpg", b"c")
+        client.quit()
+    finally:
+        client.close()
+    entry = farm.wait_for_upload("corr")
+    assert entry["correlation_id"] == "camera-req-1"
+    assert entry["client"] == f"{local[0]}:{local[1]}"

@@ -326,3 +326,22 @@ def test_session_gone_with_the_file_open_is_incomplete(sftp_server):
     assert events[0]["path"] == "half.mp4"
     assert server.call(lambda m: m.received_files()) == []
     assert (server.call(lambda m: m.user_root("ipcamera")) / "half.mp4").read_bytes() == b"half"
+
+
+@pytest.mark.parametrize("name", [b"a\x00b.jpg", b"\x00", b"bad-\xff\xfe.jpg", b"dir/\xc3(.jpg"],
+                         ids=["nul-inside", "only-nul", "latin1-bytes", "broken-utf8"])
+def test_malformed_names_are_refused_and_the_session_survives(sftp_server, name):
+    server = sftp_server()
+
+    async def session() -> list[str]:
+        options = ssh_options(server, password="password")
+        async with asyncssh.connect("127.0.0.1", server.port, **options) as conn:
+            async with conn.start_sftp_client() as sftp:
+                for attempt in (sftp.open(name, "wb"), sftp.stat(name), sftp.mkdir(name)):
+                    with pytest.raises(asyncssh.SFTPFailure, match="^Invalid filename$"):
+                        await attempt
+                return await sftp.listdir(".")
+
+    assert run(session()) == [".", ".."]
+    refused = [e for e in server.call(lambda m: m.events()) if e["event"] == "refused"]
+    assert {e["reason"] for e in refused} == {"bad_name"}
