@@ -213,6 +213,10 @@ class _FarmHandler:
         if self.attempted_logins >= self.max_login_attempts:
             self._emit("refused", user=username or None, reason="too_many_login_attempts")
 
+    def handle_max_cons(self) -> None:
+        self._emit("refused", reason="too_many_connections")
+        super().handle_max_cons()  # type: ignore[misc]
+
     def handle_max_cons_per_ip(self) -> None:
         self._emit("refused", reason="too_many_connections")
         super().handle_max_cons_per_ip()  # type: ignore[misc]

@@ -30,6 +30,20 @@ HOST_KEY_ALG = "ssh-ed25519"
 WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
 
 
+def _hide_vendor_id() -> None:
+    """asyncssh's SFTP VERSION reply carries a ``vendor-id`` extension naming "AsyncSSH" and
+    its version; a hardened server tells clients nothing of its software. The extension list
+    is a class attribute, so this applies process-wide: only the farm's servers run here."""
+    handler = getattr(asyncssh.sftp, "SFTPServerHandler", None)
+    extensions = getattr(handler, "_extensions", None)
+    if handler is not None and isinstance(extensions, list):
+        handler._extensions = [(name, data) for name, data in extensions
+                               if name != b"vendor-id"]
+
+
+_hide_vendor_id()
+
+
 class AuthorizedKeyError(ValueError):
     """A line that is not an OpenSSH authorized_keys entry."""
 

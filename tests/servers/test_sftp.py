@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import struct
 import threading
 from pathlib import Path
 
@@ -345,3 +346,23 @@ def test_malformed_names_are_refused_and_the_session_survives(sftp_server, name)
     assert run(session()) == [".", ".."]
     refused = [e for e in server.call(lambda m: m.events()) if e["event"] == "refused"]
     assert {e["reason"] for e in refused} == {"bad_name"}
+
+
+def test_sftp_version_reply_names_no_software(sftp_server):
+    server = sftp_server()
+
+    async def version_reply() -> bytes:
+        options = ssh_options(server, password="password")
+        async with asyncssh.connect("127.0.0.1", server.port, **options) as conn:
+            writer, reader, _ = await conn.open_session(subsystem="sftp", encoding=None)
+            writer.write(struct.pack(">IBI", 5, 1, 3))  # SSH_FXP_INIT, version 3
+            length = struct.unpack(">I", await reader.readexactly(4))[0]
+            reply = await reader.readexactly(length)
+            writer.close()
+            return reply
+
+    reply = run(version_reply())
+    assert reply[:5] == struct.pack(">BI", 2, 3)  # SSH_FXP_VERSION 3
+    assert b"posix-rename@openssh.com" in reply  # the extensions are still announced...
+    assert b"AsyncSSH" not in reply  # ...but not the software behind them
+    assert asyncssh.__version__.encode() not in reply
