@@ -121,6 +121,17 @@ def test_connection_cap_per_ip(ftp_server):
     assert refused["reason"] == "too_many_connections"
 
 
+def test_connection_cap_for_the_whole_server(ftp_server):
+    # The listener counts as one of pyftpdlib's channels: 2 leaves room for one session.
+    server = ftp_server(max_connections=2, max_connections_per_ip=5)
+    with ftp_login(server), ftplib.FTP() as second:
+        with pytest.raises(ftplib.error_temp, match=r"^421 Too many connections\. Service "
+                                                    r"temporarily unavailable\.$"):
+            second.connect("127.0.0.1", server.port, timeout=10)
+    [refused] = events_of(server, "refused")
+    assert refused["reason"] == "too_many_connections"
+
+
 @pytest.mark.parametrize(("command", "reply"), [
     ("PORT 10,0,0,7,39,16", "501 Rejected data connection to foreign address 10.0.0.7:10000."),
     ("EPRT |1|192.0.2.1|10000|",
