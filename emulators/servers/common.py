@@ -187,15 +187,22 @@ class ServerMember(Member):
         return {"received": copy.deepcopy(self._received),
                 "events": copy.deepcopy(self._events[-MAX_EVENTS:]), "seq": self._seq}
 
-    async def state_changed(self) -> None:
+    async def reset(self) -> None:
         """A reset empties the users' folders too: what arrived before is gone."""
-        root = self.files_dir()
-        for child in root.iterdir():
+        await asyncio.to_thread(self._wipe_files)
+        await super().reset()
+
+    def _wipe_files(self) -> None:
+        for child in self.files_dir().iterdir():
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child, ignore_errors=True)
             else:
                 child.unlink(missing_ok=True)
-        self.prepare_roots()
+
+    async def state_changed(self) -> None:
+        """State replaced wholesale (reset, snapshot restore): the users' folders must exist;
+        their content is whatever the caller put there (a snapshot brings its files)."""
+        await asyncio.to_thread(self.prepare_roots)
 
     # -- what arrived ------------------------------------------------------------------------
     def received_files(self) -> list[dict[str, Any]]:

@@ -207,3 +207,17 @@ def test_server_events_reach_the_farm_journal(farm):
     assert [e["event"] for e in entries] == ["login", "upload"]
     assert entries[0]["detail"] == {"method": "password"}
     assert all("password" not in json.dumps(e) for e in entries if e["event"] != "login")
+
+
+def test_snapshot_restore_brings_back_records_and_files(farm):
+    with ftp_login(farm["ftp"]) as client:
+        store(client, "before.jpg", b"before")
+    farm.snapshot("one-upload", ["ftp"])
+    with ftp_login(farm["ftp"]) as client:
+        store(client, "after.jpg", b"after")
+    farm.restore("one-upload", ["ftp"])
+    assert [r["path"] for r in farm["ftp"].call(lambda m: m.received_files())] == [
+        "before.jpg"]
+    status, _, raw = call(farm, "GET", "/servers/ftp/files/cam/before.jpg")
+    assert (status, raw) == (200, b"before")
+    assert call(farm, "GET", "/servers/ftp/files/cam/after.jpg")[0] == 404
