@@ -119,6 +119,7 @@ class _FarmHandler:
     socket: Any
     attempted_logins: int
     max_login_attempts: int
+    data_channel: Any
 
     def protocol(self) -> Literal["ftp", "ftps"]:
         return "ftps" if is_ssl_sock(self.socket) else "ftp"
@@ -188,7 +189,10 @@ class _FarmHandler:
         path = self.member.relative_path(self.username, file)
         rule = self._fault(("disk_full", "cut_transfer", "throttle"), "STOR", path)
         if rule is not None and rule.fault == "disk_full":
+            # Refused before any data flows: drop the data connection the client prepared.
             self._shutdown_connecting_dtp()  # type: ignore[attr-defined]
+            if self.data_channel is not None:
+                self.data_channel.close()
             self.respond(FTP_DISK_FULL.line)  # type: ignore[attr-defined]
             self._emit("refused", user=self.username, reason="fault", fault=rule.id, path=path)
             return None

@@ -70,10 +70,12 @@ def test_ftp_refuse_login_looks_like_a_wrong_password(ftp_farm):
     assert events_of(farm["up"], "login_failed")[0]["user"] == "cam"
 
 
-def test_ftp_disk_full_refuses_the_upload(ftp_farm):
+@pytest.mark.parametrize("passive", [True, False], ids=["PASV", "PORT"])
+def test_ftp_disk_full_refuses_the_upload(ftp_farm, passive):
     farm = ftp_farm()
     farm.add_fault(fault="disk_full", member="up", path="alarm/*")
     with ftp_login(farm["up"]) as client:
+        client.set_pasv(passive)
         client.mkd("alarm")
         with pytest.raises(ftplib.error_perm) as caught:
             store(client, "alarm/snap.jpg", b"x" * 100)
