@@ -208,9 +208,10 @@ class _SFTPServer(asyncssh.SFTPServer):
         self.uploads: dict[int, _Upload] = {}
 
     # -- confinement -------------------------------------------------------------------------
-    def _refuse(self, error: asyncssh.SFTPError, reason: str, path: bytes) -> asyncssh.SFTPError:
+    def _refuse(self, error: asyncssh.SFTPError, reason: str, path: bytes,
+                **detail: Any) -> asyncssh.SFTPError:
         self.member.emit("refused", protocol="sftp", user=self.username, remote=self.remote,
-                         reason=reason, path=path.decode("utf-8", "backslashreplace"))
+                         reason=reason, path=path.decode("utf-8", "backslashreplace"), **detail)
         self.member.schedule_save()
         return error
 
@@ -312,7 +313,7 @@ class _SFTPServer(asyncssh.SFTPServer):
             if fault.fault == "disk_full":
                 upload.refused = True
                 raise self._refuse(SftpRefusal.disk_full(), "fault",
-                                   os.fsencode(self._rel(upload.local)))
+                                   os.fsencode(self._rel(upload.local)), fault=fault.id)
             if fault.fault == "throttle":
                 await asyncio.sleep(len(data) / fault.bytes_per_second)
             elif offset + len(data) > (fault.after_bytes or 0):

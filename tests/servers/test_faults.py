@@ -137,12 +137,14 @@ def test_sftp_refuse_login(sftp_farm):
 
 
 def test_sftp_disk_full(sftp_farm):
-    sftp_farm.add_fault(fault="disk_full", member="up", times=1)
+    sftp_farm.add_fault(fault="disk_full", member="up", times=1, id="disk")
     with pytest.raises(asyncssh.SFTPFailure, match="^No space left on device$"):
         run(sftp_put(sftp_farm["up"], "full.jpg", b"x" * 100))
     root = sftp_farm["up"].call(lambda m: m.user_root("ipcamera"))
     assert not (root / "full.jpg").exists()
     assert sftp_farm["up"].call(lambda m: m.received_files()) == []
+    [refused] = events_of(sftp_farm["up"], "refused")
+    assert (refused["reason"], refused["fault"], refused["path"]) == ("fault", "disk", "full.jpg")
 
 
 def test_sftp_cut_transfer_drops_the_connection(sftp_farm):
