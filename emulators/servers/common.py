@@ -161,7 +161,7 @@ class ServerMember(Member):
         user, _, rest = path.partition("/")
         root = self.user_root(user)
         parts = PurePosixPath(rest).parts
-        if not rest or PurePosixPath(rest).is_absolute() or ".." in parts:
+        if not rest or PurePosixPath(rest).is_absolute() or ".." in parts or "\x00" in rest:
             raise PermissionError(f"{path!r} is not a path under a user's root")
         target = Path(os.path.realpath(root.joinpath(*parts)))
         if not is_inside(target, root):

@@ -114,12 +114,13 @@ def test_events_route(farm):
     ("/servers/ftp/files/cam", 400, "'cam' is not a path under a user's root"),
     ("/servers/ftp/files/cam/%2E%2E/%2E%2E/ftp.json", 400,
      "'cam/../../ftp.json' is not a path under a user's root"),
+    ("/servers/ftp/files/cam/a%00b.jpg", 400, "'cam/a\\x00b.jpg' is not a path under a user's root"),
     ("/servers/ftp/files/cam/link/secret.txt", 400,
      "'cam/link/secret.txt' leads outside the user's root"),
     ("/servers/nope/files", 404, "no upload server named 'nope'"),
     ("/servers/ftp/users/cam/authorized_keys", 404, "no sftp server named 'ftp'"),
     ("/servers/sftp/users/nobody/authorized_keys", 404, "no user 'nobody' on sftp"),
-], ids=["missing-file", "unknown-user", "no-path", "dotdot", "symlink-out", "unknown-server",
+], ids=["missing-file", "unknown-user", "no-path", "dotdot", "nul", "symlink-out", "unknown-server",
         "keys-on-ftp", "keys-unknown-user"])
 def test_bad_requests_get_the_control_error_form(farm, tmp_path, path, status, message):
     outside = tmp_path.parent / f"{tmp_path.name}-outside"
