@@ -70,7 +70,10 @@ async def _key_lines(request: web.Request) -> list[str]:
         if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
             raise BadRequest("authorized keys are strings, one OpenSSH public key line each")
         return lines
-    text = await request.text()
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("an authorized_keys body is UTF-8 text") from None
     return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 

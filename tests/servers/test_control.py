@@ -42,7 +42,10 @@ def call(farm, method: str, path: str, body: Any = None,
          content_type: str = "application/json") -> tuple[int, Any, bytes]:
     data = None
     if body is not None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        if isinstance(body, bytes):
+            data = body
+        else:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
     request = urllib.request.Request(farm.control_url + path, data=data, method=method,
                                      headers={"Content-Type": content_type} if data else {})
     try:
@@ -170,8 +173,10 @@ def test_authorized_keys_post_get_put(farm):
      "authorized keys are strings, one OpenSSH public key line each"),
     ("PUT", "{not json", "application/json", "body is not JSON"),
     ("PUT", "[]", "application/json", "body must be a JSON object"),
+    ("PUT", b"ssh-ed25519 \xff\xfe", "text/plain", "an authorized_keys body is UTF-8 text"),
+    ("POST", "", "text/plain", "POST adds exactly one key; PUT replaces the list"),
 ], ids=["truncated-key", "not-a-key", "post-two", "post-nothing", "put-string", "put-number",
-        "bad-json", "json-list"])
+        "bad-json", "json-list", "binary-text", "empty-text"])
 def test_bad_authorized_keys_bodies(farm, method, body, content_type, message):
     status, reply, _ = call(farm, method, "/servers/sftp/users/ipcamera/authorized_keys", body,
                             content_type=content_type)
