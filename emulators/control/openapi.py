@@ -97,6 +97,13 @@ PATHS["/v1/servers/{name}/users/{user}/authorized_keys"] = {
                 tag="servers"),
 }
 
+PATHS["/v1/emulators/{name}/alarm"] = {"post": _op(
+    "INSTAR camera: trigger an alarm (uploads snapcount snapshots when snap is enabled)",
+    params=("name",), tag="emulators")}
+PATHS["/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code"] = {"post": _op(
+    "IoTDA: generate a new verification code for a device CA (the console's button)",
+    params=("name", "certificate_id"), tag="emulators")}
+
 EXTRA_PATHS: dict[str, dict[str, Any]] = {}
 
 

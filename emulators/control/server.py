@@ -27,6 +27,12 @@ def build_app(farm, token: str | None = None) -> web.Application:  # type: ignor
     app[FARM] = farm
     for module in (members, journal, faults, clock, snapshots, servers, openapi):
         app.router.add_routes(module.routes)
+    # Device-specific actions a real device's owner would do on the device itself.
+    from ..instar import control as instar_control
+    from ..iotda import control as iotda_control
+
+    for module in (instar_control, iotda_control):
+        app.router.add_routes(module.routes)
 
     async def index(request: web.Request) -> web.Response:
         return web.json_response({

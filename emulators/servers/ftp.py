@@ -64,6 +64,9 @@ class FtpOptions(ServerOptions):
     tls_control_required: bool = False  # refuse USER/PASS before AUTH TLS
     tls_data_required: bool = False  # refuse PASV/PORT before PROT P
     passive_ports: tuple[int, int] | None = None
+    # The address PASV replies announce, when clients reach the server through NAT (a
+    # container's published ports): the host's address instead of the container's.
+    masquerade_address: str | None = None
     banner: str = "FTP server ready."  # no software name or version (hardening)
     failed_login_delay: float = Field(default=1.0, ge=0, le=30)
     idle_timeout: int = Field(default=300, ge=1)
@@ -419,6 +422,7 @@ class FtpServer(ServerMember):
             "passive_ports": (list(range(opts.passive_ports[0], opts.passive_ports[1] + 1))
                               if opts.passive_ports else None),
             "use_sendfile": False,
+            "masquerade_address": opts.masquerade_address,
         }
         if tls:
             assert self._tls is not None

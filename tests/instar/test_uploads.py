@@ -11,11 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from emulators.control.errors import error_middleware
-from emulators.control.keys import FARM
-from emulators.instar import control
 from emulators.testing import LoopThread, MemberHandle, RunningFarm
 
 from .conftest import FIXTURE_JPEG, cgi
@@ -34,7 +30,7 @@ MONDAY_BEFORE_TEN = dt.datetime(2026, 11, 23, 9, 59, 30, tzinfo=dt.UTC).timestam
 
 @pytest.fixture(scope="module")
 def farm(emulators_loop: LoopThread) -> Iterator[RunningFarm]:
-    running = RunningFarm.start(SCENARIO, loop=emulators_loop, control=False)
+    running = RunningFarm.start(SCENARIO, loop=emulators_loop)
     yield running
     running.stop()
 
@@ -116,34 +112,19 @@ def test_alarm_through_the_control_route(cam: MemberHandle, farm: RunningFarm) -
     cgi(cam.url, "cmd=setftpaction&type=snap&enable=1&interval=5")
     cgi(cam.url, "cmd=setftpactionattr&snapcount=1")
 
-    async def serve() -> tuple[web.AppRunner, int]:
-        app = web.Application(middlewares=[error_middleware])
-        app[FARM] = farm.farm
-        app.add_routes(control.routes)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None
-        return runner, site._server.sockets[0].getsockname()[1]
+    def post(name: str) -> tuple[int, dict[str, Any]]:
+        out = subprocess.run(["curl", "-sS", "-X", "POST", "-w", "\n%{http_code}",
+                              f"{farm.control_url}/emulators/{name}/alarm"],
+                             capture_output=True, check=True, timeout=15).stdout.decode()
+        body, _, status = out.rpartition("\n")
+        return int(status), json.loads(body)
 
-    runner, port = farm.loop.run(serve())
-    try:
-        def post(name: str) -> tuple[int, dict[str, Any]]:
-            out = subprocess.run(["curl", "-sS", "-X", "POST", "-w", "\n%{http_code}",
-                                  f"http://127.0.0.1:{port}/v1/emulators/{name}/alarm"],
-                                 capture_output=True, check=True, timeout=15).stdout.decode()
-            body, _, status = out.rpartition("\n")
-            return int(status), json.loads(body)
-
-        status, doc = post("cam")
-        assert status == 200
-        assert doc["alarm"] == "cam"
-        assert doc["uploaded"] == ["/alarms/A_20261123-095930_1.jpeg"]
-        status, doc = post("ftp")
-        assert (status, doc["error"]["code"]) == (404, "not_found")
-    finally:
-        farm.loop.run(runner.cleanup())
+    status, doc = post("cam")
+    assert status == 200
+    assert doc["alarm"] == "cam"
+    assert doc["uploaded"] == ["/alarms/A_20261123-095930_1.jpeg"]
+    status, doc = post("ftp")
+    assert (status, doc["error"]["code"]) == (404, "not_found")
 
 
 # -- the snapshot schedule --------------------------------------------------------------------

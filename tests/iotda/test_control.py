@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 from huaweicloudsdkiotda.v5 import ListCertificatesRequest, ShowCertificateRequest
 
-from emulators.control.server import build_app
-from emulators.iotda import control
 from emulators.testing import RunningFarm, single_member_scenario
 
 from .conftest import AK, CA, OPTIONS, PROJECT, SK, ClientFactory
@@ -26,25 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def farm(farm_factory: Callable[..., RunningFarm]) -> RunningFarm:
-    return farm_factory(single_member_scenario("iotda", "huawei", **OPTIONS), control=False)
+    return farm_factory(single_member_scenario("iotda", "huawei", **OPTIONS))
 
 
 @pytest.fixture
-def control_url(farm: RunningFarm) -> Iterator[str]:
-    """The farm's control app with this package's routes mounted, as the lead will mount them."""
-    app = build_app(farm.farm)
-    app.router.add_routes(control.routes)
-    runner = web.AppRunner(app, access_log=None)
-
-    async def start() -> int:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-
-    port = farm.loop.run(start())
-    yield f"http://127.0.0.1:{port}/v1"
-    farm.loop.run(runner.cleanup())
+def control_url(farm: RunningFarm) -> str:
+    """The farm's own control plane, where the route is mounted."""
+    return farm.control_url
 
 
 def post(url: str) -> tuple[int, Any]:
