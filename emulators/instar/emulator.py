@@ -91,6 +91,10 @@ class InstarOptions(KindOptions):
     utc_offset_minutes: int = Field(default=0, ge=-720, le=840)
     # The seed's public key ends in "==", which is the padding of a 4096-bit key blob.
     ssh_key_bits: Literal[1024, 2048, 3072, 4096] = 4096
+    # When the camera makes its SSH key: on first need (getpubkey, an sFTP upload), or at its
+    # first start in the background. "first-use" lets a fleet of thousands start without
+    # spending a CPU-second of RSA-4096 per camera; the key persists either way.
+    ssh_key_generation: Literal["first-use", "at-start"] = "first-use"
     # What a verifying FTPS upload trusts: the farm's local CA, the system's CAs, or both,
     # plus any extra PEM certificates.
     trust_store: Literal["farm-ca", "system", "farm-ca+system"] = "farm-ca"
@@ -149,12 +153,8 @@ class InstarCamera(HttpEmulator):
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         await super().start()  # loads the saved key, when there is one
-        if self.ssh_key is None:
-            # First start: the camera makes its key in the background (RSA 4096 takes a
-            # second of CPU, off the loop), so a fleet of cameras starts at once; whoever
-            # needs it first (getpubkey, an sFTP upload) waits for it.
-            self._key_task = asyncio.get_running_loop().create_task(
-                self._make_ssh_key(), name=f"{self.name}-ssh-key")
+        if self.ssh_key is None and self.options.ssh_key_generation == "at-start":
+            self._start_key_task()
         await self.save()
         self._restart_scheduler()
 
@@ -163,8 +163,16 @@ class InstarCamera(HttpEmulator):
         self._set_ssh_key(pki.key_pem(key, traditional=True))
         await self.save()
 
+    def _start_key_task(self) -> None:
+        # RSA 4096 takes about a second of CPU: made off the loop, in the background; whoever
+        # needs the key first (getpubkey, an sFTP upload) waits for it.
+        self._key_task = asyncio.get_running_loop().create_task(
+            self._make_ssh_key(), name=f"{self.name}-ssh-key")
+
     async def ensure_ssh_key(self) -> asyncssh.SSHKey:
         if self.ssh_key is None:
+            if self._key_task is None or self._key_task.done():
+                self._start_key_task()
             assert self._key_task is not None
             await asyncio.shield(self._key_task)
         assert self.ssh_key is not None

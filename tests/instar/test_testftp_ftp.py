@@ -296,7 +296,11 @@ def test_camera_follows_its_upload_server_to_a_new_port(farm_factory, tmp_path) 
     first.stop()
 
     with socket.socket() as squatter:  # make sure the old port is taken this time
+        # SO_REUSEADDR: the first farm's upload may leave a TIME_WAIT on that port; a
+        # listening squatter still keeps the farm's server off it.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old_port))
+        squatter.listen()
         second = farm_factory(scenario, tmp_path, control=False)
         assert second["ftp"].port != old_port
         assert cgi(second["cam"].url, "cmd=getftpattr").values["ft_port"] == str(
