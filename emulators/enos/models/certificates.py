@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cryptography import x509
@@ -100,7 +100,9 @@ class CertRecord:
         return pki.load_cert(self.cert)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a str, int, bool or None, so a shallow copy equals asdict's deep one;
+        # the whole book is dumped at each save, and asdict's recursion dominated apply.
+        return dict(vars(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CertRecord:
