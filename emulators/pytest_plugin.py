@@ -1,7 +1,8 @@
 """pytest fixtures for running emulators in-process on free ports (installed as a plugin).
 
-- ``farm_factory(scenario, state_dir=None)``: start a farm from a file, a built-in name or a
-  dict; every farm it started is stopped after the test.
+- ``farm_factory(scenario, state_dir=None, free_ports=True)``: start a farm from a file, a
+  built-in name or a dict, every listener on a free port unless ``free_ports=False``; every
+  farm it started is stopped after the test.
 - ``emulator_factory(kind, name=None, **options)``: start one member alone.
 - ``farm``: the scenario of the test's ``@pytest.mark.emulators_scenario(...)`` marker, or
   the built-in default.
@@ -56,8 +57,9 @@ def emulator_factory(farm_factory: Callable[..., RunningFarm]) -> Callable[..., 
 
     def start(kind: str, name: str | None = None, state_dir: str | Path | None = None,
               **options: Any) -> MemberHandle:
+        # Options given here are the test's own choice: ports stay as given (0 by default).
         farm = farm_factory(single_member_scenario(kind, name, **options), state_dir,
-                            control=False)
+                            control=False, free_ports=False)
         return next(iter(farm.members.values()))
 
     return start

@@ -367,3 +367,26 @@ def rebind(scenario: Scenario, host: str) -> Scenario:
         for m in scenario.members)
     control = scenario.control.model_copy(update={"host": host})
     return dataclasses.replace(scenario, members=members, control=control)
+
+
+def with_free_ports(scenario: Scenario) -> Scenario:
+    """The same scenario with every listener on a free port, as tests want it.
+
+    Listeners are the entry's ``port``, every kind option named ``*_port`` and an FTP
+    server's ``passive_ports`` (a free port each time instead of a range); the control plane
+    gets a free port too.
+    """
+    import dataclasses
+
+    members = []
+    for m in scenario.members:
+        update: dict[str, Any] = {}
+        for field_name, value in m.options:
+            if field_name.endswith("_port") and isinstance(value, int) and value:
+                update[field_name] = 0
+            elif field_name == "passive_ports" and value is not None:
+                update[field_name] = None
+        options = m.options.model_copy(update=update) if update else m.options
+        members.append(dataclasses.replace(m, port=0, options=options))
+    control = scenario.control.model_copy(update={"port": 0})
+    return dataclasses.replace(scenario, members=tuple(members), control=control)

@@ -136,9 +136,14 @@ class RunningFarm:
         loop: LoopThread | None = None,
         control: bool = True,
         control_port: int = 0,
+        free_ports: bool = True,
     ) -> RunningFarm:
+        """Start a farm; with ``free_ports`` (the default) every listener takes a free port
+        whatever the scenario says, so tests never collide with each other or a running farm."""
         scenario = (source if isinstance(source, scenario_mod.Scenario)
                     else scenario_mod.load(source))
+        if free_ports:
+            scenario = scenario_mod.with_free_ports(scenario)
         loop = loop or shared_loop()
         farm = loop.call(lambda: Farm(scenario, state_dir, control=control,
                                       control_port=control_port))

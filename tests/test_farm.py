@@ -123,6 +123,15 @@ def test_a_member_that_cannot_start_stops_the_others(
         {"name": "first", "kind": COUNTER, "port": 0},
         {"name": "second", "kind": COUNTER, "port": taken}]}
     with pytest.raises(OSError, match="address already in use"):
-        farm_factory(scenario)
+        farm_factory(scenario, free_ports=False)
     # Nothing of the failed farm is left listening: a fresh farm on those ports starts fine.
     assert bump(blocker["x"].url) == 1
+
+
+def test_test_farms_take_free_ports_whatever_the_scenario_says(
+        farm_factory: Callable[..., RunningFarm]) -> None:
+    scenario = {"control": {"port": 8700},
+                "emulators": [{"name": "a", "kind": COUNTER, "port": 8080}]}
+    one, two = farm_factory(scenario), farm_factory(scenario)  # would clash on fixed ports
+    assert one["a"].port != two["a"].port and 8080 not in (one["a"].port, two["a"].port)
+    assert bump(one["a"].url) == 1
