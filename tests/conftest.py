@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -60,3 +61,10 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leaks: skip the thread/socket leak check")
+    # The suite drives the emulators with real command-line clients: say so plainly, once,
+    # instead of failing test by test with FileNotFoundError.
+    missing = [tool for tool in ("curl", "openssl") if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"the test suite needs {' and '.join(missing)} on PATH (real clients of the "
+            f"emulators): apt-get install {' '.join(missing)}, or run .ci/run, which does")
