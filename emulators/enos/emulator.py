@@ -7,6 +7,7 @@ and a restart keeps it.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import random
 import ssl
@@ -95,6 +96,7 @@ class EnosService(HttpEmulator):
             Rules(opts.default_valid_day_over_max, opts.renew_old_certificate))
         self._genesis: dict[str, Any] | None = None
         self.loaded = False
+        self._next_save: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def restore_saved(self) -> None:
@@ -229,6 +231,16 @@ class EnosService(HttpEmulator):
         }
 
     async def save(self) -> None:
+        # Each save dumps the whole certificate book. Calls made in the same turn of the loop
+        # (concurrent requests) share one save, started once they have all made their changes,
+        # instead of dumping the book once each.
+        if self._next_save is None:
+            self._next_save = asyncio.get_running_loop().create_task(self._save_now())
+        await asyncio.shield(self._next_save)
+
+    async def _save_now(self) -> None:
+        await asyncio.sleep(0)  # one more turn: requests that just arrived join this save
+        self._next_save = None  # a change made from here on waits for the next save
         await super().save()
         await self.serials.save()
 
