@@ -348,9 +348,7 @@ class Client:
             await asyncio.get_running_loop().run_in_executor(self.executor, self._close_iotda)
 
     def _close_iotda(self) -> None:
-        http = getattr(self._iotda, "_http_client", None)
-        if http is not None and hasattr(http, "close"):
-            http.close()
+        self._iotda.close()
 
     def url(self, member: str) -> str:
         return str(self.members[member]["urls"]["http"])
