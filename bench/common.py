@@ -81,9 +81,13 @@ import sys
 from aiohttp import web
 path, body, ctype = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3]
 host, port = sys.argv[4], int(sys.argv[5])
+close = len(sys.argv) > 6 and sys.argv[6] == "close"
 async def handler(request):
-    return web.Response(body=body, content_type=ctype.split(";")[0],
-                        charset=(ctype.split("charset=")[1] if "charset=" in ctype else None))
+    response = web.Response(body=body, content_type=ctype.split(";")[0],
+                            charset=(ctype.split("charset=")[1] if "charset=" in ctype else None))
+    if close:  # the emulated device answers HTTP/1.0 and closes: so does the baseline
+        response.force_close()
+    return response
 app = web.Application()
 app.router.add_get(path, handler)
 web.run_app(app, host=host, port=port, access_log=None, print=None)
@@ -91,15 +95,17 @@ web.run_app(app, host=host, port=port, access_log=None, print=None)
 
 
 @contextmanager
-def baseline_process(path: str, body: bytes, content_type: str) -> Iterator[str]:
-    """A bare aiohttp application answering ``path`` with the same bytes; yields its URL."""
+def baseline_process(path: str, body: bytes, content_type: str,
+                     close: bool = False) -> Iterator[str]:
+    """A bare aiohttp application answering ``path`` with the same bytes (and closing the
+    connection after each reply when ``close``, as an HTTP/1.0 device does); yields its URL."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-c", BASELINE, path, body.hex(), content_type,
-                             "127.0.0.1", str(port)])
+                             "127.0.0.1", str(port), "close" if close else "keep-alive"])
     try:
         deadline = time.monotonic() + 20
         while True:

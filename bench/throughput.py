@@ -38,7 +38,8 @@ def main() -> None:
             url = urls[kind.split("-")[0]] + path_qs
             with urllib.request.urlopen(url) as resp:
                 body, ctype = resp.read(), resp.headers.get("Content-Type", "text/plain")
-            with baseline_process(path, body, ctype) as base:
+                closes = resp.version == 10 or resp.headers.get("Connection") == "close"
+            with baseline_process(path, body, ctype, close=closes) as base:
                 base_url = base + path_qs
                 with urllib.request.urlopen(base_url) as resp:
                     assert resp.read() == body, "the baseline must answer the same bytes"
@@ -47,8 +48,9 @@ def main() -> None:
                     emu_runs.append(wrk(url, **load))
                     base_runs.append(wrk(base_url, **load))
             emu, base_m = median_of(emu_runs), median_of(base_runs)
+            reuse = "a new connection per request, both" if closes else "keep-alive"
             show(f"{label}: journal on, no fault rules ({env_note()}, wrk -t1 -c"
-                 f"{args.connections} -d{args.seconds}s, median of {args.runs})", [
+                 f"{args.connections} -d{args.seconds}s, median of {args.runs}; {reuse})", [
                 ("emulator req/s", f"{emu['rps']:.0f}"),
                 ("baseline req/s", f"{base_m['rps']:.0f}  (bare aiohttp, same bytes)"),
                 ("ratio", f"{emu['rps'] / base_m['rps']:.2f}x  (target >= 0.70x)"),

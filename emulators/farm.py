@@ -16,7 +16,7 @@ from .core.clock import Clock
 from .core.faults import FaultEngine
 from .core.journal import Journal
 from .core.member import FarmContext, Member, MemberSpec
-from .core.observe import make_middleware
+from .core.observe import HttpObserver
 from .core.snapshots import Snapshots
 from .core.state import StateStore, atomic_write_bytes, encode_state
 from .kinds import resolve
@@ -47,8 +47,9 @@ class Farm:
         for rule in scenario.faults:
             self.faults.add(rule)
         self.faults.on_fire.append(self._journal_fault)
+        self.http = HttpObserver(self.journal, self.faults)
         self.ctx = FarmContext(self.clock, self.store, self, self.journal, self.faults,
-                               [make_middleware(self.journal, self.faults)])
+                               [self.http.middleware])
         self.members: dict[str, Member] = {}
         self.snapshots = Snapshots(self)
         self.control_enabled = control
@@ -63,6 +64,7 @@ class Farm:
         if self.store.swept:
             log.info("swept %d temporary files left by an interrupted write", len(self.store.swept))
         started: list[Member] = []
+        self.http.start()
         try:
             shared_ports: dict[str, int] = {}
             for spec in self.scenario.members:
@@ -86,6 +88,7 @@ class Farm:
                 except Exception:  # noqa: BLE001 - keep unwinding the rest
                     log.exception("stopping %s after a failed start", member.name)
             self.members.clear()
+            await self.http.stop()
             self.store.close()
             raise
         self.started = True
@@ -116,6 +119,7 @@ class Farm:
             except Exception:  # noqa: BLE001 - one broken member must not keep others up
                 log.exception("stopping %s", member.name)
         await self.store.flush()
+        await self.http.stop()
         self.members.clear()
         self.store.close()
         self.started = False

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from http.client import RemoteDisconnected
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +137,18 @@ def test_test_farms_take_free_ports_whatever_the_scenario_says(
     one, two = farm_factory(scenario), farm_factory(scenario)  # would clash on fixed ports
     assert one["a"].port != two["a"].port and 8080 not in (one["a"].port, two["a"].port)
     assert bump(one["a"].url) == 1
+
+
+def test_a_request_past_its_deadline_is_cut_and_others_are_served(
+        farm_factory: Callable[..., RunningFarm], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.kinds import Counter
+
+    monkeypatch.setattr(Counter, "request_deadline", 1.0)
+    farm = farm_factory({"emulators": [{"name": "a", "kind": COUNTER}]})
+    started = time.monotonic()
+    with pytest.raises((ConnectionResetError, RemoteDisconnected)):
+        urllib.request.urlopen(farm["a"].url + "/slow?seconds=30", timeout=10)
+    assert 0.9 < time.monotonic() - started < 4
+    assert bump(farm["a"].url) == 1
+    [cut] = farm.journal(path="/slow")
+    assert cut["status"] == 499

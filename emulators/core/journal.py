@@ -14,6 +14,7 @@ import contextvars
 import fnmatch
 import itertools
 import re
+import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -80,7 +81,7 @@ def excerpt(data: bytes | str | None, limit: int) -> str | None:
     return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more]"
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     seq: int
     time: float
@@ -107,10 +108,14 @@ class Entry:
     raw: tuple[Any, ...] | None = field(default=None, repr=False)
 
     def _cook(self, excerpt_bytes: int) -> None:
-        query_pairs, header_pairs, body, reply = self.raw  # type: ignore[misc]
+        peer, raw_query, raw_headers, body, reply = self.raw  # type: ignore[misc]
         self.raw = None
-        self.query = mask_query(query_pairs)
-        self.headers = mask_headers(header_pairs)
+        if peer:
+            self.client = f"{peer[0]}:{peer[1]}"
+        self.query = mask_query(urllib.parse.parse_qsl(raw_query, keep_blank_values=True,
+                                                       errors="replace"))
+        self.headers = mask_headers((k.decode("utf-8", "replace"), v.decode("utf-8", "replace"))
+                                    for k, v in raw_headers)
         self.request_excerpt = excerpt(body, excerpt_bytes)
         self.reply_excerpt = excerpt(reply, excerpt_bytes)
 
@@ -153,16 +158,18 @@ class Journal:
         return excerpt(text, self.excerpt_bytes)
 
     def record_http(self, member: str, kind: str, protocol: str, correlation_id: str,
-                    client: str | None, method: str, path: str, query: Any, headers: Any,
-                    body: bytes | None, request_size: int | None, status: int | None,
-                    reply: bytes | None, duration_ms: float, detail: dict[str, Any]) -> None:
-        """The hot path: keep references; masking happens when the entry is read."""
+                    peer: Any, method: str, path: str, raw_query: str,
+                    raw_headers: tuple[tuple[bytes, bytes], ...], body: bytes | None,
+                    request_size: int | None, status: int | None, reply: bytes | None,
+                    duration_ms: float, detail: dict[str, Any] | None) -> None:
+        """The hot path: keep references; parsing, masking and formatting happen when the
+        entry is read."""
         limit = self.excerpt_bytes * 4
         entry = Entry(next(self._seq), self.clock.time(), member, kind, protocol, "request",
-                      correlation_id, client, method, path, None, None, request_size, None,
-                      status, len(reply) if reply is not None else None, None, duration_ms,
-                      None, detail,
-                      (query, headers, body[:limit] if body else body,
+                      correlation_id, None, method, path, None, None, request_size, None,
+                      status, len(reply) if reply is not None else None, None,
+                      round(duration_ms, 3), None, detail or {},
+                      (peer, raw_query, raw_headers, body[:limit] if body else body,
                        reply[:limit] if reply else reply))
         if self.enabled:
             self._entries.append(entry)
