@@ -433,7 +433,7 @@ class SftpServer(ServerMember):
                 "authorized_keys": {k: list(v) for k, v in self._authorized.items()}}
 
     def state(self) -> dict[str, Any]:
-        doc = self.dump_state()
+        doc = super().state()
         doc.pop("host_key")  # the private key stays in the flash, not in the control view
         doc["host_key_blob"] = self.host_key_blob() if self._host_key else None
         return doc
