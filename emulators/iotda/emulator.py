@@ -7,6 +7,7 @@ platform's limits; state is both certificate stores, saved after every change.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any, Literal
 
 from aiohttp import web
@@ -15,8 +16,10 @@ from pydantic import Field
 from ..core.httpserver import HttpEmulator
 from ..core.member import KindOptions
 from .auth import Authenticator, KeyPair
+from .exceptions import ALL_ERRORS, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
 from .responses import SERVICE, auth_middleware, error_middleware
+from .responses import _error_response as error_response
 from .urls import ROUTES
 
 
@@ -122,6 +125,19 @@ class IotdaService(HttpEmulator):
         return doc
 
     # -- HTTP ----------------------------------------------------------------------------------
+    def vendor_error(self, request: web.Request, message: str,
+                     status: int | None = None) -> web.StreamResponse:
+        """An injected vendor error (or a failure nothing mapped) in IoTDA's own form: a
+        message naming a code of the error table (``IOTDA.014307``) answers that row, any other
+        ``IOTDA.000001``; with ``X-Request-Id`` as every IoTDA reply."""
+        error_class = next((c for c in ALL_ERRORS if c.code == message.strip()), InternalError)
+        request_id = uuid.uuid4().hex
+        response = error_response(error_class(), request_id)
+        if status:
+            response.set_status(status)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, auth_middleware])
         app[SERVICE] = self
