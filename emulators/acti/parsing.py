@@ -60,6 +60,11 @@ async def discard_body(request: web.Request, timeout: float = BODY_TIMEOUT) -> N
     """Read and drop what is left of the request body (bounded in bytes and time)."""
     if not request.can_read_body or request.content.at_eof():
         return
+    declared = request.content_length
+    if declared is not None and declared > DISCARD_LIMIT:
+        # It could never be drained anyway: answer now (the reply closes the connection)
+        # rather than wait for megabytes a client may never send.
+        return
     dropped = 0
     try:
         async with asyncio.timeout(timeout):
