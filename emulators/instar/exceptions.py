@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from aiohttp import web
 
+from ..core.observe import MEMBER
 from .profiles import PROFILE, Profile
 
 log = logging.getLogger("emulators.instar")
@@ -93,12 +94,26 @@ def unauthorized_response(profile: Profile, cmd: str | None) -> web.Response:
         headers={"WWW-Authenticate": f'Basic realm="{profile.realm}"'})
 
 
+async def send_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Write ``response`` now and close the connection without reading the request body."""
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 def error_middleware(profile: Profile):  # type: ignore[no-untyped-def]
     """The one place an error becomes a reply: vendor codes, the login failure, and anything
     unexpected (answered as 214 INTERNAL_ERROR rather than a traceback)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        declared = request.content_length
+        if declared is not None and declared > request.app[MEMBER].client_max_size:
+            # Refused before a byte of it is read, and closed at once: aiohttp would otherwise
+            # linger ten seconds on a body nobody reads. The page is the web server's own.
+            return await send_and_close(request, web.Response(
+                status=413, text="413: Request Entity Too Large"))
         try:
             return await handler(request)
         except InstarError as exc:
