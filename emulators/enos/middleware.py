@@ -42,6 +42,15 @@ def gateway_reply(status: int, msg: str, business: str, http_status: int = 200,
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     member = request.app[MEMBER]
+    declared = request.content_length
+    if declared is not None and declared > member.client_max_size:
+        # Refused before a byte of it is read, and closed at once: aiohttp would otherwise
+        # wait for the whole declared body, or linger ten seconds on it.
+        response = gateway_reply(413, "Request Entity Too Large", "apim-gateway", 413)
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
+        return response
     try:
         if not member.loaded:  # a request that raced the first start's genesis
             raise InternalError()
