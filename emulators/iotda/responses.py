@@ -46,6 +46,17 @@ def _error_response(exc: IotdaError, request_id: str) -> web.Response:
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     request_id = uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    declared = request.content_length
+    if declared is not None and declared > request.app[SERVICE].client_max_size:
+        # Refused before a byte of it is read, and closed at once: the gateway would otherwise
+        # wait for the whole declared body, or linger ten seconds on it.
+        response = _error_response(BadRequestFormat(f"declared body of {declared} bytes"),
+                                   request_id)
+        response.headers["X-Request-Id"] = request_id
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
+        return response
     try:
         response: web.StreamResponse = await handler(request)
     except IotdaError as exc:
