@@ -82,9 +82,10 @@ def iotda_material() -> list[tuple[pki.PrivateKey, x509.Certificate, str]]:
 
 # -- load ------------------------------------------------------------------------------------
 
-async def sustained(op: Any, clients: int, seconds: float, pid: int) -> tuple[float, float]:
+async def sustained(op: Any, clients: int, seconds: float, pid: int
+                    ) -> tuple[float, float, float]:
     """Operations per second with ``clients`` concurrent loops of ``op(worker)``, and the
-    farm process's CPU share over the same window."""
+    CPU shares of the farm process and of this one (the load) over the same window."""
     stop = time.perf_counter() + seconds
     counts = [0] * clients
 
@@ -93,10 +94,11 @@ async def sustained(op: Any, clients: int, seconds: float, pid: int) -> tuple[fl
             await op(n)
             counts[n] += 1
 
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    cpu0, own0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(clients)))
     elapsed = time.perf_counter() - t0
-    return sum(counts) / elapsed, (cpu_seconds(pid) - cpu0) / elapsed
+    return (sum(counts) / elapsed, (cpu_seconds(pid) - cpu0) / elapsed,
+            (time.process_time() - own0) / elapsed)
 
 
 def enos_op(session: aiohttp.ClientSession, base: str, material: list[tuple[str, str]]) -> Any:
@@ -260,15 +262,16 @@ async def throughput(urls: dict[str, str], control: str, pid: int,
                                                  lambda: iotda_baseline(iotda_mat, args.seconds))}
         for label, (member, op, baseline) in ops.items():
             await op(0)  # warm: routes, first-use caches
-            runs, cpus, bases = [], [], []
+            runs, cpus, loads, bases = [], [], [], []
             for _ in range(args.runs):
                 # Every run starts from the scenario's state: EnOS keeps each certificate it
                 # issues, and a bigger book costs more per save.
                 async with session.post(f"{control}/v1/emulators/{member}/reset") as resp:
                     assert resp.status == 200, await resp.text()
-                rate, cpu = await sustained(op, args.clients, args.seconds, pid)
+                rate, cpu, load = await sustained(op, args.clients, args.seconds, pid)
                 runs.append(rate)
                 cpus.append(cpu)
+                loads.append(load)
                 bases.append(baseline())
             rate, base = statistics.median(runs), statistics.median(bases)
             cpu_ms = statistics.median(c / r * 1000 for c, r in zip(cpus, runs, strict=True))
@@ -277,6 +280,7 @@ async def throughput(urls: dict[str, str], control: str, pid: int,
                 ("emulator ops/s", f"{rate:.0f}  (target >= {TARGET_OPS:.0f}); runs: "
                                    + ", ".join(f"{r:.0f}" for r in runs)),
                 ("farm process CPU", f"{statistics.median(cpus) * 100:.0f} % of one core"),
+                ("load process CPU", f"{statistics.median(loads) * 100:.0f} % of one core"),
                 # CPU per operation does not depend on what else the machine runs: its
                 # inverse is the rate one free core would sustain.
                 ("farm CPU per op", f"{cpu_ms:.2f} ms  (one free core: ~{1000 / cpu_ms:.0f} "

@@ -151,6 +151,10 @@ def main() -> None:
                      + f"   (target median < {TARGETS_MS[proto]:.0f} ms)"),
                     ("baseline upload", summary(base_ms) + "   (plain client from here)"),
                     ("ratio", f"{ratio:.2f}x the baseline's median"),
+                    # The server saves its whole history at each upload (see README), so
+                    # a late round costs more than an early one.
+                    ("camera, first / last 20", f"{statistics.median(cam_ms[:20]):.2f} / "
+                                                f"{statistics.median(cam_ms[-20:]):.2f} ms"),
                 ])
         finally:
             for cam in cams.values():
