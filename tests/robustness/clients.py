@@ -35,9 +35,11 @@ def scenario(name: str) -> dict[str, Any]:
         "name": name,
         "servers": [
             {"name": "ftp", "kind": "ftp", "failed_login_delay": 0.0,
-             "users": [{"name": FTP_USER, "password": FTP_PASSWORD}]},
+             "users": [{"name": FTP_USER, "password": FTP_PASSWORD},
+                       {"name": "other", "password": "other-secret"}]},
             {"name": "sftp", "kind": "sftp",
-             "users": [{"name": SFTP_USER, "password": SFTP_PASSWORD}]},
+             "users": [{"name": SFTP_USER, "password": SFTP_PASSWORD},
+                       {"name": "other", "password": "other-secret"}]},
         ],
         "emulators": [
             {"name": "acti", "kind": "acti-camera"},
