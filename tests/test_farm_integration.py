@@ -154,3 +154,26 @@ def test_snapshot_round_trip_of_the_whole_default_farm(farm: RunningFarm) -> Non
     assert b'snapcount="5";' in get(cam + "getftpactionattr")
     assert farm["ftp"].call(lambda m: m.received_files()) == []
     client.close()
+
+
+def test_tls_faults_serve_an_expired_or_wrongly_named_certificate(farm: RunningFarm,
+                                                                   tmp_path: Any) -> None:
+    ca = tmp_path / "farm-ca.pem"
+    ca.write_text(farm.ready["ca"]["pem"])
+    url = farm["enos"].urls["https"] + "/enos/CA/cacert/RSA"
+
+    def curl() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["curl", "-sS", "--cacert", str(ca), "-o", "/dev/null",
+                               "-w", "%{http_code}", url],
+                              capture_output=True, text=True, timeout=20)
+
+    assert curl().stdout == "200"  # the listener's own certificate verifies
+    farm.add_fault(fault="tls_expired", member="enos", times=1)
+    expired = curl()
+    assert expired.returncode == 60 and "expired" in expired.stderr
+    farm.add_fault(fault="tls_wrong_name", member="enos", times=1)
+    wrong = curl()
+    assert wrong.returncode == 60 and "subject name" in wrong.stderr
+    assert curl().stdout == "200"  # the rules were used up: back to the real certificate
+    assert [e["detail"]["fault_type"] for e in farm.journal(event="fault")] == [
+        "tls_expired", "tls_wrong_name"]

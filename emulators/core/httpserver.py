@@ -7,8 +7,10 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from .faults import TLS_FAULTS
 from .member import Member
 from .observe import MEMBER
+from .tls import TlsSite, fault_contexts
 
 # How long shutdown waits for requests in flight before closing their connections.
 SHUTDOWN_GRACE = 5.0
@@ -31,6 +33,7 @@ class HttpEmulator(Member):
         self.runner: web.AppRunner | None = None
         self.sites: dict[str, web.TCPSite] = {}
         self.bound: dict[str, tuple[str, int]] = {}
+        self._fault_contexts: dict[str, ssl.SSLContext] | None = None
 
     def build_app(self) -> web.Application:
         raise NotImplementedError
@@ -44,6 +47,20 @@ class HttpEmulator(Member):
         if self.server_header is not None:
             app.on_response_prepare.append(self._set_server_header)
         return app
+
+    def _context_for(self, normal: ssl.SSLContext) -> ssl.SSLContext:
+        """The TLS identity for the next connection: the member's own, unless a tls_* fault
+        rule fires, which serves a farm-CA certificate that expired or names another host."""
+        faults = self.ctx.faults
+        if not faults.rules:
+            return normal
+        rule = faults.check(self.name, self.kind, "https", types=TLS_FAULTS,
+                            group=self.spec.group)
+        if rule is None:
+            return normal
+        if self._fault_contexts is None:
+            self._fault_contexts = fault_contexts(self.ctx.ca, self.host)
+        return self._fault_contexts[rule.fault]
 
     def command_of(self, request: web.Request) -> str | None:
         """The device command a request carries, for fault rules' ``command`` match."""
@@ -77,9 +94,11 @@ class HttpEmulator(Member):
         self, label: str, host: str, port: int, ssl_context: ssl.SSLContext | None = None
     ) -> tuple[str, int]:
         assert self.runner is not None
-        site = web.TCPSite(
-            self.runner, host, port, ssl_context=ssl_context, reuse_address=True, backlog=512
-        )
+        site: web.BaseSite
+        if ssl_context is None:
+            site = web.TCPSite(self.runner, host, port, reuse_address=True, backlog=512)
+        else:
+            site = TlsSite(self.runner, host, port, lambda: self._context_for(ssl_context))
         await site.start()
         server = site._server  # the asyncio Server: the only place the real port is known
         assert server is not None

@@ -1,0 +1,96 @@
+"""TLS listeners that choose their certificate per connection, so that a fault rule can hand
+the next client an expired or wrongly named certificate while every other client gets the
+member's own."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .. import pki
+
+if TYPE_CHECKING:
+    from .farm_ca import FarmCA
+
+HANDSHAKE_TIMEOUT = 15.0
+
+
+class TlsSite(web.BaseSite):
+    """Like ``web.TCPSite`` with TLS, but the context is chosen when a client connects."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int,
+                 choose: Callable[[], ssl.SSLContext], backlog: int = 512) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._choose = choose
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+        self._server = await loop.create_server(
+            lambda: _Handover(loop, server, self._choose), self._host, self._port,
+            reuse_address=True, backlog=self._backlog)
+
+
+class _Handover(asyncio.Protocol):
+    """Holds a fresh connection (reading paused, so the ClientHello waits), picks the context,
+    upgrades to TLS and hands the TLS transport to aiohttp's protocol."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, make_protocol: Any,
+                 choose: Callable[[], ssl.SSLContext]) -> None:
+        self._loop = loop
+        self._make_protocol = make_protocol
+        self._choose = choose
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self._task = self._loop.create_task(self._upgrade(transport))
+
+    async def _upgrade(self, transport: asyncio.Transport) -> None:
+        protocol = self._make_protocol()
+        try:
+            tls = await self._loop.start_tls(transport, protocol, self._choose(),
+                                             server_side=True,
+                                             ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+            transport.abort()  # a failed handshake: what a TLS server does, nothing more
+            return
+        if tls is None:
+            transport.abort()
+            return
+        protocol.connection_made(tls)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+def fault_contexts(ca: FarmCA, host: str) -> dict[str, ssl.SSLContext]:
+    """The identities of the tls_* faults, signed by the farm CA: one for another name, one
+    expired (by the real clock: that is what clients check)."""
+    wrong_cert, wrong_key = ca.issue_server("wrong-name.invalid", dns_names=("wrong-name.invalid",),
+                                            ip_addresses=())
+    key = pki.ec_key()
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    hosts = (host,) if host not in ("0.0.0.0", "::") else ("127.0.0.1",)
+    expired = pki.issue(key.public_key(), pki.name(CN=hosts[0]), ca.cert, ca.key,
+                        not_before=start, days=30, dns_names=("localhost",),
+                        ip_addresses=hosts, server=True)
+    return {
+        "tls_wrong_name": pki.server_context(wrong_cert, wrong_key),
+        "tls_expired": pki.server_context(pki.cert_pem(expired) + ca.pem, pki.key_pem(key)),
+    }
