@@ -142,3 +142,31 @@ def test_console_script_and_module_are_the_same_command() -> None:
                             text=True, timeout=60)
     assert script.stdout == module.stdout
     assert "acti-camera" in script.stdout and "sftp" in script.stdout
+
+
+def test_readme_command_runs_the_whole_default_farm(tmp_path: Path) -> None:
+    ready_file = tmp_path / "ready.json"
+    proc = subprocess.Popen([sys.executable, "-m", "emulators", "run", "--ready-file",
+                             str(ready_file)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready_file.exists():
+            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no ready file in 30 s"
+            time.sleep(0.02)
+        ready = json.loads(ready_file.read_text())
+        assert ready["scenario"] == "default"
+        assert ready["control"]["url"] == "http://127.0.0.1:8700"
+        kinds = {m["kind"] for m in ready["emulators"] + ready["servers"]}
+        assert kinds == {"acti-camera", "instar-camera", "enos", "iotda", "ftp", "sftp"}
+        with urllib.request.urlopen("http://127.0.0.1:8080/cgi-bin/update?USER=admin&PWD=123456"
+                                    "&HTTPS_CER", timeout=5) as resp:
+            assert resp.read() == b"HTTPS_CER='none'\n"
+        with urllib.request.urlopen("http://127.0.0.1:8081/param.cgi?cmd=getftpattr&user=admin"
+                                    "&pwd=instar", timeout=5) as resp:
+            assert resp.read().endswith(b'response="200";\r\n')
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err
