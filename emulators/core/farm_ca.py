@@ -28,7 +28,7 @@ class FarmCA:
     def load_or_create(cls, store: StateStore) -> FarmCA:
         saved = store.load(STATE_NAME)
         if saved is not None:
-            return cls(pki.load_cert(saved["cert"]), pki.load_key(saved["key"]))
+            return cls(pki.load_cert(saved["cert"]), pki.load_key(saved["key"], trusted=True))
         key = pki.ec_key()
         cert = pki.make_ca(pki.name(CN="Emulator Farm Local CA", O="emulators"), key, days=3650)
         ca = cls(cert, key)

@@ -180,7 +180,7 @@ class EnosService(HttpEmulator):
             public_key, subject = csr.public_key(), csr.subject
         else:
             assert key_pem is not None
-            public_key = pki.load_key(key_pem).public_key()
+            public_key = pki.load_key(key_pem, trusted=True).public_key()
             fields = {**DEFAULT_SUBJECT, "CN": device.device_key, **(spec.subject or {})}
             subject = pki.name(**fields)
         product = self.registry.product_of(device)

@@ -140,7 +140,7 @@ class RootCA:
 
     @classmethod
     def from_dict(cls, authority: Authority, data: dict[str, str]) -> RootCA:
-        return cls(authority, pki.load_cert(data["cert"]), pki.load_key(data["key"]))
+        return cls(authority, pki.load_cert(data["cert"]), pki.load_key(data["key"], trusted=True))
 
 
 # RFC 5280 reason codes the revoke API accepts (0 unspecified is written without a reason).
