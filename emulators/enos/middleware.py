@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -39,18 +40,43 @@ def gateway_reply(status: int, msg: str, business: str, http_status: int = 200,
     return web.json_response(body, status=http_status)
 
 
+# A refused body is dropped while the client keeps sending it (up to this much, pausing at
+# most DRAIN_IDLE between chunks) so that closing does not reset a connection it is still
+# writing to and cost it the reply; a client that declared a body and went quiet is closed.
+DRAIN_LIMIT = 4 * 1024 * 1024
+DRAIN_IDLE = 1.0
+
+
+async def send_and_close(request: web.Request, response: web.StreamResponse,
+                         ) -> web.StreamResponse:
+    """Write ``response`` without reading the request body first, drop what still comes of
+    the body (bounded), and close the connection."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    dropped = 0
+    try:
+        while dropped < DRAIN_LIMIT and not request.content.is_eof():
+            async with asyncio.timeout(DRAIN_IDLE):
+                chunk = await request.content.readany()
+            if not chunk:
+                break
+            dropped += len(chunk)
+    except (TimeoutError, ConnectionError):
+        pass
+    request.protocol.force_close()
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     member = request.app[MEMBER]
     declared = request.content_length
     if declared is not None and declared > member.client_max_size:
-        # Refused before a byte of it is read, and closed at once: aiohttp would otherwise
-        # wait for the whole declared body, or linger ten seconds on it.
-        response = gateway_reply(413, "Request Entity Too Large", "apim-gateway", 413)
-        await response.prepare(request)
-        await response.write_eof()
-        request.protocol.force_close()
-        return response
+        # Refused before the body is read (request.read() would wait for all of it) and
+        # closed as soon as the client stops sending (aiohttp would linger ten seconds).
+        return await send_and_close(
+            request, gateway_reply(413, "Request Entity Too Large", "apim-gateway", 413))
     try:
         if not member.loaded:  # a request that raced the first start's genesis
             raise InternalError()

@@ -3,6 +3,7 @@ exception, and the one middleware that renders them (and the 401 of a wrong logi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import ClassVar
 
@@ -94,10 +95,30 @@ def unauthorized_response(profile: Profile, cmd: str | None) -> web.Response:
         headers={"WWW-Authenticate": f'Basic realm="{profile.realm}"'})
 
 
-async def send_and_close(request: web.Request, response: web.Response) -> web.Response:
-    """Write ``response`` now and close the connection without reading the request body."""
+# A refused body is dropped while the client keeps sending it (up to this much, pausing at
+# most DRAIN_IDLE between chunks) so that closing does not reset a connection it is still
+# writing to and cost it the reply; a client that declared a body and went quiet is closed.
+DRAIN_LIMIT = 4 * 1024 * 1024
+DRAIN_IDLE = 1.0
+
+
+async def send_and_close(request: web.Request, response: web.StreamResponse,
+                         ) -> web.StreamResponse:
+    """Write ``response`` without reading the request body first, drop what still comes of
+    the body (bounded), and close the connection."""
+    response.force_close()
     await response.prepare(request)
     await response.write_eof()
+    dropped = 0
+    try:
+        while dropped < DRAIN_LIMIT and not request.content.is_eof():
+            async with asyncio.timeout(DRAIN_IDLE):
+                chunk = await request.content.readany()
+            if not chunk:
+                break
+            dropped += len(chunk)
+    except (TimeoutError, ConnectionError):
+        pass
     request.protocol.force_close()
     return response
 
@@ -110,8 +131,9 @@ def error_middleware(profile: Profile):  # type: ignore[no-untyped-def]
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
         declared = request.content_length
         if declared is not None and declared > request.app[MEMBER].client_max_size:
-            # Refused before a byte of it is read, and closed at once: aiohttp would otherwise
-            # linger ten seconds on a body nobody reads. The page is the web server's own.
+            # Refused before the body is read (request.read() would wait for all of it) and
+            # closed as soon as the client stops sending (aiohttp would linger ten seconds).
+            # The page is the web server's own, as for 404 and 405.
             return await send_and_close(request, web.Response(
                 status=413, text="413: Request Entity Too Large"))
         try:
