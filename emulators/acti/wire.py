@@ -8,6 +8,7 @@ are.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
@@ -135,6 +136,11 @@ def error_middleware(camera: ActiCamera) -> Callable[[web.Request, Handler],
             response = error_reply(exc, camera)
         except web.HTTPException:
             raise
+        except ConnectionError:
+            # The client hung up before its request was read: nobody is left to answer and
+            # nothing of ours failed. End it the way the farm ends an aborted request (the
+            # journal records 499) instead of logging a traceback and a reply to no one.
+            raise asyncio.CancelledError from None
         except Exception:  # the device answers, it never crashes: log it, say so on the wire
             log.exception("%s: %s %s failed", camera.name, request.method, request.path_qs)
             response = error_reply(errors.InternalError(errors.UNEXPECTED), camera)
