@@ -25,6 +25,9 @@ Protocol = Literal["ftp", "ftps", "sftp"]
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 # Events kept in the saved state; older ones are dropped first (the journal keeps the rest).
 MAX_EVENTS = 1000
+# How long an event (a login, a refusal) may wait to be saved. Each save encodes the whole
+# history, so events share the next save (usually the upload's) instead of paying for one each.
+EVENT_SAVE_DELAY = 0.25
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024
 # Event keys the journal has columns for; the rest go to its ``detail``.
 JOURNAL_FIELDS = frozenset({"seq", "time", "server", "kind", "protocol", "event", "user",
@@ -129,6 +132,7 @@ class ServerMember(Member):
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._saving: set[asyncio.Task[None]] = set()
+        self._event_save: asyncio.TimerHandle | None = None
         self._upload_waiters: list[tuple[Callable[[dict[str, Any]], bool],
                                          asyncio.Future[dict[str, Any]]]] = []
 
@@ -263,8 +267,34 @@ class ServerMember(Member):
 
     async def record_event(self, event: str, **fields: Any) -> dict[str, Any]:
         record = self.emit(event, **fields)
-        await self.save()
+        self.save_soon()
         return record
+
+    def save_soon(self) -> None:
+        """Save within EVENT_SAVE_DELAY, unless a save comes first. Without a running loop
+        nothing is scheduled (the next save will carry the change)."""
+        if self._event_save is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._event_save = loop.call_later(EVENT_SAVE_DELAY, self._save_events)
+
+    def _save_events(self) -> None:
+        self._event_save = None
+        self.schedule_save()
+
+    async def save(self) -> None:
+        if self._event_save is not None:  # this save carries the waiting events
+            self._event_save.cancel()
+            self._event_save = None
+        await super().save()
+
+    async def save_waiting_events(self) -> None:
+        """At stop: save events still waiting for their save."""
+        if self._event_save is not None:
+            await self.save()
 
     def relative_path(self, user: str, local_path: str | Path) -> str:
         """A file's posix path under the user's root (blocking: resolves symlinks)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
+import itertools
 import logging
 import os
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .. import pki
+from ..core.state import TMP_MARKER
 from .common import ServerMember, ServerOptions
 from .exceptions import (
     FTP_BAD_ARGUMENT,
@@ -34,6 +36,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from OpenSSL import SSL
     from pyftpdlib.authorizers import AuthenticationFailed, DummyAuthorizer
+    from pyftpdlib.filesystems import AbstractedFS
     from pyftpdlib.handlers import (
         FTPHandler,
         ThrottledDTPHandler,
@@ -109,6 +112,60 @@ class _Authorizer(DummyAuthorizer):
         expected = entry["pwd"] if entry else ""
         if not (hmac.compare_digest(expected.encode(), password.encode()) and entry):
             raise AuthenticationFailed("Authentication failed.")
+
+
+_TMP_IDS = itertools.count(1)
+
+
+class _ReplacingFile:
+    """A STOR target written under a temporary name in the same folder and moved over the
+    target when the transfer ends (complete or not), so a farm killed mid-transfer leaves the
+    previous file whole, never a truncated one that an earlier record points at; the
+    temporary file is swept at the next start (``TMP_MARKER``)."""
+
+    def __init__(self, target: str) -> None:
+        self.name = target  # what pyftpdlib and the upload record see
+        # Through a symlink (one inside the root): replace what it points at, as writing
+        # through it did, not the link itself.
+        self._dest = os.path.realpath(target)
+        head, tail = os.path.split(self._dest)
+        self._tmp = os.path.join(head, f".{tail}{TMP_MARKER}ftp-{os.getpid()}-{next(_TMP_IDS)}")
+        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed by close(), like a file
+
+    def write(self, data: bytes) -> int:
+        return self._fh.write(data)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def seek(self, *args: int) -> int:
+        return self._fh.seek(*args)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.close()
+        os.replace(self._tmp, self._dest)
+
+
+class _FarmFS(AbstractedFS):
+    """pyftpdlib's filesystem, with STOR (mode ``wb``) going through ``_ReplacingFile``;
+    APPE and REST keep writing in place, since they extend what is there."""
+
+    def open(self, filename: str, mode: str) -> Any:
+        if mode == "wb":
+            return _ReplacingFile(filename)
+        return super().open(filename, mode)
 
 
 class _FarmHandler:
@@ -413,6 +470,7 @@ class FtpServer(ServerMember):
             "member": self,
             "authorizer": authorizer,
             "dtp_handler": dtp,
+            "abstracted_fs": _FarmFS,
             "banner": opts.banner,
             "max_login_attempts": opts.max_login_attempts,
             "auth_failed_timeout": opts.failed_login_delay,
@@ -487,6 +545,7 @@ class FtpServer(ServerMember):
         if thread is not None:
             await asyncio.to_thread(thread.join, 10)
         self._server = None
+        await self.save_waiting_events()
         await self.ctx.store.flush()
 
     # -- description -------------------------------------------------------------------------

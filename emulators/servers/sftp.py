@@ -184,7 +184,7 @@ class _SSHServer(asyncssh.SSHServer):
                         reason="too_many_login_attempts")
             self.conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
                                  SSH_TOO_MANY_AUTH_FAILURES)
-        await member.save()
+        member.save_soon()
 
     async def auth_completed(self) -> None:
         assert self.conn is not None
@@ -364,7 +364,7 @@ class _SFTPServer(asyncssh.SFTPServer):
         for key, upload in list(self.uploads.items()):
             del self.uploads[key]
             self._incomplete(upload)
-        self.member.schedule_save()
+        self.member.save_soon()
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -522,6 +522,7 @@ class SftpServer(ServerMember):
             conn.close()
         for conn in conns:
             await conn.wait_closed()
+        await self.save_waiting_events()
         await self.ctx.store.flush()
 
     # -- description -------------------------------------------------------------------------
