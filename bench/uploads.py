@@ -58,8 +58,17 @@ class Camera:
         self.auth = "Basic " + base64.b64encode(b"admin:instar").decode()
 
     def cgi(self, query: str) -> dict[str, str]:
-        self.conn.request("GET", f"/param.cgi?{query}", headers={"Authorization": self.auth})
-        resp = self.conn.getresponse()
+        try:
+            self.conn.request("GET", f"/param.cgi?{query}",
+                              headers={"Authorization": self.auth})
+            resp = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The camera closed the connection while it sat idle (keep-alive timeout) during
+            # another protocol's rounds: open a new one, as a browser does.
+            self.conn.close()
+            self.conn.request("GET", f"/param.cgi?{query}",
+                              headers={"Authorization": self.auth})
+            resp = self.conn.getresponse()
         body = resp.read().decode()
         if resp.status != 200:
             raise SystemExit(f"camera answered {resp.status}: {body}")
