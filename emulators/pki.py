@@ -162,7 +162,7 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     return now or dt.datetime.now(dt.UTC)
 
 
-def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -217,7 +217,7 @@ def issue(
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
-    issuer_public = issuer_cert.public_key() if issuer_cert is not None else public_key
+    issuer_public: Any = issuer_cert.public_key() if issuer_cert is not None else public_key
     builder = builder.add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False)
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from aiohttp import web
@@ -65,7 +66,7 @@ class ControlPlane:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
         await site.start()
-        assert site._server is not None
+        assert isinstance(site._server, asyncio.Server)
         self.port = site._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -21,7 +21,7 @@ def _members(body: dict) -> list[str] | None:  # type: ignore[type-arg]
 
 @routes.get("/v1/snapshots")
 async def list_snapshots(request: web.Request) -> web.Response:
-    return web.json_response({"snapshots": request.app[FARM].snapshots.list()})
+    return web.json_response({"snapshots": request.app[FARM].snapshots.catalogue()})
 
 
 @routes.post("/v1/snapshots")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any, ClassVar
 
@@ -31,7 +32,7 @@ class HttpEmulator(Member):
         super().__init__(*args, **kwargs)
         self.app: web.Application | None = None
         self.runner: web.AppRunner | None = None
-        self.sites: dict[str, web.TCPSite] = {}
+        self.sites: dict[str, web.BaseSite] = {}
         self.bound: dict[str, tuple[str, int]] = {}
         self._fault_contexts: dict[str, ssl.SSLContext] | None = None
 
@@ -101,7 +102,7 @@ class HttpEmulator(Member):
             site = TlsSite(self.runner, host, port, lambda: self._context_for(ssl_context))
         await site.start()
         server = site._server  # the asyncio Server: the only place the real port is known
-        assert server is not None
+        assert isinstance(server, asyncio.Server)
         assert server.sockets
         bound = server.sockets[0].getsockname()[:2]
         self.sites[label] = site

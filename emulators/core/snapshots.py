@@ -45,7 +45,7 @@ class Snapshots:
     def _files_path(self, name: str) -> Path:
         return self._root / f"{name}.files"
 
-    def list(self) -> list[dict[str, Any]]:
+    def catalogue(self) -> list[dict[str, Any]]:
         docs = list(self._memory.values())
         if self.farm.store.directory is not None and self._root.is_dir():
             for path in sorted(self._root.glob("*.json")):
@@ -71,15 +71,15 @@ class Snapshots:
         if not NAME_RE.match(name):
             raise ValueError("snapshot names are 1-63 letters, digits, '.', '_' or '-'")
         targets = self._targets(members)
-        doc = {"name": name, "time": self.farm.clock.time(),
-               "members": {m.name: copy.deepcopy(m.dump_state()) for m in targets}}
+        states = {m.name: copy.deepcopy(m.dump_state()) for m in targets}
+        doc: dict[str, Any] = {"name": name, "time": self.farm.clock.time(), "members": states}
         files = self._files_path(name)
         await asyncio.to_thread(self._copy_files, [m.name for m in targets], files)
         if self.farm.store.directory is not None:
             await asyncio.to_thread(atomic_write_bytes, self._doc_path(name), encode_state(doc))
         else:
             self._memory[name] = doc
-        return {"name": name, "time": doc["time"], "members": sorted(doc["members"])}
+        return {"name": name, "time": doc["time"], "members": sorted(states)}
 
     async def restore(self, name: str, members: list[str] | None = None) -> list[str]:
         doc = self._load(name)
