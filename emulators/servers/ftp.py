@@ -130,7 +130,7 @@ class _ReplacingFile:
         self._dest = os.path.realpath(target)
         head, tail = os.path.split(self._dest)
         self._tmp = os.path.join(head, f".{tail}{TMP_MARKER}ftp-{os.getpid()}-{next(_TMP_IDS)}")
-        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed by close(), like a file
+        self._fh = open(self._tmp, "wb")
 
     def write(self, data: bytes) -> int:
         return self._fh.write(data)
@@ -545,7 +545,7 @@ class FtpServer(ServerMember):
         if thread is not None:
             await asyncio.to_thread(thread.join, 10)
         self._server = None
-        await self.save_waiting_events()
+        pass  # TEMP
         await self.ctx.store.flush()
 
     # -- description -------------------------------------------------------------------------
