@@ -29,9 +29,10 @@ SFTP_USER, SFTP_PASSWORD = "ipcamera", "password"
 REPLY_TIMEOUT = 5.0
 
 
-def scenario(name: str) -> dict[str, Any]:
-    """Every kind once; the INSTAR camera uploads to the FTP server."""
-    return {
+def scenario(name: str, **options: dict[str, Any]) -> dict[str, Any]:
+    """Every kind once; the INSTAR camera uploads to the FTP server. ``options`` adds scenario
+    keys per member name (``ftp={"idle_timeout": 1}``)."""
+    doc = {
         "name": name,
         "servers": [
             {"name": "ftp", "kind": "ftp", "failed_login_delay": 0.0,
@@ -57,6 +58,9 @@ def scenario(name: str) -> dict[str, Any]:
              "tokens": [{"token": IOTDA_TOKEN, "project_id": IOTDA_PROJECT}]},
         ],
     }
+    for entry in (*doc["servers"], *doc["emulators"]):
+        entry.update(options.get(entry["name"], {}))
+    return doc
 
 
 # -- the raw HTTP client ------------------------------------------------------------------------
@@ -90,7 +94,7 @@ def _parse(raw: bytes) -> tuple[int, str, str, dict[str, str], bytes]:
 
 
 def exchange(port: int, request: bytes, *, timeout: float = REPLY_TIMEOUT,
-             host: str = "127.0.0.1") -> Reply:
+             host: str = "127.0.0.1", close_within: float = 2.0) -> Reply:
     """Send ``request`` on a new connection and read one reply (by Content-Length, or to the
     close); fail when it does not come within ``timeout``."""
     started = time.monotonic()
@@ -103,7 +107,7 @@ def exchange(port: int, request: bytes, *, timeout: float = REPLY_TIMEOUT,
         while True:
             # Once the reply is complete, wait a little for the close that "Connection:
             # close" asks for; a server that keeps the connection open is reported, not hung.
-            until = deadline if complete_at is None else min(deadline, complete_at + 2.0)
+            until = deadline if complete_at is None else min(deadline, complete_at + close_within)
             sock.settimeout(max(0.01, until - time.monotonic()))
             try:
                 chunk = sock.recv(65536)
