@@ -545,7 +545,7 @@ class FtpServer(ServerMember):
         if thread is not None:
             await asyncio.to_thread(thread.join, 10)
         self._server = None
-        pass  # TEMP
+        await self.save_waiting_events()
         await self.ctx.store.flush()
 
     # -- description -------------------------------------------------------------------------
