@@ -6,6 +6,7 @@ object owns one running member: its listeners, its state and its saved copy of t
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ class Member:
         self.options = spec.options
         self.ctx = ctx
         self.clock = ctx.clock
+        self._next_save: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -162,6 +164,20 @@ class Member:
         self.load_state(saved if saved is not None else copy.deepcopy(self.initial_state()))
 
     async def save(self) -> None:
+        """Persist the state; returns once it is on disk. Saves asked for in the same turn of
+        the loop (concurrent requests) share one dump and one write, made once they have all
+        made their changes."""
+        if self._next_save is None:
+            self._next_save = asyncio.get_running_loop().create_task(self._save_now())
+        await asyncio.shield(self._next_save)
+
+    async def _save_now(self) -> None:
+        await asyncio.sleep(0)  # one more turn: requests that just arrived join this save
+        self._next_save = None  # a change made from here on waits for the next save
+        await self.write_state()
+
+    async def write_state(self) -> None:
+        """One write of what is saved to flash (a kind that keeps more files extends it)."""
         await self.ctx.store.save(self.name, self.dump_state())
 
     def files_dir(self) -> Path:

@@ -7,7 +7,6 @@ and a restart keeps it.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import random
 import ssl
@@ -96,7 +95,6 @@ class EnosService(HttpEmulator):
             Rules(opts.default_valid_day_over_max, opts.renew_old_certificate))
         self._genesis: dict[str, Any] | None = None
         self.loaded = False
-        self._next_save: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def restore_saved(self) -> None:
@@ -230,18 +228,8 @@ class EnosService(HttpEmulator):
             "faults": self.faults.dump(),
         }
 
-    async def save(self) -> None:
-        # Each save dumps the whole certificate book. Calls made in the same turn of the loop
-        # (concurrent requests) share one save, started once they have all made their changes,
-        # instead of dumping the book once each.
-        if self._next_save is None:
-            self._next_save = asyncio.get_running_loop().create_task(self._save_now())
-        await asyncio.shield(self._next_save)
-
-    async def _save_now(self) -> None:
-        await asyncio.sleep(0)  # one more turn: requests that just arrived join this save
-        self._next_save = None  # a change made from here on waits for the next save
-        await super().save()
+    async def write_state(self) -> None:
+        await super().write_state()
         await self.serials.save()
 
     # -- for the wire and for tests ---------------------------------------------------------

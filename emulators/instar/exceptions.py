@@ -3,12 +3,13 @@ exception, and the one middleware that renders them (and the 401 of a wrong logi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import ClassVar
+from urllib.parse import quote
 
 from aiohttp import web
 
+from ..core.bodies import send_and_close
 from ..core.observe import MEMBER
 from .profiles import PROFILE, Profile
 
@@ -77,11 +78,19 @@ class Unauthorized(Exception):
     """Wrong or missing credentials: answered per the profile's ``auth_failure`` switch."""
 
 
+def echo(cmd: str) -> str:
+    """A client's ``cmd`` as it may appear in the reply's ``cmd="...";`` line: a quote, a line
+    break or any byte outside printable ASCII would let an unknown command forge reply lines
+    (``cmd=x";\r\nresponse="200``), so those are written as the %XX escapes that carried them."""
+    return "".join(ch if " " <= ch <= "~" and ch not in '"%' else quote(ch.encode("utf-8", "surrogatepass"), safe="")
+                   for ch in cmd)
+
+
 def render(lines: list[tuple[str, str]], code: int, cmd: str | None,
            profile: Profile = PROFILE) -> web.Response:
     """The camera's reply: ``cmd="...";``, the command's ``key="value";`` lines, the code."""
     eol = profile.line_ending
-    out = [] if cmd is None else [f'cmd="{cmd}";']
+    out = [] if cmd is None else [f'cmd="{echo(cmd)}";']
     out += [f'{key}="{value}";' for key, value in lines]
     out.append(f'response="{code}";')
     return web.Response(body=(eol.join(out) + eol).encode(), content_type="text/plain")
@@ -93,34 +102,6 @@ def unauthorized_response(profile: Profile, cmd: str | None) -> web.Response:
     return web.Response(
         status=401, text=profile.unauthorized_body, content_type="text/html",
         headers={"WWW-Authenticate": f'Basic realm="{profile.realm}"'})
-
-
-# A refused body is dropped while the client keeps sending it (up to this much, pausing at
-# most DRAIN_IDLE between chunks) so that closing does not reset a connection it is still
-# writing to and cost it the reply; a client that declared a body and went quiet is closed.
-DRAIN_LIMIT = 4 * 1024 * 1024
-DRAIN_IDLE = 1.0
-
-
-async def send_and_close(request: web.Request, response: web.StreamResponse,
-                         ) -> web.StreamResponse:
-    """Write ``response`` without reading the request body first, drop what still comes of
-    the body (bounded), and close the connection."""
-    response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
-    dropped = 0
-    try:
-        while dropped < DRAIN_LIMIT and not request.content.is_eof():
-            async with asyncio.timeout(DRAIN_IDLE):
-                chunk = await request.content.readany()
-            if not chunk:
-                break
-            dropped += len(chunk)
-    except (TimeoutError, ConnectionError):
-        pass
-    request.protocol.force_close()
-    return response
 
 
 def error_middleware(profile: Profile):  # type: ignore[no-untyped-def]

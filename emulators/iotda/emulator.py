@@ -6,7 +6,6 @@ platform's limits; state is both certificate stores, saved after every change.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any, Literal
 
@@ -88,7 +87,6 @@ class IotdaService(HttpEmulator):
             quota=opts.device_ca_quota, code_ttl_days=opts.verify_code_days,
             default_app_id=opts.default_app_id,
             update_resets_verification=opts.update_resets_verification)
-        self._next_save: asyncio.Task[None] | None = None
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -102,19 +100,6 @@ class IotdaService(HttpEmulator):
     def dump_state(self) -> dict[str, Any]:
         return {"server_certificates": self.server_certificates.dump(),
                 "device_cas": self.device_cas.dump()}
-
-    async def save(self) -> None:
-        # Each save dumps both stores whole. Calls made in the same turn of the loop
-        # (concurrent requests) share one save, started once they have all made their
-        # changes, instead of dumping the stores once each.
-        if self._next_save is None:
-            self._next_save = asyncio.get_running_loop().create_task(self._save_now())
-        await asyncio.shield(self._next_save)
-
-    async def _save_now(self) -> None:
-        await asyncio.sleep(0)  # one more turn: requests that just arrived join this save
-        self._next_save = None  # a change made from here on waits for the next save
-        await super().save()
 
     def state(self) -> dict[str, Any]:
         """The saved state, plus when each CA's verification code stops working."""

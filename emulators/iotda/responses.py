@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..core.bodies import send_and_close
 from .auth import Principal
 from .exceptions import (
     BadRequestFormat,
@@ -40,34 +41,6 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("iotda.request_id", str)
 def _error_response(exc: IotdaError, request_id: str) -> web.Response:
     return web.Response(status=exc.status, text=json.dumps(exc.body(request_id)),
                         content_type="application/json")
-
-
-# A refused body is dropped while the client keeps sending it (up to this much, pausing at
-# most DRAIN_IDLE between chunks) so that closing does not reset a connection it is still
-# writing to and cost it the reply; a client that declared a body and went quiet is closed.
-DRAIN_LIMIT = 4 * 1024 * 1024
-DRAIN_IDLE = 1.0
-
-
-async def send_and_close(request: web.Request, response: web.StreamResponse,
-                         ) -> web.StreamResponse:
-    """Write ``response`` without reading the request body first, drop what still comes of
-    the body (bounded), and close the connection."""
-    response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
-    dropped = 0
-    try:
-        while dropped < DRAIN_LIMIT and not request.content.is_eof():
-            async with asyncio.timeout(DRAIN_IDLE):
-                chunk = await request.content.readany()
-            if not chunk:
-                break
-            dropped += len(chunk)
-    except (TimeoutError, ConnectionError):
-        pass
-    request.protocol.force_close()
-    return response
 
 
 @web.middleware
