@@ -6,6 +6,7 @@ switch under the camera's ``profile:`` key. README.md says why each default was 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -44,6 +45,8 @@ class Profile:
 
     @classmethod
     def with_overrides(cls, overrides: dict[str, Any]) -> Profile:
+        if not overrides:
+            return cls()
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -52,7 +55,7 @@ class Profile:
         if isinstance(values.get("ignored_keys"), list):
             values["ignored_keys"] = tuple(values["ignored_keys"])
         defaults = cls()
-        hints = get_type_hints(cls)
+        hints = _hints(cls)
         for f in fields(cls):
             if f.name not in values:
                 continue
@@ -64,6 +67,12 @@ class Profile:
             if type(value) is not type(default):
                 raise ValueError(f"profile.{f.name} must be a {type(default).__name__}")
         return replace(defaults, **values)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    # Resolving the string annotations compiles each one: once per class is plenty.
+    return get_type_hints(cls)
 
 
 PROFILE = Profile()
