@@ -9,11 +9,14 @@ before each row.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncssh
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,12 +30,17 @@ from tests.robustness.clients import (
     ENOS_APP_KEY,
     ENOS_APP_SECRET,
     ENOS_ORG,
+    FTP_PASSWORD,
+    FTP_USER,
     INSTAR_PASSWORD,
     INSTAR_USER,
     IOTDA_AK,
     IOTDA_PROJECT,
     IOTDA_SK,
     IOTDA_TOKEN,
+    REPLY_TIMEOUT,
+    SFTP_PASSWORD,
+    SFTP_USER,
     Reply,
     basic,
     exchange,
@@ -51,12 +59,36 @@ class Case:
     check: Check
     # Runs before the state is taken (a token the request then abuses, for example).
     prepare: Callable[[MemberHandle], Any] | None = None
+    # "http": build gives request bytes; "ftp": command lines; "sftp": an SFTP client action.
+    transport: str = "http"
 
 
 def row(case_id: str, member: str, build: Build | bytes, check: Check,
         prepare: Callable[[MemberHandle], Any] | None = None) -> Any:
     builder: Build = build if callable(build) else (lambda _h, _c, raw=build: raw)
     return pytest.param(Case(member, builder, check, prepare), id=f"{member}-{case_id}")
+
+
+def ftp_row(case_id: str, lines: list[bytes], *replies: str, login: bool = False) -> Any:
+    """Command lines sent raw on the FTP control connection (after a login when ``login``);
+    each reply must start with the text given for it."""
+    def check(answers: list[str]) -> None:
+        assert len(answers) == len(replies), answers
+        for answer, want in zip(answers, replies, strict=True):
+            assert answer.startswith(want), (answer, want)
+
+    return pytest.param(Case("ftp", lambda _h, _c: (login, lines), check,  # type: ignore[arg-type]
+                             transport="ftp"), id=f"ftp-{case_id}")
+
+
+def sftp_row(case_id: str, action: Callable[[Any], Any], reason: str, *,
+             password: str | None = None, user: str = SFTP_USER) -> Any:
+    """One SFTP operation (or a login); the refusal's reason text must be ``reason``."""
+    def check(got: str) -> None:
+        assert got == reason
+
+    return pytest.param(Case("sftp", lambda _h, _c: (user, password, action),  # type: ignore[arg-type]
+                             check, transport="sftp"), id=f"sftp-{case_id}")
 
 
 # -- what each vendor's refusals look like --------------------------------------------------
@@ -709,7 +741,87 @@ CASES = [
         iotda_json("POST", "certificates/" + "0" * 24 + "/action?action_id=verify",
                    {"verify_content": "x"}), IOTDA_NO_CERT),
     row("raw-non-utf8-in-request-line", "iotda", get(b"/v5/iot/\xff/certificates"), parser_400),
+    # ---- FTP (raw control connection) --------------------------------------------------------
+    ftp_row("wrong-password", [f"USER {FTP_USER}".encode(), b"PASS wrong"], "331 ",
+            "530 Authentication failed."),
+    ftp_row("unknown-user", [b"USER nobody", b"PASS x"], "331 ", "530 Authentication failed."),
+    ftp_row("pass-before-user", [b"PASS x"], "503 "),
+    ftp_row("nul-in-user", [b"USER c\x00am"], "501 Syntax error in parameters or arguments."),
+    ftp_row("nul-in-path", [b"CWD a\x00b"], "501 Syntax error in parameters or arguments.",
+            login=True),
+    ftp_row("non-utf8-user", [b"USER \xff\xfe", b"PASS x"], "331 ", "530 "),
+    ftp_row("overlong-line", [b"USER " + b"a" * 5000], "500 "),
+    ftp_row("unknown-command", [b"SITE EXEC /bin/sh"], '500 Command "SITE EXEC" not understood.'),
+    ftp_row("unknown-command-logged-in", [b"XYZZY"], "500 ", login=True),
+    ftp_row("stor-before-login", [b"STOR x.jpg"], "530 "),
+    ftp_row("port-foreign-address", [b"PORT 10,0,0,7,39,16"],
+            "501 Rejected data connection to foreign address 10.0.0.7:10000.", login=True),
+    ftp_row("port-privileged", [b"PORT 127,0,0,1,0,21"],
+            '501 PORT against the privileged port "21" refused.', login=True),
+    ftp_row("port-malformed", [b"PORT 1,2,3"], "501 ", login=True),
+    ftp_row("port-out-of-range", [b"PORT 127,0,0,1,999,999"], "501 ", login=True),
+    ftp_row("cwd-missing-folder", [b"CWD /no/such/folder"], "550 ", login=True),
+    ftp_row("rest-not-a-number", [b"REST abc"], "501 ", login=True),
+    ftp_row("type-unknown", [b"TYPE Z"], "504 ", login=True),
+    ftp_row("empty-line", [b""], "500 "),
+    # ---- SFTP -------------------------------------------------------------------------------
+    sftp_row("wrong-password", lambda sftp: sftp.listdir("."),
+             f"login refused: Permission denied for user {SFTP_USER} on host 127.0.0.1",
+             password="wrong"),
+    sftp_row("unknown-user", lambda sftp: sftp.listdir("."),
+             "login refused: Permission denied for user nobody on host 127.0.0.1",
+             user="nobody"),
+    sftp_row("nul-in-name", lambda sftp: sftp.open(b"a\x00b.jpg", "wb"), "Invalid filename"),
+    sftp_row("non-utf8-name", lambda sftp: sftp.open(b"\xff\xfe.jpg", "wb"), "Invalid filename"),
+    sftp_row("nul-in-folder", lambda sftp: sftp.mkdir(b"d\x00ir"), "Invalid filename"),
+    sftp_row("missing-folder", lambda sftp: sftp.open("no/such/x.jpg", "wb"),
+             "No such file or directory"),
+    sftp_row("remove-missing", lambda sftp: sftp.remove("ghost.jpg"), "No such file or directory"),
+    sftp_row("symlink", lambda sftp: sftp.symlink("/etc/passwd", "p"),
+             "Permission denied: links are not allowed on this server"),
 ]
+
+
+def ftp_exchange(port: int, login: bool, lines: list[bytes]) -> list[str]:
+    """Each command line's reply (the last line of a multi-line reply), on one connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=REPLY_TIMEOUT) as sock:
+        stream = sock.makefile("rb")
+
+        def reply() -> str:
+            while True:
+                line = stream.readline().decode("utf-8", "replace")
+                assert line, "the server closed the connection without a reply"
+                if line[:3].isdigit() and line[3:4] == " ":
+                    return line.rstrip("\r\n")
+
+        assert reply().startswith("220 ")
+        if login:
+            for command in (f"USER {FTP_USER}", f"PASS {FTP_PASSWORD}"):
+                sock.sendall(command.encode() + b"\r\n")
+                reply()
+        answers = []
+        for line in lines:
+            sock.sendall(line + b"\r\n")
+            answers.append(reply())
+        return answers
+
+
+def sftp_exchange(port: int, user: str, password: str | None,
+                  action: Callable[[Any], Any]) -> str:
+    async def session() -> str:
+        try:
+            async with asyncssh.connect(
+                    "127.0.0.1", port, username=user, password=password or SFTP_PASSWORD,
+                    known_hosts=None, client_keys=None, agent_path=None,
+                    connect_timeout=REPLY_TIMEOUT) as conn, conn.start_sftp_client() as sftp:
+                await action(sftp)
+        except asyncssh.SFTPError as exc:
+            return str(exc.reason)
+        except asyncssh.PermissionDenied as exc:
+            return f"login refused: {exc.reason}"
+        return "no refusal"
+
+    return asyncio.run(asyncio.wait_for(session(), REPLY_TIMEOUT * 2))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -719,8 +831,15 @@ def test_hostile_request_gets_the_vendor_error_and_changes_nothing(
     handle.reset()
     context = case.prepare(handle) if case.prepare else None
     before = member_state(handle)
-    reply = exchange(handle.port, case.build(handle, context))
-    assert reply.status != 500
-    assert b"Traceback" not in reply.raw
-    case.check(reply)
+    sent = case.build(handle, context)
+    if case.transport == "ftp":
+        login, lines = sent  # type: ignore[misc]
+        case.check(ftp_exchange(handle.port, login, lines))  # type: ignore[arg-type]
+    elif case.transport == "sftp":
+        case.check(sftp_exchange(handle.port, *sent))  # type: ignore[arg-type, misc]
+    else:
+        reply = exchange(handle.port, sent)
+        assert reply.status != 500
+        assert b"Traceback" not in reply.raw
+        case.check(reply)
     assert member_state(handle) == before
