@@ -1,12 +1,13 @@
 """Issue 10, crashes: SIGKILL the farm at random moments while files arrive and certificates
 are issued, restart it on the same --state-dir, and check that nothing is half-written.
 
-    python bench/crash.py [--kills 100] [--max-delay 0.6] [--seed 1]
+    python bench/crash.py [--kills 100] [--max-delay 0.6] [--seed 1] [--keep DIR]
 
 Each round starts the farm (default scenario on free ports, state kept in one directory),
 checks it, sets off a burst of operations from real clients (ftplib FTP/FTPS and asyncssh
-SFTP uploads of up to 1 MiB, INSTAR testftp, EnOS apply, IoTDA add_certificate through the
-SDK, ACTi HTTPS_CER upload or HTTPS_CSR_CREATE), and SIGKILLs the farm after a random delay.
+SFTP uploads of up to 1 MiB, INSTAR testftp over FTPS and over SFTP, EnOS apply, IoTDA
+add_certificate through the SDK, ACTi HTTPS_CER upload or HTTPS_CSR_CREATE), and SIGKILLs
+the farm after a random delay.
 
 Checked after every kill, before the restart: every state file is valid JSON. After every
 restart: the farm comes up; every member's state is readable through the control plane; no
@@ -56,8 +57,8 @@ from load import (  # noqa: E402 - the sibling script, also when imported from t
 )
 
 TMP_MARKER = ".tmp-"
-OPS = ("ftp_upload", "ftps_upload", "sftp_upload", "instar_testftp", "enos_apply",
-       "iotda_add", "acti")
+OPS = ("ftp_upload", "ftps_upload", "sftp_upload", "instar_testftp", "instar_sftp_testftp",
+       "enos_apply", "iotda_add", "acti")
 # Large enough that a kill often lands mid-transfer, small enough for a quick round.
 MAX_UPLOAD = 1024 * 1024
 
@@ -68,6 +69,13 @@ def crash_scenario() -> dict[str, Any]:
         if entry["kind"] == "iotda":
             # One CA per round for 100 rounds: above the default quota of 100.
             entry["device_ca_quota"] = 1000
+    # A second camera uploads its fixed-name Test-Snapshot.jpeg over SFTP: an overwrite cut
+    # by a kill is where a record could end up pointing at a truncated file.
+    scenario["emulators"].append({
+        "name": "instar-sftp", "kind": "instar-camera", "port": 0, "upload_server": "sftp",
+        "upload_user": "ipcamera",
+        "ftp": {"ft_dirname": "recordings", "ft_dirmode": 0, "ft_insecure": 1,
+                "ft_autocreatedir": 1}})
     return scenario
 
 
@@ -77,6 +85,14 @@ class CrashClient(Client):
     def payload(self) -> tuple[str, bytes]:
         name = f"crash-{self.job.seed}-{self.index}-{self.rng.getrandbits(48):012x}.bin"
         return name, self.rng.randbytes(self.rng.randint(1, MAX_UPLOAD))
+
+    async def instar_sftp_testftp(self) -> None:
+        status, body = await self.http(
+            "GET", self.url("instar-sftp") + "/param.cgi?cmd=testftp&user=admin&pwd=instar")
+        if status != 200 or 'result="0"' not in body.decode(errors="replace"):
+            from load import Unexpected
+
+            raise Unexpected("reply", f"{status} {body[:200]!r}")
 
     async def enos_apply(self) -> None:
         data = await self.enos_call("POST", "apply", {"csr": self.job.material.enos_csr,
@@ -359,10 +375,14 @@ def main() -> None:
     parser.add_argument("--max-delay", type=float, default=0.6,
                         help="kill at a random moment up to this many seconds into a burst")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="work in this (new) folder and keep it: state, farm.log")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crash-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         tally = crash_test(kills=args.kills, max_delay=args.max_delay, seed=args.seed,
-                           state_dir=Path(tmp) / "state")
+                           state_dir=work / "state")
     show(tally, args.kills)
     sys.exit(1 if tally.problems else 0)
 
