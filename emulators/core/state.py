@@ -66,7 +66,9 @@ def sweep_temp_files(root: Path) -> list[Path]:
 
 
 def encode_state(data: Any) -> bytes:
-    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False).encode()
+    # Compact on purpose: ``indent`` would force json's pure-Python encoder, and every save
+    # encodes the member's whole document (`python -m json.tool` pretty-prints a state file).
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
 class StateStore:
