@@ -3,7 +3,8 @@ stall. None of them stops the farm serving everyone else, and each is timed out.
 
 The farm of this module runs with short limits so the suite stays fast: the HTTP members'
 ``idle_timeout`` (a class attribute read when a member builds its runner, so it is patched
-before the farm starts) and ``request_deadline``, the ACTi camera's ``upload_timeout``, the
+before the farm starts), ``request_deadline`` and the TLS handshake timeout, the ACTi camera's
+``upload_timeout``, the
 FTP server's ``idle_timeout`` and the SFTP server's ``login_timeout``.
 """
 
@@ -21,6 +22,8 @@ from typing import Any
 import asyncssh
 import pytest
 
+from emulators import pki
+from emulators.core import tls
 from emulators.core.httpserver import HttpEmulator
 from emulators.testing import LoopThread, RunningFarm
 from tests.robustness.clients import (
@@ -73,8 +76,9 @@ def slow_farm(emulators_loop: LoopThread) -> Iterator[RunningFarm]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(HttpEmulator, "idle_timeout", IDLE)
         patch.setattr(HttpEmulator, "request_deadline", DEADLINE)
+        patch.setattr(tls, "HANDSHAKE_TIMEOUT", IDLE)  # read per connection
         farm = RunningFarm.start(scenario(
-            "slow-clients", acti={"upload_timeout": 1},
+            "slow-clients", acti={"upload_timeout": 1}, enos={"https_port": 0},
             ftp={"idle_timeout": SERVER_IDLE}, sftp={"login_timeout": SERVER_IDLE},
         ), loop=emulators_loop)
         try:
@@ -250,3 +254,41 @@ def test_client_hanging_up_mid_body_is_no_error(slow_farm: RunningFarm, member: 
     assert exchange(handle.port, request).status == status
     errors = [r for r in caplog.records if r.levelno >= 30]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+def test_silent_tls_clients_are_timed_out_while_others_are_served(
+        slow_farm: RunningFarm) -> None:
+    """Connections to an HTTPS listener that never finish the handshake (silent, or half a
+    ClientHello) are dropped at the handshake timeout; a real HTTPS client is served meanwhile."""
+    host, port = slow_farm["enos"].urls["https"].removeprefix("https://").split(":")
+
+    def stall(hello: bytes) -> tuple[float | None, bytes]:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(hello)
+            return _closed_after(sock, started, 10.0)
+
+    jobs: dict[str, Callable[[], Any]] = {}
+    for i in range(5):
+        jobs[f"silent/{i}"] = lambda: stall(b"")
+        jobs[f"half-hello/{i}"] = lambda: stall(b"\x16\x03\x01\x02\x00\x01")
+    results: dict[str, Any] = {}
+    holder = threading.Thread(target=lambda: results.update(_in_threads(jobs)))
+    holder.start()
+    time.sleep(0.3)
+    context = pki.client_context(verify=False)
+    with socket.create_connection((host, int(port)), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="enos.test") as conn:
+        started = time.monotonic()
+        conn.sendall(b"GET /enos/CA/cacert/RSA HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert time.monotonic() - started < 0.5
+    holder.join(30)
+    for name, outcome in results.items():
+        assert not isinstance(outcome, BaseException), (name, outcome)
+        closed_at, said = outcome
+        assert closed_at is not None and closed_at < IDLE + GRACE, (name, closed_at)
+        assert said == b""  # a TLS server that gives up says nothing in HTTP
