@@ -127,17 +127,30 @@ class CrashClient(Client):
 
 
 def run_burst(ready: dict[str, Any], material: Material, seed: int, ops: list[str],
-              outcome: Outcome, done: threading.Event) -> None:
-    """One client per operation, all at once, in this thread's own event loop."""
+              outcome: Outcome, done: threading.Event, started: threading.Event) -> None:
+    """One client per operation, all at once, in this thread's own event loop; ``started``
+    is set when the burst begins (after priming, see below)."""
 
     async def main() -> None:
-        job = Job(0, range(len(ops)), 0, ready, material, seed)
-        with ThreadPoolExecutor(max_workers=len(ops), thread_name_prefix="crash") as pool:
-            clients = [CrashClient(i, job, pool, outcome) for i in range(len(ops))]
+        job = Job(0, range(len(ops) + 1), 0, ready, material, seed)
+        with ThreadPoolExecutor(max_workers=len(ops) + 1, thread_name_prefix="crash") as pool:
+            clients = [CrashClient(i, job, pool, outcome) for i in range(len(ops) + 1)]
             try:
+                if "instar_sftp_testftp" in ops:
+                    # The camera's first SFTP testftp after a start takes ~2 s (its SSH
+                    # client warming up), longer than the kill delay: one untimed run first,
+                    # so that the timed one can be caught mid-upload.
+                    primer = clients.pop()
+                    try:
+                        await primer.instar_sftp_testftp()
+                    except Exception as exc:  # noqa: BLE001 - shown with the cut operations
+                        outcome.failures[f"priming testftp: {type(exc).__name__}"] += 1
+                    await primer.close()
+                started.set()
                 await asyncio.gather(*(run_one(c, op) for c, op in zip(clients, ops,
                                                                         strict=True)))
             finally:
+                started.set()
                 for client in clients:
                     await client.close()
 
@@ -313,13 +326,16 @@ def crash_test(*, kills: int, max_delay: float, seed: int, state_dir: Path,
             farm.proc.send_signal(signal.SIGTERM)
             farm.proc.wait(30)
             break
-        ops = ["acti"] + [rng.choice(OPS[:-1]) for _ in range(ops_per_round - 1)]
-        outcome, done = Outcome(), threading.Event()
-        outcome.acks = []
+        # Every round writes ACTi flash; every other one has a camera testftp over SFTP.
+        others = [op for op in OPS if op not in ("acti", "instar_sftp_testftp")]
+        ops = ["acti"] + [rng.choice(others) for _ in range(ops_per_round - 2)]
+        ops.append("instar_sftp_testftp" if round_no % 2 == 0 else rng.choice(others))
+        outcome, done, started_burst = Outcome(), threading.Event(), threading.Event()
         burst = threading.Thread(target=run_burst, name="crash-burst", daemon=True,
                                  args=(farm.ready, material, seed * 1000 + round_no, ops,
-                                       outcome, done))
+                                       outcome, done, started_burst))
         burst.start()
+        started_burst.wait(60)
         time.sleep(rng.uniform(0.0, max_delay))
         os.kill(farm.pid, signal.SIGKILL)
         farm.proc.wait()
