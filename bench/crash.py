@@ -136,16 +136,16 @@ def run_burst(ready: dict[str, Any], material: Material, seed: int, ops: list[st
         with ThreadPoolExecutor(max_workers=len(ops) + 1, thread_name_prefix="crash") as pool:
             clients = [CrashClient(i, job, pool, outcome) for i in range(len(ops) + 1)]
             try:
+                primer = clients.pop()
                 if "instar_sftp_testftp" in ops:
                     # The camera's first SFTP testftp after a start takes ~2 s (its SSH
                     # client warming up), longer than the kill delay: one untimed run first,
                     # so that the timed one can be caught mid-upload.
-                    primer = clients.pop()
                     try:
                         await primer.instar_sftp_testftp()
                     except Exception as exc:  # noqa: BLE001 - shown with the cut operations
                         outcome.failures[f"priming testftp: {type(exc).__name__}"] += 1
-                    await primer.close()
+                await primer.close()
                 started.set()
                 await asyncio.gather(*(run_one(c, op) for c, op in zip(clients, ops,
                                                                         strict=True)))
