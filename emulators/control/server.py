@@ -7,15 +7,24 @@ import hmac
 
 from aiohttp import web
 
+from ..core.bodies import declared_too_large, send_and_close
 from ..core.httpserver import SHUTDOWN_GRACE
 from . import clock, faults, journal, members, openapi, servers, snapshots
-from .errors import Unauthorized, error_middleware
+from .errors import Unauthorized, error_middleware, error_response
 from .keys import FARM
 
 API_VERSION = "v1"
 
 
 def build_app(farm, token: str | None = None) -> web.Application:  # type: ignore[no-untyped-def]
+    @web.middleware
+    async def limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        # A declared body over the limit is refused at once, before anything is read.
+        if declared_too_large(request, request.app._client_max_size):
+            return await send_and_close(request, error_response(
+                413, "too_large", f"bodies are limited to {request.app._client_max_size} bytes"))
+        return await handler(request)
+
     @web.middleware
     async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
         if token is not None:
@@ -24,7 +33,8 @@ def build_app(farm, token: str | None = None) -> web.Application:  # type: ignor
                 raise Unauthorized("this control plane requires 'Authorization: Bearer <token>'")
         return await handler(request)
 
-    app = web.Application(middlewares=[error_middleware, auth], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[limit, error_middleware, auth],
+                          client_max_size=1024 * 1024)
     app[FARM] = farm
     for module in (members, journal, faults, clock, snapshots, servers, openapi):
         app.router.add_routes(module.routes)

@@ -82,8 +82,8 @@ def echo(cmd: str) -> str:
     """A client's ``cmd`` as it may appear in the reply's ``cmd="...";`` line: a quote, a line
     break or any byte outside printable ASCII would let an unknown command forge reply lines
     (``cmd=x";\r\nresponse="200``), so those are written as the %XX escapes that carried them."""
-    return "".join(ch if " " <= ch <= "~" and ch not in '"%' else quote(ch.encode("utf-8", "surrogatepass"), safe="")
-                   for ch in cmd)
+    return "".join(ch if " " <= ch <= "~" and ch not in '"%'
+                   else quote(ch.encode("utf-8", "surrogatepass"), safe="") for ch in cmd)
 
 
 def render(lines: list[tuple[str, str]], code: int, cmd: str | None,

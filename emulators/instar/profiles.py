@@ -6,7 +6,6 @@ switch under the camera's ``profile:`` key. README.md says why each default was 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -69,10 +68,14 @@ class Profile:
         return replace(defaults, **values)
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
     # Resolving the string annotations compiles each one: once per class is plenty.
-    return get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 PROFILE = Profile()

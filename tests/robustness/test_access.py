@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ftplib
 import io
+import json
 import socket
 import time
 import urllib.error
@@ -417,9 +418,6 @@ def test_oversized_body_actually_sent_still_gets_the_reply(
     assert (reply.status, reply.body) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="the control plane reads the whole declared body before "
-                   "answering (emulators/control is the lead's; reported for a fix with "
-                   "core/bodies.send_and_close)")
 def test_control_plane_refuses_a_declared_gigabyte(robust_farm: RunningFarm) -> None:
     port = robust_farm.farm.control.port
     reply = exchange(port, _declare_gigabyte("POST", "/v1/faults",
@@ -427,3 +425,4 @@ def test_control_plane_refuses_a_declared_gigabyte(robust_farm: RunningFarm) -> 
                      timeout=3, close_within=2.5)
     assert reply.status == 413
     assert reply.closed
+    assert json.loads(reply.body)["error"]["code"] == "too_large"
