@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import asyncssh
 from pydantic import Field, field_validator, model_validator
 
+from ..core.state import TMP_MARKER
 from .common import ServerMember, ServerOptions, UserOptions, is_inside
 from .exceptions import (
     SSH_TOO_MANY_AUTH_FAILURES,
@@ -28,6 +30,13 @@ log = logging.getLogger("emulators.servers.sftp")
 
 HOST_KEY_ALG = "ssh-ed25519"
 WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
+# An open that replaces a whole file (what `put` and cameras send) is written under a
+# temporary name and moved over the target at close: a farm killed mid-upload leaves the
+# previous file whole, never a truncated one an earlier record points at. The temporary file
+# is swept at the next start (TMP_MARKER). Reads, appends and in-place updates write in place.
+REPLACE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_TRUNC
+IN_PLACE_FLAGS = asyncssh.FXF_READ | asyncssh.FXF_APPEND | asyncssh.FXF_EXCL
+_TMP_IDS = itertools.count(1)
 
 
 def _hide_vendor_id() -> None:
@@ -206,6 +215,7 @@ class _SFTPServer(asyncssh.SFTPServer):
         super().__init__(chan, chroot=os.fsencode(root))
         self.root = os.fsencode(os.path.realpath(root))
         self.uploads: dict[int, _Upload] = {}
+        self.replacing: dict[int, tuple[str, str]] = {}  # id(file) -> (temporary, target)
 
     # -- confinement -------------------------------------------------------------------------
     def _refuse(self, error: asyncssh.SFTPError, reason: str, path: bytes,
@@ -279,9 +289,22 @@ class _SFTPServer(asyncssh.SFTPServer):
         writing = bool(pflags & WRITE_FLAGS)
         if writing:
             self._writable(path)
-        file_obj = super().open(path, pflags, attrs)
+        if pflags & REPLACE_FLAGS == REPLACE_FLAGS and not pflags & IN_PLACE_FLAGS:
+            file_obj = self._open_replacing(path, attrs)
+        else:
+            file_obj = super().open(path, pflags, attrs)
         if writing:
             self._track(file_obj, path)
+        return file_obj
+
+    def _open_replacing(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> object:
+        target = os.fsdecode(self.map_path(path))  # confined, symlinks resolved
+        head, tail = os.path.split(target)
+        tmp = os.path.join(head, f".{tail}{TMP_MARKER}sftp-{os.getpid()}-{next(_TMP_IDS)}")
+        perms = 0o666 if attrs.permissions is None else attrs.permissions
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms)
+        file_obj = os.fdopen(fd, "wb", buffering=0)
+        self.replacing[id(file_obj)] = (tmp, target)
         return file_obj
 
     def _track(self, file_obj: object, path: bytes) -> None:
@@ -329,6 +352,9 @@ class _SFTPServer(asyncssh.SFTPServer):
 
     async def close(self, file_obj: object) -> None:
         super().close(file_obj)
+        replacing = self.replacing.pop(id(file_obj), None)
+        if replacing is not None:
+            os.replace(*replacing)
         upload = self.uploads.pop(id(file_obj), None)
         if upload is None:
             return
