@@ -10,7 +10,9 @@ figure is the median of --runs runs, emulator and baseline alternating.
 from __future__ import annotations
 
 import argparse
+import http.client
 import timeit
+import urllib.parse
 import urllib.request
 
 from common import baseline_process, env_note, farm_process, median_of, show, wrk
@@ -36,9 +38,14 @@ def main() -> None:
         urls = {m["name"]: m["urls"]["http"] for m in ready["emulators"]}
         for label, (kind, path, path_qs) in TARGETS.items():
             url = urls[kind.split("-")[0]] + path_qs
-            with urllib.request.urlopen(url) as resp:
-                body, ctype = resp.read(), resp.headers.get("Content-Type", "text/plain")
-                closes = resp.version == 10 or resp.headers.get("Connection") == "close"
+            # A keep-alive request (urllib would ask for close): does the device close anyway?
+            split = urllib.parse.urlsplit(url)
+            conn = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
+            conn.request("GET", path_qs)
+            resp = conn.getresponse()
+            body, ctype = resp.read(), resp.headers.get("Content-Type", "text/plain")
+            closes = resp.will_close
+            conn.close()
             with baseline_process(path, body, ctype, close=closes) as base:
                 base_url = base + path_qs
                 with urllib.request.urlopen(base_url) as resp:

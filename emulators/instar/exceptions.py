@@ -4,6 +4,7 @@ exception, and the one middleware that renders them (and the 401 of a wrong logi
 from __future__ import annotations
 
 import logging
+import re
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -78,10 +79,15 @@ class Unauthorized(Exception):
     """Wrong or missing credentials: answered per the profile's ``auth_failure`` switch."""
 
 
+_PLAIN = re.compile(r"[ !#-$&-~]*").fullmatch  # printable ASCII but '"' and '%'
+
+
 def echo(cmd: str) -> str:
     """A client's ``cmd`` as it may appear in the reply's ``cmd="...";`` line: a quote, a line
     break or any byte outside printable ASCII would let an unknown command forge reply lines
     (``cmd=x";\r\nresponse="200``), so those are written as the %XX escapes that carried them."""
+    if _PLAIN(cmd):  # every known command: nothing to escape
+        return cmd
     return "".join(ch if " " <= ch <= "~" and ch not in '"%'
                    else quote(ch.encode("utf-8", "surrogatepass"), safe="") for ch in cmd)
 
