@@ -385,6 +385,15 @@ class ServerMember(Member):
             log.exception("%s: recording from the server thread failed", self.name)
             return None
 
+    def submit_from_thread(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Start ``coro`` on the farm's loop from another thread; return its
+        ``concurrent.futures.Future`` (None when the loop is gone) without waiting."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            return None
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
     def _log_failure(self, future: Any) -> None:
         if not future.cancelled() and future.exception() is not None:
             log.error("%s: recording from the server thread failed", self.name,

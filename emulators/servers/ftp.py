@@ -311,6 +311,7 @@ class _FarmDTP:
     _resp: tuple[str, Any]
 
     read_limit: int
+    _awaiting_record: Any = None  # the loop's future while an upload's record is saved
 
     def recv(self, buffer_size: int) -> bytes:
         channel = self.cmd_channel
@@ -337,6 +338,10 @@ class _FarmDTP:
         return chunk
 
     def close(self) -> None:
+        if self._awaiting_record is not None:
+            if not self.cmd_channel.member._stopping.is_set():
+                return  # _close_after_record closes once the upload's record is on disk
+            self._awaiting_record = None  # shutting down: the ioloop will not call back
         file_obj = self.file_obj
         if (not self._closed and self.receive and self.transfer_finished
                 and file_obj is not None):
@@ -348,11 +353,29 @@ class _FarmDTP:
             except OSError:
                 log.exception("%s: cannot read back %s", member.name, file_obj.name)
             else:
-                # Blocks this FTP thread (not the farm loop) until the record is on disk.
-                member.call_from_thread(member.record_upload(
+                # The record is saved on the farm loop and "226" goes out once it is on disk;
+                # meanwhile this FTP thread goes on serving every other session (blocking it
+                # here made 500 concurrent uploaders queue behind each other's saves).
+                future = member.submit_from_thread(member.record_upload(
                     user=channel.username, path=rel, size=size, sha256=digest,
                     protocol=channel.protocol(), remote=channel.remote(),
-                    mode=channel.data_mode), wait=True)
+                    mode=channel.data_mode))
+                if future is not None:
+                    self._awaiting_record = future
+                    self._close_after_record()
+                    return
+        super().close()  # type: ignore[misc]
+
+    def _close_after_record(self) -> None:
+        future = self._awaiting_record
+        member: FtpServer = self.cmd_channel.member
+        if future is not None and not future.done() and not member._stopping.is_set():
+            self.ioloop.call_later(0.002, self._close_after_record)  # type: ignore[attr-defined]
+            return
+        self._awaiting_record = None
+        if future is not None and future.done() and future.exception() is not None:
+            log.error("%s: recording an upload failed", member.name,
+                      exc_info=future.exception())
         super().close()  # type: ignore[misc]
 
 
