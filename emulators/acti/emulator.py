@@ -47,9 +47,10 @@ class RefusalOption(BaseModel):
     not the body; a scenario may match whatever a client under test expects."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    status: int = Field(default=400, ge=200, le=599)
-    reason: str = Field(default="Unauthorized", pattern=r"^[\x20-\x7e]*$")
-    body: str = Field(default="ERROR: not authorized", pattern=r"^[\x09\x0a\x20-\x7e]*$")
+    # Defaults from the error table's row, so the refusal is written in one place.
+    status: int = Field(default=errors.NotAuthorized.status, ge=200, le=599)
+    reason: str = Field(default=errors.NotAuthorized.reason, pattern=r"^[\x20-\x7e]*$")
+    body: str = Field(default=errors.NotAuthorized.text, pattern=r"^[\x09\x0a\x20-\x7e]*$")
 
 
 class ActiOptions(KindOptions):

@@ -40,9 +40,10 @@ class NotAuthorized(ActiError):
 
     status = 400
     reason = "Unauthorized"  # sic: the spec's status table pairs 400 with "Unauthorized"
+    text = "ERROR: not authorized"  # the default body; option ``refusal.body`` overrides it
 
     def __init__(self, why: str = "") -> None:
-        super().__init__("ERROR: not authorized")
+        super().__init__(self.text)
         self.why = why  # for the log only; never on the wire
 
 
