@@ -19,7 +19,7 @@ from .. import pki
 from ..core.httpserver import HttpEmulator
 from ..core.state import StateStore
 from . import gateway, responses
-from .middleware import MEMBER, error_middleware, render_vendor_error
+from .middleware import error_middleware, render_vendor_error
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
     DEFAULT_VALID_DAY,
@@ -267,7 +267,6 @@ class EnosService(HttpEmulator):
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, gateway.auth_middleware])
-        app[MEMBER] = self
         gateway.add_routes(app)
         responses.add_routes(app)
         return app

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..core.bodies import send_and_close
+from ..core.observe import MEMBER as CORE_MEMBER
 from .exceptions import (
     ConnectError,
     GatewayError,
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MEMBER: web.AppKey[EnosService] = web.AppKey("enos_member")
+# The key HttpEmulator.new_app stores the member under, typed as this kind's class.
+MEMBER = cast("web.AppKey[EnosService]", CORE_MEMBER)
 
 
 def envelope(data: Any = None, code: int = 0, msg: str = "OK") -> web.Response:

@@ -17,8 +17,8 @@ from ..core.member import KindOptions
 from .auth import Authenticator, KeyPair
 from .exceptions import ALL_ERRORS, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
-from .responses import SERVICE, auth_middleware, error_middleware
 from .responses import _error_response as error_response
+from .responses import auth_middleware, error_middleware
 from .urls import ROUTES
 
 
@@ -125,7 +125,6 @@ class IotdaService(HttpEmulator):
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, auth_middleware])
-        app[SERVICE] = self
         app.router.add_routes(ROUTES)
         return app
 

@@ -10,11 +10,12 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
 from ..core.bodies import send_and_close
+from ..core.observe import MEMBER as CORE_MEMBER
 from .auth import Principal
 from .exceptions import (
     BadRequestFormat,
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICE: web.AppKey[IotdaService] = web.AppKey("iotda")
+# The key HttpEmulator.new_app stores the member under, typed as this kind's class.
+SERVICE = cast("web.AppKey[IotdaService]", CORE_MEMBER)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("iotda.principal", Principal)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("iotda.request_id", str)
 
