@@ -4,6 +4,7 @@ file so a verifying client can trust it."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,19 @@ class FarmCA:
         ca = cls(cert, key)
         store.save_now(STATE_NAME, {"cert": pki.cert_pem(cert), "key": pki.key_pem(key)})
         return ca
+
+    def fault_identities(self, hosts: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+        """(chain PEM, key PEM) of what the tls_* fault rules serve: one for another name,
+        one expired by the real clock (that is what clients check)."""
+        wrong = self.issue_server("wrong-name.invalid", dns_names=("wrong-name.invalid",),
+                                  ip_addresses=())
+        key = pki.ec_key()
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+        expired = pki.issue(key.public_key(), pki.name(CN=hosts[0]), self.cert, self.key,
+                            not_before=start, days=30, dns_names=("localhost",),
+                            ip_addresses=hosts, server=True)
+        return {"tls_wrong_name": wrong,
+                "tls_expired": (pki.cert_pem(expired) + self.pem, pki.key_pem(key))}
 
     def issue_server(self, common_name: str, *, dns_names: tuple[str, ...] = ("localhost",),
                      ip_addresses: tuple[str, ...] = ("127.0.0.1",), days: int = 825,

@@ -5,7 +5,6 @@ member's own."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -80,17 +79,7 @@ class _Handover(asyncio.Protocol):
 
 
 def fault_contexts(ca: FarmCA, host: str) -> dict[str, ssl.SSLContext]:
-    """The identities of the tls_* faults, signed by the farm CA: one for another name, one
-    expired (by the real clock: that is what clients check)."""
-    wrong_cert, wrong_key = ca.issue_server("wrong-name.invalid", dns_names=("wrong-name.invalid",),
-                                            ip_addresses=())
-    key = pki.ec_key()
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    """TLS contexts of the tls_* faults for a listener on ``host``."""
     hosts = (host,) if host not in ("0.0.0.0", "::") else ("127.0.0.1",)
-    expired = pki.issue(key.public_key(), pki.name(CN=hosts[0]), ca.cert, ca.key,
-                        not_before=start, days=30, dns_names=("localhost",),
-                        ip_addresses=hosts, server=True)
-    return {
-        "tls_wrong_name": pki.server_context(wrong_cert, wrong_key),
-        "tls_expired": pki.server_context(pki.cert_pem(expired) + ca.pem, pki.key_pem(key)),
-    }
+    return {fault: pki.server_context(chain, key)
+            for fault, (chain, key) in ca.fault_identities(hosts).items()}

@@ -8,7 +8,6 @@ farm's loop, which owns all state; an upload's record is saved before "226" is s
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 import itertools
 import logging
@@ -443,21 +442,9 @@ class FtpServer(ServerMember):
         return {"certificate": opts.certificate, "cert_pem": cert, "key_pem": key}
 
     def _fault_identities(self) -> dict[str, dict[str, str]]:
-        """The certificates the tls_* fault rules switch a session to: farm-CA-signed, one
-        for another name, one expired (by the real clock: that is what clients check)."""
-        ca = self.ctx.ca
-        hosts = self._hosts()
-        wrong_cert, wrong_key = ca.issue_server("wrong-name.invalid",
-                                                dns_names=("wrong-name.invalid",),
-                                                ip_addresses=())
-        key = pki.ec_key()
-        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
-        expired = pki.issue(key.public_key(), pki.name(CN=hosts[0]), ca.cert, ca.key,
-                            not_before=start, days=30, dns_names=("localhost",),
-                            ip_addresses=hosts, server=True)
-        return {"tls_wrong_name": {"cert_pem": wrong_cert, "key_pem": wrong_key},
-                "tls_expired": {"cert_pem": pki.cert_pem(expired) + ca.pem,
-                                "key_pem": pki.key_pem(key)}}
+        """The certificates the tls_* fault rules switch a session to (the farm CA's)."""
+        return {fault: {"cert_pem": chain, "key_pem": key}
+                for fault, (chain, key) in self.ctx.ca.fault_identities(self._hosts()).items()}
 
     def _ssl_context(self, identity: dict[str, str]) -> Any:
         context = SSL.Context(SSL.TLS_SERVER_METHOD)
