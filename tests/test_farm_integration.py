@@ -177,3 +177,26 @@ def test_tls_faults_serve_an_expired_or_wrongly_named_certificate(farm: RunningF
     assert curl().stdout == "200"  # the rules were used up: back to the real certificate
     assert [e["detail"]["fault_type"] for e in farm.journal(event="fault")] == [
         "tls_expired", "tls_wrong_name"]
+
+
+def test_a_failure_of_ours_answers_in_each_vendors_form(farm: RunningFarm,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a kind leaves unmapped reaches the client as a bare 500: the farm's last line
+    of defence logs it and answers with the kind's own internal error."""
+    from emulators.enos.models.certificates import CertificateService
+    from emulators.iotda.models import DeviceCAs
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(CertificateService, "listing", boom)
+    monkeypatch.setattr(DeviceCAs, "list", boom)
+    failed = enos_list(farm)
+    assert (failed["code"], failed["msg"]) == (99500, "Internal error of certificate service.")
+    client = iotda_client(farm)
+    with pytest.raises(sdk_errors.ServerResponseException) as info:
+        client.list_certificates(ListCertificatesRequest())
+    client.close()
+    assert (info.value.status_code, info.value.error_code) == (500, "IOTDA.000001")
+    assert info.value.request_id
+    assert [e["status"] for e in farm.journal(member="iotda")][-1] == 500

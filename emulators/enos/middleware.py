@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any, cast
@@ -70,15 +69,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         # No API behind this path or method: the gateway answers with the HTTP status.
         return gateway_reply(exc.status, exc.reason, "apim-gateway", exc.status)
-    except ConnectionError:
-        # The client hung up before its request was read: nobody is left to answer and
-        # nothing of ours failed. End it the way the farm ends an aborted request (the
-        # journal records 499) instead of logging a traceback and a reply to no one.
-        raise asyncio.CancelledError from None
-    except Exception:
-        log.exception("%s: unexpected error on %s %s", member.name, request.method,
-                      request.path_qs)
-        return envelope(None, InternalError.code, InternalError.msg)
+    # Anything else (a client hanging up mid-body, a failure of ours) goes on to the farm's
+    # middleware: a journalled 499, or a log entry and vendor_error's 99500 envelope.
 
 
 def render_vendor_error(request: web.Request, message: str,
