@@ -254,3 +254,39 @@ def test_ctl_command_drives_a_running_farm(farm: RunningFarm) -> None:
     ctl("fault", "clear")
     assert ctl("clock", "advance", "3600")["time"] > time.time() + 3000
     assert ctl("journal", "--member", "a", "--method", "POST")["entries"][0]["status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param("/clock/advance", {"seconds": 1e300}, id="advance-past-year-9998"),
+        pytest.param("/clock/set", {"time": -1e20}, id="set-before-the-epoch"),
+        pytest.param("/clock/set", {"at": "1969-12-31T23:59:59Z"}, id="set-iso-before-epoch"),
+        pytest.param("/clock/freeze", {"at": "9999-12-31T23:59:59Z"}, id="freeze-in-year-9999"),
+        pytest.param("/clock/set", {"time": 1e20}, id="set-far-future"),
+    ],
+)
+def test_clock_refuses_instants_it_cannot_hold(farm: RunningFarm, path: str, body: Any) -> None:
+    before = call("GET", f"{farm.control_url}/clock")[1]["frozen"]
+    status, reply = call("POST", f"{farm.control_url}{path}", body)
+    assert status == 400
+    assert reply["error"]["message"] == ("the farm clock runs from 1970-01-01 to 9998-12-31 "
+                                         "(UTC)")
+    status, now = call("GET", f"{farm.control_url}/clock")  # still readable, unchanged
+    assert status == 200 and now["frozen"] == before and abs(now["time"] - time.time()) < 60
+    assert call("GET", farm["a"].url) == (200, b"0")  # and the members still tell the time
+
+
+def test_clock_advance_refuses_nan(farm: RunningFarm) -> None:
+    req = urllib.request.Request(f"{farm.control_url}/clock/advance", method="POST",
+                                 data=b'{"seconds": NaN}',
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=10)
+    with info.value as exc:
+        assert exc.code == 400
+
+
+def test_journal_capacity_must_be_a_number_not_a_boolean(farm: RunningFarm) -> None:
+    status, reply = call("PUT", f"{farm.control_url}/journal/config", {"capacity": True})
+    assert status == 400 and "capacity" in reply["error"]["message"]

@@ -6,6 +6,8 @@ import json
 
 from aiohttp import web
 
+from ..core.clock import ClockRangeError
+
 
 class ControlError(Exception):
     status = 400
@@ -41,6 +43,8 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
         return await handler(request)
     except ControlError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except ClockRangeError as exc:
+        return error_response(400, "bad_request", str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

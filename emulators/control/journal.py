@@ -44,7 +44,9 @@ async def configure_journal(request: web.Request) -> web.Response:
     journal = request.app[FARM].journal
     body = await read_json(request)
     if "capacity" in body:
-        if not isinstance(body["capacity"], int) or not 1 <= body["capacity"] <= 10_000_000:
+        capacity = body["capacity"]
+        if (not isinstance(capacity, int) or isinstance(capacity, bool)
+                or not 1 <= capacity <= 10_000_000):
             raise BadRequest("capacity must be an integer from 1 to 10000000")
         journal.resize(body["capacity"])
     if "enabled" in body:

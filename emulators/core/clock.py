@@ -11,6 +11,23 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+# datetime, X.509 validity and everything else that turns the clock into a date need a year
+# from 1 to 9999; the farm keeps between the epoch and the end of 9998, so that a member adding
+# a year of validity to "now" never leaves that range.
+MIN_TIME = 0.0
+MAX_TIME = datetime(9998, 12, 31, tzinfo=UTC).timestamp()
+
+
+class ClockRangeError(ValueError):
+    """An instant the farm clock cannot take."""
+
+
+def _checked(at: float) -> float:
+    at = float(at)
+    if not MIN_TIME <= at <= MAX_TIME:  # also refuses NaN
+        raise ClockRangeError("the farm clock runs from 1970-01-01 to 9998-12-31 (UTC)")
+    return at
+
 
 class Clock:
     def __init__(self) -> None:
@@ -32,7 +49,7 @@ class Clock:
         return self._frozen_at is not None
 
     def freeze(self, at: float | None = None) -> None:
-        self._frozen_at = self.time() if at is None else float(at)
+        self._frozen_at = self.time() if at is None else _checked(at)
         self._changed()
 
     def unfreeze(self) -> None:
@@ -42,10 +59,11 @@ class Clock:
             self._changed()
 
     def set(self, at: float) -> None:
+        at = _checked(at)
         if self._frozen_at is not None:
-            self._frozen_at = float(at)
+            self._frozen_at = at
         else:
-            self._offset = float(at) - time.time()
+            self._offset = at - time.time()
         self._changed()
 
     def advance(self, seconds: float) -> None:
