@@ -83,6 +83,7 @@ def _validate(paths: list[str]) -> int:
 
 async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,
                control_port: int | None) -> int:
+    from .core.state import StateError
     from .farm import Farm
 
     loop = asyncio.get_running_loop()
@@ -92,7 +93,7 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
     farm = Farm(scenario, state_dir, control_port=control_port)
     try:
         document = await farm.start()
-    except OSError as exc:
+    except (OSError, StateError) as exc:
         print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
         return 1
     if ready_file is not None:

@@ -170,3 +170,25 @@ def test_readme_command_runs_the_whole_default_farm(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param("{ broken", "saved state of 'c' is not valid JSON", id="not-json"),
+        pytest.param('{"value": "x"}', "saved state of 'c' does not fit a tests.kinds:Counter: "
+                     "ValueError", id="wrong-shape"),
+    ],
+)
+def test_a_damaged_state_file_is_named_not_replaced(tmp_path: Path, content: str,
+                                                   expected: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "c.json").write_text(content)
+    proc = subprocess.run([sys.executable, "-m", "emulators", "run", str(write_scenario(tmp_path)),
+                           "--state-dir", str(state)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert f"emulators: cannot start the farm: {expected}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (state / "c.json").read_text() == content  # left as it was, for the user to see

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from .clock import Clock
 from .faults import FaultEngine
 from .journal import Journal
-from .state import StateStore
+from .state import StateError, StateStore
 
 if TYPE_CHECKING:
     from ..farm import Farm
@@ -161,7 +161,15 @@ class Member:
     def restore_saved(self) -> None:
         """Load the saved document when there is one, else the initial state."""
         saved = self.ctx.store.load(self.name)
-        self.load_state(saved if saved is not None else copy.deepcopy(self.initial_state()))
+        if saved is None:
+            self.load_state(copy.deepcopy(self.initial_state()))
+            return
+        try:
+            self.load_state(saved)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A hand-edited or foreign file: say whose, never start on half-loaded state.
+            raise StateError(f"saved state of {self.name!r} does not fit a {self.kind}: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
     async def save(self) -> None:
         """Persist the state; returns once it is on disk. Saves asked for in the same turn of
