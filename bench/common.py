@@ -40,7 +40,8 @@ def ensure_wrk() -> str:
 
 @contextmanager
 def farm_process(
-    scenario: dict[str, Any], *, state_dir: Path | None = None, timeout: float = 120
+    scenario: dict[str, Any], *, state_dir: Path | None = None, timeout: float = 120,
+    env: dict[str, str] | None = None, cwd: Path = ROOT,
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], float]]:
     """Run `emulators run` on ``scenario`` in its own process; yield (process, ready document,
     seconds from process start to the ready file)."""
@@ -53,8 +54,8 @@ def farm_process(
         if state_dir is not None:
             args += ["--state-dir", str(state_dir)]
         started = time.perf_counter()
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env=env)
         try:
             while not ready_file.exists():
                 if proc.poll() is not None:

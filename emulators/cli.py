@@ -9,15 +9,25 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import ctl
-from . import scenario as scenario_mod
-from .kinds import KINDS
+from . import keysmith
+
+if TYPE_CHECKING:
+    from . import scenario as scenario_mod
 
 log = logging.getLogger("emulators")
 
+# RSA-2048 keys a first start of the default farm uses (the EnOS roots and bound device
+# certificates, then pki's pool): `emulators run` has a forked child make them while it
+# imports (see keysmith). Spare keys stay in the pool; a scenario that needs more makes them.
+FORKED_KEYS = 4
+
 
 def _parser() -> argparse.ArgumentParser:
+    from . import ctl
+    from . import scenario as scenario_mod
+
     parser = argparse.ArgumentParser(prog="emulators", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -44,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] == ["run"]:
+        keysmith.start(FORKED_KEYS)  # before the imports below, while no thread exists
+    from . import ctl
+    from . import scenario as scenario_mod
+    from .kinds import KINDS
+
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return _validate(args.scenarios)
@@ -69,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate(paths: list[str]) -> int:
+    from . import scenario as scenario_mod
+
     status = 0
     for path in paths:
         try:
@@ -99,6 +117,9 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
     if ready_file is not None:
         farm.write_ready_file(ready_file)
     print(json.dumps(document, indent=1), flush=True)
+    from . import pki
+
+    await pki.take_forked_keys()  # spare keys into the pool; the child is reaped
     try:
         await stop.wait()
     finally:

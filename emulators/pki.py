@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import keysmith
+
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 NAME_FIELDS = {
@@ -74,10 +76,32 @@ def _refill(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_in_executor(None, _fill_pool).add_done_callback(done)
 
 
+_forked: asyncio.Future[None] | None = None
+
+
+def _add_forked_keys() -> None:
+    for der in keysmith.collect():
+        key = serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        _pool.append(key)
+
+
+async def take_forked_keys() -> None:
+    """Put the keys `emulators run` had a forked child make (see keysmith) in the pool,
+    waiting for the child if it is still at work; at once when there is none."""
+    global _forked
+    if _forked is None:
+        if not keysmith.started():
+            return
+        _forked = asyncio.get_running_loop().run_in_executor(None, _add_forked_keys)
+    await asyncio.shield(_forked)
+
+
 async def arsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     loop = asyncio.get_running_loop()
     if bits != 2048:
         return await loop.run_in_executor(None, rsa_key, bits)
+    await take_forked_keys()
     try:
         key = _pool.pop()
     except IndexError:

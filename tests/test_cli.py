@@ -86,6 +86,11 @@ def test_ready_file_describes_every_member_and_the_control_plane(start_farm, tmp
     assert ready["servers"] == []
     with urllib.request.urlopen(farm.url("fleet-3"), timeout=5) as resp:
         assert resp.read() == b"0"
+    # No member here takes an RSA key: the farm still reaps the child that made them.
+    deadline = time.monotonic() + 10
+    while children(farm.proc.pid):
+        assert time.monotonic() < deadline, f"children left: {children(farm.proc.pid)}"
+        time.sleep(0.05)
     farm.proc.send_signal(signal.SIGTERM)
     out, err = farm.proc.communicate(timeout=30)
     assert json.loads(out) == ready  # the same document was printed on stdout
@@ -144,6 +149,19 @@ def test_console_script_and_module_are_the_same_command() -> None:
     assert "acti-camera" in script.stdout and "sftp" in script.stdout
 
 
+def children(pid: int) -> list[str]:
+    """(pid, state) of the processes whose parent is ``pid``, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(f"{stat.parent.name} {fields[0]}")
+    return found
+
+
 def test_readme_command_runs_the_whole_default_farm(tmp_path: Path) -> None:
     ready_file = tmp_path / "ready.json"
     proc = subprocess.Popen([sys.executable, "-m", "emulators", "run", "--ready-file",
@@ -166,6 +184,10 @@ def test_readme_command_runs_the_whole_default_farm(tmp_path: Path) -> None:
         with urllib.request.urlopen("http://127.0.0.1:8081/param.cgi?cmd=getftpattr&user=admin"
                                     "&pwd=instar", timeout=5) as resp:
             assert resp.read().endswith(b'response="200";\r\n')
+        # The child that made the first RSA keys (keysmith) is gone, not left a zombie.
+        while children(proc.pid):
+            assert time.monotonic() < deadline, f"children left: {children(proc.pid)}"
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -1,0 +1,85 @@
+"""RSA keys made on the second core while ``emulators run`` is still importing.
+
+A first start of the default farm needs a few RSA-2048 keys (the EnOS roots and bound device
+certificates, then `pki`'s small pool). Making one costs about 40 ms of CPU, and
+cryptography holds the GIL while it does, so an executor thread would only compete with the
+imports. ``emulators run`` therefore forks once, before its heavy imports, a child that makes
+the keys and writes them to a pipe; `pki.take_forked_keys` puts them in the pool. Every key is
+handed out once and nothing else crosses the pipe.
+
+Only the command line uses this: a library user (pytest) never forks.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+_LENGTH = struct.Struct(">I")
+
+_reader: int | None = None
+_child: int | None = None
+_lock = threading.Lock()
+
+
+def start(count: int) -> None:
+    """Fork a child that makes ``count`` RSA-2048 keys. Call before any thread exists."""
+    global _reader, _child
+    if _reader is not None or count <= 0 or not hasattr(os, "fork"):
+        return
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: make the keys, write them, leave without running the parent's exit
+        status = 1
+        try:
+            os.close(read_end)
+            _make(write_end, count)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    _reader, _child = read_end, pid
+
+
+def _make(fd: int, count: int) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    for _ in range(count):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        data = memoryview(_LENGTH.pack(len(der)) + der)
+        while data:
+            data = data[os.write(fd, data):]
+
+
+def started() -> bool:
+    return _reader is not None
+
+
+def collect() -> list[bytes]:
+    """Every key the child made (PKCS#8 DER), waiting for it to finish; [] after the first call.
+    Blocking: run it in an executor."""
+    global _reader, _child
+    with _lock:
+        if _reader is None:
+            return []
+        chunks = []
+        while chunk := os.read(_reader, 65536):
+            chunks.append(chunk)
+        os.close(_reader)
+        _reader = None
+        if _child is not None:
+            os.waitpid(_child, 0)
+            _child = None
+    data, keys, at = b"".join(chunks), [], 0
+    while at + _LENGTH.size <= len(data):
+        (size,) = _LENGTH.unpack_from(data, at)
+        at += _LENGTH.size
+        if at + size > len(data):
+            break  # a child killed mid-write: keep the whole keys only
+        keys.append(data[at:at + size])
+        at += size
+    return keys
