@@ -42,7 +42,8 @@ class HttpEmulator(Member):
     def new_app(self, **kwargs: Any) -> web.Application:
         kwargs.setdefault("client_max_size", self.client_max_size)
         # Farm-wide middlewares (journal, faults) run outside the kind's own error mapping.
-        kwargs["middlewares"] = [*self.ctx.http_middlewares, *kwargs.get("middlewares", ())]
+        kwargs["middlewares"] = [*(make(self) for make in self.ctx.http_middlewares),
+                                 *kwargs.get("middlewares", ())]
         app = web.Application(**kwargs)
         app[MEMBER] = self
         if self.server_header is not None:

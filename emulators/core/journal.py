@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from yarl import URL
+
 from .clock import Clock
 
 CORRELATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -103,25 +105,28 @@ class Entry:
     duration_ms: float | None = None
     user: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-    # What an HTTP request left as it was: masked and decoded only when someone reads the
-    # entry, so the hot path pays for a reference, not for regular expressions.
-    raw: tuple[Any, ...] | None = field(default=None, repr=False)
 
-    def _cook(self, excerpt_bytes: int) -> None:
-        peer, raw_query, raw_headers, body, reply = self.raw  # type: ignore[misc]
-        self.raw = None
-        if peer:
-            self.client = f"{peer[0]}:{peer[1]}"
-        self.query = mask_query(urllib.parse.parse_qsl(raw_query, keep_blank_values=True,
-                                                       errors="replace"))
-        self.headers = mask_headers((k.decode("utf-8", "replace"), v.decode("utf-8", "replace"))
-                                    for k, v in raw_headers)
-        self.request_excerpt = excerpt(body, excerpt_bytes)
-        self.reply_excerpt = excerpt(reply, excerpt_bytes)
+    @classmethod
+    def from_request(cls, raw: tuple[Any, ...], excerpt_bytes: int) -> Entry:
+        """The entry of one HTTP request, from what ``Journal.record_http`` kept: parsed,
+        masked and formatted only now that someone reads it."""
+        (seq, at, member, kind, protocol, correlation_id, peer, method, url, raw_headers, body,
+         body_size, status, reply, seconds, detail) = raw
+        headers = [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace"))
+                   for k, v in raw_headers]
+        if body_size is None:  # the body was not read: what the client declared
+            declared = next((v for k, v in headers if k.lower() == "content-length"), None)
+            body_size = int(declared) if declared and declared.isdigit() else None
+        return cls(
+            seq, at, member, kind, protocol, "request", correlation_id,
+            f"{peer[0]}:{peer[1]}" if peer else None, method, url.path,
+            mask_query(urllib.parse.parse_qsl(url.raw_query_string, keep_blank_values=True,
+                                              errors="replace")),
+            mask_headers(headers), body_size, excerpt(body, excerpt_bytes), status,
+            len(reply) if reply is not None else None, excerpt(reply, excerpt_bytes),
+            round(seconds * 1000, 3), None, detail or {})
 
     def to_dict(self) -> dict[str, Any]:
-        if self.raw is not None:
-            self._cook(1024)
         return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
 
 
@@ -131,7 +136,9 @@ class Journal:
         self.capacity = capacity
         self.excerpt_bytes = excerpt_bytes
         self.enabled = True
-        self._entries: deque[Entry] = deque(maxlen=capacity)
+        # Entries, and HTTP requests still as record_http kept them (a tuple): see _read.
+        self._entries: deque[Entry | tuple[Any, ...]] = deque(maxlen=capacity)
+        self._unread = 0  # how many of the newest entries were added since the last read
         self._seq = itertools.count(1)
         self._correlations = itertools.count(1)
         self._run_id = uuid.uuid4().hex[:8]  # ids stay unique across farms and restarts
@@ -145,6 +152,7 @@ class Journal:
         entry = Entry(next(self._seq), self.clock.time(), member, kind, protocol, event, **fields)
         if self.enabled:
             self._entries.append(entry)
+            self._unread += 1
         if self._waiters:
             self._notify(entry)
         return entry
@@ -158,23 +166,22 @@ class Journal:
         return excerpt(text, self.excerpt_bytes)
 
     def record_http(self, member: str, kind: str, protocol: str, correlation_id: str,
-                    peer: Any, method: str, path: str, raw_query: str,
+                    peer: Any, method: str, url: URL,
                     raw_headers: tuple[tuple[bytes, bytes], ...], body: bytes | None,
-                    request_size: int | None, status: int | None, reply: bytes | None,
-                    duration_ms: float, detail: dict[str, Any] | None) -> None:
-        """The hot path: keep references; parsing, masking and formatting happen when the
-        entry is read."""
+                    status: int | None, reply: bytes | None, seconds: float,
+                    detail: dict[str, Any] | None) -> None:
+        """The hot path, once per HTTP request: keep references in a tuple. The entry is
+        built, parsed and masked when someone reads it (``_entry``)."""
         limit = self.excerpt_bytes * 4
-        entry = Entry(next(self._seq), self.clock.time(), member, kind, protocol, "request",
-                      correlation_id, None, method, path, None, None, request_size, None,
-                      status, len(reply) if reply is not None else None, None,
-                      round(duration_ms, 3), None, detail or {},
-                      (peer, raw_query, raw_headers, body[:limit] if body else body,
-                       reply[:limit] if reply else reply))
+        raw = (next(self._seq), self.clock.time(), member, kind, protocol, correlation_id, peer,
+               method, url, raw_headers, body[:limit] if body else body,
+               None if body is None else len(body), status,
+               reply[:limit] if reply else reply, seconds, detail)
         if self.enabled:
-            self._entries.append(entry)
+            self._entries.append(raw)
+            self._unread += 1
         if self._waiters:
-            self._notify(entry)
+            self._notify(Entry.from_request(raw, self.excerpt_bytes))
 
     def new_correlation_id(self) -> str:
         return f"{self._run_id}-{next(self._correlations):x}"
@@ -194,6 +201,7 @@ class Journal:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._unread = 0
 
     def resize(self, capacity: int) -> None:
         self.capacity = capacity
@@ -202,6 +210,17 @@ class Journal:
     # -- reading ---------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _read(self) -> deque[Entry | tuple[Any, ...]]:
+        """Every entry, oldest first, with the requests recorded since the last read built
+        into entries (once each: they stay built)."""
+        entries = self._entries
+        for i in range(max(len(entries) - self._unread, 0), len(entries)):
+            raw = entries[i]
+            if not isinstance(raw, Entry):
+                entries[i] = Entry.from_request(raw, self.excerpt_bytes)
+        self._unread = 0
+        return entries
 
     def query(
         self,
@@ -221,22 +240,18 @@ class Journal:
     ) -> list[Entry]:
         """Entries matching every given filter, oldest first. ``member`` and ``path`` are
         shell-style patterns (``cam-*``, ``/param.cgi*``)."""
-        found = [e for e in self._entries if _matches(
-            e, member, kind, protocol, event, method, path, status, correlation_id, since, until,
-            after_seq)]
-        found = found[-limit:] if limit else found
-        for entry in found:
-            if entry.raw is not None:
-                entry._cook(self.excerpt_bytes)
-        return found
+        found = [e for e in self._read() if _matches(
+            e, member, kind, protocol, event, method, path, status, correlation_id,  # type: ignore[arg-type]
+            since, until, after_seq)]
+        return found[-limit:] if limit else found  # type: ignore[return-value]
 
     async def wait_for(self, predicate: Callable[[Entry], bool], timeout: float,  # noqa: ASYNC109
                        *, include_past: bool = False) -> Entry:
         """The first entry (from now on, or already there with include_past) that matches."""
         if include_past:
-            for entry in self._entries:
-                if predicate(entry):
-                    return entry
+            for entry in self._read():
+                if predicate(entry):  # type: ignore[arg-type]
+                    return entry  # type: ignore[return-value]
         future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         waiter = (predicate, future)
         self._waiters.append(waiter)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -56,8 +57,9 @@ class FarmContext:
     farm: Farm | None = None
     journal: Journal = None  # type: ignore[assignment]  # set in __post_init__
     faults: FaultEngine = None  # type: ignore[assignment]
-    # aiohttp middlewares every HTTP member installs first (journal, fault injection).
-    http_middlewares: list[Any] = field(default_factory=list)
+    # What every HTTP member's application runs first (journal, fault injection): each
+    # factory makes an aiohttp middleware for the member it is given.
+    http_middlewares: list[Callable[[Any], Any]] = field(default_factory=list)
 
     _ca: Any = None
 

@@ -8,6 +8,7 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -37,6 +38,8 @@ class _QuietBadRequests(logging.Filter):
 logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
 
 MEMBER: web.AppKey[HttpEmulator] = web.AppKey("emulators_member")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def abort_with_reset(request: web.BaseRequest) -> None:
@@ -62,7 +65,7 @@ class HttpObserver:
     def __init__(self, journal: Journal, faults: FaultEngine) -> None:
         self.journal = journal
         self.faults = faults
-        # task -> (deadline in loop time, member, request)
+        # task -> (deadline in time.monotonic(), member, request)
         self.inflight: dict[asyncio.Task[Any], tuple[float, HttpEmulator, web.Request]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -78,10 +81,9 @@ class HttpObserver:
             self._sweeper = None
 
     async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.SWEEP_EVERY)
-            now = loop.time()
+            now = time.monotonic()
             for task, (deadline, member, request) in list(self.inflight.items()):
                 if now >= deadline and not task.done():
                     log.warning("%s: %s %s exceeded %.0f s; connection closed", member.name,
@@ -90,76 +92,76 @@ class HttpObserver:
                     abort_with_reset(request)
                     task.cancel()
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        member = request.app[MEMBER]
-        journal = self.journal
-        started = time.perf_counter()
-        correlation = journal.new_correlation_id()
-        token = CORRELATION.set(correlation)
-        protocol = "https" if request.secure else "http"
-        task = asyncio.current_task()
-        if task is not None:
-            deadline = asyncio.get_running_loop().time() + member.request_deadline
-            self.inflight[task] = (deadline, member, request)
-        response: web.StreamResponse | None = None
-        fired: FaultRule | None = None
-        status: int | None = None
-        try:
-            if self.faults.rules:
-                fired = self.faults.check(
-                    member.name, member.kind, protocol, types=HTTP_FAULTS,
-                    method=request.method, path=request.path,
-                    command=member.command_of(request), group=member.spec.group)
-            if fired is not None:
-                response = await _apply_before(fired, request, member)
-            if response is None:
-                response = await _handle(request, handler, member)
-                if fired is not None and fired.fault == "truncate":
-                    response = await _truncate(request, response)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = 499  # the fault, the deadline or the client closed the connection
-            raise
-        except ConnectionError:
-            # The client went away mid-request (mid-body, say): nobody to answer, nothing
-            # to log as an error; the journal says 499.
-            status = 499
-            raise asyncio.CancelledError from None
-        finally:
+    def middleware_for(self, member: HttpEmulator) -> Middleware:
+        """The middleware ``member``'s application runs first. It is made for that member,
+        so the per-request path looks nothing up: it runs on every request of the farm."""
+        journal, faults, inflight = self.journal, self.faults, self.inflight
+        record, new_correlation_id = journal.record_http, journal.new_correlation_id
+        name, kind, group = member.name, member.kind, member.spec.group
+        lifetime = member.request_deadline
+        perf_counter, monotonic = time.perf_counter, time.monotonic
+        current_task = asyncio.current_task
+
+        @web.middleware
+        async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = perf_counter()
+            correlation = new_correlation_id()
+            token = CORRELATION.set(correlation)
+            task = current_task()
             if task is not None:
-                self.inflight.pop(task, None)
-            CORRELATION.reset(token)
-            body = getattr(request, "_read_bytes", None)  # what the handler read, if anything
-            reply = getattr(response, "body", None) if response is not None else None
-            if not isinstance(reply, (bytes, bytearray)):
-                reply = getattr(response, "journal_body", None)
-            transport = request.transport
-            journal.record_http(
-                member.name, member.kind, protocol, correlation,
-                transport.get_extra_info("peername") if transport else None,
-                request.method, request.path, request.rel_url.raw_query_string,
-                request.raw_headers, body,
-                request.content_length if body is None else len(body), status,
-                bytes(reply) if reply is not None else None,
-                (time.perf_counter() - started) * 1000,
-                {"fault": fired.id, "fault_type": fired.fault} if fired else None,
-            )
+                inflight[task] = (monotonic() + lifetime, member, request)
+            protocol = "https" if request.secure else "http"
+            response: web.StreamResponse | None = None
+            fired: FaultRule | None = None
+            status: int | None = None
+            try:
+                if faults.rules:
+                    fired = faults.check(name, kind, protocol, types=HTTP_FAULTS,
+                                         method=request.method, path=request.path,
+                                         command=member.command_of(request), group=group)
+                    if fired is not None:
+                        response = await _apply_before(fired, request, member)
+                if response is None:
+                    try:
+                        response = await handler(request)
+                    except (web.HTTPException, asyncio.CancelledError, ConnectionError):
+                        raise
+                    except Exception:  # noqa: BLE001 - the last line of defence: no bare 500
+                        log.exception("%s (%s) failed on %s %s", name, kind, request.method,
+                                      request.path_qs)
+                        response = member.vendor_error(request, "internal error")
+                    if fired is not None and fired.fault == "truncate":
+                        response = await _truncate(request, response)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except asyncio.CancelledError:
+                status = 499  # the fault, the deadline or the client closed the connection
+                raise
+            except ConnectionError:
+                # The client went away mid-request (mid-body, say): nobody to answer, nothing
+                # to log as an error; the journal says 499.
+                status = 499
+                raise asyncio.CancelledError from None
+            finally:
+                if task is not None:
+                    inflight.pop(task, None)
+                CORRELATION.reset(token)
+                reply = getattr(response, "body", None)  # bytes, a Payload, or no response
+                if not isinstance(reply, bytes):
+                    reply = (bytes(reply) if isinstance(reply, bytearray)
+                             else getattr(response, "journal_body", None))
+                transport = request.transport
+                record(name, kind, protocol, correlation,
+                       transport.get_extra_info("peername") if transport else None,
+                       request.method, request.rel_url, request.raw_headers,
+                       getattr(request, "_read_bytes", None), status, reply,
+                       perf_counter() - started,
+                       {"fault": fired.id, "fault_type": fired.fault} if fired else None)
 
-
-async def _handle(request: web.Request, handler: Any, member: HttpEmulator) -> web.StreamResponse:
-    try:
-        return await handler(request)  # type: ignore[no-any-return]
-    except (web.HTTPException, asyncio.CancelledError, ConnectionError):
-        raise
-    except Exception:  # noqa: BLE001 - the last line of defence: never a bare 500 page
-        log.exception("%s (%s) failed on %s %s", member.name, member.kind, request.method,
-                      request.path_qs)
-        return member.vendor_error(request, "internal error")
+        return observe
 
 
 async def _apply_before(rule: FaultRule, request: web.Request,
