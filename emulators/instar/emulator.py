@@ -134,6 +134,10 @@ class InstarCamera(HttpEmulator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.profile = Profile.with_overrides(self.options.profile)
+        # (name, password) -> the user; the first of two alike wins, as the list is read.
+        self._logins: dict[tuple[str, str], UserOption] = {}
+        for user in self.options.users:
+            self._logins.setdefault((user.name, user.password), user)
         self.ftp = FtpSettings()
         self.actions: dict[str, FtpAction] = default_actions()
         self.snapcount = 5
@@ -189,7 +193,7 @@ class InstarCamera(HttpEmulator):
         self._restart_scheduler()
 
     def build_app(self) -> web.Application:
-        app = self.new_app(middlewares=[error_middleware(self.profile)])
+        app = self.new_app(middlewares=[error_middleware(self.profile, self.client_max_size)])
         urls.add_routes(app, self)
         return app
 
@@ -320,8 +324,7 @@ class InstarCamera(HttpEmulator):
 
     # -- settings commands -----------------------------------------------------------------
     def user(self, name: str, password: str) -> UserOption | None:
-        return next((u for u in self.options.users
-                     if u.name == name and u.password == password), None)
+        return self._logins.get((name, password))
 
     async def set_ftp(self, params: dict[str, str]) -> None:
         if self.testftp_running and self.profile.setftpattr_busy_during_testftp:

@@ -3,15 +3,16 @@ exception, and the one middleware that renders them (and the 401 of a wrong logi
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Sequence
 from typing import ClassVar
 from urllib.parse import quote
 
 from aiohttp import web
 
 from ..core.bodies import send_and_close
-from ..core.observe import MEMBER
 from .profiles import PROFILE, Profile
 
 log = logging.getLogger("emulators.instar")
@@ -92,14 +93,21 @@ def echo(cmd: str) -> str:
                    else quote(ch.encode("utf-8", "surrogatepass"), safe="") for ch in cmd)
 
 
-def render(lines: list[tuple[str, str]], code: int, cmd: str | None,
+def render(lines: Sequence[tuple[str, str]], code: int, cmd: str | None,
            profile: Profile = PROFILE) -> web.Response:
     """The camera's reply: ``cmd="...";``, the command's ``key="value";`` lines, the code."""
-    eol = profile.line_ending
-    out = [] if cmd is None else [f'cmd="{echo(cmd)}";']
-    out += [f'{key}="{value}";' for key, value in lines]
-    out.append(f'response="{code}";')
-    return web.Response(body=(eol.join(out) + eol).encode(), content_type="text/plain")
+    return web.Response(body=_reply_bytes(tuple(lines), code, cmd, profile.line_ending),
+                        content_type="text/plain")
+
+
+@functools.lru_cache(maxsize=512)
+def _reply_bytes(lines: tuple[tuple[str, str], ...], code: int, cmd: str | None,
+                 eol: str) -> bytes:
+    """A reply's bytes. Most replies repeat (a getftpattr between two settings changes), so
+    each is put together once and then reused."""
+    head = "" if cmd is None else f'cmd="{echo(cmd)}";{eol}'
+    body = "".join([f'{key}="{value}";{eol}' for key, value in lines])
+    return f'{head}{body}response="{code}";{eol}'.encode()
 
 
 def unauthorized_response(profile: Profile, cmd: str | None) -> web.Response:
@@ -110,14 +118,14 @@ def unauthorized_response(profile: Profile, cmd: str | None) -> web.Response:
         headers={"WWW-Authenticate": f'Basic realm="{profile.realm}"'})
 
 
-def error_middleware(profile: Profile):  # type: ignore[no-untyped-def]
+def error_middleware(profile: Profile, max_size: int):  # type: ignore[no-untyped-def]
     """The one place an error becomes a reply: vendor codes, the login failure, and anything
     unexpected (answered as 214 INTERNAL_ERROR rather than a traceback)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
         declared = request.content_length
-        if declared is not None and declared > request.app[MEMBER].client_max_size:
+        if declared is not None and declared > max_size:
             # Refused before the body is read (request.read() would wait for all of it) and
             # closed as soon as the client stops sending (aiohttp would linger ten seconds).
             # The page is the web server's own, as for 404 and 405.

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from .models.ftp import SET_KEYS
 if TYPE_CHECKING:
     from .emulator import InstarCamera
 
-Lines = list[tuple[str, str]]
+Lines = Sequence[tuple[str, str]]
 Handler = Callable[["InstarCamera", dict[str, str]], Awaitable[Lines]]
 ROLES = {"guest": 0, "user": 1, "admin": 2}
 
@@ -55,7 +56,7 @@ async def set_ftp_attr(camera: InstarCamera, params: dict[str, str]) -> Lines:
 
 async def test_ftp(camera: InstarCamera, params: dict[str, str]) -> Lines:
     outcome = await camera.testftp(params.get("sethost"))
-    lines: Lines = []
+    lines: list[tuple[str, str]] = []
     if camera.ftp.ft_ssl == 2 and outcome.hostkey:
         lines.append(("hostkey", outcome.hostkey))
     lines.append(("result", str(outcome.result)))
@@ -71,7 +72,7 @@ async def get_ftp_action(camera: InstarCamera, params: dict[str, str]) -> Lines:
     if "type" in params:
         action = camera.actions[action_rules.action_type(params["type"])]
         return [("enable", str(action.enable)), ("interval", str(action.interval))]
-    lines: Lines = []
+    lines: list[tuple[str, str]] = []
     for kind in action_rules.TYPES:
         action = camera.actions[kind]
         lines += [(f"enable['{kind}']", str(action.enable)),
@@ -143,12 +144,25 @@ def _single(query: MultiMapping[str], key: str, policy: str) -> str:
     return values[0]
 
 
-def _login(camera: InstarCamera, request: web.Request, query: MultiMapping[str]) -> str:
+def _reader(query: MultiMapping[str], policy: str) -> Callable[[str], str]:
+    """``key`` -> its value. A key given twice is settled by the profile's policy, when it is
+    read; in the usual query, with no key twice, the value is simply the one given."""
+    if policy == "first" or len(set(query)) == len(query):
+        return query.__getitem__  # a multidict's [] is the first value
+    return lambda key: _single(query, key, policy)
+
+
+@functools.lru_cache(maxsize=1024)
+def _allowed(keys: tuple[str, ...], ignored: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(keys + ignored)
+
+
+def _login(camera: InstarCamera, request: web.Request, query: MultiMapping[str],
+           value: Callable[[str], str]) -> str:
     """The logged-in user's role: query ``user``/``pwd`` first, else HTTP Basic."""
-    policy = camera.profile.duplicate_keys
     if "user" in query or "pwd" in query:
-        name = _single(query, "user", policy) if "user" in query else ""
-        password = _single(query, "pwd", policy) if "pwd" in query else ""
+        name = value("user") if "user" in query else ""
+        password = value("pwd") if "pwd" in query else ""
     else:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -170,21 +184,21 @@ def _login(camera: InstarCamera, request: web.Request, query: MultiMapping[str])
 async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
     query = request.query
     profile = camera.profile
-    role = _login(camera, request, query)
+    value = _reader(query, profile.duplicate_keys)
+    role = _login(camera, request, query, value)
     if "cmd" not in query:
         raise MissingParam("cmd is required")
-    name = _single(query, "cmd", profile.duplicate_keys)
+    name = value("cmd")
     try:
         command = COMMANDS.get(name)
         if command is None:
             raise UnknownCommand(name)
         if ROLES[role] < ROLES[command.role]:
             raise NoPermission(f"{role} may not run {name}")
-        unknown = [k for k in query if k not in command.keys and k not in profile.ignored_keys]
-        if unknown:
-            raise UnknownParam(", ".join(sorted(set(unknown))))
-        params = {k: _single(query, k, profile.duplicate_keys)
-                  for k in command.keys if k in query}
+        allowed = _allowed(command.keys, profile.ignored_keys)
+        if not query.keys() <= allowed:
+            raise UnknownParam(", ".join(sorted(query.keys() - allowed)))
+        params = {k: value(k) for k in command.keys if k in query}
         if command.needs_some and not params:
             if profile.empty_set_is_error:
                 raise MissingParam(f"{name} needs one of {', '.join(command.keys)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from ..profiles import Profile
@@ -42,13 +43,20 @@ class FtpSettings:
         known = {k: data[k] for k in SET_KEYS if k in data}
         return cls(**known)
 
-    def get_lines(self, profile: Profile) -> list[tuple[str, str]]:
-        lines = []
-        for key in GET_ORDER:
-            lines.append((key, str(getattr(self, key))))
-            if key == "ft_dirname" and profile.getftpattr_lists_autocreatedir:
-                lines.append(("ft_autocreatedir", str(self.ft_autocreatedir)))
-        return lines
+    def get_lines(self, profile: Profile) -> tuple[tuple[str, str], ...]:
+        """getftpattr's lines. The record never changes, so they are worked out once."""
+        return self._lines_with_autocreatedir if profile.getftpattr_lists_autocreatedir \
+            else self._lines
+
+    @cached_property
+    def _lines(self) -> tuple[tuple[str, str], ...]:
+        return tuple((key, str(getattr(self, key))) for key in GET_ORDER)
+
+    @cached_property
+    def _lines_with_autocreatedir(self) -> tuple[tuple[str, str], ...]:
+        at = GET_ORDER.index("ft_dirname") + 1
+        return (*self._lines[:at], ("ft_autocreatedir", str(self.ft_autocreatedir)),
+                *self._lines[at:])
 
     def updated(self, params: dict[str, str], profile: Profile) -> FtpSettings:
         """A copy with ``params`` applied; every value checked before anything changes."""
