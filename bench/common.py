@@ -97,9 +97,10 @@ web.run_app(app, host=host, port=port, access_log=None, print=None)
 
 @contextmanager
 def baseline_process(path: str, body: bytes, content_type: str,
-                     close: bool = False) -> Iterator[str]:
+                     close: bool = False) -> Iterator[tuple[str, int]]:
     """A bare aiohttp application answering ``path`` with the same bytes (and closing the
-    connection after each reply when ``close``, as an HTTP/1.0 device does); yields its URL."""
+    connection after each reply when ``close``, as an HTTP/1.0 device does); yields its URL
+    and process id."""
     import socket
 
     with socket.socket() as s:
@@ -117,7 +118,7 @@ def baseline_process(path: str, body: bytes, content_type: str,
                 if time.monotonic() > deadline:
                     raise SystemExit("baseline server did not start") from None
                 time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -133,10 +134,34 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url: str, *, seconds: int = 5, connections: int = 32, threads: int = 1) -> dict[str, float]:
-    """Requests per second and p50/p99 latency (ms) of one wrk run."""
-    out = subprocess.run([ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
-                          "--latency", url], capture_output=True, text=True, check=True).stdout
+def server_and_load_cores() -> tuple[set[int], list[str]]:
+    """On a machine with two cores or more, the server under test runs on one core and wrk on
+    another, so neither steals the other's: (the server's cores, the prefix that pins wrk).
+    The baseline and the farm get the same treatment."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2 or not shutil.which("taskset"):
+        return set(cores), []
+    return {cores[0]}, ["taskset", "-c", ",".join(map(str, cores[1:]))]
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Pin a process and every thread it has to ``cores``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (every thread)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, *, seconds: float = 5, connections: int = 32, threads: int = 1,
+        prefix: list[str] | None = None) -> dict[str, float]:
+    """Requests per second, p50/p99 latency (ms) and the request count of one wrk run."""
+    out = subprocess.run([*(prefix or []), ensure_wrk(), f"-t{threads}", f"-c{connections}",
+                          f"-d{seconds}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -144,7 +169,8 @@ def wrk(url: str, *, seconds: int = 5, connections: int = 32, threads: int = 1) 
     socket_errors = re.search(r"Socket errors:.*", out)
     if errors or socket_errors:
         raise SystemExit(f"wrk saw errors against {url}:\n{out}")
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": requests}
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -1,21 +1,38 @@
 """Targets 1 and 6: request throughput of INSTAR getftpattr and ACTi HTTPS_CER reads against a
 bare aiohttp app returning the same bytes, and the cost of the fault check with no rules.
 
-    python bench/throughput.py [--seconds 5] [--runs 3] [--connections 32]
+    python bench/throughput.py [--seconds 2] [--runs 10] [--connections 32]
 
-The farm and the baseline each run in their own process; wrk (one thread) is the load. Each
-figure is the median of --runs runs, emulator and baseline alternating.
+The farm and the baseline each run in their own process; wrk (one thread) is the load. On a
+machine of two cores or more the server under test is pinned to one core and wrk to the others.
+The two are measured in --runs pairs of --seconds each, back to back and in alternating order,
+and the ratio is the median of the pairs' ratios: on a shared machine the speed of the host
+drifts by tens of percent within a minute, and two runs next to each other see the same host.
+CPU per request (the server process's user + system time over the requests served) is printed
+too: it does not depend on what else the machine runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import statistics
 import timeit
 import urllib.parse
 import urllib.request
+from typing import Any
 
-from common import baseline_process, env_note, farm_process, median_of, show, wrk
+from common import (
+    baseline_process,
+    cpu_seconds,
+    env_note,
+    farm_process,
+    median_of,
+    pin,
+    server_and_load_cores,
+    show,
+    wrk,
+)
 
 TARGETS = {
     "instar getftpattr": ("instar-camera", "/param.cgi",
@@ -25,16 +42,45 @@ TARGETS = {
 }
 
 
+def measured(url: str, pid: int, load: dict[str, Any]) -> dict[str, float]:
+    """One wrk run against a server process, with the CPU it used per request (us)."""
+    before = cpu_seconds(pid)
+    run = wrk(url, **load)
+    run["cpu_us"] = (cpu_seconds(pid) - before) / run["requests"] * 1e6
+    return run
+
+
+def pairs(emulator: tuple[str, int], baseline: tuple[str, int], load: dict[str, Any],
+          runs: int) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """``runs`` runs of each, back to back, the order alternating from pair to pair."""
+    emu_runs, base_runs = [], []
+    measured(emulator[0], emulator[1], dict(load, seconds=1))  # warm up both
+    measured(baseline[0], baseline[1], dict(load, seconds=1))
+    for i in range(runs):
+        if i % 2:
+            base_runs.append(measured(*baseline, load))
+            emu_runs.append(measured(*emulator, load))
+        else:
+            emu_runs.append(measured(*emulator, load))
+            base_runs.append(measured(*baseline, load))
+    return emu_runs, base_runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2)
+    parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    load = {"seconds": args.seconds, "connections": args.connections}
+    server_cores, wrk_prefix = server_and_load_cores()
+    load = {"seconds": args.seconds, "connections": args.connections, "prefix": wrk_prefix}
+    pinned = (f"server on core {min(server_cores)}, wrk on the others" if wrk_prefix
+              else "not pinned: one core")
     scenario = {"name": "bench", "emulators": [
         {"name": "instar", "kind": "instar-camera"}, {"name": "acti", "kind": "acti-camera"}]}
-    with farm_process(scenario) as (_proc, ready, _t):
+    instar_rps = 0.0
+    with farm_process(scenario) as (proc, ready, _t):
+        pin(proc.pid, server_cores)
         urls = {m["name"]: m["urls"]["http"] for m in ready["emulators"]}
         for label, (kind, path, path_qs) in TARGETS.items():
             url = urls[kind.split("-")[0]] + path_qs
@@ -46,21 +92,24 @@ def main() -> None:
             body, ctype = resp.read(), resp.headers.get("Content-Type", "text/plain")
             closes = resp.will_close
             conn.close()
-            with baseline_process(path, body, ctype, close=closes) as base:
+            with baseline_process(path, body, ctype, close=closes) as (base, base_pid):
+                pin(base_pid, server_cores)
                 base_url = base + path_qs
-                with urllib.request.urlopen(base_url) as resp:
-                    assert resp.read() == body, "the baseline must answer the same bytes"
-                emu_runs, base_runs = [], []
-                for _ in range(args.runs):
-                    emu_runs.append(wrk(url, **load))
-                    base_runs.append(wrk(base_url, **load))
+                with urllib.request.urlopen(base_url) as reply:
+                    assert reply.read() == body, "the baseline must answer the same bytes"
+                emu_runs, base_runs = pairs((url, proc.pid), (base_url, base_pid), load,
+                                            args.runs)
             emu, base_m = median_of(emu_runs), median_of(base_runs)
+            ratios = sorted(e["rps"] / b["rps"] for e, b in zip(emu_runs, base_runs, strict=True))
             reuse = "a new connection per request, both" if closes else "keep-alive"
-            show(f"{label}: journal on, no fault rules ({env_note()}, wrk -t1 -c"
-                 f"{args.connections} -d{args.seconds}s, median of {args.runs}; {reuse})", [
-                ("emulator req/s", f"{emu['rps']:.0f}"),
+            show(f"{label}: journal on, no fault rules ({env_note()}, {pinned}; wrk -t1 -c"
+                 f"{args.connections}, {args.runs} pairs of {args.seconds:g} s; {reuse})", [
+                ("emulator req/s", f"{emu['rps']:.0f}  (median)"),
                 ("baseline req/s", f"{base_m['rps']:.0f}  (bare aiohttp, same bytes)"),
-                ("ratio", f"{emu['rps'] / base_m['rps']:.2f}x  (target >= 0.70x)"),
+                ("ratio", f"{statistics.median(ratios):.2f}x  (median of the pairs; "
+                          f"{ratios[0]:.2f}-{ratios[-1]:.2f})  target >= 0.70x"),
+                ("CPU per request", f"{emu['cpu_us']:.0f} us emulator, {base_m['cpu_us']:.0f} us "
+                                    f"baseline: {base_m['cpu_us'] / emu['cpu_us']:.2f}x"),
                 ("emulator p50 / p99", f"{emu['p50_ms']:.2f} / {emu['p99_ms']:.2f} ms"),
                 ("baseline p50 / p99", f"{base_m['p50_ms']:.2f} / {base_m['p99_ms']:.2f} ms"),
             ])
@@ -69,7 +118,8 @@ def main() -> None:
     fault_check_cost(instar_rps, scenario, load, args.runs)
 
 
-def fault_check_cost(rps: float, scenario: dict, load: dict, runs: int) -> None:  # type: ignore[type-arg]
+def fault_check_cost(rps: float, scenario: dict[str, Any], load: dict[str, Any],
+                     runs: int) -> None:
     """Target 6, two ways: the check's own cost against the time of one request, and an A/B of
     throughput with no rules against one rule that matches nothing."""
     from emulators.core.clock import Clock
@@ -80,13 +130,13 @@ def fault_check_cost(rps: float, scenario: dict, load: dict, runs: int) -> None:
                                   globals={"engine": engine}, number=1_000_000, repeat=5)) / 1e6
     per_request = 1 / rps
     ruled = dict(scenario, faults=[{"fault": "status", "member": "nobody", "status": 500}])
-    with farm_process(scenario) as (_p, ready, _t), farm_process(ruled) as (_q, ready2, _u):
+    server_cores, _ = server_and_load_cores()
+    with farm_process(scenario) as (p, ready, _t), farm_process(ruled) as (q, ready2, _u):
+        pin(p.pid, server_cores)
+        pin(q.pid, server_cores)
         url = ready["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
         url2 = ready2["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
-        a, b = [], []
-        for _ in range(runs):
-            a.append(wrk(url, **load))
-            b.append(wrk(url2, **load))
+        a, b = pairs((url, p.pid), (url2, q.pid), load, runs)
     none_rps, one_rps = median_of(a)["rps"], median_of(b)["rps"]
     show("fault check with no rules", [
         ("check, no rules", f"{per_check * 1e9:.0f} ns per request"),
