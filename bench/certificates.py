@@ -3,6 +3,7 @@ device CA) against the same cryptography done directly in-process; and RSA key g
 (ACTi HTTPS_CSR_CREATE, 2048 and 4096 bits) not blocking the farm's event loop.
 
     python bench/certificates.py [--seconds 5] [--runs 3] [--clients 16]
+                                 [--only throughput|keygen] [--op enos|iotda]
 
 The farm runs in its own process; the load comes from --clients concurrent aiohttp clients in
 this process. Keys, CSRs and CA certificates are made before any timing. The farm process's
@@ -261,6 +262,8 @@ async def throughput(urls: dict[str, str], control: str, pid: int,
                                                  iotda_op(session, urls["iotda"], iotda_mat),
                                                  lambda: iotda_baseline(iotda_mat, args.seconds))}
         for label, (member, op, baseline) in ops.items():
+            if args.op and member != args.op:
+                continue
             await op(0)  # warm: routes, first-use caches
             runs, cpus, loads, bases = [], [], [], []
             for _ in range(args.runs):
@@ -296,6 +299,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--only", choices=("throughput", "keygen"))
+    parser.add_argument("--op", choices=("enos", "iotda"),
+                        help="measure the throughput of this operation only")
     args = parser.parse_args()
     with farm_process(scenario()) as (proc, ready, _t):
         urls = {m["name"]: m["urls"]["http"] for m in ready["emulators"]}
