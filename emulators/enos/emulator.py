@@ -26,6 +26,7 @@ from .models.certificates import (
     CertificateBook,
     CertificateService,
     CertRecord,
+    CertRequest,
     Rules,
 )
 from .models.faults import Faults, Target
@@ -175,16 +176,16 @@ class EnosService(HttpEmulator):
         authority: Authority = spec.issueAuthority
         if spec.csr:
             csr = pki.load_csr(spec.csr)
-            public_key, subject = csr.public_key(), csr.subject
+            request = CertRequest.of(csr.public_key(), csr.subject)
         else:
             assert key_pem is not None
-            public_key = pki.load_key(key_pem, trusted=True).public_key()
             fields = {**DEFAULT_SUBJECT, "CN": device.device_key, **(spec.subject or {})}
-            subject = pki.name(**fields)
+            request = CertRequest.of(pki.load_key(key_pem, trusted=True).public_key(),
+                                     pki.name(**fields))
         product = self.registry.product_of(device)
         valid_day = spec.validDay or min(DEFAULT_VALID_DAY, product.max_valid_day)
         start, end = service.validity(product, valid_day, service.roots[authority], now)
-        return service._issue(device, public_key, subject, authority, start, end, now)
+        return service._issue(device, request, authority, start, end, now)
 
     # -- state ---------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:

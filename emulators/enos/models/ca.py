@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from cryptography import x509
@@ -90,9 +91,20 @@ class RootCA:
     cert: x509.Certificate
     key: pki.PrivateKey
 
-    @property
+    # Read for every certificate issued and every reply carrying caCert: made once.
+    @cached_property
     def pem(self) -> str:
         return pki.cert_pem(self.cert)
+
+    @cached_property
+    def issuer(self) -> str:
+        """The root's subject as the list API prints an issuer."""
+        return java_name(self.cert.subject)
+
+    @cached_property
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            self.cert.public_key())  # type: ignore[arg-type]
 
     def remaining(self, now: dt.datetime) -> dt.timedelta:
         return self.cert.not_valid_after_utc - now
@@ -109,8 +121,7 @@ class RootCA:
             .add_extension(x509.UnrecognizedExtension(NETSCAPE_COMMENT, _ia5(COMMENT)),
                            critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self.cert.public_key()), critical=False)  # type: ignore[arg-type]
+            .add_extension(self._authority_key_id, critical=False)
         )
         if crl_url:
             builder = builder.add_extension(

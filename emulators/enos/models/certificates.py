@@ -124,7 +124,7 @@ class CertificateBook:
                        if r.asset_id == device.asset_id and r.org_id == device.org_id),
                       key=lambda r: r.cert_sn)
 
-    def others(self, device: Device, now: dt.datetime) -> list[CertRecord]:
+    def others(self, device: Device) -> list[CertRecord]:
         """Other devices' certificates that still count (not revoked)."""
         return [r for r in self.records.values()
                 if not r.revoked and (r.asset_id, r.org_id) != (device.asset_id, device.org_id)]
@@ -150,12 +150,11 @@ def _describe_key(key: Any) -> str:
     return f"a {type(key).__name__.lstrip('_')}"
 
 
-def _java_signature(csr: x509.CertificateSigningRequest) -> str:
+def _java_signature(csr: x509.CertificateSigningRequest, key: Any) -> str:
     try:
         digest = csr.signature_hash_algorithm
     except Exception:  # noqa: BLE001 - unsupported algorithms raise their own types
         digest = None
-    key = csr.public_key()
     family = ("RSA" if isinstance(key, rsa.RSAPublicKey)
               else "ECDSA" if isinstance(key, ec.EllipticCurvePublicKey) else None)
     if digest is None or family is None:
@@ -172,7 +171,22 @@ def load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
             "csr must be a PEM encoded PKCS#10 certificate signing request") from None
 
 
-def check_csr(csr_pem: str, authority: Authority) -> x509.CertificateSigningRequest:
+@dataclass(frozen=True)
+class CertRequest:
+    """What a certificate is issued for, read once per call: the public key and subject, and
+    what the duplicate checks compare (parsing a subject builds Python objects each time)."""
+
+    public_key: Any
+    subject: x509.Name
+    key_id: str
+    cn: str
+
+    @classmethod
+    def of(cls, public_key: Any, subject: x509.Name) -> CertRequest:
+        return cls(public_key, subject, key_id(public_key), common_name(subject))
+
+
+def check_csr(csr_pem: str, authority: Authority) -> CertRequest:
     """The seed's rules: RSA 2048 + SHA256withRSA, or P-256 + SHA256withECDSA; a full subject."""
     csr = load_csr(csr_pem)
     try:
@@ -193,7 +207,7 @@ def check_csr(csr_pem: str, authority: Authority) -> x509.CertificateSigningRequ
                                      f"a 256-bit prime256v1 EC key is required, the CSR has "
                                      f"{_describe_key(key)}")
         wanted = "SHA256withECDSA"
-    used = _java_signature(csr)
+    used = _java_signature(csr, key)
     if used != wanted:
         raise InvalidCertRequest("The signature algorithm of the CSR is not supported",
                                  f"{wanted} is required, the CSR is signed with {used}")
@@ -203,18 +217,21 @@ def check_csr(csr_pem: str, authority: Authority) -> x509.CertificateSigningRequ
     with warnings.catch_warnings():
         # A subject with out-of-range lengths is what is being checked, not a reason to warn.
         warnings.simplefilter("ignore")
-        _check_subject(csr.subject)
-    return csr
+        subject = csr.subject
+        _check_subject(subject)
+    return CertRequest.of(key, subject)
 
 
 def _check_subject(subject: x509.Name) -> None:
+    first: dict[x509.ObjectIdentifier, str] = {}
+    for attribute in subject:  # one pass: get_attributes_for_oid walks the name per field
+        first.setdefault(attribute.oid, str(attribute.value))
     for label, oid in SUBJECT_FIELDS:
-        values = subject.get_attributes_for_oid(oid)
-        if not values or not str(values[0].value).strip():
+        value = first.get(oid)
+        if value is None or not value.strip():
             raise InvalidCertRequest("The subject of the CSR is incomplete",
                                      f"the subject needs C, ST, L, O, OU and CN; {label} is "
                                      f"missing")
-        value = str(values[0].value)
         if len(value) > MAX_FIELD:
             raise InvalidCertRequest("The subject of the CSR is invalid",
                                      f"{label} is longer than {MAX_FIELD} characters")
@@ -273,25 +290,25 @@ class CertificateService:
         return start, min(end, root_end)
 
     # issuing ----------------------------------------------------------------------------
-    def _issue(self, device: Device, public_key: Any, subject: x509.Name, authority: Authority,
+    def _issue(self, device: Device, request: CertRequest, authority: Authority,
                start: dt.datetime, end: dt.datetime, now: dt.datetime,
-               cert_sn: int | None = None, renewed_from: int | None = None) -> CertRecord:
+               renewed_from: int | None = None) -> CertRecord:
         root = self.roots[authority]
-        serial = cert_sn if cert_sn is not None else self.allocate()
-        cert = root.sign(public_key, subject, serial, start, end, self.crl_url(authority))
+        serial = self.allocate()
+        cert = root.sign(request.public_key, request.subject, serial, start, end,
+                         self.crl_url(authority))
         record = CertRecord(
             cert_sn=serial, org_id=device.org_id, asset_id=device.asset_id,
             cert=pki.cert_pem(cert), issue_authority=authority, sign_date=_ms(now),
-            not_before=_ms(start), not_after=_ms(end), subject=java_name(subject),
-            issuer=java_name(root.cert.subject), cn=common_name(subject),
-            key_id=key_id(public_key), renewed_from=renewed_from)
+            not_before=_ms(start), not_after=_ms(end), subject=java_name(request.subject),
+            issuer=root.issuer, cn=request.cn, key_id=request.key_id,
+            renewed_from=renewed_from)
         self.book.add(record)
         return record
 
-    def _check_not_taken(self, device: Device, csr: x509.CertificateSigningRequest,
-                         now: dt.datetime, *, renew: bool) -> None:
-        kid, cn = key_id(csr.public_key()), common_name(csr.subject)
-        for other in self.book.others(device, now):
+    def _check_not_taken(self, device: Device, request: CertRequest, *, renew: bool) -> None:
+        kid, cn = request.key_id, request.cn
+        for other in self.book.others(device):
             if other.key_id == kid:
                 raise CertificateBoundElsewhere()
             if other.cn == cn:
@@ -304,9 +321,9 @@ class CertificateService:
               now: dt.datetime) -> CertRecord:
         product = self.registry.require_bidirectional(device)
         start, end = self.validity(product, valid_day, self.roots[authority], now)
-        csr = check_csr(csr_pem, authority)
-        self._check_not_taken(device, csr, now, renew=False)
-        return self._issue(device, csr.public_key(), csr.subject, authority, start, end, now)
+        request = check_csr(csr_pem, authority)
+        self._check_not_taken(device, request, renew=False)
+        return self._issue(device, request, authority, start, end, now)
 
     def renew(self, device: Device, cert_sn: int | None, csr_pem: str | None,
               valid_day: int | None, authority: Authority | None,
@@ -326,9 +343,8 @@ class CertificateService:
         if csr_pem:
             authority = authority or "RSA"
             start, end = self.validity(product, valid_day, self.roots[authority], now)
-            csr = check_csr(csr_pem, authority)
-            self._check_not_taken(device, csr, now, renew=True)
-            public_key, subject = csr.public_key(), csr.subject
+            request = check_csr(csr_pem, authority)
+            self._check_not_taken(device, request, renew=True)
         else:
             # No CSR: the old certificate's request data (its subject and key) again.
             if authority is not None and authority != old.issue_authority:
@@ -338,11 +354,11 @@ class CertificateService:
             authority = old.issue_authority
             start, end = self.validity(product, valid_day, self.roots[authority], now)
             previous = old.x509()
-            public_key, subject = previous.public_key(), previous.subject
-            if authority_of_key(public_key) != authority:
+            request = CertRequest.of(previous.public_key(), previous.subject)
+            if authority_of_key(request.public_key) != authority:
                 raise RenewFailed("The original certificate cannot be renewed",
                                   "its key does not fit the issuing CA")
-        record = self._issue(device, public_key, subject, authority, start, end, now,
+        record = self._issue(device, request, authority, start, end, now,
                              renewed_from=old.cert_sn)
         if self.rules.renew_old == "revoke":
             self._mark_revoked(old, now, 4, None)
