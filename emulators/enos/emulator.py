@@ -203,7 +203,7 @@ class EnosService(HttpEmulator):
         self.roots.clear()
         self.roots.update({a: RootCA.from_dict(a, data["genesis"]["ca"][a])
                            for a in AUTHORITIES})
-        self.book.records.clear()
+        self.book.clear()
         for item in data.get("certificates", []):
             record = CertRecord.from_dict(item)
             self.book.add(record)

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography import x509
@@ -66,6 +66,14 @@ def common_name(name: x509.Name) -> str:
     return str(values[0].value) if values else ""
 
 
+# Who a certificate is bound to: (assetId, orgId).
+Owner = tuple[str, str]
+
+
+def owner_of(device: Device) -> Owner:
+    return (device.asset_id, device.org_id)
+
+
 @dataclass
 class CertRecord:
     """One issued certificate and the device it is bound to."""
@@ -88,6 +96,10 @@ class CertRecord:
     revoke_reason: int | None = None
     renewed_from: int | None = None
 
+    @property
+    def owner(self) -> Owner:
+        return (self.asset_id, self.org_id)
+
     def status(self, now: dt.datetime) -> int:
         if self.revoked:
             return REVOKED
@@ -109,35 +121,76 @@ class CertRecord:
         return cls(**data)
 
 
-@dataclass
 class CertificateBook:
-    records: dict[int, CertRecord] = field(default_factory=dict)
+    """Every certificate issued, by certSN. Indexes by device, and of the live (not revoked)
+    certificates by key and by CN, answer the list and the duplicate checks without walking
+    the whole book; so a record changes only through ``add`` and ``mark_revoked``."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, CertRecord] = {}
+        self._by_owner: dict[Owner, dict[int, CertRecord]] = {}
+        # key id (or CN) -> owner -> certSNs of that owner's live certificates with it
+        self._live_by_key: dict[str, dict[Owner, set[int]]] = {}
+        self._live_by_cn: dict[str, dict[Owner, set[int]]] = {}
 
     def add(self, record: CertRecord) -> None:
+        if record.cert_sn in self.records:
+            old = self.records[record.cert_sn]
+            self._by_owner[old.owner].pop(old.cert_sn)
+            self._drop_live(old)
         self.records[record.cert_sn] = record
+        self._by_owner.setdefault(record.owner, {})[record.cert_sn] = record
+        if not record.revoked:
+            for index, value in ((self._live_by_key, record.key_id),
+                                 (self._live_by_cn, record.cn)):
+                index.setdefault(value, {}).setdefault(record.owner, set()).add(record.cert_sn)
+
+    def _drop_live(self, record: CertRecord) -> None:
+        for index, value in ((self._live_by_key, record.key_id), (self._live_by_cn, record.cn)):
+            holders = index.get(value, {})
+            serials = holders.get(record.owner)
+            if serials is not None:
+                serials.discard(record.cert_sn)
+                if not serials:
+                    del holders[record.owner]
+                    if not holders:
+                        del index[value]
+
+    def mark_revoked(self, record: CertRecord, at: int, reason: int,
+                     revoker: str | None) -> None:
+        record.revoked = True
+        record.revoked_at = at
+        record.revoke_reason = reason
+        record.revoker = revoker
+        self._drop_live(record)
+
+    def clear(self) -> None:
+        self.records.clear()
+        self._by_owner.clear()
+        self._live_by_key.clear()
+        self._live_by_cn.clear()
 
     def get(self, cert_sn: int) -> CertRecord | None:
         return self.records.get(cert_sn)
 
     def bound_to(self, device: Device) -> list[CertRecord]:
-        return sorted((r for r in self.records.values()
-                       if r.asset_id == device.asset_id and r.org_id == device.org_id),
+        return sorted(self._by_owner.get(owner_of(device), {}).values(),
                       key=lambda r: r.cert_sn)
 
-    def others(self, device: Device) -> list[CertRecord]:
-        """Other devices' certificates that still count (not revoked)."""
-        return [r for r in self.records.values()
-                if not r.revoked and (r.asset_id, r.org_id) != (device.asset_id, device.org_id)]
+    def first_taken(self, device: Device, key_id: str,
+                    cn: str) -> tuple[CertRecord | None, CertRecord | None]:
+        """Another device's first (lowest certSN) live certificate with this key, and with
+        this CN."""
+        owner = owner_of(device)
+        found = []
+        for index, value in ((self._live_by_key, key_id), (self._live_by_cn, cn)):
+            serials = [min(sns) for holder, sns in index.get(value, {}).items()
+                       if holder != owner]
+            found.append(self.records[min(serials)] if serials else None)
+        return found[0], found[1]
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in sorted(self.records.values(), key=lambda r: r.cert_sn)]
-
-    @classmethod
-    def from_list(cls, items: list[dict[str, Any]]) -> CertificateBook:
-        book = cls()
-        for item in items:
-            book.add(CertRecord.from_dict(item))
-        return book
 
 
 # -- CSR rules -------------------------------------------------------------------------------
@@ -307,15 +360,16 @@ class CertificateService:
         return record
 
     def _check_not_taken(self, device: Device, request: CertRequest, *, renew: bool) -> None:
-        kid, cn = request.key_id, request.cn
-        for other in self.book.others(device):
-            if other.key_id == kid:
+        """Another device's live certificate with the CSR's key or CN: the first one issued
+        decides the error (its key is checked before its CN)."""
+        same_key, same_cn = self.book.first_taken(device, request.key_id, request.cn)
+        if same_key is not None and (same_cn is None or same_key.cert_sn <= same_cn.cert_sn):
+            raise CertificateBoundElsewhere()
+        if same_cn is not None:
+            if renew:
                 raise CertificateBoundElsewhere()
-            if other.cn == cn:
-                if renew:
-                    raise CertificateBoundElsewhere()
-                raise DuplicateSubject("The subject of the CSR is already in use",
-                                       f"CN={cn} belongs to a certificate of another device")
+            raise DuplicateSubject("The subject of the CSR is already in use",
+                                   f"CN={request.cn} belongs to a certificate of another device")
 
     def apply(self, device: Device, csr_pem: str, valid_day: int | None, authority: Authority,
               now: dt.datetime) -> CertRecord:
@@ -361,7 +415,7 @@ class CertificateService:
         record = self._issue(device, request, authority, start, end, now,
                              renewed_from=old.cert_sn)
         if self.rules.renew_old == "revoke":
-            self._mark_revoked(old, now, 4, None)
+            self.book.mark_revoked(old, _ms(now), 4, None)
         return record
 
     def revoke(self, device: Device, cert_sn: int, reason: int, now: dt.datetime,
@@ -378,21 +432,13 @@ class CertificateService:
         if record.revoked:
             raise RevokeFailed("The certificate has already been revoked",
                                f"certSn {cert_sn} was revoked before")
-        self._mark_revoked(record, now, reason, revoker)
+        self.book.mark_revoked(record, _ms(now), reason, revoker)
         return record
-
-    @staticmethod
-    def _mark_revoked(record: CertRecord, now: dt.datetime, reason: int,
-                      revoker: str | None) -> None:
-        record.revoked = True
-        record.revoked_at = _ms(now)
-        record.revoke_reason = reason
-        record.revoker = revoker
 
     def listing(self, device: Device) -> list[CertRecord]:
         return self.book.bound_to(device)
 
     def revoked_by(self, authority: Authority) -> list[tuple[int, dt.datetime, int]]:
         return [(r.cert_sn, _from_ms(r.revoked_at or r.sign_date), r.revoke_reason or 0)
-                for r in self.book.records.values()
+                for sn, r in sorted(self.book.records.items())
                 if r.revoked and r.issue_authority == authority]
