@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .. import pki
 from ..core.httpserver import HttpEmulator
-from ..core.state import StateStore
+from ..core.state import StateStore, encode_state
 from . import gateway, responses
 from .middleware import error_middleware, render_vendor_error
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
@@ -95,6 +95,7 @@ class EnosService(HttpEmulator):
             self.registry, self.roots, self.book, self.serials.allocate, self.crl_url,
             Rules(opts.default_valid_day_over_max, opts.renew_old_certificate))
         self._genesis: dict[str, Any] | None = None
+        self._genesis_encoded: bytes | None = None
         self.loaded = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -200,6 +201,7 @@ class EnosService(HttpEmulator):
 
     def load_state(self, data: dict[str, Any]) -> None:
         self._genesis = data["genesis"]
+        self._genesis_encoded = None
         self.roots.clear()
         self.roots.update({a: RootCA.from_dict(a, data["genesis"]["ca"][a])
                            for a in AUTHORITIES})
@@ -214,7 +216,21 @@ class EnosService(HttpEmulator):
     def dump_state(self) -> dict[str, Any]:
         assert self._genesis is not None
         return {"genesis": self._genesis, "certificates": self.book.to_list(),
-                **self.tokens.dump(), "faults": {"remaining": self.faults.remaining}}
+                **self._small_state()}
+
+    def _small_state(self) -> dict[str, Any]:
+        return {**self.tokens.dump(), "faults": {"remaining": self.faults.remaining}}
+
+    def encoded_state(self) -> bytes:
+        """``encode_state(self.dump_state())`` from kept encodings of the genesis and of each
+        certificate: a save joins them rather than encoding every certificate again."""
+        assert self._genesis is not None
+        if self._genesis_encoded is None:
+            self._genesis_encoded = encode_state(self._genesis)
+        parts = {"genesis": self._genesis_encoded, "certificates": self.book.encoded(),
+                 **{key: encode_state(value) for key, value in self._small_state().items()}}
+        return b"{" + b",".join(encode_state(key) + b":" + parts[key]
+                                for key in sorted(parts)) + b"}"
 
     def state(self) -> dict[str, Any]:
         """The control plane's view: no root private keys, but the keys made for devices."""
@@ -230,7 +246,7 @@ class EnosService(HttpEmulator):
         }
 
     async def write_state(self) -> None:
-        await super().write_state()
+        await self.ctx.store.save_encoded(self.name, self.encoded_state())
         await self.serials.save()
 
     # -- for the wire and for tests ---------------------------------------------------------

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ... import pki
+from ...core.state import encode_state
 from ..exceptions import (
     CallCaError,
     CertificateBoundElsewhere,
@@ -132,12 +133,14 @@ class CertificateBook:
         # key id (or CN) -> owner -> certSNs of that owner's live certificates with it
         self._live_by_key: dict[str, dict[Owner, set[int]]] = {}
         self._live_by_cn: dict[str, dict[Owner, set[int]]] = {}
+        self._encoded: dict[int, bytes] = {}  # certSN -> the record as the state file has it
 
     def add(self, record: CertRecord) -> None:
         if record.cert_sn in self.records:
             old = self.records[record.cert_sn]
             self._by_owner[old.owner].pop(old.cert_sn)
             self._drop_live(old)
+            self._encoded.pop(old.cert_sn, None)
         self.records[record.cert_sn] = record
         self._by_owner.setdefault(record.owner, {})[record.cert_sn] = record
         if not record.revoked:
@@ -163,12 +166,14 @@ class CertificateBook:
         record.revoke_reason = reason
         record.revoker = revoker
         self._drop_live(record)
+        self._encoded.pop(record.cert_sn, None)
 
     def clear(self) -> None:
         self.records.clear()
         self._by_owner.clear()
         self._live_by_key.clear()
         self._live_by_cn.clear()
+        self._encoded.clear()
 
     def get(self, cert_sn: int) -> CertRecord | None:
         return self.records.get(cert_sn)
@@ -191,6 +196,17 @@ class CertificateBook:
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in sorted(self.records.values(), key=lambda r: r.cert_sn)]
+
+    def encoded(self) -> bytes:
+        """``encode_state(self.to_list())``, each record encoded once and again only when it
+        changes: the book grows with every certificate issued, and every save writes it."""
+        parts = []
+        for cert_sn in sorted(self.records):
+            raw = self._encoded.get(cert_sn)
+            if raw is None:
+                raw = self._encoded[cert_sn] = encode_state(self.records[cert_sn].to_dict())
+            parts.append(raw)
+        return b"[" + b",".join(parts) + b"]"
 
 
 # -- CSR rules -------------------------------------------------------------------------------
