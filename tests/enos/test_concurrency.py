@@ -5,11 +5,15 @@ as if the calls had come one after another."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
 import pytest
+
+from emulators.enos.models.ca import RootCA
 
 from .conftest import CERTS, ORG, base_options, ec_key, make_csr, rsa_key
 from .test_errors import BOUND_ELSEWHERE
@@ -130,3 +134,46 @@ def test_renew_and_revoke_of_one_certificate_at_once(racing_enos) -> None:
         else:
             assert (renewed["code"], renewed["msg"]) == (99400, REVOKED)
             assert revoked["code"] == 0
+
+
+def _signing_paused(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """RootCA.sign (run in the executor) waits for ``go`` once ``entered`` is set."""
+    entered, go = threading.Event(), threading.Event()
+    sign = RootCA.sign
+
+    def paused(self: RootCA, builder: Any) -> Any:
+        entered.set()
+        assert go.wait(10)
+        return sign(self, builder)
+
+    monkeypatch.setattr(RootCA, "sign", paused)
+    return entered, go
+
+
+def test_a_reset_while_a_certificate_is_signed_wipes_it(racing_enos, monkeypatch) -> None:
+    enos = racing_enos()
+    entered, go = _signing_paused(monkeypatch)
+    csr = make_csr(rsa_key(2048, 54), "reset-meanwhile")
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(enos.sdk, "apply", {"csr": csr}, assetId="assetR0")
+        assert entered.wait(10)
+        enos.handle.reset()  # the loop is free while the executor signs
+        go.set()
+        assert reply.result(10)["code"] == 0  # the apply came first, then the reset
+    assert enos.sdk("list", assetId="assetR0")["data"] == []
+    # Nothing is left held: another device may apply with that key now.
+    assert enos.sdk("apply", {"csr": csr}, assetId="assetR1")["code"] == 0
+
+
+def test_a_failed_signature_releases_the_key(racing_enos, monkeypatch) -> None:
+    enos = racing_enos()
+
+    def broken(self: RootCA, builder: Any) -> Any:
+        raise RuntimeError("a bug of ours")
+
+    csr = make_csr(rsa_key(2048, 55), "failed-once")
+    with monkeypatch.context() as patch:
+        patch.setattr(RootCA, "sign", broken)
+        failed = enos.sdk("apply", {"csr": csr}, assetId="assetR0")
+    assert (failed["code"], failed["msg"]) == (99500, "Internal error of certificate service.")
+    assert enos.sdk("apply", {"csr": csr}, assetId="assetR1")["code"] == 0

@@ -109,8 +109,9 @@ class RootCA:
     def remaining(self, now: dt.datetime) -> dt.timedelta:
         return self.cert.not_valid_after_utc - now
 
-    def sign(self, public_key: Any, subject: x509.Name, serial: int, not_before: dt.datetime,
-             not_after: dt.datetime, crl_url: str) -> x509.Certificate:
+    def builder(self, public_key: Any, subject: x509.Name, serial: int,
+                not_before: dt.datetime, not_after: dt.datetime,
+                crl_url: str) -> x509.CertificateBuilder:
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(self.cert.subject)
@@ -127,6 +128,11 @@ class RootCA:
             builder = builder.add_extension(
                 x509.UnrecognizedExtension(NETSCAPE_CA_REVOCATION_URL, _ia5(crl_url)),
                 critical=False)
+        return builder
+
+    def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        """The CPU-heavy part of issuing; it releases the GIL, so an executor runs it beside
+        the loop."""
         return builder.sign(self.key, hashes.SHA256())  # type: ignore[arg-type]
 
     def crl(self, revoked: list[tuple[int, dt.datetime, int]], now: dt.datetime) -> bytes:

@@ -1,15 +1,20 @@
 """Device certificates and the Connection Service's rules for apply, renew, revoke and list.
 
 "What does the renew rule say about validDay" is ``CertificateService.validity``; the CSR
-rules are ``check_csr``. Times are passed in (the farm clock), never read here.
+rules are ``check_csr``. Times are passed in (the farm clock), never read here. Signing runs
+in the loop's executor; ``Claims`` keeps concurrent calls answering as if they came one after
+another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +48,10 @@ SUBJECT_FIELDS = (("C", NameOID.COUNTRY_NAME), ("ST", NameOID.STATE_OR_PROVINCE_
                   ("L", NameOID.LOCALITY_NAME), ("O", NameOID.ORGANIZATION_NAME),
                   ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME), ("CN", NameOID.COMMON_NAME))
 MAX_FIELD = 64
+
+# Signatures under way at once, in the loop's executor: one core is left to the loop (more
+# signing threads than cores would take it from the loop, which does the rest of each call).
+SIGNERS = max(1, (os.cpu_count() or 2) - 1)
 
 # certStatus in the list reply.
 VALID, REVOKED, EXPIRED = 0, 1, 2
@@ -134,6 +143,7 @@ class CertificateBook:
         self._live_by_key: dict[str, dict[Owner, set[int]]] = {}
         self._live_by_cn: dict[str, dict[Owner, set[int]]] = {}
         self._encoded: dict[int, bytes] = {}  # certSN -> the record as the state file has it
+        self.generation = 0  # counts clear(): an issue that began before a reset is not added
 
     def add(self, record: CertRecord) -> None:
         if record.cert_sn in self.records:
@@ -174,6 +184,7 @@ class CertificateBook:
         self._live_by_key.clear()
         self._live_by_cn.clear()
         self._encoded.clear()
+        self.generation += 1
 
     def get(self, cert_sn: int) -> CertRecord | None:
         return self.records.get(cert_sn)
@@ -254,6 +265,10 @@ class CertRequest:
     def of(cls, public_key: Any, subject: x509.Name) -> CertRequest:
         return cls(public_key, subject, key_id(public_key), common_name(subject))
 
+    def claims(self) -> tuple[Hashable, ...]:
+        """What the duplicate checks of other calls must not read while this is issued."""
+        return (("key", self.key_id), ("cn", self.cn))
+
 
 def check_csr(csr_pem: str, authority: Authority) -> CertRequest:
     """The seed's rules: RSA 2048 + SHA256withRSA, or P-256 + SHA256withECDSA; a full subject."""
@@ -323,6 +338,35 @@ class Rules:
     renew_old: RenewOld = "keep"
 
 
+class Claims:
+    """What calls issuing a certificate hold until it is in the book: its key and CN, and the
+    certificate a renew replaces. A call that needs any of them waits until it is released,
+    then checks the book as the holder left it, with no await between its checks and its
+    claim; so calls that touch the same key, CN or certificate answer as if they had come one
+    after another (the second apply of one key gets 11833), while the others sign in parallel.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[Hashable, asyncio.Future[None]] = {}
+
+    async def free(self, *names: Hashable) -> None:
+        """Return once none of ``names`` is held (the caller's next checks see its effects)."""
+        while busy := [f for f in map(self._held.get, names) if f is not None]:
+            await asyncio.wait(busy)
+
+    @asynccontextmanager
+    async def hold(self, *names: Hashable) -> AsyncIterator[None]:
+        await self.free(*names)
+        released = asyncio.get_running_loop().create_future()
+        self._held.update(dict.fromkeys(names, released))
+        try:
+            yield
+        finally:
+            for name in names:
+                del self._held[name]
+            released.set_result(None)
+
+
 class CertificateService:
     def __init__(self, registry: Registry, roots: dict[Authority, RootCA], book: CertificateBook,
                  allocate: Callable[[], int], crl_url: Callable[[Authority], str],
@@ -333,6 +377,8 @@ class CertificateService:
         self.book = book
         self.allocate = allocate
         self.rules = rules or Rules()
+        self.claims = Claims()
+        self._signers = asyncio.Semaphore(SIGNERS)
 
     # validDay ---------------------------------------------------------------------------
     def validity(self, product: Product, valid_day: int | None, root: RootCA,
@@ -359,20 +405,44 @@ class CertificateService:
         return start, min(end, root_end)
 
     # issuing ----------------------------------------------------------------------------
-    def _issue(self, device: Device, request: CertRequest, authority: Authority,
-               start: dt.datetime, end: dt.datetime, now: dt.datetime,
-               renewed_from: int | None = None) -> CertRecord:
-        root = self.roots[authority]
-        serial = self.allocate()
-        cert = root.sign(request.public_key, request.subject, serial, start, end,
-                         self.crl_url(authority))
-        record = CertRecord(
+    def _record(self, device: Device, request: CertRequest, authority: Authority,
+                serial: int, cert: x509.Certificate, start: dt.datetime, end: dt.datetime,
+                now: dt.datetime, renewed_from: int | None) -> CertRecord:
+        return CertRecord(
             cert_sn=serial, org_id=device.org_id, asset_id=device.asset_id,
             cert=pki.cert_pem(cert), issue_authority=authority, sign_date=_ms(now),
             not_before=_ms(start), not_after=_ms(end), subject=java_name(request.subject),
-            issuer=root.issuer, cn=request.cn, key_id=request.key_id,
+            issuer=self.roots[authority].issuer, cn=request.cn, key_id=request.key_id,
             renewed_from=renewed_from)
+
+    def _issue(self, device: Device, request: CertRequest, authority: Authority,
+               start: dt.datetime, end: dt.datetime, now: dt.datetime) -> CertRecord:
+        """Issue on the spot (the genesis, before the farm serves anyone)."""
+        root, serial = self.roots[authority], self.allocate()
+        cert = root.sign(root.builder(request.public_key, request.subject, serial, start, end,
+                                      self.crl_url(authority)))
+        record = self._record(device, request, authority, serial, cert, start, end, now, None)
         self.book.add(record)
+        return record
+
+    async def _issue_in_executor(self, device: Device, request: CertRequest,
+                                 authority: Authority, start: dt.datetime, end: dt.datetime,
+                                 now: dt.datetime, renewed: CertRecord | None = None,
+                                 ) -> CertRecord:
+        """Issue with the signature in the loop's executor (it releases the GIL: a second core
+        signs while the loop serves other calls). The caller holds the request's claims."""
+        root, serial = self.roots[authority], self.allocate()
+        builder = root.builder(request.public_key, request.subject, serial, start, end,
+                               self.crl_url(authority))
+        generation = self.book.generation
+        async with self._signers:
+            cert = await asyncio.get_running_loop().run_in_executor(None, root.sign, builder)
+        record = self._record(device, request, authority, serial, cert, start, end, now,
+                              renewed.cert_sn if renewed else None)
+        if self.book.generation == generation:  # else a reset came first: it wiped this
+            self.book.add(record)
+            if renewed is not None and self.rules.renew_old == "revoke":
+                self.book.mark_revoked(renewed, _ms(now), 4, None)
         return record
 
     def _check_not_taken(self, device: Device, request: CertRequest, *, renew: bool) -> None:
@@ -387,61 +457,62 @@ class CertificateService:
             raise DuplicateSubject("The subject of the CSR is already in use",
                                    f"CN={request.cn} belongs to a certificate of another device")
 
-    def apply(self, device: Device, csr_pem: str, valid_day: int | None, authority: Authority,
-              now: dt.datetime) -> CertRecord:
+    async def apply(self, device: Device, csr_pem: str, valid_day: int | None,
+                    authority: Authority, now: dt.datetime) -> CertRecord:
         product = self.registry.require_bidirectional(device)
         start, end = self.validity(product, valid_day, self.roots[authority], now)
         request = check_csr(csr_pem, authority)
-        self._check_not_taken(device, request, renew=False)
-        return self._issue(device, request, authority, start, end, now)
+        async with self.claims.hold(*request.claims()):
+            self._check_not_taken(device, request, renew=False)
+            return await self._issue_in_executor(device, request, authority, start, end, now)
 
-    def renew(self, device: Device, cert_sn: int | None, csr_pem: str | None,
-              valid_day: int | None, authority: Authority | None,
-              now: dt.datetime) -> CertRecord:
+    async def renew(self, device: Device, cert_sn: int | None, csr_pem: str | None,
+                    valid_day: int | None, authority: Authority | None,
+                    now: dt.datetime) -> CertRecord:
         product = self.registry.require_bidirectional(device)
         if cert_sn is None:
             raise SerialRequired()
         if cert_sn < 0:
             raise SerialNegative()
-        old = self.book.get(cert_sn)
-        if old is None or (old.asset_id, old.org_id) != (device.asset_id, device.org_id):
-            raise CertificateNotBound()
-        if old.revoked:
-            raise OriginalRevoked()
-        if old.not_after <= _ms(now):
-            raise OriginalExpired()
-        if csr_pem:
-            authority = authority or "RSA"
-            start, end = self.validity(product, valid_day, self.roots[authority], now)
-            request = check_csr(csr_pem, authority)
-            self._check_not_taken(device, request, renew=True)
-        else:
-            # No CSR: the old certificate's request data (its subject and key) again.
-            if authority is not None and authority != old.issue_authority:
-                raise RenewFailed("issueAuthority does not match the original certificate",
-                                  f"certificate {old.cert_sn} was issued by the "
-                                  f"{old.issue_authority} CA; send a CSR to change it")
-            authority = old.issue_authority
-            start, end = self.validity(product, valid_day, self.roots[authority], now)
-            previous = old.x509()
-            request = CertRequest.of(previous.public_key(), previous.subject)
-            if authority_of_key(request.public_key) != authority:
-                raise RenewFailed("The original certificate cannot be renewed",
-                                  "its key does not fit the issuing CA")
-        record = self._issue(device, request, authority, start, end, now,
-                             renewed_from=old.cert_sn)
-        if self.rules.renew_old == "revoke":
-            self.book.mark_revoked(old, _ms(now), 4, None)
-        return record
+        async with self.claims.hold(("sn", cert_sn)):
+            old = self.book.get(cert_sn)
+            if old is None or old.owner != owner_of(device):
+                raise CertificateNotBound()
+            if old.revoked:
+                raise OriginalRevoked()
+            if old.not_after <= _ms(now):
+                raise OriginalExpired()
+            if csr_pem:
+                authority = authority or "RSA"
+                start, end = self.validity(product, valid_day, self.roots[authority], now)
+                request = check_csr(csr_pem, authority)
+            else:
+                # No CSR: the old certificate's request data (its subject and key) again.
+                if authority is not None and authority != old.issue_authority:
+                    raise RenewFailed("issueAuthority does not match the original certificate",
+                                      f"certificate {old.cert_sn} was issued by the "
+                                      f"{old.issue_authority} CA; send a CSR to change it")
+                authority = old.issue_authority
+                start, end = self.validity(product, valid_day, self.roots[authority], now)
+                previous = old.x509()
+                request = CertRequest.of(previous.public_key(), previous.subject)
+                if authority_of_key(request.public_key) != authority:
+                    raise RenewFailed("The original certificate cannot be renewed",
+                                      "its key does not fit the issuing CA")
+            async with self.claims.hold(*request.claims()):
+                if csr_pem:
+                    self._check_not_taken(device, request, renew=True)
+                return await self._issue_in_executor(device, request, authority, start, end,
+                                                     now, renewed=old)
 
-    def revoke(self, device: Device, cert_sn: int, reason: int, now: dt.datetime,
-               revoker: str | None) -> CertRecord:
+    async def revoke(self, device: Device, cert_sn: int, reason: int, now: dt.datetime,
+                     revoker: str | None) -> CertRecord:
         if reason not in REVOKE_REASONS:
             raise InvalidCallParameters("The revocation reason is not supported",
                                         f"reason {reason} is not one of 0, 1, 3, 4, 5, 6, 9")
+        await self.claims.free(("sn", cert_sn))  # a renew of it under way comes first
         record = self.book.get(cert_sn)
-        if record is None or (record.asset_id, record.org_id) != (device.asset_id,
-                                                                   device.org_id):
+        if record is None or record.owner != owner_of(device):
             raise RevokeFailed("The certificate is not bound to the device",
                                f"certSn {cert_sn} is not in the certificate list of asset "
                                f"{device.asset_id}")
