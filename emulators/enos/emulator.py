@@ -222,15 +222,19 @@ class EnosService(HttpEmulator):
         return {**self.tokens.dump(), "faults": {"remaining": self.faults.remaining}}
 
     def encoded_state(self) -> bytes:
-        """``encode_state(self.dump_state())`` from kept encodings of the genesis and of each
-        certificate: a save joins them rather than encoding every certificate again."""
+        """``encode_state(self.dump_state())`` from kept encodings of the genesis and of the
+        book: a save copies them once (one join) rather than encoding every certificate."""
         assert self._genesis is not None
         if self._genesis_encoded is None:
             self._genesis_encoded = encode_state(self._genesis)
-        parts = {"genesis": self._genesis_encoded, "certificates": self.book.encoded(),
-                 **{key: encode_state(value) for key, value in self._small_state().items()}}
-        return b"{" + b",".join(encode_state(key) + b":" + parts[key]
-                                for key in sorted(parts)) + b"}"
+        values: dict[str, list[bytes | bytearray]] = {
+            "genesis": [self._genesis_encoded],
+            "certificates": [b"[", self.book.encoded(), b"]"],
+            **{key: [encode_state(value)] for key, value in self._small_state().items()}}
+        pieces: list[bytes | bytearray] = []
+        for key in sorted(values):
+            pieces += [b"," if pieces else b"{", encode_state(key), b":", *values[key]]
+        return b"".join([*pieces, b"}"])
 
     def state(self) -> dict[str, Any]:
         """The control plane's view: no root private keys, but the keys made for devices."""

@@ -10,6 +10,7 @@ import urllib.parse
 import aiohttp
 
 from emulators.core.state import encode_state
+from emulators.enos.models.certificates import CertificateBook, CertRecord
 
 from .conftest import CERTS, ORG, ec_key, make_csr, rsa_key
 
@@ -62,3 +63,29 @@ def test_the_saved_file_is_the_state_encoded(start_enos, tmp_path) -> None:
     assert saved_is_dumped()
     enos.handle.reset()
     assert saved_is_dumped()
+
+
+def test_the_books_kept_encoding_follows_every_change() -> None:
+    """Out-of-order adds (signatures finishing out of turn), revocations, a reset."""
+    book = CertificateBook()
+
+    def record(sn: int) -> CertRecord:
+        return CertRecord(cert_sn=sn, org_id=ORG, asset_id=f"asset{sn}", cert="PEM\n",
+                          issue_authority="RSA", sign_date=1, not_before=1, not_after=2,
+                          subject=f"CN=c{sn}", issuer="CN=EnOS CA", cn=f"c{sn}", key_id=f"k{sn}")
+
+    def kept_is_encoded() -> bool:
+        return b"[" + bytes(book.encoded()) + b"]" == encode_state(book.to_list())
+
+    assert kept_is_encoded()
+    for sn in (5, 6, 3, 9, 7):
+        book.add(record(sn))
+        assert kept_is_encoded()
+    book.mark_revoked(book.records[6], 10, 1, None)
+    assert kept_is_encoded()
+    book.add(record(11))
+    assert kept_is_encoded()
+    book.clear()
+    assert kept_is_encoded()
+    book.add(record(2))
+    assert kept_is_encoded()

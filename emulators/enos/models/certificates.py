@@ -142,7 +142,13 @@ class CertificateBook:
         # key id (or CN) -> owner -> certSNs of that owner's live certificates with it
         self._live_by_key: dict[str, dict[Owner, set[int]]] = {}
         self._live_by_cn: dict[str, dict[Owner, set[int]]] = {}
+        # Every save writes the whole book: each record is encoded once (again when revoked)
+        # and the list is kept joined, new certificates appended in certSN order; a change
+        # to one already in it (or an add out of order) rebuilds it at the next save.
         self._encoded: dict[int, bytes] = {}  # certSN -> the record as the state file has it
+        self._joined = bytearray()  # the records, comma-separated, in certSN order
+        self._joined_upto = -1  # the last certSN in _joined
+        self._stale = False  # _joined must be rebuilt
         self.generation = 0  # counts clear(): an issue that began before a reset is not added
 
     def add(self, record: CertRecord) -> None:
@@ -150,13 +156,20 @@ class CertificateBook:
             old = self.records[record.cert_sn]
             self._by_owner[old.owner].pop(old.cert_sn)
             self._drop_live(old)
-            self._encoded.pop(old.cert_sn, None)
+            self._changed(old)
         self.records[record.cert_sn] = record
         self._by_owner.setdefault(record.owner, {})[record.cert_sn] = record
         if not record.revoked:
             for index, value in ((self._live_by_key, record.key_id),
                                  (self._live_by_cn, record.cn)):
                 index.setdefault(value, {}).setdefault(record.owner, set()).add(record.cert_sn)
+        if self._stale or record.cert_sn <= self._joined_upto:
+            self._stale = True
+        else:
+            if self._joined:
+                self._joined += b","
+            self._joined += self._encoding(record.cert_sn)
+            self._joined_upto = record.cert_sn
 
     def _drop_live(self, record: CertRecord) -> None:
         for index, value in ((self._live_by_key, record.key_id), (self._live_by_cn, record.cn)):
@@ -176,7 +189,11 @@ class CertificateBook:
         record.revoke_reason = reason
         record.revoker = revoker
         self._drop_live(record)
+        self._changed(record)
+
+    def _changed(self, record: CertRecord) -> None:
         self._encoded.pop(record.cert_sn, None)
+        self._stale = True
 
     def clear(self) -> None:
         self.records.clear()
@@ -184,6 +201,8 @@ class CertificateBook:
         self._live_by_key.clear()
         self._live_by_cn.clear()
         self._encoded.clear()
+        self._joined = bytearray()
+        self._joined_upto, self._stale = -1, False
         self.generation += 1
 
     def get(self, cert_sn: int) -> CertRecord | None:
@@ -208,16 +227,20 @@ class CertificateBook:
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in sorted(self.records.values(), key=lambda r: r.cert_sn)]
 
-    def encoded(self) -> bytes:
-        """``encode_state(self.to_list())``, each record encoded once and again only when it
-        changes: the book grows with every certificate issued, and every save writes it."""
-        parts = []
-        for cert_sn in sorted(self.records):
-            raw = self._encoded.get(cert_sn)
-            if raw is None:
-                raw = self._encoded[cert_sn] = encode_state(self.records[cert_sn].to_dict())
-            parts.append(raw)
-        return b"[" + b",".join(parts) + b"]"
+    def _encoding(self, cert_sn: int) -> bytes:
+        raw = self._encoded.get(cert_sn)
+        if raw is None:
+            raw = self._encoded[cert_sn] = encode_state(self.records[cert_sn].to_dict())
+        return raw
+
+    def encoded(self) -> bytearray:
+        """``encode_state(self.to_list())`` without its brackets (copy it: it changes with the
+        book)."""
+        if self._stale:
+            self._joined = bytearray(b",".join(map(self._encoding, sorted(self.records))))
+            self._joined_upto = max(self.records, default=-1)
+            self._stale = False
+        return self._joined
 
 
 # -- CSR rules -------------------------------------------------------------------------------
