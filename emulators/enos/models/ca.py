@@ -6,6 +6,7 @@ CA:FALSE, the Netscape comment "Enos Generated Certificate", SKI, AKI and the CR
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
@@ -158,6 +159,62 @@ class RootCA:
     @classmethod
     def from_dict(cls, authority: Authority, data: dict[str, str]) -> RootCA:
         return cls(authority, pki.load_cert(data["cert"]), pki.load_key(data["key"], trusted=True))
+
+
+class Signer:
+    """Signs certificates in the loop's executor, a batch at a time: what is queued while one
+    batch is signed makes the next. The signature releases the GIL, so it runs on another core
+    beside the loop; one thread is enough (the loop does more per call than the signature),
+    and a batch comes back to the loop in one wake-up, so its calls share one save."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[RootCA, x509.CertificateBuilder,
+                                asyncio.Future[x509.Certificate]]] = []
+        self._busy = False
+
+    async def sign(self, root: RootCA, builder: x509.CertificateBuilder) -> x509.Certificate:
+        loop = asyncio.get_running_loop()
+        signed: asyncio.Future[x509.Certificate] = loop.create_future()
+        self._queue.append((root, builder, signed))
+        if not self._busy:
+            self._next_batch(loop)
+        return await signed
+
+    def _next_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queue = self._queue, []
+        self._busy = True
+        job = loop.run_in_executor(None, _sign_all, [(root, b) for root, b, _ in batch])
+        job.add_done_callback(lambda done: self._done(loop, batch, done))
+
+    def _done(self, loop: asyncio.AbstractEventLoop,
+              batch: list[tuple[RootCA, x509.CertificateBuilder,
+                                asyncio.Future[x509.Certificate]]],
+              job: asyncio.Future[list[x509.Certificate | Exception]]) -> None:
+        self._busy = False
+        if self._queue:
+            self._next_batch(loop)  # signing goes on while this batch's calls carry on
+        try:
+            results: list[x509.Certificate | Exception] = job.result()
+        except BaseException as exc:  # the executor failed (or shut down): every call fails
+            results = [RuntimeError(f"signing failed: {exc!r}")] * len(batch)
+        for (_, _, signed), result in zip(batch, results, strict=True):
+            if signed.done():  # the call was cancelled meanwhile
+                continue
+            if isinstance(result, Exception):
+                signed.set_exception(result)
+            else:
+                signed.set_result(result)
+
+
+def _sign_all(batch: list[tuple[RootCA, x509.CertificateBuilder]],
+              ) -> list[x509.Certificate | Exception]:
+    results: list[x509.Certificate | Exception] = []
+    for root, builder in batch:
+        try:
+            results.append(root.sign(builder))
+        except Exception as exc:  # noqa: BLE001 - one call's failure, not the batch's
+            results.append(exc)
+    return results
 
 
 # RFC 5280 reason codes the revoke API accepts (0 unspecified is written without a reason).

@@ -1,9 +1,9 @@
 """Device certificates and the Connection Service's rules for apply, renew, revoke and list.
 
 "What does the renew rule say about validDay" is ``CertificateService.validity``; the CSR
-rules are ``check_csr``. Times are passed in (the farm clock), never read here. Signing runs
-in the loop's executor; ``Claims`` keeps concurrent calls answering as if they came one after
-another.
+rules are ``check_csr``. Times are passed in (the farm clock), never read here. Signatures
+are made off the loop (``Signer``); ``Claims`` keeps concurrent calls answering as if they
+came one after another.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -40,7 +39,7 @@ from ..exceptions import (
     SerialRequired,
     ValidityExceedsProductMax,
 )
-from .ca import REVOKE_REASONS, Authority, RootCA, authority_of_key, java_name
+from .ca import REVOKE_REASONS, Authority, RootCA, Signer, authority_of_key, java_name
 from .registry import Device, Product, Registry
 
 DEFAULT_VALID_DAY = 730
@@ -48,10 +47,6 @@ SUBJECT_FIELDS = (("C", NameOID.COUNTRY_NAME), ("ST", NameOID.STATE_OR_PROVINCE_
                   ("L", NameOID.LOCALITY_NAME), ("O", NameOID.ORGANIZATION_NAME),
                   ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME), ("CN", NameOID.COMMON_NAME))
 MAX_FIELD = 64
-
-# Signatures under way at once, in the loop's executor: one core is left to the loop (more
-# signing threads than cores would take it from the loop, which does the rest of each call).
-SIGNERS = max(1, (os.cpu_count() or 2) - 1)
 
 # certStatus in the list reply.
 VALID, REVOKED, EXPIRED = 0, 1, 2
@@ -401,7 +396,7 @@ class CertificateService:
         self.allocate = allocate
         self.rules = rules or Rules()
         self.claims = Claims()
-        self._signers = asyncio.Semaphore(SIGNERS)
+        self.signer = Signer()
 
     # validDay ---------------------------------------------------------------------------
     def validity(self, product: Product, valid_day: int | None, root: RootCA,
@@ -452,14 +447,13 @@ class CertificateService:
                                  authority: Authority, start: dt.datetime, end: dt.datetime,
                                  now: dt.datetime, renewed: CertRecord | None = None,
                                  ) -> CertRecord:
-        """Issue with the signature in the loop's executor (it releases the GIL: a second core
-        signs while the loop serves other calls). The caller holds the request's claims."""
+        """Issue with the signature made off the loop (``Signer``). The caller holds the
+        request's claims."""
         root, serial = self.roots[authority], self.allocate()
         builder = root.builder(request.public_key, request.subject, serial, start, end,
                                self.crl_url(authority))
         generation = self.book.generation
-        async with self._signers:
-            cert = await asyncio.get_running_loop().run_in_executor(None, root.sign, builder)
+        cert = await self.signer.sign(root, builder)
         record = self._record(device, request, authority, serial, cert, start, end, now,
                               renewed.cert_sn if renewed else None)
         if self.book.generation == generation:  # else a reset came first: it wiped this
