@@ -134,7 +134,11 @@ class StateStore:
         member are written in order and coalesced: a save that finds a newer document already
         written returns at once.
         """
-        raw = encode_state(data)
+        await self.save_encoded(name, encode_state(data))
+
+    async def save_encoded(self, name: str, raw: bytes) -> None:
+        """``save`` of a document already encoded as ``encode_state`` encodes it (for a member
+        that keeps the encoding of the parts of its state that did not change)."""
         if self.directory is None:
             self._memory[name] = raw
             return

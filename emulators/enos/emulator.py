@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .. import pki
 from ..core.httpserver import HttpEmulator
-from ..core.state import StateStore
+from ..core.state import StateStore, encode_state
 from . import gateway, responses
 from .middleware import error_middleware, render_vendor_error
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
@@ -26,6 +26,7 @@ from .models.certificates import (
     CertificateBook,
     CertificateService,
     CertRecord,
+    CertRequest,
     Rules,
 )
 from .models.faults import Faults, Target
@@ -94,6 +95,7 @@ class EnosService(HttpEmulator):
             self.registry, self.roots, self.book, self.serials.allocate, self.crl_url,
             Rules(opts.default_valid_day_over_max, opts.renew_old_certificate))
         self._genesis: dict[str, Any] | None = None
+        self._genesis_encoded: bytes | None = None
         self.loaded = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -175,16 +177,16 @@ class EnosService(HttpEmulator):
         authority: Authority = spec.issueAuthority
         if spec.csr:
             csr = pki.load_csr(spec.csr)
-            public_key, subject = csr.public_key(), csr.subject
+            request = CertRequest.of(csr.public_key(), csr.subject)
         else:
             assert key_pem is not None
-            public_key = pki.load_key(key_pem, trusted=True).public_key()
             fields = {**DEFAULT_SUBJECT, "CN": device.device_key, **(spec.subject or {})}
-            subject = pki.name(**fields)
+            request = CertRequest.of(pki.load_key(key_pem, trusted=True).public_key(),
+                                     pki.name(**fields))
         product = self.registry.product_of(device)
         valid_day = spec.validDay or min(DEFAULT_VALID_DAY, product.max_valid_day)
         start, end = service.validity(product, valid_day, service.roots[authority], now)
-        return service._issue(device, public_key, subject, authority, start, end, now)
+        return service._issue(device, request, authority, start, end, now)
 
     # -- state ---------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -199,10 +201,11 @@ class EnosService(HttpEmulator):
 
     def load_state(self, data: dict[str, Any]) -> None:
         self._genesis = data["genesis"]
+        self._genesis_encoded = None
         self.roots.clear()
         self.roots.update({a: RootCA.from_dict(a, data["genesis"]["ca"][a])
                            for a in AUTHORITIES})
-        self.book.records.clear()
+        self.book.clear()
         for item in data.get("certificates", []):
             record = CertRecord.from_dict(item)
             self.book.add(record)
@@ -213,7 +216,25 @@ class EnosService(HttpEmulator):
     def dump_state(self) -> dict[str, Any]:
         assert self._genesis is not None
         return {"genesis": self._genesis, "certificates": self.book.to_list(),
-                **self.tokens.dump(), "faults": {"remaining": self.faults.remaining}}
+                **self._small_state()}
+
+    def _small_state(self) -> dict[str, Any]:
+        return {**self.tokens.dump(), "faults": {"remaining": self.faults.remaining}}
+
+    def encoded_state(self) -> bytes:
+        """``encode_state(self.dump_state())`` from kept encodings of the genesis and of the
+        book: a save copies them once (one join) rather than encoding every certificate."""
+        assert self._genesis is not None
+        if self._genesis_encoded is None:
+            self._genesis_encoded = encode_state(self._genesis)
+        values: dict[str, list[bytes | bytearray]] = {
+            "genesis": [self._genesis_encoded],
+            "certificates": [b"[", self.book.encoded(), b"]"],
+            **{key: [encode_state(value)] for key, value in self._small_state().items()}}
+        pieces: list[bytes | bytearray] = []
+        for key in sorted(values):
+            pieces += [b"," if pieces else b"{", encode_state(key), b":", *values[key]]
+        return b"".join([*pieces, b"}"])
 
     def state(self) -> dict[str, Any]:
         """The control plane's view: no root private keys, but the keys made for devices."""
@@ -229,7 +250,7 @@ class EnosService(HttpEmulator):
         }
 
     async def write_state(self) -> None:
-        await super().write_state()
+        await self.ctx.store.save_encoded(self.name, self.encoded_state())
         await self.serials.save()
 
     # -- for the wire and for tests ---------------------------------------------------------

@@ -133,7 +133,7 @@ async def apply(call: Call) -> web.Response:
     valid_day, authority = _valid_day(body), _authority(body) or "RSA"
     device = await call.device("apply")
     member = call.member
-    record = member.certs.apply(device, csr, valid_day, authority, call.now)
+    record = await member.certs.apply(device, csr, valid_day, authority, call.now)
     await member.save()
     return envelope(_issued(call, record))
 
@@ -146,8 +146,8 @@ async def renew(call: Call) -> web.Response:
     csr, valid_day, authority = _csr(body), _valid_day(body), _authority(body)
     device = await call.device("renew")
     member = call.member
-    record = member.certs.renew(device, cert_sn, csr, valid_day, authority,  # type: ignore[arg-type]
-                                call.now)
+    record = await member.certs.renew(device, cert_sn, csr, valid_day,  # type: ignore[arg-type]
+                                      authority, call.now)
     await member.save()
     return envelope(_issued(call, record))
 
@@ -162,8 +162,8 @@ async def revoke(call: Call) -> web.Response:
         reason = 0
     device = await call.device("revoke")
     member = call.member
-    member.certs.revoke(device, cert_sn, reason, call.now,  # type: ignore[arg-type]
-                        call.request.get(CALLER))
+    await member.certs.revoke(device, cert_sn, reason, call.now,  # type: ignore[arg-type]
+                              call.request.get(CALLER))
     await member.save()
     return envelope(None)
 

@@ -264,6 +264,17 @@ def test_a_key_bound_to_another_device_is_11833_on_apply_and_renew(enos: Enos) -
          11833, BOUND_ELSEWHERE)
 
 
+def test_of_two_clashing_certificates_the_first_issued_decides_the_error(enos: Enos) -> None:
+    # assetB's bound certificate (key ec_key 1, CN bound-b) comes before this one of assetS.
+    _issue(enos, "later-s", ec_key("secp256r1", 7), "ECC", assetId="assetS")
+    fail(enos.sdk("apply", {"csr": make_csr(ec_key("secp256r1", 7), "bound-b"),
+                            "issueAuthority": "ECC"}), 99400,
+         "Duplicate subject by certificate request!message: The subject of the CSR is already "
+         "in use, detail message: CN=bound-b belongs to a certificate of another device")
+    fail(enos.sdk("apply", {"csr": make_csr(ec_key("secp256r1", 1), "later-s"),
+                            "issueAuthority": "ECC"}), 11833, BOUND_ELSEWHERE)
+
+
 def test_renew_of_another_devices_certificate_is_not_bound(enos: Enos) -> None:
     b_sn = enos.state()["certificates"][0]["cert_sn"]
     fail(enos.sdk("renew", {"certSn": b_sn}), 99400, NOT_BOUND)

@@ -6,8 +6,10 @@ CA:FALSE, the Netscape comment "Enos Generated Certificate", SKI, AKI and the CR
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from cryptography import x509
@@ -90,15 +92,27 @@ class RootCA:
     cert: x509.Certificate
     key: pki.PrivateKey
 
-    @property
+    # Read for every certificate issued and every reply carrying caCert: made once.
+    @cached_property
     def pem(self) -> str:
         return pki.cert_pem(self.cert)
+
+    @cached_property
+    def issuer(self) -> str:
+        """The root's subject as the list API prints an issuer."""
+        return java_name(self.cert.subject)
+
+    @cached_property
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            self.cert.public_key())  # type: ignore[arg-type]
 
     def remaining(self, now: dt.datetime) -> dt.timedelta:
         return self.cert.not_valid_after_utc - now
 
-    def sign(self, public_key: Any, subject: x509.Name, serial: int, not_before: dt.datetime,
-             not_after: dt.datetime, crl_url: str) -> x509.Certificate:
+    def builder(self, public_key: Any, subject: x509.Name, serial: int,
+                not_before: dt.datetime, not_after: dt.datetime,
+                crl_url: str) -> x509.CertificateBuilder:
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(self.cert.subject)
@@ -109,13 +123,17 @@ class RootCA:
             .add_extension(x509.UnrecognizedExtension(NETSCAPE_COMMENT, _ia5(COMMENT)),
                            critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self.cert.public_key()), critical=False)  # type: ignore[arg-type]
+            .add_extension(self._authority_key_id, critical=False)
         )
         if crl_url:
             builder = builder.add_extension(
                 x509.UnrecognizedExtension(NETSCAPE_CA_REVOCATION_URL, _ia5(crl_url)),
                 critical=False)
+        return builder
+
+    def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        """The CPU-heavy part of issuing; it releases the GIL, so an executor runs it beside
+        the loop."""
         return builder.sign(self.key, hashes.SHA256())  # type: ignore[arg-type]
 
     def crl(self, revoked: list[tuple[int, dt.datetime, int]], now: dt.datetime) -> bytes:
@@ -141,6 +159,62 @@ class RootCA:
     @classmethod
     def from_dict(cls, authority: Authority, data: dict[str, str]) -> RootCA:
         return cls(authority, pki.load_cert(data["cert"]), pki.load_key(data["key"], trusted=True))
+
+
+class Signer:
+    """Signs certificates in the loop's executor, a batch at a time: what is queued while one
+    batch is signed makes the next. The signature releases the GIL, so it runs on another core
+    beside the loop; one thread is enough (the loop does more per call than the signature),
+    and a batch comes back to the loop in one wake-up, so its calls share one save."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[RootCA, x509.CertificateBuilder,
+                                asyncio.Future[x509.Certificate]]] = []
+        self._busy = False
+
+    async def sign(self, root: RootCA, builder: x509.CertificateBuilder) -> x509.Certificate:
+        loop = asyncio.get_running_loop()
+        signed: asyncio.Future[x509.Certificate] = loop.create_future()
+        self._queue.append((root, builder, signed))
+        if not self._busy:
+            self._next_batch(loop)
+        return await signed
+
+    def _next_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queue = self._queue, []
+        self._busy = True
+        job = loop.run_in_executor(None, _sign_all, [(root, b) for root, b, _ in batch])
+        job.add_done_callback(lambda done: self._done(loop, batch, done))
+
+    def _done(self, loop: asyncio.AbstractEventLoop,
+              batch: list[tuple[RootCA, x509.CertificateBuilder,
+                                asyncio.Future[x509.Certificate]]],
+              job: asyncio.Future[list[x509.Certificate | Exception]]) -> None:
+        self._busy = False
+        if self._queue:
+            self._next_batch(loop)  # signing goes on while this batch's calls carry on
+        try:
+            results: list[x509.Certificate | Exception] = job.result()
+        except BaseException as exc:  # the executor failed (or shut down): every call fails
+            results = [RuntimeError(f"signing failed: {exc!r}")] * len(batch)
+        for (_, _, signed), result in zip(batch, results, strict=True):
+            if signed.done():  # the call was cancelled meanwhile
+                continue
+            if isinstance(result, Exception):
+                signed.set_exception(result)
+            else:
+                signed.set_result(result)
+
+
+def _sign_all(batch: list[tuple[RootCA, x509.CertificateBuilder]],
+              ) -> list[x509.Certificate | Exception]:
+    results: list[x509.Certificate | Exception] = []
+    for root, builder in batch:
+        try:
+            results.append(root.sign(builder))
+        except Exception as exc:  # noqa: BLE001 - one call's failure, not the batch's
+            results.append(exc)
+    return results
 
 
 # RFC 5280 reason codes the revoke API accepts (0 unspecified is written without a reason).
