@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 import warnings
 from typing import Any, ClassVar, Literal
 
@@ -310,13 +311,17 @@ class _FarmDTP:
     _resp: tuple[str, Any]
 
     read_limit: int
+    _timenext: float  # pyftpdlib: when the current second of throttling ends
     _awaiting_record: Any = None  # the loop's future while an upload's record is saved
 
     def recv(self, buffer_size: int) -> bytes:
         channel = self.cmd_channel
         if channel.throttle_bps and self.receive and self.read_limit != channel.throttle_bps:
             # A throttle fault: pyftpdlib's own throttling, switched on for this transfer.
+            # Its first second starts now: left at 0 it would let a whole second's worth (and
+            # more, as reads fall) through at full speed, so a small upload was not slowed.
             self.read_limit = channel.throttle_bps
+            self._timenext = time.monotonic() + 1
             buffer_size = self.ac_in_buffer_size = max(1, min(buffer_size,
                                                               channel.throttle_bps))
         chunk: bytes = super().recv(buffer_size)  # type: ignore[misc]
