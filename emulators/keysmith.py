@@ -43,14 +43,11 @@ def start(count: int) -> None:
 
 
 def _make(fd: int, count: int) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from . import pki
 
     for _ in range(count):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        data = memoryview(_LENGTH.pack(len(der)) + der)
+        pem = pki.key_pem(pki.rsa_key(2048)).encode()
+        data = memoryview(_LENGTH.pack(len(pem)) + pem)
         while data:
             data = data[os.write(fd, data):]
 
@@ -60,7 +57,7 @@ def started() -> bool:
 
 
 def collect() -> list[bytes]:
-    """Every key the child made (PKCS#8 DER), waiting for it to finish; [] after the first call.
+    """Every key the child made (PKCS#8 PEM), waiting for it to finish; [] after the first call.
     Blocking: run it in an executor."""
     global _reader, _child
     with _lock:

@@ -80,8 +80,8 @@ _forked: asyncio.Future[None] | None = None
 
 
 def _add_forked_keys() -> None:
-    for der in keysmith.collect():
-        key = serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
+    for pem in keysmith.collect():
+        key = load_key(pem, trusted=True)  # made by the farm's own child
         assert isinstance(key, rsa.RSAPrivateKey)
         _pool.append(key)
 

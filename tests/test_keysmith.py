@@ -23,7 +23,7 @@ def test_the_child_makes_distinct_whole_rsa_keys_once_and_is_reaped() -> None:
         from emulators import keysmith
         keysmith.start(3)
         child = keysmith._child
-        keys = [serialization.load_der_private_key(d, None) for d in keysmith.collect()]
+        keys = [serialization.load_pem_private_key(d, None) for d in keysmith.collect()]
         assert all(isinstance(k, rsa.RSAPrivateKey) and k.key_size == 2048 for k in keys)
         assert len({k.private_numbers().d for k in keys}) == 3
         assert keysmith.collect() == []
