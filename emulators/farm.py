@@ -49,7 +49,7 @@ class Farm:
         self.faults.on_fire.append(self._journal_fault)
         self.http = HttpObserver(self.journal, self.faults)
         self.ctx = FarmContext(self.clock, self.store, self, self.journal, self.faults,
-                               [self.http.middleware_for])
+                               self.http.wrap)
         self.members: dict[str, Member] = {}
         self.snapshots = Snapshots(self)
         self.control_enabled = control

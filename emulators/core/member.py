@@ -57,9 +57,9 @@ class FarmContext:
     farm: Farm | None = None
     journal: Journal = None  # type: ignore[assignment]  # set in __post_init__
     faults: FaultEngine = None  # type: ignore[assignment]
-    # What every HTTP member's application runs first (journal, fault injection): each
-    # factory makes an aiohttp middleware for the member it is given.
-    http_middlewares: list[Callable[[Any], Any]] = field(default_factory=list)
+    # What every HTTP member's server runs around its application (journal, fault
+    # injection): ``http_observer(member, handler)`` -> the handler the server calls.
+    http_observer: Callable[[Any, Any], Any] | None = None
 
     _ca: Any = None
 

@@ -1,5 +1,6 @@
-"""The farm-wide HTTP middleware every HTTP member runs first: it journals the request, applies
-fault rules, and turns anything a kind failed to handle into that kind's own error form."""
+"""What the farm runs around every HTTP member's application: it journals the request, applies
+fault rules, refuses a body declared too large before it is read, and turns anything a kind
+failed to handle into that kind's own error form."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .bodies import send_and_close
 from .faults import HTTP_FAULTS, FaultEngine, FaultRule
 from .journal import CORRELATION, Journal
 
@@ -39,7 +41,6 @@ logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
 
 MEMBER: web.AppKey[HttpEmulator] = web.AppKey("emulators_member")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def abort_with_reset(request: web.BaseRequest) -> None:
@@ -57,8 +58,9 @@ def abort_with_reset(request: web.BaseRequest) -> None:
 
 
 class HttpObserver:
-    """The farm's HTTP middleware and what it needs beyond one request: the requests in
-    flight, watched by one sweeper for the whole farm (cheaper than a timer per request)."""
+    """The farm's wrapper around each HTTP member's application, and what it needs beyond one
+    request: the requests in flight, watched by one sweeper for the whole farm (cheaper than a
+    timer per request)."""
 
     SWEEP_EVERY = 1.0
 
@@ -92,25 +94,32 @@ class HttpObserver:
                     abort_with_reset(request)
                     task.cancel()
 
-    def middleware_for(self, member: HttpEmulator) -> Middleware:
-        """The middleware ``member``'s application runs first. It is made for that member,
-        so the per-request path looks nothing up: it runs on every request of the farm."""
+    def wrap(self, member: HttpEmulator, handler: Handler) -> Handler:
+        """``member``'s application ``handler`` (routing, the kind's middlewares, its views)
+        as the farm runs it. The wrapper is made for that member, so the per-request path
+        looks nothing up: it runs on every request of the farm. It is not an aiohttp
+        middleware because each middleware layer costs every request two more coroutine
+        frames; the server calls it in place of the application's handler
+        (``httpserver.ObservedRunner``), so it still sees every request the application sees,
+        404s included."""
         journal, faults, inflight = self.journal, self.faults, self.inflight
         record, new_correlation_id = journal.record_http, journal.new_correlation_id
         name, kind, group = member.name, member.kind, member.spec.group
         lifetime = member.request_deadline
+        # Only kinds that refuse a body by its declared size pay for the check.
+        too_large = member.body_too_large if member.refuses_large_bodies else None
+        max_size = member.client_max_size
         perf_counter, monotonic = time.perf_counter, time.monotonic
         current_task = asyncio.current_task
 
-        @web.middleware
-        async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async def observe(request: web.Request) -> web.StreamResponse:
             started = perf_counter()
             correlation = new_correlation_id()
             token = CORRELATION.set(correlation)
             task = current_task()
             if task is not None:
                 inflight[task] = (monotonic() + lifetime, member, request)
-            protocol = "https" if request.secure else "http"
+            protocol = request.scheme  # "https" or "http", from the connection
             response: web.StreamResponse | None = None
             fired: FaultRule | None = None
             status: int | None = None
@@ -121,6 +130,10 @@ class HttpObserver:
                                          command=member.command_of(request), group=group)
                     if fired is not None:
                         response = await _apply_before(fired, request, member)
+                if response is None and too_large is not None:
+                    declared = request.content_length
+                    if declared is not None and declared > max_size:
+                        response = await send_and_close(request, too_large(request))
                 if response is None:
                     try:
                         response = await handler(request)

@@ -18,7 +18,7 @@ from ..core.httpserver import HttpEmulator
 from ..core.journal import CORRELATION
 from ..core.member import KindOptions
 from . import uploader, urls
-from .exceptions import Busy, InternalError, InvalidValue, error_middleware, render
+from .exceptions import Busy, InternalError, InvalidValue, render
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
 from .models.ftp import SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
 from .models.schedule import (
@@ -128,6 +128,8 @@ class InstarCamera(HttpEmulator):
     Options = InstarOptions
     server_refs = ("upload_server",)
     server_header = None
+    # A body declared over 2 MiB: the web server's own 413 page at once, the body unread.
+    refuses_large_bodies = True
 
     options: InstarOptions
 
@@ -193,7 +195,7 @@ class InstarCamera(HttpEmulator):
         self._restart_scheduler()
 
     def build_app(self) -> web.Application:
-        app = self.new_app(middlewares=[error_middleware(self.profile, self.client_max_size)])
+        app = self.new_app()
         urls.add_routes(app, self)
         return app
 

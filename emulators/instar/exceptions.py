@@ -1,5 +1,5 @@
 """The INSTAR WQHD error table: every ``response="<code>";`` the camera answers, as a typed
-exception, and the one middleware that renders them (and the 401 of a wrong login)."""
+exception, and the one function that renders them (and the 401 of a wrong login)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ..core.bodies import send_and_close
 from .profiles import PROFILE, Profile
 
 log = logging.getLogger("emulators.instar")
@@ -118,29 +117,12 @@ def unauthorized_response(profile: Profile, cmd: str | None) -> web.Response:
         headers={"WWW-Authenticate": f'Basic realm="{profile.realm}"'})
 
 
-def error_middleware(profile: Profile, max_size: int):  # type: ignore[no-untyped-def]
-    """The one place an error becomes a reply: vendor codes, the login failure, and anything
-    unexpected (answered as 214 INTERNAL_ERROR rather than a traceback)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        declared = request.content_length
-        if declared is not None and declared > max_size:
-            # Refused before the body is read (request.read() would wait for all of it) and
-            # closed as soon as the client stops sending (aiohttp would linger ten seconds).
-            # The page is the web server's own, as for 404 and 405.
-            return await send_and_close(request, web.Response(
-                status=413, text="413: Request Entity Too Large"))
-        try:
-            return await handler(request)
-        except InstarError as exc:
-            return render([], exc.code, exc.cmd, profile)
-        except Unauthorized:
-            return unauthorized_response(profile, request.query.get("cmd"))
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("param.cgi failed")
-            return render([], InternalError.code, request.query.get("cmd"), profile)
-
-    return middleware
+def error_reply(exc: Exception, request: web.Request, profile: Profile) -> web.Response:
+    """The one place a failure becomes a reply: a vendor code, the login failure, or anything
+    unexpected (logged, and answered as 214 INTERNAL_ERROR rather than a traceback)."""
+    if isinstance(exc, InstarError):
+        return render([], exc.code, exc.cmd, profile)
+    if isinstance(exc, Unauthorized):
+        return unauthorized_response(profile, request.query.get("cmd"))
+    log.error("param.cgi failed", exc_info=exc)
+    return render([], InternalError.code, request.query.get("cmd"), profile)
