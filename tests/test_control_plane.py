@@ -65,6 +65,28 @@ def test_journal_records_requests_with_secrets_masked(farm: RunningFarm) -> None
     assert status == 200 and [e["seq"] for e in body["entries"]] == [entry["seq"]]
 
 
+@pytest.mark.parametrize(("target", "path", "query"), [
+    ("/?a=1&b=x%26y", "/", [["a", "1"], ["b", "x&y"]]),
+    ("/a%20b?pwd=secret", "/a b", [["pwd", "***"]]),
+    ("//double/slash?y=2", "//double/slash", [["y", "2"]]),  # a path, not a host
+    ("/p?q=1#fragment", "/p", [["q", "1"]]),
+    ("http://example.com/proxied?z=3", "/proxied", [["z", "3"]]),  # absolute-form
+])
+def test_journal_path_and_query_are_the_ones_aiohttp_routed(
+        farm: RunningFarm, target: str, path: str, query: list[list[str]]) -> None:
+    """The journal keeps the request line's target as sent and parses it when read: the path
+    and query it shows are the ones the request was routed by."""
+    with socket.create_connection(("127.0.0.1", farm["a"].port), timeout=5) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    assert status == (200 if path == "/" else 404)
+    [entry] = farm.journal(member="a")
+    assert (entry["path"], entry.get("query", []), entry["status"]) == (path, query, status)
+
+
 def test_journal_is_a_bounded_ring_and_can_be_cleared(farm: RunningFarm) -> None:
     assert call("PUT", f"{farm.control_url}/journal/config", {"capacity": 5})[0] == 200
     for _ in range(12):

@@ -83,6 +83,18 @@ def excerpt(data: bytes | str | None, limit: int) -> str | None:
     return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more]"
 
 
+def request_url(target: str) -> URL:
+    """The URL of a request line's target, as aiohttp's parser makes it."""
+    if target.startswith("/"):  # origin-form: "//x" is a path here, not a host
+        target, _, fragment = target.partition("#")
+        path, _, query = target.partition("?")
+        return URL.build(path=path, query_string=query, fragment=fragment, encoded=True)
+    try:
+        return URL(target, encoded=True)  # absolute-form (a proxy request), or "*"
+    except ValueError:
+        return URL.build(path=target, encoded=True)
+
+
 @dataclass(slots=True)
 class Entry:
     seq: int
@@ -110,8 +122,9 @@ class Entry:
     def from_request(cls, raw: tuple[Any, ...], excerpt_bytes: int) -> Entry:
         """The entry of one HTTP request, from what ``Journal.record_http`` kept: parsed,
         masked and formatted only now that someone reads it."""
-        (seq, at, member, kind, protocol, correlation_id, peer, method, url, raw_headers, body,
-         body_size, status, reply, seconds, detail) = raw
+        (seq, at, member, kind, protocol, correlation_id, peer, method, target, raw_headers,
+         body, body_size, status, reply, seconds, detail) = raw
+        url = request_url(target)
         headers = [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace"))
                    for k, v in raw_headers]
         if body_size is None:  # the body was not read: what the client declared
@@ -140,8 +153,10 @@ class Journal:
         self._entries: deque[Entry | tuple[Any, ...]] = deque(maxlen=capacity)
         self._unread = 0  # how many of the newest entries were added since the last read
         self._seq = itertools.count(1)
-        self._correlations = itertools.count(1)
         self._run_id = uuid.uuid4().hex[:8]  # ids stay unique across farms and restarts
+        # "<run id>-<n in hex>", n = 1, 2, ...: made by C code (once per HTTP request).
+        self.new_correlation_id: Callable[[], str] = map(
+            f"{self._run_id}-{{:x}}".format, itertools.count(1)).__next__
         self._waiters: list[tuple[Callable[[Entry], bool], asyncio.Future[Entry]]] = []
         # Outbound connections by local address: (host, port) -> correlation id.
         self._outbound: dict[tuple[str, int], str] = {}
@@ -166,15 +181,17 @@ class Journal:
         return excerpt(text, self.excerpt_bytes)
 
     def record_http(self, member: str, kind: str, protocol: str, correlation_id: str,
-                    peer: Any, method: str, url: URL,
+                    peer: Any, method: str, target: str,
                     raw_headers: tuple[tuple[bytes, bytes], ...], body: bytes | None,
                     status: int | None, reply: bytes | None, seconds: float,
                     detail: dict[str, Any] | None) -> None:
         """The hot path, once per HTTP request: keep references in a tuple. The entry is
-        built, parsed and masked when someone reads it (``_entry``)."""
+        built, parsed and masked when someone reads it (``_entry``). ``target`` is the request
+        line's target as sent (``request.raw_path``): a string, where the request's URL object
+        would keep its parsed query alive as long as the entry."""
         limit = self.excerpt_bytes * 4
         raw = (next(self._seq), self.clock.time(), member, kind, protocol, correlation_id, peer,
-               method, url, raw_headers, body[:limit] if body else body,
+               method, target, raw_headers, body[:limit] if body else body,
                None if body is None else len(body), status,
                reply[:limit] if reply else reply, seconds, detail)
         if self.enabled:
@@ -182,9 +199,6 @@ class Journal:
             self._unread += 1
         if self._waiters:
             self._notify(Entry.from_request(raw, self.excerpt_bytes))
-
-    def new_correlation_id(self) -> str:
-        return f"{self._run_id}-{next(self._correlations):x}"
 
     def register_outbound(self, local: tuple[str, int] | Any, correlation_id: str | None) -> None:
         """A member opened a connection from ``local``; the server it reaches adopts the id."""

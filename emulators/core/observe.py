@@ -169,7 +169,7 @@ class HttpObserver:
                 transport = request.transport
                 record(name, kind, protocol, correlation,
                        transport.get_extra_info("peername") if transport else None,
-                       request.method, request.rel_url, request.raw_headers,
+                       request.method, request.raw_path, request.raw_headers,
                        getattr(request, "_read_bytes", None), status, reply,
                        perf_counter() - started,
                        {"fault": fired.id, "fault_type": fired.fault} if fired else None)
