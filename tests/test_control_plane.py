@@ -211,6 +211,26 @@ def test_clock_freeze_set_advance_and_back(farm: RunningFarm) -> None:
     assert not body["frozen"] and abs(body["time"] - time.time()) < 5
 
 
+def test_journal_times_follow_a_running_shifted_clock(farm: RunningFarm) -> None:
+    """Set (not frozen), the clock keeps running from the new instant, and journal entries
+    carry its time; unfrozen, it runs on from where it stood; reset, it is real again."""
+    base = f"{farm.control_url}/clock"
+    shifted = call("POST", f"{base}/set", {"time": 1893456000})[1]  # 2030-01-01
+    assert not shifted["frozen"]
+    time.sleep(0.2)
+    urllib.request.urlopen(farm["a"].url, timeout=5).close()
+    entry = farm.journal(member="a")[-1]
+    assert 1893456000.2 <= entry["time"] < 1893456000 + 5
+    call("POST", f"{base}/freeze", {"at": "2040-01-01T00:00:00Z"})
+    call("POST", f"{base}/unfreeze")
+    time.sleep(0.1)
+    running = call("GET", base)[1]
+    assert not running["frozen"] and 2208988800.1 <= running["time"] < 2208988800 + 5
+    call("POST", f"{base}/reset")
+    urllib.request.urlopen(farm["a"].url, timeout=5).close()
+    assert abs(farm.journal(member="a")[-1]["time"] - time.time()) < 5
+
+
 # -- snapshots ------------------------------------------------------------------------------
 
 def test_snapshot_round_trip_survives_a_restart(farm_factory: Callable[..., RunningFarm],
