@@ -137,9 +137,9 @@ class InstarCamera(HttpEmulator):
         super().__init__(*args, **kwargs)
         self.profile = Profile.with_overrides(self.options.profile)
         # (name, password) -> the user; the first of two alike wins, as the list is read.
-        self._logins: dict[tuple[str, str], UserOption] = {}
+        self.logins: dict[tuple[str, str], UserOption] = {}
         for user in self.options.users:
-            self._logins.setdefault((user.name, user.password), user)
+            self.logins.setdefault((user.name, user.password), user)
         self.ftp = FtpSettings()
         self.actions: dict[str, FtpAction] = default_actions()
         self.snapcount = 5
@@ -325,9 +325,6 @@ class InstarCamera(HttpEmulator):
         return next(iter(self.urls().values()), "")
 
     # -- settings commands -----------------------------------------------------------------
-    def user(self, name: str, password: str) -> UserOption | None:
-        return self._logins.get((name, password))
-
     async def set_ftp(self, params: dict[str, str]) -> None:
         if self.testftp_running and self.profile.setftpattr_busy_during_testftp:
             raise Busy("testftp is running")

@@ -24,6 +24,7 @@ from .exceptions import (
     Unauthorized,
     UnknownCommand,
     UnknownParam,
+    error_reply,
     render,
 )
 from .models import actions as action_rules
@@ -147,7 +148,7 @@ def _single(query: MultiMapping[str], key: str, policy: str) -> str:
 def _reader(query: MultiMapping[str], policy: str) -> Callable[[str], str]:
     """``key`` -> its value. A key given twice is settled by the profile's policy, when it is
     read; in the usual query, with no key twice, the value is simply the one given."""
-    if policy == "first" or len(set(query)) == len(query):
+    if len(set(query)) == len(query):
         return query.__getitem__  # a multidict's [] is the first value
     return lambda key: _single(query, key, policy)
 
@@ -175,21 +176,24 @@ def _login(camera: InstarCamera, request: web.Request, query: MultiMapping[str],
         name, sep, password = decoded.partition(":")
         if not sep:
             raise Unauthorized()
-    user = camera.user(name, password)
+    user = camera.logins.get((name, password))
     if user is None:
         raise Unauthorized()
     return user.role
 
 
 async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
+    """``/param.cgi``'s handler, and the one place its failures become replies."""
     query = request.query
     profile = camera.profile
-    value = _reader(query, profile.duplicate_keys)
-    role = _login(camera, request, query, value)
-    if "cmd" not in query:
-        raise MissingParam("cmd is required")
-    name = value("cmd")
+    name: str | None = None
     try:
+        value = (query.__getitem__ if profile.duplicate_keys == "first"  # the first value
+                 else _reader(query, profile.duplicate_keys))
+        role = _login(camera, request, query, value)
+        if "cmd" not in query:
+            raise MissingParam("cmd is required")
+        name = value("cmd")
         command = COMMANDS.get(name)
         if command is None:
             raise UnknownCommand(name)
@@ -198,13 +202,18 @@ async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
         allowed = _allowed(command.keys, profile.ignored_keys)
         if not query.keys() <= allowed:
             raise UnknownParam(", ".join(sorted(query.keys() - allowed)))
-        params = {k: value(k) for k in command.keys if k in query}
+        params = {k: value(k) for k in command.keys if k in query} if command.keys else {}
         if command.needs_some and not params:
             if profile.empty_set_is_error:
                 raise MissingParam(f"{name} needs one of {', '.join(command.keys)}")
             return render([], 200, name, profile)
         lines = await command.handler(camera, params)
-    except InstarError as exc:
-        exc.cmd = name  # the middleware answers with the command's own cmd line
+    except web.HTTPException:
         raise
+    except InstarError as exc:
+        if name is not None:
+            exc.cmd = name  # answered with the command's own cmd line
+        return error_reply(exc, request, profile)
+    except Exception as exc:  # noqa: BLE001 - every failure is answered in the camera's form
+        return error_reply(exc, request, profile)
     return render(lines, 200, name, profile)
