@@ -1,15 +1,18 @@
 """Targets 1 and 6: request throughput of INSTAR getftpattr and ACTi HTTPS_CER reads against a
 bare aiohttp app returning the same bytes, and the cost of the fault check with no rules.
 
-    python bench/throughput.py [--seconds 2] [--runs 10] [--connections 32]
+    python bench/throughput.py [--seconds 2] [--runs 4] [--processes 3] [--connections 32]
 
 The farm and the baseline each run in their own process; wrk (one thread) is the load. On a
 machine of two cores or more the server under test is pinned to one core and wrk to the others.
 The two are measured in --runs pairs of --seconds each, back to back and in alternating order,
 and the ratio is the median of the pairs' ratios: on a shared machine the speed of the host
 drifts by tens of percent within a minute, and two runs next to each other see the same host.
-CPU per request (the server process's user + system time over the requests served) is printed
-too: it does not depend on what else the machine runs.
+That is done for --processes fresh farm and baseline processes in turn: on this VM one process
+of the very same code runs 10-20 % faster or slower than another for its whole life, which one
+pair of processes would take for the code's speed. CPU per request (the server process's user +
+system time over the requests served) is printed too: it does not depend on what else the
+machine runs.
 """
 
 from __future__ import annotations
@@ -69,7 +72,9 @@ def pairs(emulator: tuple[str, int], baseline: tuple[str, int], load: dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=4, help="pairs per pair of processes")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="fresh farm and baseline processes, one pair after another")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     server_cores, wrk_prefix = server_and_load_cores()
@@ -78,48 +83,56 @@ def main() -> None:
               else "not pinned: one core")
     scenario = {"name": "bench", "emulators": [
         {"name": "instar", "kind": "instar-camera"}, {"name": "acti", "kind": "acti-camera"}]}
+    runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {
+        label: ([], []) for label in TARGETS}
+    closes: dict[str, bool] = {}
+    for _ in range(args.processes):
+        with farm_process(scenario) as (proc, ready, _t):
+            pin(proc.pid, server_cores)
+            urls = {m["name"]: m["urls"]["http"] for m in ready["emulators"]}
+            for label, (kind, path, path_qs) in TARGETS.items():
+                url = urls[kind.split("-")[0]] + path_qs
+                # A keep-alive request (urllib would ask for close): does the device close?
+                split = urllib.parse.urlsplit(url)
+                conn = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
+                conn.request("GET", path_qs)
+                resp = conn.getresponse()
+                body, ctype = resp.read(), resp.headers.get("Content-Type", "text/plain")
+                closes[label] = resp.will_close
+                conn.close()
+                with baseline_process(path, body, ctype, close=closes[label]) as (base, pid):
+                    pin(pid, server_cores)
+                    base_url = base + path_qs
+                    with urllib.request.urlopen(base_url) as reply:
+                        assert reply.read() == body, "the baseline must answer the same bytes"
+                    emu_runs, base_runs = pairs((url, proc.pid), (base_url, pid), load,
+                                                args.runs)
+                runs[label][0].extend(emu_runs)
+                runs[label][1].extend(base_runs)
     instar_rps = 0.0
-    with farm_process(scenario) as (proc, ready, _t):
-        pin(proc.pid, server_cores)
-        urls = {m["name"]: m["urls"]["http"] for m in ready["emulators"]}
-        for label, (kind, path, path_qs) in TARGETS.items():
-            url = urls[kind.split("-")[0]] + path_qs
-            # A keep-alive request (urllib would ask for close): does the device close anyway?
-            split = urllib.parse.urlsplit(url)
-            conn = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
-            conn.request("GET", path_qs)
-            resp = conn.getresponse()
-            body, ctype = resp.read(), resp.headers.get("Content-Type", "text/plain")
-            closes = resp.will_close
-            conn.close()
-            with baseline_process(path, body, ctype, close=closes) as (base, base_pid):
-                pin(base_pid, server_cores)
-                base_url = base + path_qs
-                with urllib.request.urlopen(base_url) as reply:
-                    assert reply.read() == body, "the baseline must answer the same bytes"
-                emu_runs, base_runs = pairs((url, proc.pid), (base_url, base_pid), load,
-                                            args.runs)
-            emu, base_m = median_of(emu_runs), median_of(base_runs)
-            ratios = sorted(e["rps"] / b["rps"] for e, b in zip(emu_runs, base_runs, strict=True))
-            reuse = "a new connection per request, both" if closes else "keep-alive"
-            show(f"{label}: journal on, no fault rules ({env_note()}, {pinned}; wrk -t1 -c"
-                 f"{args.connections}, {args.runs} pairs of {args.seconds:g} s; {reuse})", [
-                ("emulator req/s", f"{emu['rps']:.0f}  (median)"),
-                ("baseline req/s", f"{base_m['rps']:.0f}  (bare aiohttp, same bytes)"),
-                ("ratio", f"{statistics.median(ratios):.2f}x  (median of the pairs; "
-                          f"{ratios[0]:.2f}-{ratios[-1]:.2f})  target >= 0.70x"),
-                ("CPU per request", f"{emu['cpu_us']:.0f} us emulator, {base_m['cpu_us']:.0f} us "
-                                    f"baseline: {base_m['cpu_us'] / emu['cpu_us']:.2f}x"),
-                ("emulator p50 / p99", f"{emu['p50_ms']:.2f} / {emu['p99_ms']:.2f} ms"),
-                ("baseline p50 / p99", f"{base_m['p50_ms']:.2f} / {base_m['p99_ms']:.2f} ms"),
-            ])
-            if label.startswith("instar"):
-                instar_rps = emu["rps"]
-    fault_check_cost(instar_rps, scenario, load, args.runs)
+    for label, (emu_runs, base_runs) in runs.items():
+        emu, base_m = median_of(emu_runs), median_of(base_runs)
+        ratios = sorted(e["rps"] / b["rps"] for e, b in zip(emu_runs, base_runs, strict=True))
+        reuse = "a new connection per request, both" if closes[label] else "keep-alive"
+        show(f"{label}: journal on, no fault rules ({env_note()}, {pinned}; wrk -t1 -c"
+             f"{args.connections}; {args.processes} pairs of processes x {args.runs} pairs of "
+             f"{args.seconds:g} s runs; {reuse})", [
+            ("emulator req/s", f"{emu['rps']:.0f}  (median)"),
+            ("baseline req/s", f"{base_m['rps']:.0f}  (bare aiohttp, same bytes)"),
+            ("ratio", f"{statistics.median(ratios):.2f}x  (median of the pairs; "
+                      f"{ratios[0]:.2f}-{ratios[-1]:.2f})  target >= 0.70x"),
+            ("CPU per request", f"{emu['cpu_us']:.0f} us emulator, {base_m['cpu_us']:.0f} us "
+                                f"baseline: {base_m['cpu_us'] / emu['cpu_us']:.2f}x"),
+            ("emulator p50 / p99", f"{emu['p50_ms']:.2f} / {emu['p99_ms']:.2f} ms"),
+            ("baseline p50 / p99", f"{base_m['p50_ms']:.2f} / {base_m['p99_ms']:.2f} ms"),
+        ])
+        if label.startswith("instar"):
+            instar_rps = emu["rps"]
+    fault_check_cost(instar_rps, scenario, load, args.runs, args.processes)
 
 
 def fault_check_cost(rps: float, scenario: dict[str, Any], load: dict[str, Any],
-                     runs: int) -> None:
+                     runs: int, processes: int) -> None:
     """Target 6, two ways: the check's own cost against the time of one request, and an A/B of
     throughput with no rules against one rule that matches nothing."""
     from emulators.core.clock import Clock
@@ -131,12 +144,17 @@ def fault_check_cost(rps: float, scenario: dict[str, Any], load: dict[str, Any],
     per_request = 1 / rps
     ruled = dict(scenario, faults=[{"fault": "status", "member": "nobody", "status": 500}])
     server_cores, _ = server_and_load_cores()
-    with farm_process(scenario) as (p, ready, _t), farm_process(ruled) as (q, ready2, _u):
-        pin(p.pid, server_cores)
-        pin(q.pid, server_cores)
-        url = ready["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
-        url2 = ready2["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
-        a, b = pairs((url, p.pid), (url2, q.pid), load, runs)
+    a: list[dict[str, float]] = []
+    b: list[dict[str, float]] = []
+    for _ in range(processes):
+        with farm_process(scenario) as (p, ready, _t), farm_process(ruled) as (q, ready2, _u):
+            pin(p.pid, server_cores)
+            pin(q.pid, server_cores)
+            url = ready["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
+            url2 = ready2["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
+            none_runs, one_runs = pairs((url, p.pid), (url2, q.pid), load, runs)
+            a += none_runs
+            b += one_runs
     none_rps, one_rps = median_of(a)["rps"], median_of(b)["rps"]
     show("fault check with no rules", [
         ("check, no rules", f"{per_check * 1e9:.0f} ns per request"),
