@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from aiohttp import web
 
 from .faults import TLS_FAULTS
 from .member import Member
-from .observe import MEMBER
+from .observe import MEMBER, Handler
 from .tls import TlsSite, fault_contexts
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # How long shutdown waits for requests in flight before closing their connections.
 SHUTDOWN_GRACE = 5.0
