@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import aiohttp
-from common import env_note, farm_process, show
+from common import cpu_seconds, env_note, farm_process, show
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -52,13 +52,6 @@ def scenario() -> dict[str, Any]:
         {"name": "acti", "kind": "acti-camera"},
         {"name": "instar", "kind": "instar-camera"},
     ]}
-
-
-def cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """CPU seconds of a process, or of one of its threads (the main thread runs the loop)."""
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
-    fields = open(path).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- prepared material ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .bodies import send_and_close
+from .bodies import declared_too_large, send_and_close
 from .faults import HTTP_FAULTS, FaultEngine, FaultRule
 from .journal import CORRELATION, Journal
 
@@ -133,10 +133,9 @@ class HttpObserver:
                                          command=member.command_of(request), group=group)
                     if fired is not None:
                         response = await _apply_before(fired, request, member)
-                if response is None and too_large is not None:
-                    declared = request.content_length
-                    if declared is not None and declared > max_size:
-                        response = await send_and_close(request, too_large(request))
+                if too_large is not None and response is None \
+                        and declared_too_large(request, max_size):
+                    response = await send_and_close(request, too_large(request))
                 if response is None:
                     try:
                         response = await handler(request)

@@ -148,7 +148,7 @@ def _single(query: MultiMapping[str], key: str, policy: str) -> str:
 def _reader(query: MultiMapping[str], policy: str) -> Callable[[str], str]:
     """``key`` -> its value. A key given twice is settled by the profile's policy, when it is
     read; in the usual query, with no key twice, the value is simply the one given."""
-    if len(set(query)) == len(query):
+    if policy == "first" or len(set(query)) == len(query):
         return query.__getitem__  # a multidict's [] is the first value
     return lambda key: _single(query, key, policy)
 
@@ -188,8 +188,7 @@ async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
     profile = camera.profile
     name: str | None = None
     try:
-        value = (query.__getitem__ if profile.duplicate_keys == "first"  # the first value
-                 else _reader(query, profile.duplicate_keys))
+        value = _reader(query, profile.duplicate_keys)
         role = _login(camera, request, query, value)
         if "cmd" not in query:
             raise MissingParam("cmd is required")
