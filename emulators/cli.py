@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +24,10 @@ log = logging.getLogger("emulators")
 # imports (see keysmith). Spare keys stay in the pool; a scenario that needs more makes them.
 FORKED_KEYS = 4
 
+# Where `emulators run` writes its ready file when --ready-file is not given: a CI job or a
+# container can run README's command as it is and still wait for the file.
+READY_FILE_ENV = "EMULATORS_READY_FILE"
+
 
 def _parser() -> argparse.ArgumentParser:
     from . import ctl
@@ -36,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="a scenario file, or the name of a built-in one (default: default)")
     run.add_argument("--state-dir", type=Path, default=None,
                      help="keep state here across restarts (default: in memory only)")
-    run.add_argument("--ready-file", type=Path, default=None,
-                     help="write the ready document here once every member listens")
+    run.add_argument("--ready-file", type=Path, default=os.environ.get(READY_FILE_ENV) or None,
+                     help="write the ready document here once every member listens "
+                          f"(default: ${READY_FILE_ENV}, if set)")
     run.add_argument("--control-port", type=int, default=None,
                      help="override the scenario's control-plane port (0: a free port)")
     run.add_argument("--listen-host", default=None,
