@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .. import pki
 from ..core.httpserver import HttpEmulator
-from ..core.member import KindOptions
+from ..core.replyheaders import WebServerOptions
 from . import exceptions as errors
 from .models import (
     Account,
@@ -30,7 +30,7 @@ from .parsing import BODY_TIMEOUT, parse_query
 from .profiles import DEFAULT_FIRMWARE, Firmware
 from .responses import CameraCgi
 from .urls import add_routes
-from .wire import error_middleware, error_reply
+from .wire import WireResponse, error_middleware, error_reply
 
 log = logging.getLogger("emulators.acti")
 
@@ -53,7 +53,7 @@ class RefusalOption(BaseModel):
     body: str = Field(default=errors.NotAuthorized.text, pattern=r"^[\x09\x0a\x20-\x7e]*$")
 
 
-class ActiOptions(KindOptions):
+class ActiOptions(WebServerOptions):
     # The firmware string decides the platform (A1D-220 A, A1D-310 T, A1D-311 K) and whether
     # HTTPS_CER exists (seed 000's applicability table).
     firmware: str = DEFAULT_FIRMWARE
@@ -82,6 +82,8 @@ class ActiOptions(KindOptions):
     # separate key (as if made by HTTPS_CSR_CREATE). Factory default removes both.
     https_certificate: str | None = None
     https_key: str | None = None
+    # reply_date / reply_headers (WebServerOptions): seed 000's replies carry neither a Date
+    # nor a Server line, so by default the camera writes none.
 
     @field_validator("firmware")
     @classmethod
@@ -210,6 +212,12 @@ class ActiCamera(HttpEmulator):
         """The ACTi command a URL carries (for the farm's fault rules)."""
         commands = parse_query(request.rel_url.raw_query_string).commands
         return commands[0][0] if commands else None
+
+    def dress_reply(self, response: web.StreamResponse) -> None:
+        if isinstance(response, WireResponse):  # the camera writes its header itself
+            response.add_lines(self._reply_headers, self.options.wire, self.clock.time())
+        else:
+            super().dress_reply(response)
 
     def vendor_error(self, request: web.Request, message: str,
                      status: int | None = None) -> web.StreamResponse:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 
+from ..core.replyheaders import ReplyHeaders, http_date
 from . import exceptions as errors
 from .parsing import discard_body
 
@@ -69,6 +70,18 @@ class WireResponse(web.StreamResponse):
             # A body still owed (a stalled or oversized upload): close now, as the device
             # does, instead of aiohttp's ten seconds of lingering for the rest.
             request.protocol.force_close()
+
+    def add_lines(self, extra: ReplyHeaders, wire: Wire, now: float) -> None:
+        """The web server's own lines (a profile's ``Server``, a ``Date``) at the end of the
+        composed header, in the reply's line ending."""
+        lines = [f"{name}: {value}" for name, value in extra.lines]
+        if extra.date:
+            lines.append(f"Date: {http_date(now)}")
+        if lines:
+            eol = EOL[wire]
+            cut = len(self.head) - len(eol)  # before the blank line that ends the header
+            self.head = self.head[:cut] + (eol.join(lines) + eol).encode("latin-1") \
+                + self.head[cut:]
 
     @property
     def wire(self) -> bytes:

@@ -13,34 +13,62 @@ from aiohttp import web
 from .faults import TLS_FAULTS
 from .member import Member
 from .observe import MEMBER, Handler
+from .replyheaders import ReplyHeaders, WebServerOptions
 from .tls import TlsSite, fault_contexts
 
 # How long shutdown waits for requests in flight before closing their connections.
 SHUTDOWN_GRACE = 5.0
 
 
+class _DressedRequest(web.Request):
+    """A request whose replies, every one of them, pass the member's ``dress_reply`` last:
+    routed replies, 404s and 405s, and the 400s aiohttp writes itself for a request it could
+    not parse (those run no application signal, so an ``on_response_prepare`` handler would
+    miss them)."""
+
+    ATTRS = web.Request.ATTRS | frozenset(["_dress"])
+    _dress: Callable[[web.StreamResponse], None]
+
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        # aiohttp private: StreamResponse._start calls request._prepare_hook after its own
+        # headers (Date, Server) are set and before they are written. Pinned by
+        # tests/test_reply_headers.py (a malformed request's 400 carries the profile's lines).
+        await super()._prepare_hook(response)
+        self._dress(response)
+
+
 class ObservedRunner(web.AppRunner):
     """An AppRunner whose server calls ``wrap(handler)`` in place of the application's own
     handler: the farm's observer (journal, faults) sees every request the application does,
     404s included, without being a middleware layer (each costs every request two coroutine
-    frames, and the first one a third)."""
+    frames, and the first one a third). Its requests are ``_DressedRequest`` objects: ``dress``
+    sees every reply before it is written."""
 
     def __init__(self, app: web.Application, wrap: Callable[[Handler], Handler] | None,
-                 **kwargs: Any) -> None:
+                 dress: Callable[[web.StreamResponse], None], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._wrap = wrap
+        self._dress = dress
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         if self._wrap is not None:
             server.request_handler = self._wrap(server.request_handler)  # type: ignore[arg-type,assignment]
+        make, dress = server.request_factory, self._dress
+
+        def request_factory(*args: Any) -> web.BaseRequest:
+            # aiohttp private: Application._make_request's _cls (the Request class it makes).
+            request = make(*args, _cls=_DressedRequest)  # type: ignore[call-arg]
+            request._dress = dress  # type: ignore[attr-defined]
+            return request
+
+        server.request_factory = request_factory
         return server
 
 
 class HttpEmulator(Member):
     """An emulator whose device speaks HTTP: subclasses fill ``build_app``."""
 
-    server_header: ClassVar[str | None] = None  # what the device's web server calls itself
     client_max_size: ClassVar[int] = 2 * 1024 * 1024
     # A connection that has not completed a request (headers) within this many seconds, or
     # sits idle that long between requests, is closed: a byte-a-second client cannot hold it.
@@ -59,6 +87,7 @@ class HttpEmulator(Member):
         self.sites: dict[str, web.BaseSite] = {}
         self.bound: dict[str, tuple[str, int]] = {}
         self._fault_contexts: dict[str, ssl.SSLContext] | None = None
+        self._reply_headers = ReplyHeaders()
 
     def build_app(self) -> web.Application:
         raise NotImplementedError
@@ -67,9 +96,19 @@ class HttpEmulator(Member):
         kwargs.setdefault("client_max_size", self.client_max_size)
         app = web.Application(**kwargs)
         app[MEMBER] = self
-        if self.server_header is not None:
-            app.on_response_prepare.append(self._set_server_header)
         return app
+
+    def reply_headers(self) -> ReplyHeaders:
+        """Hook: the header lines this member's web server adds to every reply: its options'
+        (a kind whose Options are ``WebServerOptions``), or none. Read once, at start."""
+        if isinstance(self.options, WebServerOptions):
+            return self.options.web_server()
+        return ReplyHeaders()
+
+    def dress_reply(self, response: web.StreamResponse) -> None:
+        """The last look at every reply before its header is written (kinds that write their
+        header themselves override it)."""
+        self._reply_headers.apply(response.headers, self.clock)  # type: ignore[arg-type]
 
     def _context_for(self, normal: ssl.SSLContext) -> ssl.SSLContext:
         """The TLS identity for the next connection: the member's own, unless a tls_* fault
@@ -99,17 +138,15 @@ class HttpEmulator(Member):
         """The reply to a body declared over ``client_max_size`` (``refuses_large_bodies``)."""
         return web.Response(status=413, text="413: Request Entity Too Large")
 
-    async def _set_server_header(self, request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["Server"] = self.server_header or ""
-
     async def start(self) -> None:
         self.restore_saved()
         self.app = self.build_app()
+        self._reply_headers = self.reply_headers()
         observe = self.ctx.http_observer
         self.runner = ObservedRunner(
             self.app, None if observe is None else functools.partial(observe, self),
-            access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False,
-            keepalive_timeout=self.idle_timeout,
+            self.dress_reply, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
+            handle_signals=False, keepalive_timeout=self.idle_timeout,
         )
         await self.runner.setup()
         await self.listen("http", self.host, self.port)

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import pki
 from ..core.member import KindOptions
+from ..core.replyheaders import WebServerOptions
 from .exceptions import ConnectError
 from .models.ca import check_root
 from .models.certificates import check_csr
@@ -138,7 +139,11 @@ class FaultOptions(KindOptions):
     seed: int | None = None
 
 
-class EnosOptions(KindOptions):
+class EnosOptions(WebServerOptions):
+    # Every reply carries a Date, as an HTTP/1.1 origin server with a clock must (RFC 9110
+    # 6.6.1) and the cloud's gateway does; the farm clock's time. No Server line by default:
+    # no source shows the gateway's.
+    reply_date: bool = True
     orgs: list[OrgOptions] = []
     products: list[ProductOptions] = []
     devices: list[DeviceOptions] = []

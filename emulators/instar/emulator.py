@@ -17,6 +17,7 @@ from .. import pki
 from ..core.httpserver import HttpEmulator
 from ..core.journal import CORRELATION
 from ..core.member import KindOptions
+from ..core.replyheaders import ReplyHeaders
 from . import uploader, urls
 from .exceptions import Busy, InternalError, InvalidValue, render
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
@@ -127,7 +128,6 @@ class InstarCamera(HttpEmulator):
     title = "INSTAR WQHD (2K+) IP camera: param.cgi FTP/FTPS/sFTP upload"
     Options = InstarOptions
     server_refs = ("upload_server",)
-    server_header = None
     # A body declared over 2 MiB: the web server's own 413 page at once, the body unread.
     refuses_large_bodies = True
 
@@ -193,6 +193,9 @@ class InstarCamera(HttpEmulator):
 
     async def state_changed(self) -> None:
         self._restart_scheduler()
+
+    def reply_headers(self) -> ReplyHeaders:
+        return ReplyHeaders(self.profile.reply_date, self.profile.reply_headers)
 
     def build_app(self) -> web.Application:
         app = self.new_app()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from ..core.replyheaders import ReplyHeaders
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -41,6 +43,11 @@ class Profile:
     max_filename_len: int = 63
     # setftpattr while a testftp runs: 213 BUSY (the upload uses the settings being tested).
     setftpattr_busy_during_testftp: bool = True
+    # What the camera's web server writes on every reply besides the reply's own headers
+    # (404s, 401s and 400s included). No source shows these cameras' Server or Date lines, so
+    # none by default; ``reply_headers: {Server: ...}`` in a scenario gives them.
+    reply_date: bool = False
+    reply_headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def with_overrides(cls, overrides: dict[str, Any]) -> Profile:
@@ -53,6 +60,8 @@ class Profile:
         values = dict(overrides)
         if isinstance(values.get("ignored_keys"), list):
             values["ignored_keys"] = tuple(values["ignored_keys"])
+        if isinstance(values.get("reply_headers"), dict):
+            values["reply_headers"] = ReplyHeaders.parse(False, values["reply_headers"]).lines
         defaults = cls()
         hints = _hints(cls)
         for f in fields(cls):

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from ..core.httpserver import HttpEmulator
 from ..core.member import KindOptions
+from ..core.replyheaders import WebServerOptions
 from .auth import Authenticator, KeyPair
 from .exceptions import ALL_ERRORS, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
@@ -41,7 +42,11 @@ DEFAULT_KEY = AkSk(ak="IOTDAEMULATORAK00001", sk="IotdaEmulatorSecretKey00000000
                    project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9")
 
 
-class IotdaOptions(KindOptions):
+class IotdaOptions(WebServerOptions):
+    # Every reply carries a Date, as an HTTP/1.1 origin server with a clock must (RFC 9110
+    # 6.6.1) and the cloud's gateway does; the farm clock's time. No Server line by default:
+    # no source shows the gateway's.
+    reply_date: bool = True
     credentials: list[AkSk] = Field(default_factory=lambda: [DEFAULT_KEY], min_length=1)
     tokens: list[AuthToken] = Field(default_factory=list)
     # The region in V11-HMAC-SHA256 credential scopes (``<date>/<region>/iotdm``).
