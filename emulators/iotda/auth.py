@@ -11,9 +11,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, unquote
+
+from multidict import MultiMapping
 
 from .exceptions import SignatureFailed, TokenInvalid, TokenNotFound
 
@@ -21,7 +23,10 @@ SDK_ALGORITHM = "SDK-HMAC-SHA256"
 DERIVED_ALGORITHM = "V11-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_HASH = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-CONTENT_HASH_HEADER = "X-Sdk-Content-Sha256"
+CONTENT_HASH_HEADER = "x-sdk-content-sha256"
+# The one value the signing guide gives the header: "If you do not want to sign the request
+# body, add ... X-Sdk-Content-Sha256:UNSIGNED-PAYLOAD" (what Signer sends for non-JSON bodies).
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 DERIVED_SERVICE = "iotdm"  # what IoTDAClient.new_builder() passes as the derived service name
 
 _SDK_AUTH = re.compile(
@@ -30,6 +35,13 @@ _SDK_AUTH = re.compile(
 _DERIVED_AUTH = re.compile(
     r"^V11-HMAC-SHA256 Credential=(?P<ak>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/"
     r"(?P<service>[^/,\s]+), SignedHeaders=(?P<headers>[^,\s]+), Signature=(?P<sig>[0-9a-f]{64})$")
+# A SignedHeaders entry as Signer writes one: a header name lower-cased; names with "_" are
+# never signed (``_process_signed_headers`` skips them).
+_SIGNED_NAME = re.compile(r"[a-z0-9!#$%&'*+.^`|~-]+")
+
+
+# What the check reads of the request's header lines: aiohttp's CIMultiDictProxy, every line.
+Headers = MultiMapping[str]
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,17 @@ class Principal:
     project_id: str
     access_key: str | None = None
     method: str = SDK_ALGORITHM  # SDK-HMAC-SHA256, V11-HMAC-SHA256 or X-Auth-Token
+    # A signed request's signed header lines (lower-case name -> value as signed): the only
+    # header values that count. None for a token, whose request is believed as sent.
+    signed: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
+
+    def header(self, name: str, headers: Headers) -> list[str]:
+        """The lines of ``name`` that count: for a signature, only the signed one (an unsigned
+        line is not the signer's word); for a token, the lines as sent."""
+        if self.signed is not None:
+            value = self.signed.get(name.lower())
+            return [] if value is None else [value]
+        return headers.getall(name, [])
 
 
 # -- the canonical request, exactly as the SDK builds it ------------------------------------------
@@ -61,23 +84,52 @@ def query_pairs(raw_query: str) -> list[tuple[str, str]]:
     return parse_qsl(raw_query, keep_blank_values=True)
 
 
-def payload_hash(body: bytes, content_hash_header: str | None) -> str:
+def payload_hash(body: bytes, signed_content_hash: str | None) -> str:
+    """Signer's ``_process_hash_payload`` seen from the receiving side: an empty body is the
+    empty hash whatever the header says; a body is hashed, unless the *signed* headers carry
+    ``X-Sdk-Content-Sha256``. Its value is then the hash position: ``UNSIGNED-PAYLOAD`` leaves
+    the body unsigned (the guide's one documented value), a hex SHA-256 must be this body's."""
     if not body:
         return EMPTY_HASH
-    if content_hash_header:  # the SDK's UNSIGNED-PAYLOAD for non-JSON bodies
-        return content_hash_header
-    return hashlib.sha256(body).hexdigest()
+    actual = hashlib.sha256(body).hexdigest()
+    if signed_content_hash is None:
+        return actual
+    if signed_content_hash != UNSIGNED_PAYLOAD and signed_content_hash.lower() != actual:
+        raise SignatureFailed("X-Sdk-Content-Sha256 is neither UNSIGNED-PAYLOAD nor the "
+                              "body's SHA-256")
+    return signed_content_hash
 
 
 def canonical_request(method: str, path: str, query: Iterable[tuple[str, str]],
                       headers: Mapping[str, str], signed_headers: list[str], body: bytes) -> str:
+    """``headers`` are the signed lines (lower-case names), values as they arrived."""
     lowered = {k.lower(): v.strip() for k, v in headers.items()}
     canonical_headers = "".join(f"{name}:{lowered.get(name, '')}\n" for name in signed_headers)
-    content_hash = next((v for k, v in headers.items() if k.lower() == CONTENT_HASH_HEADER.lower()),
-                        None)
     return "\n".join([method.upper(), canonical_uri(path), canonical_query(query),
                       canonical_headers, ";".join(signed_headers),
-                      payload_hash(body, content_hash)])
+                      payload_hash(body, lowered.get(CONTENT_HASH_HEADER))])
+
+
+def signed_header_names(listed: str) -> list[str]:
+    """SignedHeaders as Signer writes it: lower-case names, sorted, each once, never
+    ``authorization`` (added after signing). Any other list was not made by a signer."""
+    names = listed.split(";")
+    if (any(not _SIGNED_NAME.fullmatch(n) for n in names) or names != sorted(set(names))
+            or "authorization" in names):
+        raise SignatureFailed(f"SignedHeaders {listed[:200]!r} is not a signer's list")
+    return names
+
+
+def signed_lines(headers: Headers, names: list[str]) -> dict[str, str]:
+    """Each signed header's one line. Missing or repeated is refused: a repeated line would
+    let the signature cover one value while the request is read with another."""
+    lines = {}
+    for name in names:
+        values = headers.getall(name, [])
+        if len(values) != 1:
+            raise SignatureFailed(f"signed header {name!r} appears {len(values)} times")
+        lines[name] = values[0]
+    return lines
 
 
 def string_to_sign(canonical: str, sdk_date: str, scope: str | None = None) -> str:
@@ -125,17 +177,22 @@ class Authenticator:
     region: str
     max_skew: float = 900.0  # the gateway accepts X-Sdk-Date within 15 minutes
 
-    def authenticate(self, *, method: str, path: str, raw_query: str,
-                     headers: Mapping[str, str], body: bytes, now: float) -> Principal:
-        authorization = headers.get("Authorization")
-        if authorization is None:
-            token = headers.get("X-Auth-Token")
-            if token is None:
+    def authenticate(self, *, method: str, path: str, raw_query: str, headers: Headers,
+                     body: bytes, now: float) -> Principal:
+        """``path`` is the path as sent (still percent-encoded): Signer signs
+        ``quote(unquote(path))`` per segment, so decoding it first would decode twice."""
+        authorizations = headers.getall("Authorization", [])
+        if not authorizations:
+            tokens = headers.getall("X-Auth-Token", [])
+            if not tokens:
                 raise TokenNotFound("no Authorization and no X-Auth-Token")
-            project = self.tokens.get(token)
+            project = self.tokens.get(tokens[0]) if len(tokens) == 1 else None
             if project is None:
-                raise TokenInvalid("unknown X-Auth-Token")
+                raise TokenInvalid("unknown (or repeated) X-Auth-Token")
             return Principal(project_id=project, method="X-Auth-Token")
+        if len(authorizations) != 1:
+            raise SignatureFailed(f"{len(authorizations)} Authorization lines")
+        authorization = authorizations[0]
 
         derived = authorization.startswith(DERIVED_ALGORITHM + " ")
         match = (_DERIVED_AUTH if derived else _SDK_AUTH).match(authorization)
@@ -144,18 +201,18 @@ class Authenticator:
         pair = self.keys.get(match["ak"])
         if pair is None:
             raise SignatureFailed(f"unknown access key {match['ak']!r}")
-        sdk_date = headers.get("X-Sdk-Date", "")
+        signed_headers = signed_header_names(match["headers"])
+        if "x-sdk-date" not in signed_headers:  # the guide: "X-Sdk-Date must be signed"
+            raise SignatureFailed("X-Sdk-Date is not signed")
+        lines = signed_lines(headers, signed_headers)
+        sdk_date = lines["x-sdk-date"].strip()
         try:
             signed_at = datetime.strptime(sdk_date, DATE_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             raise SignatureFailed(f"bad X-Sdk-Date {sdk_date!r}") from None
         if abs(signed_at.timestamp() - now) > self.max_skew:
             raise SignatureFailed(f"X-Sdk-Date {sdk_date} is more than 15 minutes off")
-        signed_headers = match["headers"].split(";")
-        lowered = {k.lower() for k in headers}
-        if "x-sdk-date" not in signed_headers or any(h not in lowered for h in signed_headers):
-            raise SignatureFailed("X-Sdk-Date unsigned, or a signed header is missing")
-        canonical = canonical_request(method, path, query_pairs(raw_query), headers,
+        canonical = canonical_request(method, path, query_pairs(raw_query), lines,
                                       signed_headers, body)
         if derived:
             if (match["date"] != sdk_date[:8] or match["region"] != self.region
@@ -168,4 +225,5 @@ class Authenticator:
         if not hmac.compare_digest(expected, match["sig"]):
             raise SignatureFailed("signature mismatch")
         return Principal(project_id=pair.project_id, access_key=pair.access_key,
-                         method=DERIVED_ALGORITHM if derived else SDK_ALGORITHM)
+                         method=DERIVED_ALGORITHM if derived else SDK_ALGORITHM,
+                         signed={name: value.strip() for name, value in lines.items()})

@@ -80,13 +80,19 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         raise PathNotFound(f"{request.method} {request.path}")
     body = await request.read()
     principal = service.authenticator.authenticate(
-        method=request.method, path=request.path, raw_query=request.rel_url.raw_query_string,
-        headers=request.headers, body=body, now=service.clock.time())
+        method=request.method, path=request.rel_url.raw_path,
+        raw_query=request.rel_url.raw_query_string, headers=request.headers, body=body,
+        now=service.clock.time())
+    # X-Project-Id and Instance-Id count only as signed (a token's request: as sent, once).
+    header_projects = principal.header("X-Project-Id", request.headers)
+    instance_ids = principal.header("Instance-Id", request.headers)
+    if len(header_projects) > 1 or len(instance_ids) > 1:
+        raise Forbidden("X-Project-Id or Instance-Id repeated")
     project_id = request.match_info.get("project_id")
-    header_project = request.headers.get("X-Project-Id")
-    if project_id != principal.project_id or header_project not in (None, principal.project_id):
+    if project_id != principal.project_id or any(p != principal.project_id
+                                                 for p in header_projects):
         raise Forbidden(f"{principal} may not touch project {project_id!r}")
-    instance = request.headers.get("Instance-Id")
+    instance = instance_ids[0] if instance_ids else None
     instances = service.options.instances  # type: ignore[attr-defined]
     if instances and (instance not in instances if instance is not None
                       else service.options.require_instance_id):  # type: ignore[attr-defined]
