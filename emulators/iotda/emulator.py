@@ -18,6 +18,7 @@ from ..core.replyheaders import WebServerOptions
 from .auth import Authenticator, KeyPair
 from .exceptions import ALL_ERRORS, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
+from .models.common import IdSource
 from .responses import _error_response as error_response
 from .responses import auth_middleware, error_middleware
 from .urls import ROUTES
@@ -86,24 +87,28 @@ class IotdaService(HttpEmulator):
             keys={k.ak: KeyPair(k.ak, k.sk, k.project_id) for k in opts.credentials},
             tokens={t.token: t.project_id for t in opts.tokens},
             region=opts.region, max_skew=opts.max_clock_skew)
+        # One id sequence for every resource of this member; it outlives resets and
+        # restored snapshots (it only goes up) and is saved with the state for restarts.
+        self.ids = IdSource()
         self.server_certificates = ServerCertificates(opts.server_certificate_quota,
-                                                      opts.server_certificate_owner)
+                                                      opts.server_certificate_owner, self.ids)
         self.device_cas = DeviceCAs(
             quota=opts.device_ca_quota, code_ttl_days=opts.verify_code_days,
             default_app_id=opts.default_app_id,
-            update_resets_verification=opts.update_resets_verification)
+            update_resets_verification=opts.update_resets_verification, ids=self.ids)
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
-        return {"server_certificates": {"records": [], "last_id": None},
-                "device_cas": {"records": [], "last_id": None}}
+        return {"last_id": None, "server_certificates": {"records": []},
+                "device_cas": {"records": []}}
 
     def load_state(self, data: dict[str, Any]) -> None:
+        self.ids.above(data.get("last_id"))
         self.server_certificates.load(data.get("server_certificates", {}))
         self.device_cas.load(data.get("device_cas", {}))
 
     def dump_state(self) -> dict[str, Any]:
-        return {"server_certificates": self.server_certificates.dump(),
+        return {"last_id": self.ids.last, "server_certificates": self.server_certificates.dump(),
                 "device_cas": self.device_cas.dump()}
 
     def state(self) -> dict[str, Any]:

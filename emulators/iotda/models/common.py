@@ -51,6 +51,26 @@ def new_id(last_id: str | None, now: float) -> str:
     return f"{max(candidate, floor):024x}"
 
 
+class IdSource:
+    """The one sequence every resource of a member takes its id from (real ids are unique
+    across resource types). It only goes up: loading a document (a restart, a reset, a
+    snapshot restored) never takes it below an id it has handed out."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def next(self, now: float) -> str:
+        self.last = new_id(self.last, now)
+        return self.last
+
+    def above(self, *used: str | None) -> None:
+        """Never hand out ``used`` (or anything below it) again."""
+        for candidate in used:
+            if candidate and MARKER_PATTERN.fullmatch(candidate) and (
+                    self.last is None or int(candidate, 16) > int(self.last, 16)):
+                self.last = candidate.lower()
+
+
 def iotda_date(value: dt.datetime) -> str:
     value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC).strftime(DATE_FORMAT)

@@ -25,13 +25,13 @@ from ..exceptions import (
 )
 from .common import (
     PATH_ID,
+    IdSource,
     PageQuery,
     bool_field,
     common_name,
     distinguished_name,
     iotda_date,
     load_certificate,
-    new_id,
     paginate,
     text_field,
 )
@@ -117,20 +117,21 @@ class DeviceCAs:
     """The device CA certificates of every project, with the per-project quota."""
 
     def __init__(self, *, quota: int, code_ttl_days: float, default_app_id: str,
-                 update_resets_verification: bool) -> None:
+                 update_resets_verification: bool, ids: IdSource | None = None) -> None:
         self.quota = quota
         self.code_ttl = code_ttl_days * DAY
         self.default_app_id = default_app_id
         self.update_resets_verification = update_resets_verification
         self.records: dict[str, DeviceCA] = {}
-        self.last_id: str | None = None
+        self.ids = ids or IdSource()  # the member's one sequence, shared with server certificates
 
     def load(self, data: dict[str, Any]) -> None:
         self.records = {r["certificate_id"]: DeviceCA(**r) for r in data.get("records", [])}
-        self.last_id = data.get("last_id")
+        # "last_id" is where a document saved before the shared sequence kept it.
+        self.ids.above(data.get("last_id"), *self.records)
 
     def dump(self) -> dict[str, Any]:
-        return {"records": [r.to_dict() for r in self.records.values()], "last_id": self.last_id}
+        return {"records": [r.to_dict() for r in self.records.values()]}
 
     def _of(self, project_id: str) -> list[DeviceCA]:
         return [r for r in self.records.values() if r.project_id == project_id]
@@ -143,9 +144,8 @@ class DeviceCAs:
         check_ca(cert)
         if len(self._of(project_id)) >= self.quota:
             raise QuotaExceeded(f"project {project_id} has {self.quota} device CAs")
-        self.last_id = new_id(self.last_id, now)
         record = DeviceCA(
-            certificate_id=self.last_id, project_id=project_id,
+            certificate_id=self.ids.next(now), project_id=project_id,
             app_id=app_id or self.default_app_id, content=content,
             cn_name=common_name(cert.subject), owner=distinguished_name(cert.subject),
             status=False, verify_code=new_verify_code(), verify_code_created=now,

@@ -18,12 +18,12 @@ from ... import pki
 from ..exceptions import CertificateNotFound, InvalidCertificate, InvalidInput, QuotaExceeded
 from .common import (
     PATH_ID,
+    IdSource,
     PageQuery,
     common_name,
     distinguished_name,
     iotda_date,
     load_certificate,
-    new_id,
     paginate,
     text_field,
 )
@@ -101,20 +101,22 @@ class CheckedIdentity:
 class ServerCertificates:
     """The server certificates of every project, with the per-project quota."""
 
-    def __init__(self, quota: int, owner_from: str = "subject") -> None:
+    def __init__(self, quota: int, owner_from: str = "subject",
+                 ids: IdSource | None = None) -> None:
         self.quota = quota
         # Seed 004's example reply shows the issuer's name as certificate_owner; a switch.
         self.owner_from = owner_from
         self.records: dict[str, ServerCertificate] = {}
-        self.last_id: str | None = None
+        self.ids = ids or IdSource()  # the member's one sequence, shared with the device CAs
 
     def load(self, data: dict[str, Any]) -> None:
         self.records = {r["server_certificate_id"]: ServerCertificate(**r)
                         for r in data.get("records", [])}
-        self.last_id = data.get("last_id")
+        # "last_id" is where a document saved before the shared sequence kept it.
+        self.ids.above(data.get("last_id"), *self.records)
 
     def dump(self) -> dict[str, Any]:
-        return {"records": [r.to_dict() for r in self.records.values()], "last_id": self.last_id}
+        return {"records": [r.to_dict() for r in self.records.values()]}
 
     def _of(self, project_id: str) -> list[ServerCertificate]:
         return [r for r in self.records.values() if r.project_id == project_id]
@@ -137,9 +139,8 @@ class ServerCertificates:
         if len(self._of(project_id)) >= self.quota:
             raise QuotaExceeded(f"project {project_id} has {self.quota} server certificates")
         cert = checked.cert
-        self.last_id = new_id(self.last_id, now)
         record = ServerCertificate(
-            server_certificate_id=self.last_id,
+            server_certificate_id=self.ids.next(now),
             project_id=project_id,
             common_name=common_name(cert.subject),
             effective_date=iotda_date(cert.not_valid_before_utc),
