@@ -14,6 +14,7 @@ import weakref
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import pki
 from ..core.httpserver import HttpEmulator
@@ -33,6 +34,7 @@ from .models.faults import Faults, Target
 from .models.registry import Device, Org, Product, Registry
 from .models.tokens import App, TokenService
 from .options import BoundCertificateOptions, EnosOptions
+from .sdk import public_key_text
 
 DEFAULT_SUBJECT = {"C": "CN", "ST": "Shanghai", "L": "Shanghai", "O": "EnOS", "OU": "EnOS"}
 
@@ -96,6 +98,7 @@ class EnosService(HttpEmulator):
             Rules(opts.default_valid_day_over_max, opts.renew_old_certificate))
         self._genesis: dict[str, Any] | None = None
         self._genesis_encoded: bytes | None = None
+        self._sdk_pem: str | None = None
         self.loaded = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -115,6 +118,7 @@ class EnosService(HttpEmulator):
                 self._genesis = self._issue_genesis(await self._make_keys())
                 self.load_state(copy.deepcopy(self.initial_state()))
                 self.loaded = True
+            await self._sdk_key()
             await self.save()
         except BaseException:
             # The farm stops only members that started: close the listeners ourselves.
@@ -124,6 +128,23 @@ class EnosService(HttpEmulator):
             self.sites.clear()
             self.bound.clear()
             raise
+
+    async def _sdk_key(self) -> None:
+        """The key enos-poseidon's tokens are encrypted to: the scenario's, else the genesis's
+        (made once, in an executor; a state saved before there was one gets one now)."""
+        assert self._genesis is not None
+        if self.opts.sdk_token_key is None and "sdk_token_key" not in self._genesis:
+            self._genesis["sdk_token_key"] = pki.key_pem(await pki.arsa_key())
+            self._genesis_encoded = None
+        self._load_sdk_key()
+
+    def _load_sdk_key(self) -> None:
+        pem = self.opts.sdk_token_key or (self._genesis or {}).get("sdk_token_key")
+        if pem == self._sdk_pem:  # a reset: the same key, already loaded
+            return
+        key = pki.load_key(pem, trusted=True) if pem else None
+        self.tokens.sdk_key = key if isinstance(key, rsa.RSAPrivateKey) else None
+        self._sdk_pem = pem
 
     def _tls(self) -> ssl.SSLContext:
         """HTTPS with a certificate from the farm's local CA (the ready file publishes it)."""
@@ -211,6 +232,7 @@ class EnosService(HttpEmulator):
             self.book.add(record)
             self.serials.above(record.cert_sn)
         self.tokens.load(data)
+        self._load_sdk_key()
         self.faults.remaining = int(data.get("faults", {}).get("remaining", 0))
 
     def dump_state(self) -> dict[str, Any]:
@@ -295,7 +317,11 @@ class EnosService(HttpEmulator):
     def credentials(self) -> dict[str, Any]:
         apps = [{"appKey": a.app_key, "appSecret": a.app_secret}
                 for a in self.tokens.apps.values()]
-        return {"apps": apps, **(apps[0] if apps else {})}
+        doc: dict[str, Any] = {"apps": apps, **(apps[0] if apps else {})}
+        if self.tokens.sdk_key is not None:
+            # enos-poseidon's ``pubkey`` for this member: ``poseidon.poseidon.pubkey = ...``.
+            doc["sdkPublicKey"] = public_key_text(self.tokens.sdk_key)
+        return doc
 
     def extra_description(self) -> dict[str, Any]:
         return {"orgs": [o.org_id for o in self.registry.orgs.values()],

@@ -1,9 +1,10 @@
 """The APIM gateway: the token service, and the check every business call passes first.
 
 A signed call (``apim-timestamp``/``apim-signature`` present) must carry a token this gateway
-issued, unexpired, with a correct signature. A call with only ``apim-accesstoken`` is what
-enos-poseidon sends (encrypted with Envision's key, which nobody else can read): accepted
-when non-empty. The CA download paths are public, as on the EnOS portal.
+issued, unexpired, with a correct signature. A call with only ``apim-accesstoken`` must carry
+a genuine token: one this gateway issued and unexpired, or (``accept_sdk_tokens``) one
+enos-poseidon derived from an app of this gateway and encrypted to this member's key (see
+``sdk.py``). Anything else is refused. The CA download paths are public, as on the portal.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing, TokenUnknown
+from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing
 from .middleware import MEMBER, gateway_reply
 from .models.tokens import TOKEN_SERVICE, AccessToken
 
@@ -22,7 +23,7 @@ TOKEN_GET = "/apim-token-service/v2.0/token/get"
 TOKEN_REFRESH = "/apim-token-service/v2.0/token/refresh"
 PUBLIC_PREFIXES = ("/apim-token-service/", "/enos/CA/")
 
-# What a business handler may read: the appKey of a signed call (None for an SDK call).
+# What a business handler may read: the appKey of the call (None when the gateway is open).
 CALLER: web.RequestKey[str | None] = web.RequestKey("enos_caller", str | None)  # type: ignore[arg-type]
 
 
@@ -32,7 +33,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path.startswith(PUBLIC_PREFIXES) or not member.opts.require_auth:
         request[CALLER] = None
         return await handler(request)
-    token = request.headers.get("apim-accesstoken", "").strip()
+    # As sent: the HTTP parser has taken the line's surrounding whitespace off already, and
+    # a token is matched exactly (no case folding, no inner whitespace).
+    token = request.headers.get("apim-accesstoken", "")
     timestamp = request.headers.get("apim-timestamp")
     signature = request.headers.get("apim-signature")
     if timestamp is not None or signature is not None:
@@ -42,11 +45,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[CALLER] = app.app_key
     elif not token:
         raise TokenMissing()
-    elif member.opts.accept_sdk_tokens:
-        request[CALLER] = None
     else:
-        # A token this gateway cannot check: "get a new one", enos-poseidon's retry path.
-        raise TokenUnknown()
+        # Not genuine: 4012, "get a new one", enos-poseidon's retry path.
+        app = member.tokens.authorize(token, member.clock.time(),
+                                      sdk_tokens=member.opts.accept_sdk_tokens)
+        request[CALLER] = app.app_key
     return await handler(request)
 
 

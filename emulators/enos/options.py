@@ -10,6 +10,7 @@ from __future__ import annotations
 import string
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import Field, field_validator, model_validator
 
 from .. import pki
@@ -155,8 +156,13 @@ class EnosOptions(WebServerOptions):
     token_expire: int = Field(default=7200, ge=1)
     # Business calls must pass the gateway (a signed call, or an SDK token); false = open.
     require_auth: bool = True
-    # enos-poseidon's token is encrypted with Envision's public key: accept any non-empty one.
+    # Accept enos-poseidon's own tokens on bare calls: only genuine ones, derived the SDK's way
+    # from an app above and encrypted to this member's key (``sdkPublicKey`` in the ready
+    # file; set it as ``poseidon.poseidon.pubkey``). false: only tokens the token service issued.
     accept_sdk_tokens: bool = True
+    # That key (PEM, RSA of at least 2048 bits); default: one made at first start and kept
+    # with the CA (a reset or a restart keeps it).
+    sdk_token_key: str | None = None
     # HTTP status of a gateway refusal on a business call (200 lets the SDK read apim_status).
     gateway_error_status: int = Field(default=200, ge=200, le=599)
     # Also serve HTTPS (certificate from the farm's local CA) on this port; 0 = a free port.
@@ -171,6 +177,20 @@ class EnosOptions(WebServerOptions):
     # validDay left out while the product allows less than 730 days: use the product's
     # maximum ("cap"), fail as for a validDay above it ("fail"), or issue 730 days ("keep").
     default_valid_day_over_max: Literal["cap", "fail", "keep"] = "cap"
+
+    @field_validator("sdk_token_key")
+    @classmethod
+    def _rsa_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            key = pki.load_key(value)
+        except pki.PkiError as exc:
+            raise ValueError(str(exc)) from None
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+            raise ValueError("must be an RSA private key of at least 2048 bits "
+                             "(enos-poseidon encrypts to RSA with OAEP)")
+        return value
 
     @model_validator(mode="after")
     def _references(self) -> EnosOptions:

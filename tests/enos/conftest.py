@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from emulators import pki
+from emulators.enos import sdk as enos_sdk
 from emulators.enos.models.ca import make_root
 from emulators.testing import LoopThread, MemberHandle, RunningFarm
 
@@ -102,6 +103,9 @@ def base_options(roots: dict[str, Any]) -> dict[str, Any]:
         "apps": [{"appKey": APP_KEY, "appSecret": APP_SECRET},
                  {"appKey": OTHER_KEY, "appSecret": OTHER_SECRET}],
         "ca": roots,
+        # The key enos-poseidon encrypts its tokens to, made once for the session (a farm
+        # without it makes its own at first start: tests/enos/test_sdk_tokens.py).
+        "sdk_token_key": pki.key_pem(rsa_key(2048, 7)),
     }
 
 
@@ -127,7 +131,17 @@ class Enos:
             device = {"assetId": "assetA"}
         query = {"action": action, "orgId": org, **device}
         url = f"{self.url}{CERTS}?{urllib.parse.urlencode(query)}"
-        return poseidon.urlopen(key, secret, url, data=data)
+        with enos_sdk.poseidon_trusting(self.public_key):
+            return poseidon.urlopen(key, secret, url, data=data)
+
+    @property
+    def public_key(self) -> str:
+        """What the ready file tells a client to encrypt its SDK tokens to."""
+        return self.handle.credentials["sdkPublicKey"]  # type: ignore[no-any-return]
+
+    def sdk_token(self, key: str = APP_KEY, secret: str = APP_SECRET, **kw: Any) -> str:
+        """A token as enos-poseidon makes it, for raw calls."""
+        return enos_sdk.make_token(key, secret, self.public_key, **kw)
 
     # plain HTTP
     def raw(self, method: str, path: str, body: bytes | str | None = None,

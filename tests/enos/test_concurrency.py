@@ -15,7 +15,7 @@ import pytest
 
 from emulators.enos.models.ca import RootCA
 
-from .conftest import CERTS, ORG, base_options, ec_key, make_csr, rsa_key
+from .conftest import CERTS, ORG, Enos, base_options, ec_key, make_csr, rsa_key
 from .test_errors import BOUND_ELSEWHERE
 
 CALLS = 8
@@ -41,14 +41,15 @@ def racing_enos(start_enos, roots):
     return start
 
 
-async def _together(url: str, calls: list[tuple[str, str, dict[str, Any]]]) -> list[Any]:
+async def _together(enos: Enos, calls: list[tuple[str, str, dict[str, Any]]]) -> list[Any]:
     """(action, assetId, body) calls, all sent at once; their reply documents in order."""
+    url, token = enos.url, enos.sdk_token()
     async with aiohttp.ClientSession() as session:
 
         async def call(action: str, asset: str, body: dict[str, Any]) -> Any:
             query = urllib.parse.urlencode({"action": action, "orgId": ORG, "assetId": asset})
             async with session.post(f"{url}{CERTS}?{query}", json=body,
-                                    headers={"apim-accesstoken": "sdk-token"}) as resp:
+                                    headers={"apim-accesstoken": token}) as resp:
                 return await resp.json(content_type=None)
 
         return await asyncio.gather(*(call(*c) for c in calls))
@@ -63,7 +64,7 @@ def test_one_key_applied_for_by_many_devices_at_once_is_issued_once(racing_enos)
     for round_ in range(3):
         csrs = [make_csr(rsa_key(2048, 40 + round_), f"same-key-{round_}-{n}") for n in
                 range(CALLS)]
-        replies = asyncio.run(_together(enos.url, [
+        replies = asyncio.run(_together(enos, [
             ("apply", asset, {"csr": csr, "issueAuthority": "RSA"})
             for asset, csr in zip(RACERS, csrs, strict=True)]))
         assert _outcomes(replies) == [(0, "OK")] + [(11833, BOUND_ELSEWHERE)] * (CALLS - 1)
@@ -78,7 +79,7 @@ def test_one_cn_applied_for_by_many_devices_at_once_is_issued_once(racing_enos) 
     enos = racing_enos()
     for round_ in range(3):
         cn = f"same-cn-{round_}"
-        replies = asyncio.run(_together(enos.url, [
+        replies = asyncio.run(_together(enos, [
             ("apply", asset, {"csr": make_csr(ec_key("secp256r1", 200 + 10 * round_ + n), cn),
                               "issueAuthority": "ECC"})
             for n, asset in enumerate(RACERS)]))
@@ -90,7 +91,7 @@ def test_one_cn_applied_for_by_many_devices_at_once_is_issued_once(racing_enos) 
 def test_one_device_applying_with_its_key_at_once_gets_every_certificate(racing_enos) -> None:
     enos = racing_enos()
     csr = make_csr(rsa_key(2048, 50), "own-key")
-    replies = asyncio.run(_together(enos.url, [
+    replies = asyncio.run(_together(enos, [
         ("apply", "assetR0", {"csr": csr, "issueAuthority": "RSA"})] * CALLS))
     assert [r["code"] for r in replies] == [0] * CALLS
     serials = {r["data"]["certSN"] for r in replies}
@@ -103,7 +104,7 @@ def test_renews_of_one_certificate_at_once_when_renew_revokes_the_old(racing_eno
     enos = racing_enos(renew_old_certificate="revoke")
     sn = enos.sdk("apply", {"csr": make_csr(rsa_key(2048, 51), "renewed")},
                   assetId="assetR0")["data"]["certSN"]
-    replies = asyncio.run(_together(enos.url, [("renew", "assetR0", {"certSn": sn})] * CALLS))
+    replies = asyncio.run(_together(enos, [("renew", "assetR0", {"certSn": sn})] * CALLS))
     assert _outcomes(replies) == [(0, "OK")] + [(99400, REVOKED)] * (CALLS - 1)
     statuses = sorted(c["certStatus"] for c in enos.sdk("list", assetId="assetR0")["data"])
     assert statuses == [0, 1]  # the renewed certificate, and the old one revoked
@@ -113,7 +114,7 @@ def test_renews_of_one_certificate_at_once_when_the_old_one_is_kept(racing_enos)
     enos = racing_enos()
     sn = enos.sdk("apply", {"csr": make_csr(rsa_key(2048, 52), "kept")},
                   assetId="assetR0")["data"]["certSN"]
-    replies = asyncio.run(_together(enos.url, [("renew", "assetR0", {"certSn": sn})] * CALLS))
+    replies = asyncio.run(_together(enos, [("renew", "assetR0", {"certSn": sn})] * CALLS))
     assert [r["code"] for r in replies] == [0] * CALLS
     assert len({r["data"]["certSN"] for r in replies}) == CALLS
 
@@ -125,7 +126,7 @@ def test_renew_and_revoke_of_one_certificate_at_once(racing_enos) -> None:
     for round_ in range(4):
         sn = enos.sdk("apply", {"csr": make_csr(rsa_key(2048, 53), f"raced-{round_}")},
                       assetId="assetR0")["data"]["certSN"]
-        renewed, revoked = asyncio.run(_together(enos.url, [
+        renewed, revoked = asyncio.run(_together(enos, [
             ("renew", "assetR0", {"certSn": sn}), ("revoke", "assetR0", {"certSn": sn})]))
         if renewed["code"] == 0:
             assert (revoked["code"], revoked["msg"]) == (

@@ -17,7 +17,7 @@ from .conftest import CERTS, ORG, ec_key, make_csr, rsa_key
 CALLS = 12
 
 
-async def _apply_together(url: str) -> list[str]:
+async def _apply_together(url: str, token: str) -> list[str]:
     query = urllib.parse.urlencode({"action": "apply", "orgId": ORG, "assetId": "assetA"})
     async with aiohttp.ClientSession() as session:
 
@@ -25,7 +25,7 @@ async def _apply_together(url: str) -> list[str]:
             body = {"csr": make_csr(ec_key("secp256r1", 100 + n), f"together-{n}"),
                     "issueAuthority": "ECC"}
             async with session.post(f"{url}{CERTS}?{query}", json=body,
-                                    headers={"apim-accesstoken": "sdk-token"}) as resp:
+                                    headers={"apim-accesstoken": token}) as resp:
                 doc = await resp.json(content_type=None)
             assert doc["code"] == 0, doc
             return str(doc["data"]["certSN"])
@@ -35,7 +35,7 @@ async def _apply_together(url: str) -> list[str]:
 
 def test_concurrent_applies_are_all_saved(start_enos, tmp_path) -> None:
     first = start_enos(state_dir=tmp_path)
-    issued = asyncio.run(_apply_together(first.url))
+    issued = asyncio.run(_apply_together(first.url, first.sdk_token()))
     assert len(set(issued)) == CALLS
     first.handle._farm.stop()
 

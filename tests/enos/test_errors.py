@@ -134,7 +134,7 @@ def test_unknown_org_is_a_missing_device(enos: Enos) -> None:
 ])
 def test_query_errors(enos: Enos, query: str, msg: str) -> None:
     status, reply, headers = enos.raw("GET", f"{CERTS}?{query}",
-                                      headers={"apim-accesstoken": "sdk-token"})
+                                      headers={"apim-accesstoken": enos.sdk_token()})
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     fail(reply, 99400, msg)
 

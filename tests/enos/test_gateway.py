@@ -227,7 +227,7 @@ def test_a_call_without_credentials_is_refused_in_the_gateway_form(enos: Enos) -
 def test_the_sdk_token_is_accepted_only_while_the_switch_allows(enos: Enos, start_enos,
                                                                capsys) -> None:
     status, reply, _ = enos.raw("GET", f"{CERTS}?{urllib.parse.urlencode(LIST)}",
-                                headers={"apim-accesstoken": "opaque-sdk-token"})
+                                headers={"apim-accesstoken": enos.sdk_token()})
     assert reply["code"] == 0
     strict = start_enos(accept_sdk_tokens=False)
     # 4012 sends enos-poseidon round its retry path once; a GET's second answer comes back as
@@ -267,7 +267,7 @@ def test_an_open_gateway_needs_no_credentials(start_enos) -> None:
 ])
 def test_no_api_behind_the_path(enos: Enos, method: str, path: str, status: int,
                                 msg: str) -> None:
-    code, reply, _ = enos.raw(method, path, headers={"apim-accesstoken": "t"})
+    code, reply, _ = enos.raw(method, path, headers={"apim-accesstoken": enos.sdk_token()})
     assert code == status
     refused(reply, status, msg)
 
@@ -275,6 +275,8 @@ def test_no_api_behind_the_path(enos: Enos, method: str, path: str, status: int,
 def test_https_with_the_farm_ca(start_enos, monkeypatch) -> None:
     import ssl
     import urllib.request
+
+    from emulators.enos.sdk import poseidon_trusting
 
     from .conftest import poseidon
 
@@ -291,7 +293,9 @@ def test_https_with_the_farm_ca(start_enos, monkeypatch) -> None:
     # The SDK over HTTPS, as it runs in the field: it switches verification off on import.
     monkeypatch.setattr(ssl, "_create_default_https_context", ssl._create_unverified_context)
     url = f"{https}{CERTS}?{urllib.parse.urlencode({**LIST, 'action': 'apply'})}"
-    reply = poseidon.urlopen(APP_KEY, APP_SECRET, url, data={"csr": make_csr(rsa_key(), "tls")})
+    with poseidon_trusting(enos.public_key):
+        reply = poseidon.urlopen(APP_KEY, APP_SECRET, url,
+                                 data={"csr": make_csr(rsa_key(), "tls")})
     assert reply["code"] == 0, reply
     assert reply["data"]["certChainURL"] == f"{https}/enos/CA/cacert/RSA"
     with urllib.request.urlopen(reply["data"]["certChainURL"], timeout=10,

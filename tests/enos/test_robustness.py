@@ -27,7 +27,8 @@ SLOW = settings(max_examples=60, deadline=None, database=None,
 
 def _call(enos: Enos, method: str, query: dict[str, str], body: bytes | None) -> Any:
     status, reply, _ = enos.raw(method, f"{CERTS}?{urllib.parse.urlencode(query)}", body,
-                                {"apim-accesstoken": "sdk", "Content-Type": "application/json"})
+                                {"apim-accesstoken": enos.sdk_token(),
+                                 "Content-Type": "application/json"})
     assert status == 200
     assert set(reply) == {"code", "msg", "requestId", "data"}, reply
     assert reply["code"] in KNOWN, reply
@@ -54,7 +55,7 @@ def test_any_bytes_get_a_documented_answer(enos: Enos, raw: bytes) -> None:
 def test_an_oversized_body_is_refused_by_the_gateway(enos: Enos) -> None:
     body = b'{"csr": "' + b"A" * (3 * 1024 * 1024) + b'"}'
     status, reply, _ = enos.raw("POST", f"{CERTS}?action=apply&orgId={ORG}&assetId=assetA",
-                                body, {"apim-accesstoken": "sdk"})
+                                body, {"apim-accesstoken": enos.sdk_token()})
     assert status == 413
     assert reply == {"status": 413, "msg": "Request Entity Too Large",
                      "business": "apim-gateway"}

@@ -1,4 +1,5 @@
-"""The APIM gateway's apps and access tokens: get, refresh, and verifying signed calls.
+"""The APIM gateway's apps and access tokens: get, refresh, verifying signed calls, and
+telling a genuine token of a bare call (issued here, or enos-poseidon's) from a made-up one.
 
 ``encryption`` = sha256hex(appKey + timestamp + appSecret); a signed call's
 ``apim-signature`` = sha256hex(token + sorted query name+value pairs + raw body + timestamp +
@@ -10,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..exceptions import (
     AppKeyUnknown,
@@ -24,10 +28,15 @@ from ..exceptions import (
     TokenExpired,
     TokenUnknown,
 )
+from ..sdk import NotGenuine, SdkToken, read_token
 
 TOKEN_SERVICE = "apim-token-service"
 # How long a used encryption is remembered for the duplicate check (a day covers any skew).
 REPLAY_MEMORY = 24 * 3600
+# SDK tokens whose first use the gateway remembers (an expired one is refused while it is
+# remembered), and opened tokens kept so a client repeating one costs no RSA decryption.
+SDK_SEEN_MEMORY = 100_000
+SDK_OPENED_CACHE = 1024
 
 
 def sha256hex(text: str) -> str:
@@ -75,6 +84,11 @@ class TokenService:
         self.lifetime = lifetime
         self.tokens: dict[str, AccessToken] = {}
         self.used: dict[str, float] = {}  # encryption -> when it was used
+        # The key enos-poseidon's tokens are encrypted to (None: none can be read).
+        self.sdk_key: rsa.RSAPrivateKey | None = None
+        self._secrets = {a.app_key: a.app_secret for a in self.apps.values()}
+        self._sdk_first_seen: OrderedDict[str, float] = OrderedDict()  # access -> farm time
+        self._opened: OrderedDict[str, SdkToken] = OrderedDict()
 
     # -- token service ---------------------------------------------------------------------
     def _check(self, body: dict[str, Any], now: float, *extra: str) -> App:
@@ -154,6 +168,45 @@ class TokenService:
         if not _same(wanted, given):
             raise EncryptionInvalid()
         return app
+
+    # -- bare calls (apim-accesstoken alone, what enos-poseidon sends) -----------------------
+    def authorize(self, token: str, now: float, *, sdk_tokens: bool) -> App:
+        """The app a bare call's token is genuinely from: a token this gateway issued,
+        unexpired (refresh retires one); or, with ``sdk_tokens``, one enos-poseidon derived
+        from an app of this gateway and encrypted to its key. Anything else is 4012."""
+        record = self.tokens.get(token)
+        if record is not None:
+            app = self.apps.get(record.app_key)
+            if app is None:  # the app left the scenario since the token was saved
+                raise TokenUnknown()
+            if record.expires_at <= now:
+                raise TokenExpired(apim_refreshtoken=record.token)
+            return app
+        if not sdk_tokens or self.sdk_key is None:
+            raise TokenUnknown()
+        opened = self._open(token)
+        # The token's own times are HMACs of the client's clock: the gateway dates a token
+        # from its first use on the farm clock, and refuses it once that is ``lifetime`` ago.
+        first = self._sdk_first_seen.setdefault(opened.access, now)
+        self._sdk_first_seen.move_to_end(opened.access)
+        while len(self._sdk_first_seen) > SDK_SEEN_MEMORY:
+            self._sdk_first_seen.popitem(last=False)
+        if now - first >= self.lifetime:
+            raise TokenExpired(apim_refreshtoken=opened.refresh)
+        return self.apps[opened.app_key]
+
+    def _open(self, token: str) -> SdkToken:
+        opened = self._opened.get(token)
+        if opened is None:
+            assert self.sdk_key is not None
+            try:
+                opened = read_token(token, self.sdk_key, self._secrets)
+            except NotGenuine:
+                raise TokenUnknown() from None
+            self._opened[token] = opened
+            while len(self._opened) > SDK_OPENED_CACHE:
+                self._opened.popitem(last=False)
+        return opened
 
     # -- state ---------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
