@@ -120,7 +120,8 @@ def read_token(token: str, key: rsa.RSAPrivateKey, apps: Mapping[str, str]) -> S
 def poseidon_trusting(public_key: str) -> Iterator[None]:
     """enos-poseidon encrypting to ``public_key`` (the ready file's ``sdkPublicKey``) for the
     duration: ``with poseidon_trusting(key): poseidon.urlopen(...)``. For good, assign it:
-    ``poseidon.poseidon.pubkey = key``."""
+    ``poseidon.poseidon.pubkey = key``. (Importing poseidon switches TLS verification off for
+    the whole process, as the SDK does; a client of the SDK has imported it already.)"""
     from poseidon import poseidon  # a client's library, not a dependency of the farm
 
     saved = poseidon.pubkey

@@ -34,7 +34,7 @@ TOKEN_SERVICE = "apim-token-service"
 # How long a used encryption is remembered for the duplicate check (a day covers any skew).
 REPLAY_MEMORY = 24 * 3600
 # SDK tokens whose first use the gateway remembers (an expired one is refused while it is
-# remembered), and opened tokens kept so a client repeating one costs no RSA decryption.
+# remembered), and tokens read (or refused) kept so a repeated one costs no RSA decryption.
 SDK_SEEN_MEMORY = 100_000
 SDK_OPENED_CACHE = 1024
 
@@ -88,7 +88,7 @@ class TokenService:
         self.sdk_key: rsa.RSAPrivateKey | None = None
         self._secrets = {a.app_key: a.app_secret for a in self.apps.values()}
         self._sdk_first_seen: OrderedDict[str, float] = OrderedDict()  # access -> farm time
-        self._opened: OrderedDict[str, SdkToken] = OrderedDict()
+        self._opened: OrderedDict[str, SdkToken | None] = OrderedDict()
 
     # -- token service ---------------------------------------------------------------------
     def _check(self, body: dict[str, Any], now: float, *extra: str) -> App:
@@ -196,16 +196,21 @@ class TokenService:
         return self.apps[opened.app_key]
 
     def _open(self, token: str) -> SdkToken:
-        opened = self._opened.get(token)
-        if opened is None:
+        """The token read with the SDK key; refusals are remembered too, so repeating a
+        made-up token costs no second RSA decryption."""
+        if token in self._opened:
+            opened = self._opened[token]
+        else:
             assert self.sdk_key is not None
             try:
                 opened = read_token(token, self.sdk_key, self._secrets)
             except NotGenuine:
-                raise TokenUnknown() from None
+                opened = None
             self._opened[token] = opened
             while len(self._opened) > SDK_OPENED_CACHE:
                 self._opened.popitem(last=False)
+        if opened is None:
+            raise TokenUnknown()
         return opened
 
     # -- state ---------------------------------------------------------------------------
