@@ -1,7 +1,9 @@
 """The farm: every member of a scenario in one process and one event loop, plus the control plane.
 
 ``Farm.start`` is all or nothing: if any member fails to start, those already started are
-stopped again and the error is raised, so a farm never half-starts.
+stopped again and the error is raised, so a farm never half-starts. Once running, a member
+whose server dies (``Member.report_failure``) is restarted with its state, or reported failed
+when it cannot be: never left dead in silence.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,11 @@ from .scenario import Scenario
 log = logging.getLogger("emulators.farm")
 
 READY_VERSION = 1
+# A member that dies is restarted at most RESTART_LIMIT times within RESTART_WINDOW seconds;
+# past that it is left stopped and reported failed (a member that dies at once on every start
+# would otherwise be restarted for ever).
+RESTART_LIMIT = 3
+RESTART_WINDOW = 60.0
 
 
 class Farm:
@@ -56,6 +64,10 @@ class Farm:
         self.control_port = scenario.control.port if control_port is None else control_port
         self.control: Any = None  # emulators.control.ControlPlane once started
         self.started = False
+        # Members that died and could not be restarted: name -> why (kept after stop).
+        self.failures: dict[str, str] = {}
+        self._restarts: dict[str, list[float]] = {}
+        self._restarting: dict[str, asyncio.Task[None]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
@@ -108,8 +120,59 @@ class Farm:
                               spec.raw_options)
         return resolve(spec.kind)(spec, self.ctx)
 
+    # -- supervision -------------------------------------------------------------------------
+    @property
+    def exit_status(self) -> int:
+        """What ``emulators run`` should exit with: 1 when a member died for good, else 0."""
+        return 1 if self.failures else 0
+
+    def member_failed(self, member: Member, reason: str) -> None:
+        """A member's server died on its own (called on the farm's loop): log it at ERROR and
+        restart the member with its state; when that fails, or it keeps dying, report it."""
+        log.error("%s (%s) failed: %s", member.name, member.kind, reason)
+        if not self.started or self.members.get(member.name) is not member:
+            self._give_up(member, f"{reason} (the farm is not running: not restarted)")
+            return
+        if member.name in self._restarting:
+            return  # a restart is already under way
+        now = time.monotonic()
+        recent = [t for t in self._restarts.get(member.name, []) if t > now - RESTART_WINDOW]
+        if len(recent) >= RESTART_LIMIT:
+            self._give_up(member, f"{reason}; restarted {len(recent)} times in "
+                                  f"{RESTART_WINDOW:g} s already, not again")
+            return
+        recent.append(now)
+        self._restarts[member.name] = recent
+        member.health = {**member.health, "status": "restarting", "last_failure": reason}
+        task = asyncio.get_running_loop().create_task(self._restart(member, reason))
+        self._restarting[member.name] = task
+        task.add_done_callback(lambda _t: self._restarting.pop(member.name, None))
+
+    async def _restart(self, member: Member, reason: str) -> None:
+        try:
+            await member.stop()
+        except Exception:  # noqa: BLE001 - what is left of it must not keep it down
+            log.exception("%s: stopping it after its failure failed", member.name)
+        try:
+            await member.start()  # restores the saved state, as a farm restart does
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: the farm runs on
+            self._give_up(member, f"{reason}; the restart failed: {type(exc).__name__}: {exc}")
+            return
+        restarts = member.health.get("restarts", 0) + 1
+        member.health = {"status": "ok", "restarts": restarts, "last_failure": reason}
+        log.warning("%s restarted (restart %d) after: %s", member.name, restarts, reason)
+
+    def _give_up(self, member: Member, reason: str) -> None:
+        log.error("%s (%s) is down and stays down: %s", member.name, member.kind, reason)
+        member.health = {"status": "failed", "reason": reason,
+                         "restarts": member.health.get("restarts", 0)}
+        self.failures[member.name] = reason
+
     async def stop(self) -> None:
         """Stop the control plane, then emulators, then servers; flush state; idempotent."""
+        for task in list(self._restarting.values()):
+            task.cancel()
+        await asyncio.gather(*self._restarting.values(), return_exceptions=True)
         if self.control is not None:
             await self.control.stop()
             self.control = None
@@ -122,6 +185,9 @@ class Farm:
         await self.http.stop()
         self.members.clear()
         self.store.close()
+        if self.started and self.failures:
+            log.error("the farm stops with members that had failed: %s",
+                      "; ".join(f"{name}: {why}" for name, why in self.failures.items()))
         self.started = False
 
     async def __aenter__(self) -> Farm:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .farm_ca import FarmCA
 
 Role = Literal["emulator", "server"]
+
+log = logging.getLogger("emulators.member")
 
 
 class KindOptions(BaseModel):
@@ -101,6 +104,9 @@ class Member:
         self.ctx = ctx
         self.clock = ctx.clock
         self._next_save: asyncio.Task[None] | None = None
+        # In the description: "ok", with "restarts" and "last_failure" once the farm had to
+        # restart it, or "failed" with a "reason" when it could not (Farm.member_failed).
+        self.health: dict[str, Any] = {"status": "ok"}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +115,16 @@ class Member:
 
     async def stop(self) -> None:
         raise NotImplementedError
+
+    def report_failure(self, reason: str) -> None:
+        """Called (on the farm's loop) by a member whose server died on its own, a loop or a
+        thread that ended: the farm restarts it or reports it failed, never silently."""
+        farm = self.ctx.farm
+        if farm is not None:
+            farm.member_failed(self, reason)
+            return
+        log.error("%s: %s", self.name, reason)
+        self.health = {"status": "failed", "reason": reason}
 
     # -- description -----------------------------------------------------------------------
     def urls(self) -> dict[str, str]:
@@ -128,6 +144,7 @@ class Member:
             "port": self.port,
             "urls": self.urls(),
             "credentials": self.credentials(),
+            "health": dict(self.health),
         }
         doc.update(self.extra_description())
         return doc
