@@ -32,6 +32,12 @@ FTP_BAD_ARGUMENT = FtpReply(501, "Syntax error in parameters or arguments.")
 FTP_BUSY = FtpReply(421, "Service not available, closing control connection.")  # RFC 959
 FTP_DISK_FULL = FtpReply(552, "Requested file action aborted. Exceeded storage allocation.")
 FTP_TRANSFER_CUT = FtpReply(426, "Connection closed; transfer aborted.")  # RFC 959
+# Also what an upload whose data connection was reset (or lost before the transfer began)
+# gets: RFC 959's 426, never "226 Transfer complete.".
+# pyftpdlib's text for a command line over its 2,048-byte limit; sent once per such line.
+FTP_LINE_TOO_LONG = FtpReply(500, "Command too long.")
+# RFC 959 451: the upload arrived but could not be moved into place (a folder in the way).
+FTP_LOCAL_ERROR = FtpReply(451, "Requested action aborted: local error in processing.")
 
 
 # SFTP status reasons (asyncssh sends them as the FXP_STATUS message text).

@@ -12,10 +12,14 @@ import hmac
 import itertools
 import logging
 import os
+import re
+import socket
 import tempfile
 import threading
 import time
 import warnings
+from collections import deque
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -27,6 +31,8 @@ from .exceptions import (
     FTP_BAD_ARGUMENT,
     FTP_BUSY,
     FTP_DISK_FULL,
+    FTP_LINE_TOO_LONG,
+    FTP_LOCAL_ERROR,
     FTP_TRANSFER_CUT,
     FTP_UPLOAD_TOO_LARGE,
 )
@@ -43,7 +49,7 @@ with warnings.catch_warnings():
         TLS_DTPHandler,
         TLS_FTPHandler,
     )
-    from pyftpdlib.ioloop import IOLoop
+    from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED, AsyncChat, IOLoop
     from pyftpdlib.servers import FTPServer
     from pyftpdlib.utils import is_ssl_sock
 
@@ -55,6 +61,15 @@ logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
 FULL_PERMS = "elradfmwMT"  # pyftpdlib letters: list, cwd, read, append, delete, mkdir, ...
 READ_ONLY_PERMS = "elr"
 POLL_SECONDS = 0.1  # how long a stop may wait for the FTP thread to notice
+# The longest command line taken (pyftpdlib's limit; CRLF not counted): a longer one gets one
+# "500 Command too long." and the rest of it, up to its CRLF, is dropped.
+MAX_COMMAND_LINE = 2048
+# Exceptions out of the IO loop itself (each handler contains its own) within this window that
+# mean the loop is broken: the thread ends and the farm restarts the member.
+LOOP_FAILURES = 20
+LOOP_FAILURE_WINDOW = 5.0
+# "unix.mode=0o644" (Python's oct()) in pyftpdlib's MLSD/MLST facts; RFC 3659 tools read "0644".
+_PY_OCTAL_MODE = re.compile(rb"(^|;)unix\.mode=0o([0-7]+)(?=;)", re.IGNORECASE)
 
 
 class FtpOptions(ServerOptions):
@@ -117,11 +132,20 @@ class _Authorizer(DummyAuthorizer):
 _TMP_IDS = itertools.count(1)
 
 
+def _discard(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 class _ReplacingFile:
-    """A STOR target written under a temporary name in the same folder and moved over the
-    target when the transfer ends (complete or not), so a farm killed mid-transfer leaves the
-    previous file whole, never a truncated one that an earlier record points at; the
-    temporary file is swept at the next start (``TMP_MARKER``)."""
+    """A STOR target, written under a temporary name in the same folder. ``commit()`` (the
+    transfer completed) moves it over the target; any other close (a reset, ABOR, a cut, an
+    over-limit refusal, the session or the server gone) removes it. So the target only ever
+    changes to a complete upload: a previous file stays exactly as it was, and the record that
+    lists it stays true. A farm killed mid-transfer leaves the temporary file, swept at the
+    next start (``TMP_MARKER``)."""
 
     def __init__(self, target: str) -> None:
         self.name = target  # what pyftpdlib and the upload record see
@@ -129,8 +153,8 @@ class _ReplacingFile:
         # through it did, not the link itself.
         self._dest = os.path.realpath(target)
         head, tail = os.path.split(self._dest)
-        self._tmp = os.path.join(head, f".{tail}{TMP_MARKER}ftp-{os.getpid()}-{next(_TMP_IDS)}")
-        self._fh = open(self._tmp, "wb")
+        self.tmp = os.path.join(head, f".{tail}{TMP_MARKER}ftp-{os.getpid()}-{next(_TMP_IDS)}")
+        self._fh = open(self.tmp, "wb")
 
     def write(self, data: bytes) -> int:
         return self._fh.write(data)
@@ -151,11 +175,21 @@ class _ReplacingFile:
     def closed(self) -> bool:
         return self._fh.closed
 
+    def commit(self) -> None:
+        """The transfer completed: the upload takes the target's place (atomically)."""
+        self._fh.close()
+        try:
+            os.replace(self.tmp, self._dest)
+        except OSError:
+            _discard(self.tmp)
+            raise
+
     def close(self) -> None:
+        """Closed without ``commit()``: the upload did not complete and nothing of it is kept."""
         if self._fh.closed:
             return
         self._fh.close()
-        os.replace(self._tmp, self._dest)
+        _discard(self.tmp)
 
 
 class _FarmFS(AbstractedFS):
@@ -166,6 +200,106 @@ class _FarmFS(AbstractedFS):
         if mode == "wb":
             return _ReplacingFile(filename)
         return super().open(filename, mode)
+
+    def format_mlsx(self, basedir: str, listing: list[str], perms: str, facts: list[str],
+                    ignore_err: bool = True) -> Iterator[bytes]:
+        # MLSD/MLST: pyftpdlib writes unix.mode with Python's oct() ("0o644"); RFC 3659
+        # clients (lftp) parse "0644", and read "0o644" as mode 0 ("----------"). Only the
+        # facts are touched, never the name after them.
+        for line in super().format_mlsx(basedir, listing, perms, facts, ignore_err):
+            facts_part, sep, name = line.partition(b" ")
+            yield _PY_OCTAL_MODE.sub(
+                lambda m: m.group(1) + b"unix.mode=%04o" % int(m.group(2), 8),
+                facts_part) + sep + name
+
+
+def _socket_error(sock: Any) -> int:
+    """The error a socket holds (SO_ERROR: a reset not yet read), 0 for none."""
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+    except Exception:  # noqa: BLE001 - a closed or foreign socket has nothing to say
+        return 0
+
+
+class _Contained:
+    """First in both handler classes. pyftpdlib's IO loop calls ``readable``, ``writable``,
+    ``handle_close`` (and ``handle_error`` itself) outside any ``try``: one exception there
+    used to leave the loop and stop the whole server. Here it is logged with its traceback
+    and ends only that connection; the server serves on."""
+
+    _closed: bool
+
+    def readable(self) -> bool:
+        try:
+            return bool(super().readable())  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - see the class comment
+            self._contain("readable")
+            return False
+
+    def writable(self) -> bool:
+        try:
+            return bool(super().writable())  # type: ignore[misc]
+        except Exception:  # noqa: BLE001
+            self._contain("writable")
+            return False
+
+    def handle_close(self) -> None:
+        try:
+            super().handle_close()  # type: ignore[misc]
+        except Exception:  # noqa: BLE001
+            self._contain("handle_close")
+
+    def handle_error(self) -> None:
+        try:
+            super().handle_error()  # type: ignore[misc]
+        except Exception:  # noqa: BLE001
+            self._contain("handle_error")
+            return
+        # pyftpdlib's handle_error closes the connection and logs (only) when that close
+        # fails, leaving it in the loop half closed, to fail again at every poll.
+        if not (self._closed or getattr(self, "_building", False)
+                or getattr(self, "_awaiting_record", None) is not None):
+            self._contain("handle_error (the connection did not close)")
+
+    def _member_name(self) -> str:
+        channel = getattr(self, "cmd_channel", self)
+        return getattr(getattr(channel, "member", None), "name", "ftp")
+
+    def _contain(self, where: str) -> None:
+        log.error("%s: an FTP connection failed in %s; it is closed, the server serves on",
+                  self._member_name(), where, exc_info=True)
+        try:
+            self.close()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - its own close is broken too: force it
+            log.error("%s: closing that connection failed as well", self._member_name(),
+                      exc_info=True)
+            self._force_close()
+
+    def _force_close(self) -> None:
+        """Take the connection out of the loop and close its socket, whatever state it is in;
+        then what depends on it is tidied (``_tidy_after_force_close``)."""
+        ioloop, fd = getattr(self, "ioloop", None), getattr(self, "_fileno", None)
+        if ioloop is not None and fd is not None:
+            try:
+                ioloop.unregister(fd)
+            except Exception:  # noqa: BLE001
+                ioloop.socket_map.pop(fd, None)
+        try:
+            self.socket.close()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001
+            pass
+        already = self._closed
+        self._closed = True
+        self.connected = False
+        # What the connection's own close would have done for others: the handler classes
+        # below this one in the MRO say (_FarmHandler, _FarmDTP).
+        tidy = getattr(self, "_tidy_after_force_close", None)
+        if not already and tidy is not None:
+            try:
+                tidy()
+            except Exception:  # noqa: BLE001
+                log.error("%s: tidying up after a broken connection failed",
+                          self._member_name(), exc_info=True)
 
 
 class _FarmHandler:
@@ -180,6 +314,18 @@ class _FarmHandler:
     attempted_logins: int
     max_login_attempts: int
     data_channel: Any
+    server: Any
+    _closed: bool
+    _idler: Any
+    _in_buffer: list[bytes]
+    _in_buffer_len: int
+    _in_dtp_queue: Any
+    _out_dtp_queue: Any
+    # The data connection died before a transfer command used it (a client that connected and
+    # reset): the transfer command that comes for it is answered 426 at once, instead of
+    # waiting for a connection that will never come. Cleared by the next PASV/PORT.
+    data_lost = False
+    _discarding = False  # inside an over-long command line, already answered
 
     def protocol(self) -> Literal["ftp", "ftps"]:
         return "ftps" if is_ssl_sock(self.socket) else "ftp"
@@ -192,22 +338,55 @@ class _FarmHandler:
         member.call_from_thread(member.record_event(event, protocol=self.protocol(),
                                                     remote=self.remote(), **fields), wait=False)
 
-    # The data mode is noted so a test can tell a camera's PORT upload from a PASV one.
+    # The data mode is noted so a test can tell a camera's PORT upload from a PASV one; each
+    # is a new data connection, so a lost one is forgotten (after pyftpdlib closed the old).
     def ftp_PORT(self, line: str) -> Any:
         self.data_mode = "active"
-        return super().ftp_PORT(line)  # type: ignore[misc]
+        result = super().ftp_PORT(line)  # type: ignore[misc]
+        self.data_lost = False
+        return result
 
     def ftp_EPRT(self, line: str) -> Any:
         self.data_mode = "active"
-        return super().ftp_EPRT(line)  # type: ignore[misc]
+        result = super().ftp_EPRT(line)  # type: ignore[misc]
+        self.data_lost = False
+        return result
 
     def ftp_PASV(self, line: str) -> Any:
         self.data_mode = "passive"
-        return super().ftp_PASV(line)  # type: ignore[misc]
+        result = super().ftp_PASV(line)  # type: ignore[misc]
+        self.data_lost = False
+        return result
 
     def ftp_EPSV(self, line: str) -> Any:
         self.data_mode = "passive"
-        return super().ftp_EPSV(line)  # type: ignore[misc]
+        result = super().ftp_EPSV(line)  # type: ignore[misc]
+        self.data_lost = False
+        return result
+
+    # -- one reply per command line ---------------------------------------------------------
+    # pyftpdlib answered "500 Command too long." when a line passed its limit, then kept
+    # collecting the rest of that line and answered it again at its CRLF ('500 Command ""
+    # not understood.', or worse, whatever the tail spelled): two replies for one line, and
+    # every later reply one behind for the client.
+    def collect_incoming_data(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        self._in_buffer.append(data)
+        self._in_buffer_len += len(data)
+        if self._in_buffer_len > MAX_COMMAND_LINE:
+            self._in_buffer = []
+            self._in_buffer_len = 0
+            self._discarding = True
+            self.respond(FTP_LINE_TOO_LONG.line, logfun=log.info)  # type: ignore[attr-defined]
+
+    def found_terminator(self) -> None:
+        if self._discarding:  # the end of the over-long line: already answered
+            self._discarding = False
+            if self._idler is not None and not self._idler.cancelled:
+                self._idler.reset()
+            return
+        super().found_terminator()  # type: ignore[misc]
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> Any:
         # A NUL reaches os.* calls as "embedded null byte" and pyftpdlib would drop the
@@ -216,6 +395,50 @@ class _FarmHandler:
             self.respond(FTP_BAD_ARGUMENT.line)  # type: ignore[attr-defined]
             return None
         return super().pre_process_command(line, cmd, arg)  # type: ignore[misc]
+
+    def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
+        super().process_command(cmd, *args, **kwargs)  # type: ignore[misc]
+        if self.data_lost and self.data_channel is None and not self._closed:
+            self._fail_lost_transfer()
+
+    def _fail_lost_transfer(self) -> None:
+        """A transfer command (its 150 sent) for a data connection that already died."""
+        incoming = getattr(self, "_in_dtp_queue", None)
+        outgoing = getattr(self, "_out_dtp_queue", None)
+        if incoming is None and outgoing is None:
+            return
+        self.data_lost = False
+        self._in_dtp_queue = self._out_dtp_queue = None
+        self.respond(FTP_TRANSFER_CUT.line, logfun=log.info)  # type: ignore[attr-defined]
+        if incoming is not None:
+            file_obj = incoming[0]
+            file_obj.close()  # a STOR target: nothing of it is kept
+            self.on_incomplete_file_received(file_obj.name)
+        elif outgoing is not None and outgoing[2] is not None:
+            outgoing[2].close()
+
+    def _on_dtp_connection(self) -> Any:
+        channel = self.data_channel
+        if channel is None or channel._closed:
+            # pyftpdlib's ActiveDTP hands over the data handler even when it died as it was
+            # built (it has already answered the transfer waiting for it).
+            self.data_channel = None
+            return None
+        return super()._on_dtp_connection()  # type: ignore[misc]
+
+    def _tidy_after_force_close(self) -> None:
+        """After _Contained forced a control connection shut: its data connection and its
+        place in the per-IP count go with it."""
+        data = self.data_channel
+        self.data_channel = None
+        if data is not None:
+            try:
+                data.close()
+            except Exception:  # noqa: BLE001
+                data._force_close()
+        ip_map = getattr(self.server, "ip_map", [])
+        if self.remote_ip in ip_map:
+            ip_map.remove(self.remote_ip)
 
     # -- fault rules (docs/FAULTS.md) -------------------------------------------------------
     cut_after: int | None = None
@@ -285,13 +508,17 @@ class _FarmHandler:
         self._emit("refused", reason="too_many_connections")
         super().handle_max_cons_per_ip()  # type: ignore[misc]
 
+    refused_upload: tuple[str, bool] | None = None  # (file, written in place) over the limit
+
     def on_incomplete_file_received(self, file: str) -> None:
-        if getattr(self, "refused_upload", None) == file:
-            # Over the size limit: the partial file is not kept, a real server's quota way.
-            try:
-                os.remove(file)
-            except OSError:
-                pass
+        refused = self.refused_upload
+        if refused is not None and refused[0] == file:
+            self.refused_upload = None
+            # Over the size limit: nothing of it is kept, a real server's quota way. A STOR's
+            # temporary file is gone already and the previous file untouched; APPE and REST
+            # wrote in place, so that file goes.
+            if refused[1]:
+                _discard(file)
             self._emit("refused", user=self.username, reason="upload_too_large",
                        path=self.member.relative_path(self.username, file))
         else:
@@ -299,20 +526,134 @@ class _FarmHandler:
                        path=self.member.relative_path(self.username, file))
 
 
+class _DTPSocket(AsyncChat):
+    """The bottom of the data handler's class stack, just above pyftpdlib's ``AsyncChat``:
+    reads the socket as asyncore does, but notes when the peer reset the connection.
+    asyncore ends a transfer the same way on ECONNRESET as on a clean end of file, so
+    pyftpdlib answered an upload cut by a reset "226 Transfer complete." and it was recorded
+    as received."""
+
+    connection_reset = False
+
+    def recv(self, buffer_size: int) -> bytes:
+        try:
+            data: bytes = self.socket.recv(buffer_size)
+        except SSL.SysCallError as exc:
+            # TLS over a TCP connection that was reset: the TLS layer above ends the transfer.
+            if exc.args and exc.args[0] in _ERRNOS_DISCONNECTED:
+                self.connection_reset = True
+            raise
+        except OSError as exc:
+            if exc.errno in _ERRNOS_DISCONNECTED:
+                self.connection_reset = True
+                self.handle_close()
+                return b""
+            raise
+        if not data:
+            self.handle_close()
+            return b""
+        return data
+
+
 class _FarmDTP:
-    """Mixed into pyftpdlib's data channel: size limit, and the upload record (FTP thread)."""
+    """Mixed into pyftpdlib's data channel: a reset is not a complete upload, a complete one
+    replaces its target and is recorded before "226", the size limit and the fault rules (FTP
+    thread)."""
 
     cmd_channel: Any
     file_obj: Any
+    cmd: str | None
     ac_in_buffer_size: int
     receive: bool
     transfer_finished: bool
+    connected: bool
+    socket: Any
+    connection_reset: bool
     _closed: bool
     _resp: tuple[str, Any]
 
     read_limit: int
     _timenext: float  # pyftpdlib: when the current second of throttling ends
     _awaiting_record: Any = None  # the loop's future while an upload's record is saved
+    _building = False  # inside __init__: a close asked for waits until the handler is whole
+    _close_pending = False
+    _handshaking = False
+    _ending = False  # close() has settled the transfer (a TLS close may take a while)
+
+    def __init__(self, sock: Any, cmd_channel: Any) -> None:
+        # pyftpdlib's DTPHandler.__init__ closes the handler itself when the socket is dead on
+        # arrival (a client that connected and reset at once), before the throttle and TLS
+        # classes' __init__ have run: their close() and readable() then met attributes not yet
+        # set (_throttler, _ssl_want_read), the AttributeError rose out of the IO loop's poll,
+        # and the server stopped (issue 16). Their attributes get defaults first, and a close
+        # asked for while the handler is built waits until it is whole.
+        self._throttler = None
+        self._error = False
+        self._ssl_want_read = self._ssl_want_write = False
+        self._building = True
+        try:
+            super().__init__(sock, cmd_channel)  # type: ignore[call-arg]
+        except Exception:  # noqa: BLE001 - a data connection must not take the server down
+            log.warning("%s: a data connection failed as it opened",
+                        cmd_channel.member.name, exc_info=True)
+            self._close_pending = True
+        finally:
+            self._building = False
+        if self._close_pending or not getattr(self, "connected", False):
+            self._close_unborn(sock)
+
+    def _close_unborn(self, sock: Any) -> None:
+        """The connection died while the handler was built: the transfer waiting for it (if
+        any) is answered 426 and recorded incomplete; otherwise the next one will be."""
+        channel = self.cmd_channel
+        incoming = getattr(channel, "_in_dtp_queue", None)
+        outgoing = getattr(channel, "_out_dtp_queue", None)
+        if incoming is not None:
+            channel._in_dtp_queue = None
+            self.file_obj, self.cmd = incoming
+            self.receive = True
+        elif outgoing is not None:
+            channel._out_dtp_queue = None
+            self.file_obj, self.cmd = outgoing[2], outgoing[3]
+        if self.cmd is not None:
+            self._resp = (FTP_TRANSFER_CUT.line, log.info)
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            log.error("%s: closing a dead data connection failed", channel.member.name,
+                      exc_info=True)
+            self._force_close()  # type: ignore[attr-defined]  # _Contained's
+        try:
+            sock.close()  # pyftpdlib swaps a fresh socket in for a dead one, never closing it
+        except OSError:
+            pass
+
+    def handle_error(self) -> None:
+        if self._building:  # DTPHandler.__init__ reporting the dead socket: close when whole
+            self._close_pending = True
+            return
+        if self.cmd is not None and not self._resp:
+            # pyftpdlib's TLS data handler closes on an error without a word to the client
+            # (the plain one puts its own 426 here instead).
+            self._resp = (FTP_TRANSFER_CUT.line, log.info)
+        super().handle_error()  # type: ignore[misc]
+
+    def handle_close(self) -> None:
+        # Straight from the IO loop (an error event with no data): a reset not yet read.
+        if self.receive and not self.connection_reset and _socket_error(self.socket):
+            self.connection_reset = True
+        super().handle_close()  # type: ignore[misc]
+
+    def _do_ssl_handshake(self) -> None:
+        self._handshaking = True
+        try:
+            super()._do_ssl_handshake()  # type: ignore[misc]
+        finally:
+            self._handshaking = False
+
+    def handle_failed_ssl_handshake(self) -> None:
+        self._handshaking = False  # pyftpdlib answers this one itself (522)
+        super().handle_failed_ssl_handshake()  # type: ignore[misc]
 
     def recv(self, buffer_size: int) -> bytes:
         channel = self.cmd_channel
@@ -328,34 +669,61 @@ class _FarmDTP:
         file_obj = self.file_obj
         if (chunk and self.receive and channel.cut_after is not None and file_obj is not None
                 and not file_obj.closed and file_obj.tell() + len(chunk) > channel.cut_after):
-            # A cut_transfer fault: keep what came before the cut, then drop the connection.
+            # A cut_transfer fault: the data connection drops after the first bytes.
             file_obj.write(chunk[: max(0, channel.cut_after - file_obj.tell())])
             self._resp = (FTP_TRANSFER_CUT.line, log.info)
             self.close()  # type: ignore[attr-defined]
             return b""
         if (chunk and self.receive and file_obj is not None and not file_obj.closed
                 and file_obj.tell() + len(chunk) > self.cmd_channel.member.opts.max_upload_bytes):
-            self.cmd_channel.refused_upload = file_obj.name
+            channel.refused_upload = (file_obj.name, not isinstance(file_obj, _ReplacingFile))
             self._resp = (FTP_UPLOAD_TOO_LARGE.line, log.info)
             self.close()  # type: ignore[attr-defined]
             return b""
         return chunk
 
+    def _settle(self) -> None:
+        """What the transfer's end means, before pyftpdlib answers and closes it."""
+        if self.receive and self.connection_reset:
+            # Reset, not closed: the client gave up on the upload, whatever had arrived.
+            self.transfer_finished = False
+            self._resp = (FTP_TRANSFER_CUT.line, log.info)
+        elif self._handshaking and self.cmd is not None and not self._resp:
+            # Gone during the TLS handshake: pyftpdlib closed without a word to the client.
+            self._resp = (FTP_TRANSFER_CUT.line, log.info)
+        if self.cmd is None and not self.receive:
+            self.cmd_channel.data_lost = True  # no transfer used it: tell the one that comes
+
     def close(self) -> None:
+        if self._building:
+            self._close_pending = True
+            return
         if self._awaiting_record is not None:
             if not self.cmd_channel.member._stopping.is_set():
                 return  # _close_after_record closes once the upload's record is on disk
             self._awaiting_record = None  # shutting down: the ioloop will not call back
+        if self._closed:
+            return
+        if self._ending:  # a TLS close waiting for its shutdown: already settled
+            super().close()  # type: ignore[misc]
+            return
+        self._ending = True
+        self._settle()
         file_obj = self.file_obj
-        if (not self._closed and self.receive and self.transfer_finished
-                and file_obj is not None):
-            file_obj.close()
+        if self.receive and self.transfer_finished and file_obj is not None:
             channel = self.cmd_channel
             member: FtpServer = channel.member
             try:
+                if isinstance(file_obj, _ReplacingFile):
+                    file_obj.commit()
+                else:
+                    file_obj.close()
                 rel, size, digest = member.inspect_upload(channel.username, file_obj.name)
-            except OSError:
-                log.exception("%s: cannot read back %s", member.name, file_obj.name)
+            except OSError as exc:
+                log.warning("%s: cannot keep the upload %s: %s", member.name, file_obj.name,
+                            exc)
+                self.transfer_finished = False
+                self._resp = (FTP_LOCAL_ERROR.line, log.info)
             else:
                 # The record is saved on the farm loop and "226" goes out once it is on disk;
                 # meanwhile this FTP thread goes on serving every other session (blocking it
@@ -381,6 +749,19 @@ class _FarmDTP:
             log.error("%s: recording an upload failed", member.name,
                       exc_info=future.exception())
         super().close()  # type: ignore[misc]
+
+    def _tidy_after_force_close(self) -> None:
+        """After _Contained forced a data connection shut: the file is closed (a STOR's is
+        discarded), the transfer answered 426 and recorded incomplete."""
+        file_obj, channel = self.file_obj, self.cmd_channel
+        if file_obj is not None and not file_obj.closed:
+            file_obj.close()
+        if self.cmd is not None and not channel._closed:
+            channel.respond(FTP_TRANSFER_CUT.line, logfun=log.info)
+            if self.receive and file_obj is not None:
+                channel.on_incomplete_file_received(file_obj.name)
+        if channel.data_channel is self:
+            channel._on_dtp_close()
 
 
 class FtpServer(ServerMember):
@@ -415,6 +796,13 @@ class FtpServer(ServerMember):
 
     def dump_state(self) -> dict[str, Any]:
         return {**super().dump_state(), "tls": self._tls}
+
+    def state(self) -> dict[str, Any]:
+        doc = super().state()
+        if doc.get("tls"):
+            # The private key stays in the flash (a restart needs it), never in the view.
+            doc["tls"] = {k: v for k, v in doc["tls"].items() if k != "key_pem"}
+        return doc
 
     # -- TLS ---------------------------------------------------------------------------------
     def _hosts(self) -> tuple[str, ...]:
@@ -480,7 +868,7 @@ class FtpServer(ServerMember):
         tls = opts.tls == "explicit"
         # ThrottledDTPHandler throttles nothing until a throttle fault sets its read_limit.
         bases = (TLS_DTPHandler, ThrottledDTPHandler) if tls else (ThrottledDTPHandler,)
-        dtp = type("FarmDTPHandler", (_FarmDTP, *bases), {})
+        dtp = type("FarmDTPHandler", (_Contained, _FarmDTP, *bases, _DTPSocket), {})
         attrs: dict[str, Any] = {
             "member": self,
             "authorizer": authorizer,
@@ -503,7 +891,7 @@ class FtpServer(ServerMember):
                          tls_control_required=opts.tls_control_required,
                          tls_data_required=opts.tls_data_required)
         base = TLS_FTPHandler if tls else FTPHandler
-        return type("FarmFTPHandler", (_FarmHandler, base), attrs)
+        return type("FarmFTPHandler", (_Contained, _FarmHandler, base), attrs)
 
     async def start(self) -> None:
         self.restore_saved()
@@ -542,17 +930,52 @@ class FtpServer(ServerMember):
         server = self._server
         ioloop = server.ioloop
         timeout = POLL_SECONDS
+        failures: deque[float] = deque()
+        died: str | None = None
         try:
             while not self._stopping.is_set():
-                # One poll, then the scheduler; sleep no longer than its next timer (a
-                # delayed "530") nor than a stop may wait.
-                soonest = ioloop.loop(timeout=timeout, blocking=False)
+                try:
+                    # One poll, then the scheduler; sleep no longer than its next timer (a
+                    # delayed "530") nor than a stop may wait.
+                    soonest = ioloop.loop(timeout=timeout, blocking=False)
+                except Exception as exc:  # noqa: BLE001 - one failure must not stop the server
+                    # The handlers contain their own failures; this is for the rest. The loop
+                    # serves on, unless it fails again and again: then it is broken.
+                    now = time.monotonic()
+                    failures.append(now)
+                    while failures[0] < now - LOOP_FAILURE_WINDOW:
+                        failures.popleft()
+                    log.error("%s: the FTP server loop raised %r; serving on", self.name, exc,
+                              exc_info=len(failures) == 1)
+                    if len(failures) >= LOOP_FAILURES:
+                        died = (f"the FTP server loop failed {len(failures)} times in "
+                                f"{LOOP_FAILURE_WINDOW:g} s: {exc!r}")
+                        break
+                    timeout = POLL_SECONDS
+                    continue
                 timeout = POLL_SECONDS if soonest is None else max(0.0, min(POLL_SECONDS,
                                                                              soonest))
-        except Exception:  # noqa: BLE001 - a crash must still free the sockets below
-            log.exception("%s: FTP server loop crashed", self.name)
+        except BaseException as exc:  # noqa: BLE001 - the thread ends: the farm must hear why
+            died = f"the FTP server loop died: {exc!r}"
+            log.error("%s: %s", self.name, died, exc_info=True)
         finally:
-            server.close_all()  # closes every connection, the listener and the poller
+            try:
+                server.close_all()  # closes every connection, the listener and the poller
+            except Exception:  # noqa: BLE001
+                log.error("%s: closing the FTP server failed", self.name, exc_info=True)
+            if died is not None and not self._stopping.is_set():
+                self._report_from_thread(died)
+
+    def _report_from_thread(self, reason: str) -> None:
+        """The FTP thread is gone: tell the farm (on its loop), which restarts the member."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            log.error("%s: %s (no farm loop to report to)", self.name, reason)
+            return
+        try:
+            loop.call_soon_threadsafe(self.report_failure, reason)
+        except RuntimeError:  # the loop closed in between
+            log.error("%s: %s (the farm loop has closed)", self.name, reason)
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import ftplib
 import io
+import json
+import shutil
 import socket
 import ssl
+import struct
 import time
+import urllib.request
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -104,3 +108,25 @@ def events_of(handle: MemberHandle, event: str, count: int = 1) -> list[dict[str
         hits = [e for e in handle.call(lambda m: m.events()) if e["event"] == event]
         return hits if len(hits) >= count else []
     return eventually(found)
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a TCP reset (SO_LINGER 0), as a client that crashes or aborts does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def control_get(farm: Any, path: str) -> Any:
+    """``GET /v1<path>`` on a farm's control plane, decoded from JSON."""
+    with urllib.request.urlopen(farm.control_url + path, timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def require_tools(*tools: str, package: str) -> None:
+    """Fail (never skip) a test whose real client is not installed, saying how to get it."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        import pytest
+
+        pytest.fail(f"this test drives {' and '.join(missing)} (a real client): "
+                    f"apt-get install {package}, or run .ci/run, which does", pytrace=False)

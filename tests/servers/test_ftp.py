@@ -342,8 +342,7 @@ def test_malformed_commands_get_ftp_replies_and_the_session_survives(ftp_server,
             assert answer == reply
         else:  # no fixed text, but an FTP error reply and never a crash
             assert answer[:1] in (b"5", b"4"), answer
-        if answer == b"500 Command too long.":
-            answer = reader.readline().rstrip(b"\r\n")  # the rest of the long line
+        # One reply per line: the NOOP's is next (the long line is not answered twice).
         assert reader.readline() == b"200 I successfully did nothing'.\r\n"
         reader.close()
 

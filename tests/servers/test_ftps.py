@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import ftplib
 import hashlib
+import json
 import ssl
 import subprocess
 
@@ -189,3 +190,25 @@ def test_scenario_rejects_bad_ftp_options(options, message):
     with pytest.raises(scenario.ScenarioInvalid) as caught:
         scenario.load({"servers": [entry]})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("certificate", ["farm-ca", "self-signed", "wrong-name", "supplied"])
+def test_the_members_state_view_holds_no_private_key(ftp_server, certificate):
+    """The control plane's ``/state`` shows the member's view: the certificate, never its
+    key (the key stays in the saved state, which the server needs to restart)."""
+    options = {}
+    if certificate == "supplied":
+        key = pki.ec_key()
+        subject = pki.name(CN="127.0.0.1")
+        options = {"cert_pem": pki.cert_pem(pki.issue(key.public_key(), subject, None, key,
+                                                      days=30, ip_addresses=("127.0.0.1",),
+                                                      server=True)),
+                   "key_pem": pki.key_pem(key)}
+    server = ftp_server(tls="explicit", certificate=certificate, **options)
+    state = server.state()
+    assert "key_pem" not in state["tls"]
+    assert state["tls"]["cert_pem"] == server.description["tls"]["cert_pem"]
+    for view in (state, server.description):
+        assert "PRIVATE KEY" not in json.dumps(view)
+    saved = server.call(lambda m: m.dump_state())  # what the flash keeps, to restart on
+    assert "PRIVATE KEY" in saved["tls"]["key_pem"]
