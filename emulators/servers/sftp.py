@@ -8,6 +8,7 @@ inside the root; every path is therefore resolved and checked for containment he
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import itertools
 import logging
@@ -31,9 +32,11 @@ log = logging.getLogger("emulators.servers.sftp")
 HOST_KEY_ALG = "ssh-ed25519"
 WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
 # An open that replaces a whole file (what `put` and cameras send) is written under a
-# temporary name and moved over the target at close: a farm killed mid-upload leaves the
-# previous file whole, never a truncated one an earlier record points at. The temporary file
-# is swept at the next start (TMP_MARKER). Reads, appends and in-place updates write in place.
+# temporary name and moved over the target only when the client closes it: an upload that
+# does not complete (the session gone with the file open, refused, cut) leaves the previous
+# file exactly as it was, and the record listing it stays true. A farm killed mid-upload
+# leaves the temporary file, swept at the next start (TMP_MARKER). Reads, appends and
+# in-place updates write in place.
 REPLACE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_TRUNC
 IN_PLACE_FLAGS = asyncssh.FXF_READ | asyncssh.FXF_APPEND | asyncssh.FXF_EXCL
 _TMP_IDS = itertools.count(1)
@@ -51,6 +54,40 @@ def _hide_vendor_id() -> None:
 
 
 _hide_vendor_id()
+
+# True while asyncssh runs a client's close request. asyncssh calls SFTPServer.close() for
+# that, and also, when a session ends, for every file the client left open (an abandoned
+# upload, even after a clean EOF from the client); only the first completes an upload.
+_CLIENT_CLOSE: contextvars.ContextVar[bool] = contextvars.ContextVar("sftp_client_close",
+                                                                      default=False)
+
+
+def _mark_client_closes() -> bool:
+    """Wrap asyncssh's close-request handler (a class table, so process-wide, like the
+    vendor-id above) to set _CLIENT_CLOSE; False when this asyncssh has no such table."""
+    handler = getattr(asyncssh.sftp, "SFTPServerHandler", None)
+    table = getattr(handler, "_packet_handlers", None)
+    fxp_close = getattr(asyncssh.sftp, "FXP_CLOSE", None)
+    original = table.get(fxp_close) if isinstance(table, dict) else None
+    if original is None:
+        return False
+    if getattr(original, "marks_client_close", False):
+        return True
+
+    async def process_close(self: Any, packet: Any) -> Any:
+        token = _CLIENT_CLOSE.set(True)
+        try:
+            return await original(self, packet)
+        finally:
+            _CLIENT_CLOSE.reset(token)
+
+    process_close.marks_client_close = True  # type: ignore[attr-defined]
+    assert table is not None
+    table[fxp_close] = process_close
+    return True
+
+
+CLIENT_CLOSES_KNOWN = _mark_client_closes()
 
 
 class AuthorizedKeyError(ValueError):
@@ -107,7 +144,8 @@ class SftpOptions(ServerOptions):
 @dataclass
 class _Upload:
     user: str
-    local: str
+    local: str  # the file the upload lands in
+    tmp: str | None = None  # where a replacing upload is written until its close
     refused: bool = False
     # Set by a fault rule when the upload opens (docs/FAULTS.md).
     fault: Any = None
@@ -215,7 +253,6 @@ class _SFTPServer(asyncssh.SFTPServer):
         super().__init__(chan, chroot=os.fsencode(root))
         self.root = os.fsencode(os.path.realpath(root))
         self.uploads: dict[int, _Upload] = {}
-        self.replacing: dict[int, tuple[str, str]] = {}  # id(file) -> (temporary, target)
 
     # -- confinement -------------------------------------------------------------------------
     def _refuse(self, error: asyncssh.SFTPError, reason: str, path: bytes,
@@ -290,26 +327,27 @@ class _SFTPServer(asyncssh.SFTPServer):
         if writing:
             self._writable(path)
         if pflags & REPLACE_FLAGS == REPLACE_FLAGS and not pflags & IN_PLACE_FLAGS:
-            file_obj = self._open_replacing(path, attrs)
-        else:
-            file_obj = super().open(path, pflags, attrs)
+            file_obj, target, tmp = self._open_replacing(path, attrs)
+            self._track(file_obj, target, tmp)
+            return file_obj
+        file_obj = super().open(path, pflags, attrs)
         if writing:
-            self._track(file_obj, path)
+            self._track(file_obj, os.fsdecode(self.map_path(path)))
         return file_obj
 
-    def _open_replacing(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> object:
-        target = os.fsdecode(self.map_path(path))  # confined, symlinks resolved
+    def _open_replacing(self, path: bytes,
+                        attrs: asyncssh.SFTPAttrs) -> tuple[object, str, str]:
+        # Confined, and through a symlink inside the root: replace what it points at, as
+        # writing through it would, not the link itself (the FTP server does the same).
+        target = os.path.realpath(os.fsdecode(self.map_path(path)))
         head, tail = os.path.split(target)
         tmp = os.path.join(head, f".{tail}{TMP_MARKER}sftp-{os.getpid()}-{next(_TMP_IDS)}")
         perms = 0o666 if attrs.permissions is None else attrs.permissions
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms)
-        file_obj = os.fdopen(fd, "wb", buffering=0)
-        self.replacing[id(file_obj)] = (tmp, target)
-        return file_obj
+        return os.fdopen(fd, "wb", buffering=0), target, tmp
 
-    def _track(self, file_obj: object, path: bytes) -> None:
-        local = os.fsdecode(self.map_path(path))
-        upload = _Upload(self.username, local)
+    def _track(self, file_obj: object, local: str, tmp: str | None = None) -> None:
+        upload = _Upload(self.username, local, tmp)
         upload.fault = self.member.check_fault(
             "sftp", ("disk_full", "cut_transfer", "throttle"), command="open",
             path=self._rel(local))
@@ -322,7 +360,7 @@ class _SFTPServer(asyncssh.SFTPServer):
             self._writable(path)
         file_obj = super().open56(path, desired_access, flags, attrs)
         if writing:
-            self._track(file_obj, path)
+            self._track(file_obj, os.fsdecode(self.map_path(path)))
         return file_obj
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
@@ -352,45 +390,66 @@ class _SFTPServer(asyncssh.SFTPServer):
 
     async def close(self, file_obj: object) -> None:
         super().close(file_obj)
-        replacing = self.replacing.pop(id(file_obj), None)
-        if replacing is not None:
-            os.replace(*replacing)
         upload = self.uploads.pop(id(file_obj), None)
         if upload is None:
             return
-        if self.channel.is_closing():
-            # asyncssh closes the files a vanished session left open: not a finished upload.
+        by_client = (_CLIENT_CLOSE.get() if CLIENT_CLOSES_KNOWN
+                     else not self.channel.is_closing())
+        if not by_client:
+            # asyncssh closes the files an ended session left open: not a finished upload.
             self._incomplete(upload)
             self.member.schedule_save()
         else:
             await self._finish(upload)
 
     def _incomplete(self, upload: _Upload) -> None:
-        if upload.refused:
-            _unlink(upload.local)
+        _drop(upload)
         self.member.emit("upload_incomplete", protocol="sftp", user=upload.user,
                          remote=self.remote, path=self._rel(upload.local))
 
     async def _finish(self, upload: _Upload) -> None:
         if upload.refused:
-            # Over the limit: the partial file is not kept.
-            await asyncio.to_thread(_unlink, upload.local)
+            # Over the limit or a disk_full fault: nothing of it is kept.
+            await asyncio.to_thread(_drop, upload)
             return
         try:
-            rel, size, digest = await asyncio.to_thread(self.member.inspect_upload, upload.user,
-                                                        upload.local)
-        except OSError:
+            rel, size, digest = await asyncio.to_thread(self._commit, upload)
+        except FileNotFoundError:
             return  # removed or renamed under us: nothing arrived to record
         await self.member.record_upload(user=upload.user, path=rel, size=size, sha256=digest,
                                         protocol="sftp", remote=self.remote)
 
+    def _commit(self, upload: _Upload) -> tuple[str, int, str]:
+        """The client closed the file: a replacing upload takes its target's place (blocking)."""
+        if upload.tmp is not None:
+            try:
+                os.replace(upload.tmp, upload.local)
+            except OSError:
+                _unlink(upload.tmp)
+                raise  # the client's close fails: the upload did not arrive
+        return self.member.inspect_upload(upload.user, upload.local)
+
     def exit(self) -> None:
-        # A session that ends with files still open (client gone mid-upload): keep what was
-        # written, as sshd does, and say it was incomplete.
+        # A session that ends with files still open (client gone mid-upload) is incomplete;
+        # asyncssh has closed them through close() already, this is the safety net.
         for key, upload in list(self.uploads.items()):
             del self.uploads[key]
             self._incomplete(upload)
         self.member.save_soon()
+        # The subsystem ends normally (the client hung up): say so with exit-status 0, as
+        # OpenSSH's sftp-server does. Without it scp (SFTP mode) exits 1 ("Exit status -1").
+        channel = self.channel
+        if not channel.is_closing():
+            channel.exit(0)
+
+
+def _drop(upload: _Upload) -> None:
+    """An upload that did not complete: a replacing one's temporary file goes (the target was
+    never touched); a refused in-place one goes itself, a real server's quota way."""
+    if upload.tmp is not None:
+        _unlink(upload.tmp)
+    elif upload.refused:
+        _unlink(upload.local)
 
 
 def _is_utf8(data: bytes) -> bool:

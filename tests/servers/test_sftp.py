@@ -326,7 +326,7 @@ def test_session_gone_with_the_file_open_is_incomplete(sftp_server):
     events = events_of(server, "upload_incomplete")
     assert events[0]["path"] == "half.mp4"
     assert server.call(lambda m: m.received_files()) == []
-    assert (server.call(lambda m: m.user_root("ipcamera")) / "half.mp4").read_bytes() == b"half"
+    assert list(server.call(lambda m: m.user_root("ipcamera")).iterdir()) == []  # not kept
 
 
 @pytest.mark.parametrize("name", [b"a\x00b.jpg", b"\x00", b"bad-\xff\xfe.jpg", b"dir/\xc3(.jpg"],
