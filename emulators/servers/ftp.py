@@ -543,6 +543,13 @@ class _DTPSocket(AsyncChat):
             if exc.args and exc.args[0] in _ERRNOS_DISCONNECTED:
                 self.connection_reset = True
             raise
+        except SSL.Error as exc:
+            if exc.args and exc.args[0]:
+                raise
+            # An empty error queue: the peer closed TCP without a TLS close_notify, which
+            # OpenSSL 3 reports this way. pyftpdlib handles it as "Unexpected EOF" (the end
+            # of the upload, as most FTPS servers take it); this way it is not a traceback.
+            raise SSL.SysCallError(-1, "Unexpected EOF") from exc
         except OSError as exc:
             if exc.errno in _ERRNOS_DISCONNECTED:
                 self.connection_reset = True
@@ -734,6 +741,9 @@ class _FarmDTP:
                     mode=channel.data_mode))
                 if future is not None:
                     self._awaiting_record = future
+                    # Nothing more to read: out of the loop until the record is saved (polled
+                    # meanwhile, a TLS connection read its EOF again and raised).
+                    self.del_channel()  # type: ignore[attr-defined]
                     self._close_after_record()
                     return
         super().close()  # type: ignore[misc]
@@ -748,6 +758,8 @@ class _FarmDTP:
         if future is not None and future.done() and future.exception() is not None:
             log.error("%s: recording an upload failed", member.name,
                       exc_info=future.exception())
+        if not self._closed:
+            self.add_channel()  # type: ignore[attr-defined]  # a TLS close needs the loop
         super().close()  # type: ignore[misc]
 
     def _tidy_after_force_close(self) -> None:

@@ -191,3 +191,25 @@ def test_a_tls_upload_closed_with_close_notify_is_complete(ftp_server):
         client.prot_p()
         assert store(client, "tls.jpg", CHUNK) == "226 Transfer complete."
     assert server.call(lambda m: m.received_files())[0]["size"] == len(CHUNK)
+
+
+def test_a_tls_upload_closed_without_close_notify_is_complete_and_quiet(ftp_server, caplog):
+    """FIN under TLS with no close_notify (many FTPS clients end a data connection so): the
+    end of the upload, 226, and no traceback in the log."""
+    caplog.set_level(logging.INFO)
+    server = ftp_server(tls="explicit")
+    with _login(server, tls=True) as client:
+        assert isinstance(client, ftplib.FTP_TLS)
+        client.prot_p()
+        client.voidcmd("TYPE I")
+        data = _pasv(client)
+        client.putcmd("STOR fin.jpg")
+        assert client.getresp().startswith(("125", "150"))
+        secure = client.context.wrap_socket(data, server_hostname="127.0.0.1")
+        secure.sendall(CHUNK)
+        secure.shutdown(socket.SHUT_RDWR)
+        secure.close()
+        assert client.getresp() == "226 Transfer complete."
+    assert server.call(lambda m: m.received_files())[0]["size"] == len(CHUNK)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]
