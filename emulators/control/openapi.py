@@ -14,12 +14,14 @@ routes = web.RouteTableDef()
 
 _ERR = {"$ref": "#/components/responses/Error"}
 _JSON = {"application/json": {"schema": {"type": "object"}}}
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _op(summary: str, *, body: dict[str, Any] | None = None, params: tuple[str, ...] = (),
-        query: dict[str, str] | None = None, ok: str = "200", tag: str = "farm") -> dict[str, Any]:
+        query: dict[str, str] | None = None, ok: str = "200", tag: str = "farm",
+        media: dict[str, Any] | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {
-        ok: {"description": "OK", "content": _JSON}, "default": _ERR}}
+        ok: {"description": "OK", "content": media or _JSON}, "default": _ERR}}
     parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                   for p in params]
     for name, kind in (query or {}).items():
@@ -85,17 +87,22 @@ for _plural in ("emulators", "servers"):
 
 PATHS["/v1/servers/{name}/files"] = {"get": _op(
     "Files a server received (user, path, size, sha256, time, protocol)", params=("name",),
-    tag="servers")}
-PATHS["/v1/servers/{name}/files/{path}"] = {"get": _op(
-    "Download one received file", params=("name", "path"), tag="servers")}
+    query={"user": "string"}, tag="servers")}
+PATHS["/v1/servers/{name}/files/{user}/{path}"] = {"get": _op(
+    "Download one received file: its path under the user's root (it may hold '/')",
+    params=("name", "user", "path"), media=_BYTES, tag="servers")}
 PATHS["/v1/servers/{name}/events"] = {"get": _op(
     "A server's session events (logins, failures, uploads)", params=("name",), tag="servers")}
 PATHS["/v1/servers/{name}/users/{user}/authorized_keys"] = {
     "get": _op("An SFTP user's authorized keys", params=("name", "user"), tag="servers"),
-    "put": _op("Replace them", params=("name", "user"), tag="servers"),
+    "put": _op("Replace them", params=("name", "user"), tag="servers",
+               body=_obj(authorized_keys={"type": "array", "items": S})),
     "post": _op("Add one (e.g. a camera's getpubkey key)", params=("name", "user"),
-                tag="servers"),
+                body=_obj(key=S), tag="servers"),
 }
+for _op_ in PATHS["/v1/servers/{name}/users/{user}/authorized_keys"].values():
+    if "requestBody" in _op_:  # or the lines of an authorized_keys file
+        _op_["requestBody"]["content"]["text/plain"] = {"schema": S}
 
 PATHS["/v1/emulators/{name}/alarm"] = {"post": _op(
     "INSTAR camera: trigger an alarm (uploads snapcount snapshots when snap is enabled)",

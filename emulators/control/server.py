@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from ..core.bodies import declared_too_large, send_and_close
-from ..core.httpserver import SHUTDOWN_GRACE
+from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
 from . import clock, faults, journal, members, openapi, servers, snapshots
 from .errors import Unauthorized, error_middleware, error_response
 from .keys import FARM
+from .params import check_path_params, check_routes
+
+if TYPE_CHECKING:
+    from ..core.observe import HttpObserver
 
 API_VERSION = "v1"
+log = logging.getLogger("emulators.control")
 
 
-def build_app(farm, token: str | None = None) -> web.Application:  # type: ignore[no-untyped-def]
+def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
+              deadline: Any = None) -> web.Application:
     @web.middleware
     async def limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
         # A declared body over the limit is refused at once, before anything is read.
@@ -25,15 +36,20 @@ def build_app(farm, token: str | None = None) -> web.Application:  # type: ignor
                 413, "too_large", f"bodies are limited to {request.app._client_max_size} bytes"))
         return await handler(request)
 
+    expected = f"Bearer {token}".encode() if token is not None else b""
+
     @web.middleware
     async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
         if token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            # Header values arrive decoded as UTF-8 with surrogateescape: back to the bytes
+            # the client sent, whatever they were, so any header compares (and fails) alike.
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, expected):
                 raise Unauthorized("this control plane requires 'Authorization: Bearer <token>'")
         return await handler(request)
 
-    app = web.Application(middlewares=[limit, error_middleware, auth],
+    chain = [limit, error_middleware, auth, check_path_params]
+    app = web.Application(middlewares=[deadline, *chain] if deadline else chain,
                           client_max_size=1024 * 1024)
     app[FARM] = farm
     for module in (members, journal, faults, clock, snapshots, servers, openapi):
@@ -54,10 +70,53 @@ def build_app(farm, token: str | None = None) -> web.Application:  # type: ignor
 
     app.router.add_get("/v1", index)
     app.router.add_get("/", index)
+    check_routes(app)
     return app
 
 
+class _ControlProtocol(RequestHandler):
+    """aiohttp's connection handler, answering what it refuses itself (a request it cannot
+    parse: a bad Content-Length, a header line with bytes no header may hold...) in the
+    control plane's error form instead of a text page."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        else:
+            log.info("control plane: unparseable request (%s)", message or exc)
+        if request.writer.output_size > 0:  # as aiohttp's own: too late for any reply
+            raise ConnectionError("a reply was already under way")
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        code = "internal_error" if status == 500 else phrase.lower().replace(" ", "_")
+        reply = error_response(status, code or "bad_request", (message or phrase)[:300])
+        reply.force_close()
+        return reply
+
+
+class _ControlServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ControlProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class _ControlRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp private: Server.__call__ makes each connection's RequestHandler; this one
+        # makes _ControlProtocol instead (same class layout, one method different).
+        server.__class__ = _ControlServer
+        return server
+
+
 class ControlPlane:
+    # The emulators' limits (HttpEmulator's, read when the control plane starts) unless set
+    # here: a connection that has not completed a request within idle_timeout seconds, or
+    # idles that long between requests, is closed; one request, slow body included, may take
+    # request_deadline seconds, enforced by the farm's one deadline sweeper (core/observe.py).
+    idle_timeout: float | None = None
+    request_deadline: float | None = None
+    name = "control plane"  # how the deadline sweeper names it in its log line
+
     def __init__(self, farm, host: str, port: int, token: str | None = None) -> None:  # type: ignore[no-untyped-def]
         self.farm = farm
         self.host = host
@@ -70,9 +129,39 @@ class ControlPlane:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def limits(self) -> tuple[float, float]:
+        idle = self.idle_timeout if self.idle_timeout is not None else HttpEmulator.idle_timeout
+        deadline = (self.request_deadline if self.request_deadline is not None
+                    else HttpEmulator.request_deadline)
+        return idle, deadline
+
+    def _deadline_middleware(self, observer: HttpObserver, seconds: float) -> Any:
+        inflight, monotonic, me = observer.inflight, time.monotonic, cast(HttpEmulator, self)
+
+        @web.middleware
+        async def deadline(request: web.Request, handler):  # type: ignore[no-untyped-def]
+            # The emulators' mechanism, not a copy: the request joins the farm's in-flight
+            # table, and its sweeper resets the connection once the deadline has passed.
+            # (The sweeper reads only .name and .request_deadline of the member it is given.)
+            task = asyncio.current_task()
+            if task is not None:
+                inflight[task] = (monotonic() + seconds, me, request)
+            try:
+                return await handler(request)
+            finally:
+                if task is not None:
+                    inflight.pop(task, None)
+
+        return deadline
+
     async def start(self) -> None:
-        self.runner = web.AppRunner(build_app(self.farm, self.token), access_log=None,
-                                    shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False)
+        idle, seconds = self.limits()
+        self.request_deadline = seconds  # the sweeper's log line reads it
+        observer = getattr(self.farm, "http", None)
+        deadline = self._deadline_middleware(observer, seconds) if observer is not None else None
+        self.runner = _ControlRunner(build_app(self.farm, self.token, deadline), access_log=None,
+                                     shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False,
+                                     keepalive_timeout=idle)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -36,13 +36,18 @@ async def list_files(request: web.Request) -> web.Response:
     return web.json_response({"server": server.name, "files": files})
 
 
-@routes.get("/v1/servers/{name}/files/{path:.*}")
+@routes.get("/v1/servers/{name}/files/{user}/{path:.+}")
 async def fetch_file(request: web.Request) -> web.StreamResponse:
-    """The bytes of ``<user>/<path under that user's root>`` as stored on the server."""
+    """The bytes of ``<path>`` under ``<user>``'s root as stored on the server (``user`` and
+    ``path`` are checked by params.py; the server resolves symlinks and checks the root)."""
     server = _server(request)
-    path = request.match_info["path"]
+    user, path = request.match_info["user"], request.match_info["path"]
     try:
-        local = await asyncio.to_thread(server.locate_file, path)
+        server.user(user)
+    except LookupError:
+        raise NotFound(f"no user {user!r} on {server.name}") from None
+    try:
+        local = await asyncio.to_thread(server.locate_file, f"{user}/{path}")
     except PermissionError as exc:
         raise BadRequest(str(exc)) from None
     except LookupError as exc:

@@ -10,21 +10,30 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .state import StateError, atomic_write_bytes, encode_state
+from .state import StateError, atomic_write_bytes, checked_name, encode_state
 
 if TYPE_CHECKING:
     from ..farm import Farm
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
 
 class SnapshotError(LookupError):
     pass
+
+
+class SnapshotDamaged(StateError):
+    """A snapshot's document exists but is not one this farm wrote."""
+
+
+def _well_formed(doc: Any) -> bool:
+    return (isinstance(doc, dict) and isinstance(doc.get("name"), str)
+            and isinstance(doc.get("time"), (int, float)) and not isinstance(doc["time"], bool)
+            and isinstance(doc.get("members"), dict)
+            and all(isinstance(k, str) and isinstance(v, dict)
+                    for k, v in doc["members"].items()))
 
 
 class Snapshots:
@@ -39,37 +48,42 @@ class Snapshots:
             return store.directory / "_snapshots"
         return store.files_dir("_snapshots")
 
+    # Every way in (save, restore, delete) names its snapshot through these two.
     def _doc_path(self, name: str) -> Path:
-        return self._root / f"{name}.json"
+        return self._root / f"{checked_name(name, 'snapshot')}.json"
 
     def _files_path(self, name: str) -> Path:
-        return self._root / f"{name}.files"
+        return self._root / f"{checked_name(name, 'snapshot')}.files"
 
     def catalogue(self) -> list[dict[str, Any]]:
         docs = list(self._memory.values())
         if self.farm.store.directory is not None and self._root.is_dir():
             for path in sorted(self._root.glob("*.json")):
                 try:
-                    docs.append(json.loads(path.read_bytes()))
-                except ValueError:
+                    doc = json.loads(path.read_bytes())
+                except (ValueError, RecursionError, OSError):
                     continue
+                if _well_formed(doc):
+                    docs.append(doc)
         return [{"name": d["name"], "time": d["time"], "members": sorted(d["members"])}
                 for d in sorted(docs, key=lambda d: d["time"])]
 
     def _load(self, name: str) -> dict[str, Any]:
+        path = self._doc_path(name)
         if name in self._memory:
             return self._memory[name]
-        path = self._doc_path(name)
-        if self.farm.store.directory is None or not path.exists():
+        if self.farm.store.directory is None or not path.is_file():
             raise SnapshotError(f"no snapshot named {name!r}")
         try:
-            return json.loads(path.read_bytes())  # type: ignore[no-any-return]
-        except ValueError as exc:
-            raise StateError(f"snapshot {name!r} is damaged: {exc}") from None
+            doc = json.loads(path.read_bytes())
+        except (ValueError, RecursionError) as exc:
+            raise SnapshotDamaged(f"snapshot {name!r} is damaged: {exc}") from None
+        if not _well_formed(doc):
+            raise SnapshotDamaged(f"snapshot {name!r} is damaged: not a snapshot document")
+        return doc  # type: ignore[no-any-return]
 
     async def save(self, name: str, members: list[str] | None = None) -> dict[str, Any]:
-        if not NAME_RE.match(name):
-            raise ValueError("snapshot names are 1-63 letters, digits, '.', '_' or '-'")
+        self._doc_path(name)  # the name is checked before anything is done
         targets = self._targets(members)
         states = {m.name: copy.deepcopy(m.dump_state()) for m in targets}
         doc: dict[str, Any] = {"name": name, "time": self.farm.clock.time(), "members": states}
@@ -82,6 +96,8 @@ class Snapshots:
         return {"name": name, "time": doc["time"], "members": sorted(states)}
 
     async def restore(self, name: str, members: list[str] | None = None) -> list[str]:
+        for member_name in members or ():
+            checked_name(member_name, "member")
         doc = self._load(name)
         wanted = set(members) if members else set(doc["members"])
         unknown = wanted - set(doc["members"])
@@ -101,17 +117,20 @@ class Snapshots:
         return restored
 
     def delete(self, name: str) -> None:
+        path, files = self._doc_path(name), self._files_path(name)
         if name in self._memory:
             del self._memory[name]
-        elif self.farm.store.directory is not None and self._doc_path(name).exists():
-            self._doc_path(name).unlink()
+        elif self.farm.store.directory is not None and path.is_file():
+            path.unlink()
         else:
             raise SnapshotError(f"no snapshot named {name!r}")
-        shutil.rmtree(self._files_path(name), ignore_errors=True)
+        shutil.rmtree(files, ignore_errors=True)
 
     def _targets(self, members: list[str] | None) -> list[Any]:
         if not members:
             return list(self.farm.members.values())
+        for member_name in members:
+            checked_name(member_name, "member")
         missing = [m for m in members if m not in self.farm.members]
         if missing:
             raise SnapshotError(f"no member named {missing[0]!r}")

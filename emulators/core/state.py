@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -21,6 +22,75 @@ TMP_MARKER = ".tmp-"
 
 class StateError(Exception):
     """A saved state file exists but cannot be read back."""
+
+
+# -- names that become paths -----------------------------------------------------------------
+# Every identifier a request carries that becomes a file or folder name (a snapshot's name,
+# a member's, an upload server user's, a file's path under a user's root) is checked here,
+# and only here, before it is joined to a directory. Each rule admits one path component at
+# most: no separator, no backslash, no NUL or control character, never "." or "..", ASCII
+# only (no lookalikes), bounded.
+
+class UnsafeName(ValueError):
+    """A value that was to become part of a path and may not."""
+
+
+NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
+    # The scenario's rule for member names; snapshots share it.
+    "member": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"),
+               "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    "snapshot": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"),
+                 "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    # The upload servers' rule for user names (servers/common.USER_RE).
+    "user": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}"),
+             "1-64 letters, digits, '.', '_', '@' or '-', not starting with '.', '@' or '-'"),
+}
+MAX_RELATIVE_PATH = 1024
+MAX_PATH_COMPONENT = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 80 else value[:80] + "...")
+
+
+def checked_name(value: object, kind: str) -> str:
+    """``value`` when it is a valid ``kind`` name ("member", "snapshot", "user"), which is
+    always exactly one safe path component; else ``UnsafeName``."""
+    rule, says = NAME_RULES[kind]
+    if not isinstance(value, str) or not rule.fullmatch(value):
+        shown = _shown(value) if isinstance(value, str) else type(value).__name__
+        raise UnsafeName(f"{shown} is not a {kind} name: {kind} names are {says}")
+    return value
+
+
+def checked_relative_path(value: object, what: str = "path") -> str:
+    """``value`` when it is a relative path that stays where it is joined: components
+    separated by '/', none empty, "." or "..", no backslash, NUL or control character,
+    bounded; else ``UnsafeName``. (Symlinks are the joiner's to resolve and check.)"""
+    if not isinstance(value, str) or not value:
+        raise UnsafeName(f"{what} is empty")
+    shown = _shown(value)
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_RELATIVE_PATH:
+        raise UnsafeName(f"{what} {shown} is longer than {MAX_RELATIVE_PATH} bytes")
+    if _CONTROL.search(value) or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise UnsafeName(f"{what} {shown} holds a control character, a backslash or "
+                         "undecodable bytes")
+    for part in value.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafeName(f"{what} {shown} is not a relative path without '.' or '..' "
+                             "components (nor an absolute one)")
+        if len(part.encode()) > MAX_PATH_COMPONENT:
+            raise UnsafeName(f"{what} {shown} has a component over {MAX_PATH_COMPONENT} bytes")
+    return value
+
+
+def _component(name: str) -> str:
+    # The store's own guard: whatever reaches it is one component (internal names such as
+    # "_farm-ca" included); request values are checked by checked_name before they get here.
+    if not name or name in (".", "..") or "/" in name or _CONTROL.search(name):
+        raise UnsafeName(f"{_shown(name)} is not a file name")
+    return name
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -98,7 +168,7 @@ class StateStore:
 
     def _path(self, name: str) -> Path:
         assert self.directory is not None
-        return self.directory / f"{name}.json"
+        return self.directory / f"{_component(name)}.json"
 
     def load(self, name: str) -> dict[str, Any] | None:
         """The member's saved document, or None when it has never saved."""
@@ -173,7 +243,7 @@ class StateStore:
             if self._scratch is None:
                 self._scratch = Path(tempfile.mkdtemp(prefix="emulators-"))
             root = self._scratch
-        path = root / name
+        path = root / _component(name)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

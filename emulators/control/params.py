@@ -1,0 +1,65 @@
+"""Every value a control-plane route takes from its URL path is checked here, once, before the
+route runs (a middleware), so no route can forget: a snapshot's, member's or user's name and a
+file's path by the farm's one rule for names that become paths (``core.state``), the other
+identifiers by their own shapes. aiohttp has decoded them already (``%2f`` is ``/`` here).
+
+``check_routes`` refuses, when the application is built, a route whose path has a parameter
+this table does not know: a new route is checked, or the farm does not start.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..core.state import UnsafeName, checked_name, checked_relative_path
+
+_LABEL = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+
+
+def _snapshot_or_member(value: str, route: str) -> object:
+    return checked_name(value, "snapshot" if route.startswith("/v1/snapshots/") else "member")
+
+
+def _label(what: str) -> Callable[[str, str], object]:
+    def check(value: str, route: str) -> object:
+        # Fault rule ids ([A-Za-z0-9_.-]{1,64}) and IoTDA certificate ids (hex) never become
+        # paths; a value no such id can have is refused the same way.
+        if not _LABEL.fullmatch(value):
+            raise UnsafeName(f"{value[:80]!r} is not a {what}")
+        return value
+    return check
+
+
+RULES: dict[str, Callable[[str, str], object]] = {
+    "name": _snapshot_or_member,
+    "user": lambda value, route: checked_name(value, "user"),
+    "path": lambda value, route: checked_relative_path(value, "file path"),
+    "id": _label("fault rule id"),
+    "certificate_id": _label("certificate id"),
+}
+_PARAM = re.compile(r"\{(\w+)")
+
+
+def route_params(route: str) -> list[str]:
+    return _PARAM.findall(route)
+
+
+def check_routes(app: web.Application) -> None:
+    for resource in app.router.resources():
+        unknown = set(route_params(resource.canonical)) - RULES.keys()
+        if unknown:
+            raise RuntimeError(f"control route {resource.canonical} has parameters "
+                               f"{sorted(unknown)} that control/params.py does not check")
+
+
+@web.middleware
+async def check_path_params(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    if request.match_info:
+        route = request.match_info.route.resource
+        canonical = route.canonical if route is not None else ""
+        for key, value in request.match_info.items():
+            RULES[key](value, canonical)
+    return await handler(request)
