@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from ..core.journal import withhold_private_keys
 from .errors import NotFound
 from .keys import FARM
 
@@ -18,6 +21,12 @@ def _member(request: web.Request, role: str):  # type: ignore[no-untyped-def]
     return member
 
 
+def state_view(member: Any) -> Any:
+    """A member's state as the control plane shows it: never a private key (a kind's
+    ``state()`` may hold one, as the FTPS server's TLS identity does; its flash keeps it)."""
+    return withhold_private_keys(member.state())
+
+
 def _add(role: str, plural: str) -> None:
     @routes.get(f"/v1/{plural}")
     async def list_members(request: web.Request) -> web.Response:
@@ -29,7 +38,7 @@ def _add(role: str, plural: str) -> None:
 
     @routes.get(f"/v1/{plural}/{{name}}/state")
     async def member_state(request: web.Request) -> web.Response:
-        return web.json_response(_member(request, role).state())
+        return web.json_response(state_view(_member(request, role)))
 
     @routes.post(f"/v1/{plural}/{{name}}/reset")
     async def reset_member(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import fnmatch
 import itertools
+import json
 import re
 import urllib.parse
 import uuid
@@ -42,24 +43,140 @@ _PEM_KEY = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(-----END \1PRIVATE KEY-----|\Z)", re.S)
 _ESCAPED_PEM_KEY = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----(?:\\n|[^\"-])*?(-----END \1PRIVATE KEY-----|\Z)")
-_JSON_SECRET = re.compile(
-    r'("(?:' + "|".join(sorted(SECRET_KEYS)) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"', re.I)
-_FORM_SECRET = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(sorted(SECRET_KEYS)) + r")=([^&\s]*)",
-                          re.I)
+# A JSON string token, or the unterminated rest of a truncated excerpt.
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)("|\\?\Z)', re.S)
+_JSON_SCALAR_END = re.compile(r'[,}\]\s]|\Z')
+_JSON_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|.)', re.S)
+_JSON_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# key=value pairs (query strings, form bodies, free text such as INSTAR's var x="...";).
+_FORM_PAIR = re.compile(r"(?<![A-Za-z0-9_%.+-])([A-Za-z0-9_%.+-]+)=([^&\s]*)")
+# A multipart part: its headers (naming the field), then its content up to the boundary.
+_MULTIPART_PART = re.compile(
+    r'(Content-Disposition:[^\r\n]*?\bname="?([^";\r\n]*)"?[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n)'
+    r'(.*?)(?=\r?\n--|\Z)', re.S | re.I)
+WITHHELD = "[private key withheld]"
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field, parameter or JSON key named ``name`` (decoded) holds a secret."""
+    return name.strip().lower() in SECRET_KEYS
+
+
+def has_private_key(text: str) -> bool:
+    return "PRIVATE KEY-----" in text and _PEM_KEY.search(text) is not None
+
+
+def _mask_pem(text: str) -> str:
+    return _PEM_KEY.sub(r"-----BEGIN \1PRIVATE KEY-----" + MASK + r"-----END \1PRIVATE KEY-----",
+                        text)
+
+
+def _json_unescape(body: str) -> str:
+    """A JSON string token's content, decoded (leniently: an excerpt may end mid-escape)."""
+    if "\\" not in body:
+        return body
+
+    def one(m: re.Match[str]) -> str:
+        esc = m.group(1)
+        if esc[0] == "u" and len(esc) == 5:
+            return chr(int(esc[1:], 16))
+        return _JSON_ESCAPES.get(esc, esc)
+    return _JSON_ESCAPE.sub(one, body)
+
+
+def _json_value_end(text: str, i: int) -> int:
+    """Where the JSON value starting at ``i`` ends (the end of the text when it is cut)."""
+    if i >= len(text):
+        return i
+    if text[i] == '"':
+        m = _JSON_STRING.match(text, i)
+        return m.end() if m else len(text)
+    if text[i] in "{[":
+        depth, j = 0, i
+        while j < len(text):
+            c = text[j]
+            if c == '"':
+                m = _JSON_STRING.match(text, j)
+                j = m.end() if m else len(text)
+                continue
+            if c in "{[":
+                depth += 1
+            elif c in "}]":
+                depth -= 1
+                if depth == 0:
+                    return j + 1
+            j += 1
+        return len(text)
+    m = _JSON_SCALAR_END.search(text, i)
+    return m.start() if m else len(text)
+
+
+def _mask_json(text: str) -> str:
+    """Mask JSON found in ``text`` by what it means, not how it is spelled: every string is
+    decoded (``"private\u005fkey"`` is ``private_key``), a secret key's value is masked
+    whatever it is (a string, a number, an object, an array), a string holding a private key
+    is masked wherever it is. Works on truncated JSON, and leaves everything else as sent."""
+    out: list[str] = []
+    pos = 0
+    n = len(text)
+    for m in _JSON_STRING.finditer(text):
+        if m.start() < pos:  # inside a value already masked
+            continue
+        decoded = _json_unescape(m.group(1))
+        colon = m.end()
+        while colon < n and text[colon] in " \t\r\n":
+            colon += 1
+        if m.group(2) and colon < n and text[colon] == ":" and is_secret_name(decoded):
+            value = colon + 1
+            while value < n and text[value] in " \t\r\n":
+                value += 1
+            out += [text[pos:value], f'"{MASK}"']
+            pos = _json_value_end(text, value)
+        elif has_private_key(decoded):
+            out += [text[pos:m.start()], json.dumps(_mask_pem(decoded), ensure_ascii=False)]
+            pos = m.end()
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _decoded(text: str) -> str:
+    return urllib.parse.unquote_plus(text, errors="replace")
+
+
+def _mask_form_pair(m: re.Match[str]) -> str:
+    name, value = m.group(1), m.group(2)
+    if is_secret_name(_decoded(name)) or (value and has_private_key(_decoded(value))):
+        return f"{name}={MASK}"
+    return m.group(0)
+
+
+def _mask_multipart_part(m: re.Match[str]) -> str:
+    return m.group(1) + MASK if is_secret_name(m.group(2)) else m.group(0)
 
 
 def mask_text(text: str) -> str:
-    """Mask private keys, JSON secret fields and ``key=value`` secrets in free text."""
-    text = _PEM_KEY.sub(r"-----BEGIN \1PRIVATE KEY-----" + MASK + r"-----END \1PRIVATE KEY-----",
-                        text)
-    text = _ESCAPED_PEM_KEY.sub(r"-----BEGIN \1PRIVATE KEY-----" + MASK
-                                + r"-----END \1PRIVATE KEY-----", text)
-    text = _JSON_SECRET.sub(lambda m: m.group(1) + f'"{MASK}"', text)
-    return _FORM_SECRET.sub(lambda m: f"{m.group(1)}={MASK}", text)
+    """Mask private keys and secret fields in a body or reply excerpt, after decoding: JSON
+    (escaped names and values, nested objects, arrays), ``key=value`` pairs (names and values
+    %-decoded), multipart fields by their decoded names, and PEM private keys anywhere."""
+    if '"' in text:
+        text = _mask_json(text)
+    if "PRIVATE KEY-----" in text:
+        text = _mask_pem(text)
+        text = _ESCAPED_PEM_KEY.sub(r"-----BEGIN \1PRIVATE KEY-----" + MASK
+                                    + r"-----END \1PRIVATE KEY-----", text)
+    if "=" in text:
+        text = _FORM_PAIR.sub(_mask_form_pair, text)
+    if "name=" in text or "NAME=" in text or "Name=" in text:
+        text = _MULTIPART_PART.sub(_mask_multipart_part, text)
+    return text
 
 
 def mask_query(pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
-    return [[k, MASK if k.lower() in SECRET_KEYS else v] for k, v in pairs]
+    """Query pairs as parse_qsl decoded them: a secret name's value, and any value holding a
+    private key, is masked."""
+    return [[k, MASK if is_secret_name(k) or has_private_key(v) else v] for k, v in pairs]
 
 
 def mask_headers(pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
@@ -71,8 +188,31 @@ def mask_headers(pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
         elif k.lower() in SECRET_HEADERS:
             scheme = v.split(" ", 1)[0] if " " in v else ""
             v = f"{scheme} {MASK}".strip()
+        elif has_private_key(_decoded(v)):
+            v = MASK
         out.append([k, v])
     return out
+
+
+def withhold_private_keys(doc: Any) -> Any:
+    """``doc`` (a JSON-able state view) with every private key replaced by ``WITHHELD``: PEM
+    private key blocks in any string, and the values of fields named for private keys."""
+    if isinstance(doc, dict):
+        return {k: (WITHHELD if _names_private_key(k) and doc[k] else withhold_private_keys(v))
+                for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [withhold_private_keys(v) for v in doc]
+    if isinstance(doc, str) and has_private_key(doc):
+        return _PEM_KEY.sub(WITHHELD, doc)
+    return doc
+
+
+PRIVATE_KEY_FIELDS = frozenset({"private_key", "privatekey", "key_pem", "private_key_pem",
+                                "host_key", "ssh_key"})
+
+
+def _names_private_key(name: object) -> bool:
+    return isinstance(name, str) and name.strip().lower() in PRIVATE_KEY_FIELDS
 
 
 def excerpt(data: bytes | str | None, limit: int) -> str | None:
