@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import urllib.error
 import urllib.parse
@@ -15,10 +16,11 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     ctl = sub.add_parser("ctl", help="talk to a running farm's control plane")
-    where = ctl.add_mutually_exclusive_group()
-    where.add_argument("--url", help="the control plane URL (default: from --ready-file, "
-                                     "$EMULATORS_CONTROL_URL, or http://127.0.0.1:8700)")
-    where.add_argument("--ready-file", type=Path, help="read the URL from a farm's ready file")
+    ctl.add_argument("--url", help="the control plane URL, with or without its /v1 (default: "
+                                   "from --ready-file, $EMULATORS_CONTROL_URL, or "
+                                   "http://127.0.0.1:8700); wins over --ready-file's")
+    ctl.add_argument("--ready-file", type=Path,
+                     help="a farm's ready file: its control URL, and whether it needs a token")
     ctl.add_argument("--token", default=os.environ.get("EMULATORS_CONTROL_TOKEN"))
     cmds = ctl.add_subparsers(dest="action", required=True)
     cmds.add_parser("members", help="list emulators and servers")
@@ -43,17 +45,50 @@ def add_parser(sub: Any) -> None:
     snap.add_argument("name", nargs="?")
 
 
+class CtlError(SystemExit):
+    """A failure told in one line on stderr (exit status 1), never a traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"emulators ctl: {message}")
+
+
+def _ready(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.ready_file:
+        return None
+    try:
+        control = json.loads(args.ready_file.read_text())["control"]
+        if not isinstance(control, dict) or not isinstance(control.get("url"), str):
+            raise TypeError
+    except OSError as exc:
+        raise CtlError(f"cannot read {args.ready_file}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise CtlError(f"{args.ready_file} is not a farm's ready file (no control.url)") from None
+    return control
+
+
 def _base(args: argparse.Namespace) -> str:
+    """The control plane's root URL: --url (its ``/v1`` or not), else the ready file's, else
+    $EMULATORS_CONTROL_URL, else the default port."""
+    ready = _ready(args)
     if args.url:
-        return str(args.url).rstrip("/")
-    if args.ready_file:
-        return str(json.loads(args.ready_file.read_text())["control"]["url"])
-    return os.environ.get("EMULATORS_CONTROL_URL", "http://127.0.0.1:8700").rstrip("/")
+        url = str(args.url)
+    elif ready is not None:
+        url = ready["url"]
+    else:
+        url = os.environ.get("EMULATORS_CONTROL_URL", "http://127.0.0.1:8700")
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def _segment(value: str) -> str:
+    """A name as one URL path segment (a '/' or '?' in it stays part of the name)."""
+    return urllib.parse.quote(value, safe="")
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    base = args.base
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(_base(args) + path, data=data, method=method)
+    req = urllib.request.Request(base + path, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if args.token:
@@ -64,25 +99,53 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
     except urllib.error.HTTPError as exc:
         with exc:
             detail = exc.read().decode(errors="replace")
-        raise SystemExit(f"emulators ctl: {exc.code}: {detail}") from None
+        try:
+            detail = json.loads(detail)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise CtlError(f"{exc.code}: {detail}") from None
     except urllib.error.URLError as exc:
-        raise SystemExit(f"emulators ctl: cannot reach {_base(args)}: {exc.reason}") from None
+        raise CtlError(f"cannot reach {base}: {exc.reason}") from None
+    except (OSError, ValueError) as exc:  # a reset connection, a reply that is not JSON
+        raise CtlError(f"{method} {base}{path} failed: {exc}") from None
+
+
+def _output(out: Any) -> int:
+    """Print ``out``; a reader that stops early (``| head``) ends the command quietly, with
+    the status of a program killed by SIGPIPE, as any other tool in the pipe would."""
+    try:
+        json.dump(out, sys.stdout, indent=1)
+        print()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's advice: point stdout at /dev/null so the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    args.base = _base(args)
+    ready = _ready(args)
+    if ready is not None and ready.get("token_required") and not args.token:
+        raise CtlError("this farm requires a token: give --token or $EMULATORS_CONTROL_TOKEN")
+    return _output(_act(args))
+
+
+def _act(args: argparse.Namespace) -> Any:
     action = args.action
     if action == "members":
         out = {"emulators": _call(args, "GET", "/v1/emulators")["emulators"],
                "servers": _call(args, "GET", "/v1/servers")["servers"]}
     elif action == "state":
-        out = _call(args, "GET", f"/v1/emulators/{args.name}/state") if _is(args, "emulators") \
-            else _call(args, "GET", f"/v1/servers/{args.name}/state")
+        out = _call(args, "GET", f"/v1/{_plural_of(args)}/{_segment(args.name)}/state")
     elif action == "reset":
         if args.name is None:
             out = _call(args, "POST", "/v1/reset")
         else:
-            plural = "emulators" if _is(args, "emulators") else "servers"
-            out = _call(args, "POST", f"/v1/{plural}/{args.name}/reset")
+            out = _call(args, "POST", f"/v1/{_plural_of(args)}/{_segment(args.name)}/reset")
     elif action == "journal":
         if args.clear:
             out = _call(args, "DELETE", "/v1/journal")
@@ -95,20 +158,32 @@ def run(args: argparse.Namespace) -> int:
     elif action == "fault":
         if args.op == "add":
             if not args.arg:
-                raise SystemExit("emulators ctl fault add '<JSON rule>'")
-            out = _call(args, "POST", "/v1/faults", json.loads(args.arg))
+                raise CtlError("fault add '<JSON rule>'")
+            try:
+                rule = json.loads(args.arg)
+            except ValueError as exc:
+                raise CtlError(f"the fault rule is not JSON: {exc}") from None
+            out = _call(args, "POST", "/v1/faults", rule)
         elif args.op == "list":
             out = _call(args, "GET", "/v1/faults")
         elif args.op == "rm":
-            out = _call(args, "DELETE", f"/v1/faults/{args.arg}")
+            if not args.arg:
+                raise CtlError("fault rm ID")
+            out = _call(args, "DELETE", f"/v1/faults/{_segment(args.arg)}")
         else:
             out = _call(args, "DELETE", "/v1/faults")
     elif action == "clock":
         if args.op == "show":
             out = _call(args, "GET", "/v1/clock")
         elif args.op == "advance":
-            out = _call(args, "POST", "/v1/clock/advance", {"seconds": float(args.arg or 0)})
+            try:
+                seconds = float(args.arg or 0)
+            except ValueError:
+                raise CtlError(f"clock advance SECONDS: {args.arg!r} is not a number") from None
+            out = _call(args, "POST", "/v1/clock/advance", {"seconds": seconds})
         elif args.op == "set":
+            if not args.arg:
+                raise CtlError("clock set ISO (e.g. 2030-01-01T00:00:00Z)")
             out = _call(args, "POST", "/v1/clock/set", {"at": args.arg})
         elif args.op == "freeze":
             out = _call(args, "POST", "/v1/clock/freeze", {"at": args.arg} if args.arg else {})
@@ -118,20 +193,26 @@ def run(args: argparse.Namespace) -> int:
         if args.op == "list":
             out = _call(args, "GET", "/v1/snapshots")
         elif args.name is None:
-            raise SystemExit(f"emulators ctl snapshot {args.op} NAME")
+            raise CtlError(f"snapshot {args.op} NAME")
         elif args.op == "save":
             out = _call(args, "POST", "/v1/snapshots", {"name": args.name})
         elif args.op == "restore":
-            out = _call(args, "POST", f"/v1/snapshots/{args.name}/restore", {})
+            out = _call(args, "POST", f"/v1/snapshots/{_segment(args.name)}/restore", {})
         else:
-            out = _call(args, "DELETE", f"/v1/snapshots/{args.name}")
-    json.dump(out, sys.stdout, indent=1)
-    print()
-    return 0
+            out = _call(args, "DELETE", f"/v1/snapshots/{_segment(args.name)}")
+    return out
 
 
-def _is(args: argparse.Namespace, plural: str) -> bool:
-    names = {m["name"] for m in _call(args, "GET", f"/v1/{plural}")[plural]}
-    return bool(args.name in names)
+def _plural_of(args: argparse.Namespace) -> str:
+    """Whether NAME is an emulator or a server; a name that is neither says so, and lists
+    what there is."""
+    found = {plural: sorted(m["name"] for m in _call(args, "GET", f"/v1/{plural}")[plural])
+             for plural in ("emulators", "servers")}
+    for plural, names in found.items():
+        if args.name in names:
+            return plural
+    raise CtlError(f"no member named {args.name!r} (emulators: "
+                   f"{', '.join(found['emulators']) or 'none'}; servers: "
+                   f"{', '.join(found['servers']) or 'none'})")
 
 
