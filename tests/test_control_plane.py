@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ftplib
 import http.client
+import io
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from emulators import pki
 from emulators.control.openapi import document
 from emulators.testing import RunningFarm
+from tests.control_support import control, params
 
 COUNTER = "tests.kinds:Counter"
 ROOT = Path(__file__).parent.parent
@@ -275,6 +281,111 @@ def test_openapi_document_describes_every_route(farm: RunningFarm) -> None:
     documented = {(m.upper(), p) for p, ops in described["paths"].items() for m in ops}
     assert served == documented, (served - documented, documented - served)
     assert document()["paths"].keys() == described["paths"].keys()
+
+
+def _ftp_upload(farm: RunningFarm) -> dict[str, str]:
+    ftp = farm["ftp"]
+    with ftplib.FTP() as client:
+        client.connect(ftp.host, ftp.port, timeout=15)
+        client.login("ftpuser", "123456")
+        client.storbinary("STOR hello.txt", io.BytesIO(b"hello"))
+    return {"name": "ftp", "user": "ftpuser", "path": "hello.txt"}
+
+
+def _device_ca(farm: RunningFarm) -> dict[str, str]:
+    pem = pki.cert_pem(pki.make_ca(pki.name(CN="in-step CA"), pki.ec_key()))
+
+    def add(member: Any) -> str:
+        project = member.credentials()["project_id"]
+        return str(member.device_cas.add(project, {"content": pem}, member.clock.time())
+                   .certificate_id)
+    return {"name": "iotda", "certificate_id": farm["iotda"].call(add)}
+
+
+def _saved(name: str) -> Callable[[RunningFarm], dict[str, str]]:
+    def save(farm: RunningFarm) -> dict[str, str]:
+        farm.snapshot(name)
+        return {"name": name}
+    return save
+
+
+def _fault(farm: RunningFarm) -> dict[str, str]:
+    farm.add_fault(id="in-step", fault="latency", member="nobody", latency_ms=1)
+    return {"id": "in-step"}
+
+
+# What a route needs to succeed, where filling its parameters with a member's name is not
+# enough: (a setup returning parameter values, a JSON body). A route added without an entry
+# here is called with {name} = a member of its family and an empty body.
+SUCCEEDS: dict[tuple[str, str], tuple[Callable[[RunningFarm], dict[str, str]] | None, Any]] = {
+    ("POST", "/v1/faults"): (None, {"fault": "latency", "member": "nobody", "latency_ms": 1}),
+    ("DELETE", "/v1/faults/{id}"): (_fault, None),
+    ("PUT", "/v1/journal/config"): (None, {"capacity": 10_000}),
+    ("POST", "/v1/clock/set"): (None, {"at": "2030-01-01T00:00:00Z"}),
+    ("POST", "/v1/clock/advance"): (None, {"seconds": 1}),
+    ("POST", "/v1/snapshots"): (None, {"name": "in-step-new"}),
+    ("POST", "/v1/snapshots/{name}/restore"): (_saved("in-step-restore"), {}),
+    ("DELETE", "/v1/snapshots/{name}"): (_saved("in-step-delete"), None),
+    ("GET", "/v1/servers/{name}/files/{user}/{path}"): (_ftp_upload, None),
+    ("GET", "/v1/servers/{name}/users/{user}/authorized_keys"): (
+        lambda farm: {"name": "sftp", "user": "ipcamera"}, None),
+    ("PUT", "/v1/servers/{name}/users/{user}/authorized_keys"): (
+        lambda farm: {"name": "sftp", "user": "ipcamera"}, {"authorized_keys": []}),
+    ("POST", "/v1/servers/{name}/users/{user}/authorized_keys"): (
+        lambda farm: {"name": "sftp", "user": "ipcamera"},
+        {"key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+                " in-step"}),
+    ("POST", "/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code"): (
+        _device_ca, None),
+}
+FAMILY = {"emulators": "instar-camera", "servers": "ftp", "snapshots": "nosuch"}
+
+
+def _target(route: str, values: dict[str, str]) -> str:
+    family = route.split("/")[2] if route.count("/") >= 2 else ""
+    return re.sub(r"\{(\w+)\}", lambda m: urllib.parse.quote(
+        values.get(m.group(1), FAMILY.get(family, "")), safe=""), route)
+
+
+def _media(reply: Any) -> str:
+    return str(reply.headers.get("content-type", "")).split(";")[0].strip()
+
+
+def test_openapi_document_matches_what_every_route_answers(
+        farm_factory: Callable[..., RunningFarm]) -> None:
+    """For every route: its method and path template, its path parameters (names, in order,
+    required), and the status and media type a real successful request gets are the ones the
+    document gives; a request naming no such member gets the documented error form."""
+    farm = farm_factory("default")
+    index = control(farm, "GET", "/v1").json()
+    described = control(farm, "GET", "/v1/openapi.json").json()["paths"]
+    served = [tuple(r.split(" ", 1)) for r in index["routes"]]
+    assert {(m.upper(), p) for p, ops in described.items() for m in ops} == set(served)
+    checked = []
+    for method, route in served:
+        op = described[route][method.lower()]
+        declared = [p for p in op.get("parameters", []) if p["in"] == "path"]
+        assert [p["name"] for p in declared] == params(route), (method, route)
+        assert all(p["required"] for p in declared), (method, route)
+        [(ok, documented)] = [(code, r) for code, r in op["responses"].items() if code != "default"]
+        setup, body = SUCCEEDS.get((method, route), (None, None))
+        values = setup(farm) if setup else {}
+        if body is None and method in ("POST", "PUT"):
+            body = {}
+        target = _target(route, values)
+        reply = control(farm, method, target, body=body)
+        what = f"{method} {target}: {reply.status} {reply.body[:200]!r}"
+        assert str(reply.status) == ok, what
+        assert _media(reply) in documented["content"], what
+        if "{name}" in route and not route.startswith("/v1/snapshots"):
+            missing = control(farm, method, _target(route, {**values, "name": "no-such-member"}),
+                              body=body)
+            assert op["responses"]["default"] == {"$ref": "#/components/responses/Error"}
+            assert missing.status == 404, (method, route, missing.status, missing.body[:200])
+            assert _media(missing) == "application/json" and missing.json()["error"]["code"]
+        checked.append((method, route))
+    control(farm, "POST", "/v1/clock/reset", body={})
+    assert len(checked) == len(served) > 30
 
 
 def test_ctl_command_drives_a_running_farm(farm: RunningFarm) -> None:
