@@ -61,7 +61,7 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
     except ControlError as exc:
         return error_response(exc.status, exc.code, exc.message)
     except UnsafeName as exc:  # a request value that was to become a path
-        return error_response(400, "bad_name", str(exc))
+        return error_response(400, "bad_request", str(exc))
     except ClockRangeError as exc:
         return error_response(400, "bad_request", str(exc))
     except StateError as exc:  # a saved document (a snapshot) that cannot be read back

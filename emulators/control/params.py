@@ -10,7 +10,7 @@ this table does not know: a new route is checked, or the farm does not start.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -19,12 +19,29 @@ from ..core.state import UnsafeName, checked_name, checked_relative_path
 _LABEL = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 
 
-def _snapshot_or_member(value: str, route: str) -> object:
+Rule = Callable[[str, str, Mapping[str, str]], object]  # (value, route, every parameter)
+
+
+def _snapshot_or_member(value: str, route: str, given: Mapping[str, str]) -> object:
     return checked_name(value, "snapshot" if route.startswith("/v1/snapshots/") else "member")
 
 
-def _label(what: str) -> Callable[[str, str], object]:
-    def check(value: str, route: str) -> object:
+def _user(value: str, route: str, given: Mapping[str, str]) -> object:
+    return checked_name(value, "user")
+
+
+def _file_path(value: str, route: str, given: Mapping[str, str]) -> object:
+    try:
+        return checked_relative_path(value, "file path")
+    except UnsafeName:
+        # Said as the servers say it: the path as <user>/<path under that user's root>.
+        whole = f"{given.get('user', '')}/{value}"
+        shown = repr(whole if len(whole) <= 200 else whole[:200] + "...")
+        raise UnsafeName(f"{shown} is not a path under a user's root") from None
+
+
+def _label(what: str) -> Rule:
+    def check(value: str, route: str, given: Mapping[str, str]) -> object:
         # Fault rule ids ([A-Za-z0-9_.-]{1,64}) and IoTDA certificate ids (hex) never become
         # paths; a value no such id can have is refused the same way.
         if not _LABEL.fullmatch(value):
@@ -33,10 +50,10 @@ def _label(what: str) -> Callable[[str, str], object]:
     return check
 
 
-RULES: dict[str, Callable[[str, str], object]] = {
+RULES: dict[str, Rule] = {
     "name": _snapshot_or_member,
-    "user": lambda value, route: checked_name(value, "user"),
-    "path": lambda value, route: checked_relative_path(value, "file path"),
+    "user": _user,
+    "path": _file_path,
     "id": _label("fault rule id"),
     "certificate_id": _label("certificate id"),
 }
@@ -61,5 +78,5 @@ async def check_path_params(request: web.Request, handler):  # type: ignore[no-u
         route = request.match_info.route.resource
         canonical = route.canonical if route is not None else ""
         for key, value in request.match_info.items():
-            RULES[key](value, canonical)
+            RULES[key](value, canonical, request.match_info)
     return await handler(request)
