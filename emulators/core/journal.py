@@ -203,7 +203,8 @@ def withhold_private_keys(doc: Any) -> Any:
     if isinstance(doc, list):
         return [withhold_private_keys(v) for v in doc]
     if isinstance(doc, str) and has_private_key(doc):
-        return _PEM_KEY.sub(WITHHELD, doc)
+        kept = _PEM_KEY.sub(WITHHELD, doc)
+        return WITHHELD if kept.strip() == WITHHELD else kept
     return doc
 
 
