@@ -544,11 +544,14 @@ class _DTPSocket(AsyncChat):
                 self.connection_reset = True
             raise
         except SSL.Error as exc:
-            if exc.args and exc.args[0]:
+            # Only a bare SSL.Error with an empty error queue is an EOF: the peer closed TCP
+            # without a TLS close_notify, which OpenSSL 3 reports this way. pyftpdlib handles
+            # it as "Unexpected EOF" (the end of the upload, as most FTPS servers take it);
+            # this way it is not a traceback. Its subclasses are not: WantReadError (half a
+            # record has arrived, also with no args) is pyftpdlib's to retry, ZeroReturnError
+            # its close_notify. Taking a want-read for an EOF cut uploads short, answered 226.
+            if type(exc) is not SSL.Error or (exc.args and exc.args[0]):
                 raise
-            # An empty error queue: the peer closed TCP without a TLS close_notify, which
-            # OpenSSL 3 reports this way. pyftpdlib handles it as "Unexpected EOF" (the end
-            # of the upload, as most FTPS servers take it); this way it is not a traceback.
             raise SSL.SysCallError(-1, "Unexpected EOF") from exc
         except OSError as exc:
             if exc.errno in _ERRNOS_DISCONNECTED:

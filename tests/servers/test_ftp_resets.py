@@ -8,6 +8,7 @@ import ftplib
 import hashlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -213,3 +214,53 @@ def test_a_tls_upload_closed_without_close_notify_is_complete_and_quiet(ftp_serv
     assert server.call(lambda m: m.received_files())[0]["size"] == len(CHUNK)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+def _tls_over(sock: socket.socket, context: ssl.SSLContext) -> tuple[ssl.SSLObject, ssl.MemoryBIO]:
+    """A client TLS session over ``sock`` whose records the test sends itself (MemoryBIO)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            received = sock.recv(65536)
+            assert received, "the server closed the data connection during the handshake"
+            incoming.write(received)
+    sock.sendall(outgoing.read())
+    return tls, outgoing
+
+
+def test_a_tls_upload_whose_records_arrive_in_pieces_is_stored_whole(ftp_server):
+    """TLS records split across TCP segments with pauses between them (a busy machine, a slow
+    link): the server meets half a record (OpenSSL's "want read") again and again. That is not
+    the end of the upload: every byte is stored, and the record and "226" say so. (It was
+    taken for an EOF without close_notify: the upload was cut at a record boundary, recorded
+    short and answered 226.)"""
+    server = ftp_server(tls="explicit")
+    payload = bytes(range(256)) * 1200  # 300 KiB: about twenty 16 KiB records
+    with _login(server, tls=True) as client:
+        assert isinstance(client, ftplib.FTP_TLS)
+        client.prot_p()
+        client.voidcmd("TYPE I")
+        data = _pasv(client)
+        client.putcmd("STOR pieces.bin")
+        assert client.getresp().startswith(("125", "150"))
+        tls, outgoing = _tls_over(data, client.context)
+        tls.write(payload)
+        wire = outgoing.read()
+        for start in range(0, len(wire), 5000):  # about three pieces per record
+            data.sendall(wire[start:start + 5000])
+            time.sleep(0.005)
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.unwrap()  # close_notify sent; the server's own comes back later
+        data.sendall(outgoing.read())
+        assert client.getresp() == "226 Transfer complete."
+        data.close()
+    [record] = server.call(lambda m: m.received_files())
+    assert (record["size"], record["sha256"]) == (len(payload),
+                                                  hashlib.sha256(payload).hexdigest())
+    root = server.call(lambda m: m.user_root("cam"))
+    assert (root / "pieces.bin").read_bytes() == payload
