@@ -10,6 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from emulators import pki
+from emulators.enos import sdk as enos_sdk
 from emulators.testing import MemberHandle
 
 # Credentials of the robustness farm (the seed documents' where a seed gives them).
@@ -24,6 +28,15 @@ IOTDA_PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 IOTDA_TOKEN = "MIIRobustnessToken"
 FTP_USER, FTP_PASSWORD = "cam", "s3cret"
 SFTP_USER, SFTP_PASSWORD = "ipcamera", "password"
+# The EnOS member's key for enos-poseidon's tokens, fixed so a client can make genuine ones.
+_ENOS_SDK_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+ENOS_SDK_KEY_PEM = pki.key_pem(_ENOS_SDK_KEY)
+ENOS_SDK_PUBLIC_KEY = enos_sdk.public_key_text(_ENOS_SDK_KEY)
+
+
+def enos_sdk_token() -> str:
+    """A fresh genuine token, exactly as enos-poseidon makes one for the robustness app."""
+    return enos_sdk.make_token(ENOS_APP_KEY, ENOS_APP_SECRET, ENOS_SDK_PUBLIC_KEY)
 
 # How long any reply may take: a hostile request is answered at once or it is a hang.
 REPLY_TIMEOUT = 5.0
@@ -52,7 +65,8 @@ def scenario(name: str, **options: dict[str, Any]) -> dict[str, Any]:
              "devices": [{"orgId": ENOS_ORG, "assetId": "assetA", "productKey": "PBiDir01",
                           "deviceKey": "devA"}],
              "certificates": [{"assetId": "assetA", "issueAuthority": "RSA"}],
-             "apps": [{"appKey": ENOS_APP_KEY, "appSecret": ENOS_APP_SECRET}]},
+             "apps": [{"appKey": ENOS_APP_KEY, "appSecret": ENOS_APP_SECRET}],
+             "sdk_token_key": ENOS_SDK_KEY_PEM},
             {"name": "iotda", "kind": "iotda",
              "credentials": [{"ak": IOTDA_AK, "sk": IOTDA_SK, "project_id": IOTDA_PROJECT}],
              "tokens": [{"token": IOTDA_TOKEN, "project_id": IOTDA_PROJECT}]},

@@ -30,6 +30,7 @@ from tests.robustness.clients import (
     IOTDA_TOKEN,
     Reply,
     basic,
+    enos_sdk_token,
     exchange,
     http_request,
 )
@@ -202,14 +203,14 @@ def check_enos(reply: Reply) -> None:
        pairs=pairs_from(["action", "orgId", "assetId", "productKey", "deviceKey"]),
        raw=st.booleans(),
        body=st.dictionaries(st.sampled_from(ENOS_FIELDS) | noise, json_values, max_size=5),
-       token=st.sampled_from(["sdk-token", "", None]))
+       token=st.sampled_from(["genuine", "sdk-token", "", None]))
 def test_enos_any_certificate_call(robust_farm: RunningFarm, method: str,
                                    pairs: list[tuple[Any, Any]], raw: bool,
                                    body: dict[str, Any], token: str | None) -> None:
     query = query_of([("orgId", ENOS_ORG), *pairs], raw)
     headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["apim-accesstoken"] = token
+    if token is not None:  # "genuine": the business logic is fuzzed, not only the gateway
+        headers["apim-accesstoken"] = enos_sdk_token() if token == "genuine" else token
     request = http_request(method, f"/connect-service/v2.0/certificates?{query}",
                            headers=headers, body=json.dumps(body).encode())
     check_enos(send(robust_farm, "enos", request, "enos-certificates"))

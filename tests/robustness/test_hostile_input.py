@@ -43,6 +43,7 @@ from tests.robustness.clients import (
     SFTP_USER,
     Reply,
     basic,
+    enos_sdk_token,
     exchange,
     http_request,
     member_state,
@@ -260,11 +261,15 @@ def instar_get(query: str | bytes, *, auth: str | None = None) -> bytes:
 
 
 ENOS_CERTS = "/connect-service/v2.0/certificates"
+SDK_TOKEN = "<a genuine SDK token>"  # enos_call's default: stands for enos_sdk_token()
 
 
 def enos_call(query: str | bytes, body: bytes | None = None, *, method: str = "POST",
-              content_type: str = "application/json", token: str | None = "sdk-token",
+              content_type: str = "application/json", token: str | None = SDK_TOKEN,
               **headers: str) -> bytes:
+    """A certificate call; by default with a genuine enos-poseidon token, made afresh."""
+    if token == SDK_TOKEN:
+        token = enos_sdk_token()
     target = ENOS_CERTS.encode() + b"?" + (query if isinstance(query, bytes) else query.encode())
     all_headers = {"Content-Type": content_type, **headers}
     if token is not None:

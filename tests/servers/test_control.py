@@ -114,7 +114,7 @@ def test_events_route(farm):
 @pytest.mark.parametrize(("path", "status", "message"), [
     ("/servers/ftp/files/cam/missing.jpg", 404, "no file 'cam/missing.jpg' on ftp"),
     ("/servers/ftp/files/nobody/x.jpg", 404, "no user 'nobody' on ftp"),
-    ("/servers/ftp/files/cam", 400, "'cam' is not a path under a user's root"),
+    ("/servers/ftp/files/cam", 404, "Not Found"),  # {user}/{path}: no route names a user alone
     ("/servers/ftp/files/cam/%2E%2E/%2E%2E/ftp.json", 400,
      "'cam/../../ftp.json' is not a path under a user's root"),
     ("/servers/ftp/files/cam/a%00b.jpg", 400, "'cam/a\\x00b.jpg' is not a path under a user's root"),
