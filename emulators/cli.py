@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("emulators")
 
-# RSA-2048 keys a first start of the default farm uses (the EnOS roots and bound device
-# certificates, then pki's pool): `emulators run` has a forked child make them while it
-# imports (see keysmith). Spare keys stay in the pool; a scenario that needs more makes them.
-FORKED_KEYS = 4
+# RSA-2048 keys a first start of the default farm uses (the EnOS roots, bound device
+# certificates and the key enos-poseidon's tokens are encrypted to, then pki's pool):
+# `emulators run` has a forked child make them while it imports (see keysmith). Spare keys
+# stay in the pool; a scenario that needs more makes them.
+FORKED_KEYS = 5
 
 # Where `emulators run` writes its ready file when --ready-file is not given: a CI job or a
 # container can run README's command as it is and still wait for the file.
@@ -133,7 +134,7 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
         if ready_file is not None:
             ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
     print("emulators: stopped", file=sys.stderr)
-    return 0
+    return farm.exit_status  # 1 when a member died and could not be restarted
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
 from emulators.enos.sdk import poseidon_trusting
 from emulators.testing import RunningFarm
+from tests.sdk_clients import close_iotda
 
 _default_https = ssl._create_default_https_context
 from poseidon import poseidon  # noqa: E402 - it switches TLS checks off for the process
@@ -62,26 +63,6 @@ def iotda_client(farm: RunningFarm, timeout: float | None = None) -> IoTDAClient
     return (IoTDAClient.new_builder()
             .with_credentials(BasicCredentials(IOTDA_AK, IOTDA_SK, IOTDA_PROJECT))
             .with_endpoints([farm["iotda"].url]).with_http_config(config).build())
-
-
-def close_iotda(client: IoTDAClient) -> None:
-    """Close an IoTDA SDK client and the connections it keeps alive.
-
-    ``IoTDAClient.close()`` alone does not: it closes the SDK's requests session, which only
-    drops the connection pools (since urllib3 1.26.16 and 2.0, ``PoolManager.clear`` leaves a
-    pool to close its idle sockets when it is freed). After an SDK error the exceptions'
-    tracebacks still reach the pool (urllib3's frames, the error replies), in reference
-    cycles: the pool, and its keep-alive socket, live until the cyclic garbage collector
-    runs. The leak check's gc.collect() cannot be relied on for that: it does nothing while
-    another thread (the farm's loop) is in the middle of a collection. Close the pools first.
-    """
-    adapters = client.get_http_client()._session.adapters.values()
-    for manager in [m for a in adapters for m in (a.poolmanager, *a.proxy_manager.values())]:
-        for key in manager.pools.keys():
-            pool = manager.pools.get(key)
-            if pool is not None:
-                pool.close()
-    client.close()
 
 
 async def sftp_put(farm: RunningFarm) -> None:

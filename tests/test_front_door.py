@@ -35,6 +35,9 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
+from emulators.enos.sdk import poseidon_trusting
+from tests.sdk_clients import close_iotda
+
 _default_https = ssl._create_default_https_context
 from poseidon import poseidon  # noqa: E402 - it switches TLS checks off for the process
 
@@ -136,8 +139,10 @@ def ask_every_member(ready: dict[str, Any], scratch: Path,
     enos = member(ready, "enos")
     query = urllib.parse.urlencode({"action": "list", "orgId": enos["orgs"][0],
                                     "assetId": "zBrjuW7q"})
-    listed = poseidon.urlopen(enos["credentials"]["appKey"], enos["credentials"]["appSecret"],
-                              f"{enos['urls']['http']}/connect-service/v2.0/certificates?{query}")
+    with poseidon_trusting(enos["credentials"]["sdkPublicKey"]):  # the member's own key
+        listed = poseidon.urlopen(enos["credentials"]["appKey"], enos["credentials"]["appSecret"],
+                                  f"{enos['urls']['http']}/connect-service/v2.0/certificates?"
+                                  f"{query}")
     assert listed["code"] == 0 and len(listed["data"]) == 1, listed  # the bound certificate
 
     iotda = member(ready, "iotda")
@@ -150,7 +155,7 @@ def ask_every_member(ready: dict[str, Any], scratch: Path,
     try:
         assert client.list_certificates(ListCertificatesRequest()).certificates == []
     finally:
-        client.close()
+        close_iotda(client)
 
     ftp = member(ready, "ftp")
     user = ftp["credentials"]["users"][0]

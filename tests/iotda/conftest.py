@@ -18,6 +18,7 @@ from huaweicloudsdkiotda.v5 import IoTDAClient
 
 from emulators import pki
 from emulators.testing import MemberHandle
+from tests.sdk_clients import close_iotda
 
 AK = "IOTDAEMULATORAK00001"
 SK = "IotdaEmulatorSecretKey000000000000000001"
@@ -82,7 +83,7 @@ def make_client(iotda: MemberHandle) -> Iterator[ClientFactory]:
 
     yield make
     for client in made:
-        client.close()
+        close_iotda(client)
 
 
 @pytest.fixture

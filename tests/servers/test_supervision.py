@@ -151,3 +151,55 @@ def test_an_io_loop_that_raises_once_serves_on(farm):
     with ftp_login(server) as client:
         assert store(client, "fine.jpg", b"fine") == "226 Transfer complete."
     assert _health(farm) == {"status": "ok"}
+
+
+def test_emulators_run_exits_1_when_a_member_stayed_down(tmp_path, monkeypatch, capsys):
+    """`emulators run` (its coroutine, on this main thread, with its own signal handling):
+    stopped with SIGTERM after its FTP server died for good, it exits 1, not 0; a CI job that
+    ran a farm learns that a member was lost."""
+    import asyncio
+    import os
+    import signal
+
+    from emulators import cli
+    from emulators import scenario as scenario_mod
+    from emulators.farm import Farm
+
+    started: list[Farm] = []
+    real_start = Farm.start
+
+    async def start(self: Farm) -> Any:
+        started.append(self)
+        return await real_start(self)
+
+    monkeypatch.setattr(Farm, "start", start)
+
+    async def kill_the_ftp_loop_for_good() -> None:
+        while not (started and started[0].started):
+            await asyncio.sleep(0.01)
+        member = started[0].members["ftp"]
+
+        async def refuse() -> None:
+            raise OSError(98, "Address already in use")
+
+        def broken(timeout: float | None) -> None:
+            raise LoopKilled("killed on purpose by the test")
+
+        member.start = refuse  # type: ignore[method-assign]
+        member._server.ioloop.poll = broken
+        while not started[0].failures:
+            await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    scenario = scenario_mod.with_free_ports(scenario_mod.load(
+        {"name": "exit", "servers": [{"name": "ftp", "kind": "ftp", "users": [FTP_USER]}]}))
+
+    async def main() -> int:
+        killer = asyncio.create_task(kill_the_ftp_loop_for_good())
+        status = await asyncio.wait_for(cli._run(scenario, None, tmp_path / "ready.json", 0), 30)
+        await killer
+        return status
+
+    assert asyncio.run(main()) == 1
+    assert "emulators: stopped" in capsys.readouterr().err
+    assert not (tmp_path / "ready.json").exists()
