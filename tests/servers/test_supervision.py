@@ -166,17 +166,24 @@ def test_emulators_run_exits_1_when_a_member_stayed_down(tmp_path, monkeypatch, 
     from emulators.farm import Farm
 
     started: list[Farm] = []
-    real_start = Farm.start
+    up, given_up = asyncio.Event(), asyncio.Event()
+    real_start, real_give_up = Farm.start, Farm._give_up
 
     async def start(self: Farm) -> Any:
+        document = await real_start(self)
         started.append(self)
-        return await real_start(self)
+        up.set()
+        return document
+
+    def give_up(self: Farm, *args: Any) -> None:
+        real_give_up(self, *args)
+        given_up.set()
 
     monkeypatch.setattr(Farm, "start", start)
+    monkeypatch.setattr(Farm, "_give_up", give_up)
 
     async def kill_the_ftp_loop_for_good() -> None:
-        while not (started and started[0].started):
-            await asyncio.sleep(0.01)
+        await up.wait()
         member = started[0].members["ftp"]
 
         async def refuse() -> None:
@@ -187,8 +194,7 @@ def test_emulators_run_exits_1_when_a_member_stayed_down(tmp_path, monkeypatch, 
 
         member.start = refuse  # type: ignore[method-assign]
         member._server.ioloop.poll = broken
-        while not started[0].failures:
-            await asyncio.sleep(0.01)
+        await given_up.wait()
         os.kill(os.getpid(), signal.SIGTERM)
 
     scenario = scenario_mod.with_free_ports(scenario_mod.load(
