@@ -79,7 +79,9 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 for _plural in ("emulators", "servers"):
     PATHS[f"/v1/{_plural}"] = {"get": _op(f"List {_plural}", tag=_plural)}
-    PATHS[f"/v1/{_plural}/{{name}}"] = {"get": _op("Describe one", params=("name",), tag=_plural)}
+    PATHS[f"/v1/{_plural}/{{name}}"] = {"get": _op(
+        "Describe one: addresses, URLs, credentials and health (ok | restarting | failed)",
+        params=("name",), tag=_plural)}
     PATHS[f"/v1/{_plural}/{{name}}/state"] = {"get": _op("Its state as JSON", params=("name",),
                                                          tag=_plural)}
     PATHS[f"/v1/{_plural}/{{name}}/reset"] = {"post": _op("Reset it", params=("name",),
