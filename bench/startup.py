@@ -92,14 +92,14 @@ def in_process(kind: str, runs: int, *, keys_ready: bool = True) -> tuple[float,
     """Median start and reset of one member alone. With ``keys_ready`` each start waits until
     the process's pool of fresh RSA keys is full again, as it is at a test suite's pace (a
     test body runs between two starts); without, starts come back to back."""
-    from emulators import pki
+    from emulators import keypool
     from emulators.testing import RunningFarm, shared_loop, single_member_scenario
 
     loop = shared_loop()
     starts, resets = [], []
     for _ in range(runs):
         deadline = time.monotonic() + 10
-        while keys_ready and len(pki._pool) < pki.POOL_SIZE and time.monotonic() < deadline:
+        while keys_ready and len(keypool._pool) < keypool.POOL_SIZE and time.monotonic() < deadline:
             time.sleep(0.01)
         t0 = time.perf_counter()
         farm = RunningFarm.start(single_member_scenario(kind, **MINIMAL.get(kind, {})),

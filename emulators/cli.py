@@ -108,6 +108,7 @@ def _validate(paths: list[str]) -> int:
 
 async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,
                control_port: int | None) -> int:
+    from .control import ControlPlane
     from .core.state import StateError
     from .farm import Farm
 
@@ -115,18 +116,25 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    farm = Farm(scenario, state_dir, control_port=control_port)
+    farm = Farm(scenario, state_dir)
     try:
-        document = await farm.start()
+        await farm.start()
     except (OSError, StateError) as exc:
         print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
         return 1
+    try:
+        await ControlPlane.serve(farm, control_port)
+    except OSError as exc:
+        await farm.stop()
+        print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
+        return 1
+    document = farm.ready_document()
     if ready_file is not None:
         farm.write_ready_file(ready_file)
     print(json.dumps(document, indent=1), flush=True)
-    from . import pki
+    from . import keypool
 
-    await pki.take_forked_keys()  # spare keys into the pool; the child is reaped
+    await keypool.take_forked_keys()  # spare keys into the pool; the child is reaped
     try:
         await stop.wait()
     finally:

@@ -1,4 +1,5 @@
-"""The farm: every member of a scenario in one process and one event loop, plus the control plane.
+"""The farm: every member of a scenario in one process and one event loop. Its caller attaches
+the control plane (``ControlPlane.serve``): the farm names no part of it.
 
 ``Farm.start`` is all or nothing: if any member fails to start, those already started are
 stopped again and the error is raised, so a farm never half-starts. Once running, a member
@@ -20,10 +21,10 @@ from .core.faults import FaultEngine
 from .core.journal import Journal
 from .core.member import FarmContext, Member, MemberSpec
 from .core.observe import HttpObserver
-from .core.snapshots import Snapshots
 from .core.state import StateStore, atomic_write_bytes, encode_state
 from .kinds import resolve
 from .scenario import Scenario
+from .snapshots import Snapshots
 
 log = logging.getLogger("emulators.farm")
 
@@ -42,8 +43,6 @@ class Farm:
         state_dir: Path | str | None = None,
         *,
         clock: Clock | None = None,
-        control: bool = True,
-        control_port: int | None = None,
     ) -> None:
         self.scenario = scenario
         self.clock = clock or Clock()
@@ -56,13 +55,13 @@ class Farm:
             self.faults.add(rule)
         self.faults.on_fire.append(self._journal_fault)
         self.http = HttpObserver(self.journal, self.faults)
-        self.ctx = FarmContext(self.clock, self.store, self, self.journal, self.faults,
-                               self.http.wrap)
+        self.ctx = FarmContext(self.clock, self.store, self._lookup, self.member_failed,
+                               self.journal, self.faults, self.http.wrap)
         self.members: dict[str, Member] = {}
         self.snapshots = Snapshots(self)
-        self.control_enabled = control
-        self.control_port = scenario.control.port if control_port is None else control_port
-        self.control: Any = None  # emulators.control.ControlPlane once started
+        # The control plane, built and attached by the farm's caller (cli, testing) once the
+        # farm has started (ControlPlane.serve); the farm only names it and stops it.
+        self.control: Any = None
         self.started = False
         # Members that died and could not be restarted: name -> why (kept after stop).
         self.failures: dict[str, str] = {}
@@ -71,8 +70,8 @@ class Farm:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
-        """Start every member (servers first: emulators may upload to them), then the control
-        plane; return the ready document."""
+        """Start every member (servers first: emulators may upload to them); return the ready
+        document."""
         if self.store.swept:
             log.info("swept %d temporary files left by an interrupted write", len(self.store.swept))
         started: list[Member] = []
@@ -87,12 +86,6 @@ class Farm:
                 if (spec.group in self.scenario.fleets and spec.port == 0
                         and self.scenario.fleets[spec.group] == "addresses"):
                     shared_ports.setdefault(spec.group, member.port)
-            if self.control_enabled:
-                from .control import ControlPlane
-
-                self.control = ControlPlane(self, self.scenario.control.host, self.control_port,
-                                            token=self.scenario.control.token)
-                await self.control.start()
         except BaseException:
             for member in reversed(started):
                 try:
@@ -119,6 +112,12 @@ class Farm:
                               shared_ports[spec.group], spec.options, spec.group, spec.index,
                               spec.raw_options)
         return resolve(spec.kind)(spec, self.ctx)
+
+    def _lookup(self, name: str) -> Member:
+        try:
+            return self.members[name]
+        except KeyError:
+            raise LookupError(f"no member named {name!r}") from None
 
     # -- supervision -------------------------------------------------------------------------
     @property

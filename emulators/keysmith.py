@@ -1,10 +1,10 @@
 """RSA keys made on the second core while ``emulators run`` is still importing.
 
 A first start of the default farm needs a few RSA-2048 keys (the EnOS roots and bound device
-certificates, then `pki`'s small pool). Making one costs about 40 ms of CPU, and
+certificates, then `keypool`'s small pool). Making one costs about 40 ms of CPU, and
 cryptography holds the GIL while it does, so an executor thread would only compete with the
 imports. ``emulators run`` therefore forks once, before its heavy imports, a child that makes
-the keys and writes them to a pipe; `pki.take_forked_keys` puts them in the pool. Every key is
+the keys and writes them to a pipe; `keypool.take_forked_keys` puts them in the pool. Every key is
 handed out once and nothing else crosses the pipe.
 
 Only the command line uses this: a library user (pytest) never forks.

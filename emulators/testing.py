@@ -118,6 +118,20 @@ class MemberHandle:
         return f"<MemberHandle {self.kind} {self.name}>"
 
 
+async def _start(farm: Farm, control_port: int | None) -> dict[str, Any]:
+    """Start ``farm``, then its control plane on ``control_port`` (None: no control plane)."""
+    await farm.start()
+    if control_port is not None:
+        from .control import ControlPlane
+
+        try:
+            await ControlPlane.serve(farm, control_port)
+        except BaseException:
+            await farm.stop()
+            raise
+    return farm.ready_document()
+
+
 class RunningFarm:
     """A started farm, driven from synchronous code."""
 
@@ -145,10 +159,9 @@ class RunningFarm:
         if free_ports:
             scenario = scenario_mod.with_free_ports(scenario)
         loop = loop or shared_loop()
-        farm = loop.call(lambda: Farm(scenario, state_dir, control=control,
-                                      control_port=control_port))
+        farm = loop.call(lambda: Farm(scenario, state_dir))
         running = cls(farm, loop)
-        running.ready = loop.run(farm.start())
+        running.ready = loop.run(_start(farm, control_port if control else None))
         running.members = {name: MemberHandle(running, m) for name, m in farm.members.items()}
         return running
 

@@ -39,16 +39,16 @@ def test_the_child_makes_distinct_whole_rsa_keys_once_and_is_reaped() -> None:
 def test_pki_hands_out_the_forked_keys_before_making_its_own() -> None:
     out = run_python("""
         import asyncio
-        from emulators import keysmith, pki
+        from emulators import keypool, keysmith, pki
         keysmith.start(3)
-        pki.POOL_SIZE = 0  # no refill: every key handed out must be one the child made
+        keypool.POOL_SIZE = 0  # no refill: every key handed out must be one the child made
         made = []
         pki.rsa_key = lambda bits=2048: made.append(bits)  # would be called to make a key
         async def main():
-            keys = [await pki.arsa_key() for _ in range(3)]
+            keys = [await keypool.arsa_key() for _ in range(3)]
             assert len({k.private_numbers().d for k in keys}) == 3
             return keys
         asyncio.run(main())
-        print(len(made), len(pki._pool))
+        print(len(made), len(keypool._pool))
     """)
     assert out.split() == ["0", "0"]

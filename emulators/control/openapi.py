@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .keys import FARM
+
 routes = web.RouteTableDef()
 
 _ERR = {"$ref": "#/components/responses/Error"}
@@ -87,45 +89,30 @@ for _plural in ("emulators", "servers"):
     PATHS[f"/v1/{_plural}/{{name}}/reset"] = {"post": _op("Reset it", params=("name",),
                                                           tag=_plural)}
 
-PATHS["/v1/servers/{name}/files"] = {"get": _op(
-    "Files a server received (user, path, size, sha256, time, protocol)", params=("name",),
-    query={"user": "string"}, tag="servers")}
-PATHS["/v1/servers/{name}/files/{user}/{path}"] = {"get": _op(
-    "Download one received file: its path under the user's root (it may hold '/')",
-    params=("name", "user", "path"), media=_BYTES, tag="servers")}
-PATHS["/v1/servers/{name}/events"] = {"get": _op(
-    "A server's session events (logins, failures, uploads)", params=("name",), tag="servers")}
-PATHS["/v1/servers/{name}/users/{user}/authorized_keys"] = {
-    "get": _op("An SFTP user's authorized keys", params=("name", "user"), tag="servers"),
-    "put": _op("Replace them", params=("name", "user"), tag="servers",
-               body=_obj(authorized_keys={"type": "array", "items": S})),
-    "post": _op("Add one (e.g. a camera's getpubkey key)", params=("name", "user"),
-                body=_obj(key=S), tag="servers"),
-}
-for _op_ in PATHS["/v1/servers/{name}/users/{user}/authorized_keys"].values():
-    if "requestBody" in _op_:  # or the lines of an authorized_keys file
-        _op_["requestBody"]["content"]["text/plain"] = {"schema": S}
 
-PATHS["/v1/emulators/{name}/alarm"] = {"post": _op(
-    "INSTAR camera: trigger an alarm (uploads snapcount snapshots when snap is enabled)",
-    params=("name",), tag="emulators")}
-PATHS["/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code"] = {"post": _op(
-    "IoTDA: generate a new verification code for a device CA (the console's button)",
-    params=("name", "certificate_id"), tag="emulators")}
-
-EXTRA_PATHS: dict[str, dict[str, Any]] = {}
+BYTES, STRING = _BYTES, S  # for the kinds' own operations
 
 
-def register(path: str, method: str, summary: str, **kwargs: Any) -> None:
-    """Routes other modules add (servers' files, cameras' alarms) describe themselves here."""
-    EXTRA_PATHS.setdefault(path, {})[method.lower()] = _op(summary, **kwargs)
+def obj(**props: Any) -> dict[str, Any]:
+    return _obj(**props)
 
 
-def document() -> dict[str, Any]:
+def operation(summary: str, **kwargs: Any) -> dict[str, Any]:
+    """An OpenAPI operation in this document's style, for a kind's ``control_openapi``."""
+    return _op(summary, tag=kwargs.pop("tag", "emulators"), **kwargs)
+
+
+def document(farm: Any = None) -> dict[str, Any]:
+    """The farm's routes: the plane's own and those of the kinds it runs."""
+    paths = dict(PATHS)
+    kinds = {type(m) for m in farm.members.values()} if farm is not None else set()
+    for kind in sorted(kinds, key=lambda k: k.kind):
+        for path, methods in kind.control_openapi.items():
+            paths[path] = {**paths.get(path, {}), **methods}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Emulator farm control plane", "version": "1"},
-        "paths": {**PATHS, **EXTRA_PATHS},
+        "paths": paths,
         "components": {
             "responses": {"Error": {"description": "An error", "content": {"application/json": {
                 "schema": _obj(error=_obj(code=S, message=S))}}}},
@@ -136,4 +123,4 @@ def document() -> dict[str, Any]:
 
 @routes.get("/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    return web.json_response(document(request.app[FARM]))

@@ -14,7 +14,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from ..core.bodies import declared_too_large, send_and_close
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
-from . import clock, faults, journal, members, openapi, servers, snapshots
+from . import clock, faults, journal, members, openapi, snapshots
 from .errors import Unauthorized, error_middleware, error_response
 from .keys import FARM
 from .params import check_path_params, check_routes
@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 
 API_VERSION = "v1"
 log = logging.getLogger("emulators.control")
+
+
+def kind_route_tables(farm: Any) -> list[Any]:
+    """The control routes of the kinds the farm runs, each table once, in a fixed order."""
+    kinds = sorted({type(m) for m in farm.members.values()}, key=lambda k: k.kind)
+    tables: list[Any] = []
+    for kind in kinds:
+        if kind.control_routes is not None and kind.control_routes not in tables:
+            tables.append(kind.control_routes)
+    return tables
 
 
 def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
@@ -52,14 +62,12 @@ def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
     app = web.Application(middlewares=[deadline, *chain] if deadline else chain,
                           client_max_size=1024 * 1024)
     app[FARM] = farm
-    for module in (members, journal, faults, clock, snapshots, servers, openapi):
+    for module in (members, journal, faults, clock, snapshots, openapi):
         app.router.add_routes(module.routes)
-    # Device-specific actions a real device's owner would do on the device itself.
-    from ..instar import control as instar_control
-    from ..iotda import control as iotda_control
-
-    for module in (instar_control, iotda_control):
-        app.router.add_routes(module.routes)
+    # Device-specific actions a real device's owner would do on the device itself: each kind
+    # the farm runs brings its own (Member.control_routes); the plane names no device.
+    for table in kind_route_tables(farm):
+        app.router.add_routes(table)
 
     async def index(request: web.Request) -> web.Response:
         return web.json_response({
@@ -167,6 +175,18 @@ class ControlPlane:
         await site.start()
         assert isinstance(site._server, asyncio.Server)
         self.port = site._server.sockets[0].getsockname()[1]
+
+    @classmethod
+    async def serve(cls, farm: Any, port: int | None = None) -> ControlPlane:
+        """Start the control plane of a started farm, as its scenario's ``control`` says (on
+        ``port`` instead when given), and attach it: the farm's ready document names it and
+        ``farm.stop()`` stops it first."""
+        plane = cls(farm, farm.scenario.control.host,
+                    farm.scenario.control.port if port is None else port,
+                    token=farm.scenario.control.token)
+        await plane.start()
+        farm.control = plane
+        return plane
 
     async def stop(self) -> None:
         if self.runner is not None:

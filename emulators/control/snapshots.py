@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..core.snapshots import SnapshotError
+from ..snapshots import SnapshotError
 from .errors import BadRequest, NotFound, read_json
 from .keys import FARM
 

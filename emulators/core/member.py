@@ -22,7 +22,6 @@ from .journal import Journal
 from .state import StateError, StateStore
 
 if TYPE_CHECKING:
-    from ..farm import Farm
     from .farm_ca import FarmCA
 
 Role = Literal["emulator", "server"]
@@ -57,7 +56,10 @@ class FarmContext:
 
     clock: Clock
     store: StateStore
-    farm: Farm | None = None
+    # Another member by name (LookupError when there is none), and where a member whose server
+    # died reports it: the farm's, when there is a farm around the member.
+    lookup: Callable[[str], Member] | None = None
+    failed: Callable[[Member, str], None] | None = None
     journal: Journal = None  # type: ignore[assignment]  # set in __post_init__
     faults: FaultEngine = None  # type: ignore[assignment]
     # What every HTTP member's server runs around its application (journal, fault
@@ -82,9 +84,21 @@ class FarmContext:
         return self._ca  # type: ignore[no-any-return]
 
     def member(self, name: str) -> Member:
-        if self.farm is None:
+        if self.lookup is None:
             raise LookupError(f"no farm to look up {name!r} in")
-        return self.farm.members[name]
+        return self.lookup(name)
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where and how a device uploads to a server member, as the server says it (a camera
+    asks the server, it never reads the server's options)."""
+
+    host: str
+    port: int
+    protocol: Literal["ftp", "ftps", "sftp"]
+    user: str | None = None
+    password: str | None = None
 
 
 class Member:
@@ -94,6 +108,11 @@ class Member:
     Options: ClassVar[type[KindOptions]] = KindOptions
     # Option fields whose value must name a server of the scenario.
     server_refs: ClassVar[tuple[str, ...]] = ()
+    # Control-plane routes of this kind (an action its owner would take on the device itself,
+    # an INSTAR alarm); the control plane mounts those of the kinds a farm runs, with their
+    # OpenAPI operations (path -> method -> operation). A ``web.RouteTableDef``.
+    control_routes: ClassVar[Any] = None
+    control_openapi: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, spec: MemberSpec, ctx: FarmContext) -> None:
         self.spec = spec
@@ -119,12 +138,16 @@ class Member:
     def report_failure(self, reason: str) -> None:
         """Called (on the farm's loop) by a member whose server died on its own, a loop or a
         thread that ended: the farm restarts it or reports it failed, never silently."""
-        farm = self.ctx.farm
-        if farm is not None:
-            farm.member_failed(self, reason)
+        if self.ctx.failed is not None:
+            self.ctx.failed(self, reason)
             return
         log.error("%s: %s", self.name, reason)
         self.health = {"status": "failed", "reason": reason}
+
+    def upload_target(self, user: str | None = None) -> UploadTarget | None:
+        """Where a device uploads to this member as ``user`` (the first user when None);
+        None for a member that takes no uploads. LookupError for an unknown user."""
+        return None
 
     # -- description -----------------------------------------------------------------------
     def urls(self) -> dict[str, str]:

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .. import pki
+from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
 from ..core.state import StateStore, encode_state
-from . import gateway, responses
+from . import control, gateway, responses
 from .middleware import error_middleware, render_vendor_error
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
@@ -75,6 +75,8 @@ class EnosService(HttpEmulator):
     kind = "enos"
     title = "Envision EnOS Connection Service"
     Options = EnosOptions
+    control_routes = control.routes
+    control_openapi = control.OPENAPI
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -134,7 +136,7 @@ class EnosService(HttpEmulator):
         (made once, in an executor; a state saved before there was one gets one now)."""
         assert self._genesis is not None
         if self.opts.sdk_token_key is None and "sdk_token_key" not in self._genesis:
-            self._genesis["sdk_token_key"] = pki.key_pem(await pki.arsa_key())
+            self._genesis["sdk_token_key"] = pki.key_pem(await keypool.arsa_key())
             self._genesis_encoded = None
         self._load_sdk_key()
 
@@ -162,8 +164,8 @@ class EnosService(HttpEmulator):
             if supplied is not None:
                 roots[authority] = {"cert": supplied.cert, "key": supplied.key}
                 continue
-            key: pki.PrivateKey = (await pki.arsa_key() if authority == "RSA"
-                                   else await pki.aec_key())
+            key: pki.PrivateKey = (await keypool.arsa_key() if authority == "RSA"
+                                   else await keypool.aec_key())
             cert = make_root(authority, key, now, self.opts.ca.validDays)
             roots[authority] = {"cert": pki.cert_pem(cert), "key": pki.key_pem(key)}
         device_keys: list[str | None] = []
@@ -173,7 +175,8 @@ class EnosService(HttpEmulator):
             elif spec.key:
                 device_keys.append(spec.key)
             else:
-                made = await (pki.arsa_key() if spec.issueAuthority == "RSA" else pki.aec_key())
+                made = await (keypool.arsa_key() if spec.issueAuthority == "RSA"
+                              else keypool.aec_key())
                 device_keys.append(pki.key_pem(made))
         return {"roots": roots, "device_keys": device_keys}
 

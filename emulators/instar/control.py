@@ -1,6 +1,7 @@
 """Control-plane routes for INSTAR cameras: trigger an alarm (``POST .../alarm``).
 
-The farm's control plane mounts ``routes``; the answer is what the alarm uploaded.
+``InstarCamera.control_routes`` is ``routes``: the control plane mounts it when the farm runs
+an INSTAR camera. The answer is what the alarm uploaded.
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from aiohttp import web
 
 from ..control.errors import NotFound
 from ..control.keys import FARM
+from ..control.openapi import operation
 
 routes = web.RouteTableDef()
+OPENAPI = {"/v1/emulators/{name}/alarm": {"post": operation(
+    "INSTAR camera: trigger an alarm (uploads snapcount snapshots when snap is enabled)",
+    params=("name",))}}
 
 
 @routes.post("/v1/emulators/{name}/alarm")

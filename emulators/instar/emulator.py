@@ -13,12 +13,12 @@ import asyncssh
 from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
-from .. import pki
+from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
 from ..core.journal import CORRELATION
 from ..core.member import KindOptions
 from ..core.replyheaders import ReplyHeaders
-from . import uploader, urls
+from . import control, uploader, urls
 from .exceptions import Busy, InternalError, InvalidValue, render
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
 from .models.ftp import SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
@@ -128,6 +128,8 @@ class InstarCamera(HttpEmulator):
     title = "INSTAR WQHD (2K+) IP camera: param.cgi FTP/FTPS/sFTP upload"
     Options = InstarOptions
     server_refs = ("upload_server",)
+    control_routes = control.routes
+    control_openapi = control.OPENAPI
     # A body declared over 2 MiB: the web server's own 413 page at once, the body unread.
     refuses_large_bodies = True
 
@@ -165,7 +167,7 @@ class InstarCamera(HttpEmulator):
         self._restart_scheduler()
 
     async def _make_ssh_key(self) -> None:
-        key = await pki.arsa_key(self.options.ssh_key_bits)
+        key = await keypool.arsa_key(self.options.ssh_key_bits)
         self._set_ssh_key(pki.key_pem(key, traditional=True))
         await self.save()
 
@@ -250,21 +252,18 @@ class InstarCamera(HttpEmulator):
         name = self.options.upload_server
         if not name:
             return {}
-        server = self.ctx.member(name)
-        users = list(getattr(server.options, "users", ()) or ())
         wanted = self.options.upload_user
-        user = next((u for u in users if wanted is None or u.name == wanted), None)
-        if wanted is not None and user is None:
-            raise ValueError(f"upload server {name!r} has no user {wanted!r}")
-        host = server.host if server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        if server.kind == "sftp":
-            ssl = SSL_SFTP
-        else:
-            ssl = SSL_FTPS if getattr(server.options, "tls", "none") == "explicit" else SSL_NONE
-        params = {"ft_server": host, "ft_port": str(server.port), "ft_ssl": str(ssl)}
-        if user is not None:
-            params["ft_username"] = user.name
-            params["ft_password"] = user.password or ""
+        try:
+            target = self.ctx.member(name).upload_target(wanted)
+        except LookupError:
+            raise ValueError(f"upload server {name!r} has no user {wanted!r}") from None
+        if target is None:
+            raise ValueError(f"{name!r} takes no uploads")
+        ssl = {"ftp": SSL_NONE, "ftps": SSL_FTPS, "sftp": SSL_SFTP}[target.protocol]
+        params = {"ft_server": target.host, "ft_port": str(target.port), "ft_ssl": str(ssl)}
+        if target.user is not None:
+            params["ft_username"] = target.user
+            params["ft_password"] = target.password or ""
         return params
 
     def load_state(self, data: dict[str, Any]) -> None:

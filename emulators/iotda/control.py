@@ -1,4 +1,5 @@
-"""Control-plane routes for IoTDA members (the lead mounts ``routes`` on the control app).
+"""Control-plane routes for IoTDA members (``IotdaService.control_routes``: the control plane
+mounts them when the farm runs an IoTDA member).
 
 ``POST /v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code`` is the console's
 "Generate Verification Code" button: it answers the CA's record with its new code.
@@ -6,26 +7,34 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from aiohttp import web
 
 from ..control.errors import NotFound
 from ..control.keys import FARM
+from ..control.openapi import operation
 from .exceptions import CertificateNotFound
 
+if TYPE_CHECKING:
+    from .emulator import IotdaService
+
 routes = web.RouteTableDef()
+OPENAPI = {"/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code": {
+    "post": operation(
+        "IoTDA: generate a new verification code for a device CA (the console's button)",
+        params=("name", "certificate_id"))}}
 
 
 @routes.post("/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code")
 async def new_verify_code(request: web.Request) -> web.Response:
-    from .emulator import IotdaService
-
     name = request.match_info["name"]
     member = request.app[FARM].members.get(name)
-    if not isinstance(member, IotdaService):
+    if member is None or type(member).control_routes is not routes:  # not an IoTDA member
         raise NotFound(f"no iotda emulator named {name!r}")
     cert_id = request.match_info["certificate_id"]
     try:
-        record = await member.new_verify_code(cert_id)
+        record = await cast("IotdaService", member).new_verify_code(cert_id)
     except CertificateNotFound:
         raise NotFound(f"{name} has no device CA {cert_id!r}") from None
     return web.json_response(record.summary())

@@ -15,6 +15,7 @@ from pydantic import Field
 from ..core.httpserver import HttpEmulator
 from ..core.member import KindOptions
 from ..core.replyheaders import WebServerOptions
+from . import control
 from .auth import Authenticator, KeyPair
 from .exceptions import ALL_ERRORS, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
@@ -78,6 +79,8 @@ class IotdaService(HttpEmulator):
     kind = "iotda"
     title = "Huawei Cloud IoTDA"
     Options = IotdaOptions
+    control_routes = control.routes
+    control_openapi = control.OPENAPI
     client_max_size = 2 * 1024 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..core.member import KindOptions, Member
+from ..core.member import KindOptions, Member, UploadTarget
+from . import control
 
 log = logging.getLogger("emulators.servers")
 
@@ -123,6 +124,8 @@ class ServerMember(Member):
 
     role = "server"
     Options: ClassVar[type[KindOptions]] = ServerOptions
+    control_routes = control.routes
+    control_openapi = control.OPENAPI
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -173,6 +176,19 @@ class ServerMember(Member):
         if not target.is_file():
             raise LookupError(f"no file {path!r} on {self.name}")
         return target
+
+    def upload_protocol(self) -> Literal["ftp", "ftps", "sftp"]:
+        """The protocol a device reaches this server with."""
+        raise NotImplementedError
+
+    def upload_target(self, user: str | None = None) -> UploadTarget:
+        """Where a device uploads to this server as ``user`` (the first user when None)."""
+        users = self.opts.users
+        account = self.user(user) if user is not None else (users[0] if users else None)
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return UploadTarget(host, self.port, self.upload_protocol(),
+                            account.name if account else None,
+                            (account.password or "") if account else None)
 
     def credentials(self) -> dict[str, Any]:
         return {"users": [{"name": u.name, "password": u.password, "home": u.home_dir,

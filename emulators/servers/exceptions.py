@@ -12,6 +12,10 @@ from dataclasses import dataclass
 import asyncssh
 
 
+class AuthorizedKeyError(ValueError):
+    """A line that is not an OpenSSH authorized_keys entry."""
+
+
 @dataclass(frozen=True)
 class FtpReply:
     """One FTP reply line: the code a client branches on and the text a person reads."""

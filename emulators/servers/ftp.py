@@ -799,6 +799,9 @@ class FtpServer(ServerMember):
         assert isinstance(self.options, FtpOptions)
         return self.options
 
+    def upload_protocol(self) -> Literal["ftp", "ftps"]:
+        return "ftps" if self.ftp_opts.tls == "explicit" else "ftp"
+
     # -- state -------------------------------------------------------------------------------
     # The TLS identity is kept across reset and restart, like a real server's certificate:
     # a client that pinned it keeps working.

@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncssh
 from pydantic import Field, field_validator, model_validator
@@ -24,6 +24,7 @@ from .common import ServerMember, ServerOptions, UserOptions, is_inside
 from .exceptions import (
     SSH_TOO_MANY_AUTH_FAILURES,
     SSH_TOO_MANY_CONNECTIONS,
+    AuthorizedKeyError,
     SftpRefusal,
 )
 
@@ -88,10 +89,6 @@ def _mark_client_closes() -> bool:
 
 
 CLIENT_CLOSES_KNOWN = _mark_client_closes()
-
-
-class AuthorizedKeyError(ValueError):
-    """A line that is not an OpenSSH authorized_keys entry."""
 
 
 def parse_key_line(line: str) -> str:
@@ -487,6 +484,9 @@ class SftpServer(ServerMember):
     def sftp_opts(self) -> SftpOptions:
         assert isinstance(self.options, SftpOptions)
         return self.options
+
+    def upload_protocol(self) -> Literal["sftp"]:
+        return "sftp"
 
     def find_user(self, username: str) -> SftpUserOptions | None:
         try:

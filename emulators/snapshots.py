@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .state import StateError, atomic_write_bytes, checked_name, encode_state
+from .core.state import StateError, atomic_write_bytes, checked_name, encode_state
 
 if TYPE_CHECKING:
-    from ..farm import Farm
+    from .farm import Farm
 
 
 class SnapshotError(LookupError):

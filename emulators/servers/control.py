@@ -1,5 +1,7 @@
 """Control-plane routes for the upload servers: what arrived, fetching a file, the events, and
-an SFTP user's authorized_keys (so a test can authorise a camera's ``getpubkey`` key)."""
+an SFTP user's authorized_keys (so a test can authorise a camera's ``getpubkey`` key).
+``ServerMember.control_routes`` is ``routes``: the control plane mounts them when the farm runs
+a server."""
 
 from __future__ import annotations
 
@@ -8,18 +10,38 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import BadRequest, NotFound, read_json
-from .keys import FARM
+from ..control.errors import BadRequest, NotFound, read_json
+from ..control.keys import FARM
+from ..control.openapi import BYTES, STRING, obj, operation
+from .exceptions import AuthorizedKeyError
 
 routes = web.RouteTableDef()
+OPENAPI: dict[str, dict[str, Any]] = {}
+OPENAPI["/v1/servers/{name}/files"] = {"get": operation(
+    "Files a server received (user, path, size, sha256, time, protocol)", params=("name",),
+    query={"user": "string"}, tag="servers")}
+OPENAPI["/v1/servers/{name}/files/{user}/{path}"] = {"get": operation(
+    "Download one received file: its path under the user's root (it may hold '/')",
+    params=("name", "user", "path"), media=BYTES, tag="servers")}
+OPENAPI["/v1/servers/{name}/events"] = {"get": operation(
+    "A server's session events (logins, failures, uploads)", params=("name",), tag="servers")}
+OPENAPI["/v1/servers/{name}/users/{user}/authorized_keys"] = {
+    "get": operation("An SFTP user's authorized keys", params=("name", "user"), tag="servers"),
+    "put": operation("Replace them", params=("name", "user"), tag="servers",
+                     body=obj(authorized_keys={"type": "array", "items": STRING})),
+    "post": operation("Add one (e.g. a camera's getpubkey key)", params=("name", "user"),
+                      body=obj(key=STRING), tag="servers"),
+}
+for _op_ in OPENAPI["/v1/servers/{name}/users/{user}/authorized_keys"].values():
+    if "requestBody" in _op_:  # or the lines of an authorized_keys file
+        _op_["requestBody"]["content"]["text/plain"] = {"schema": STRING}
 
 
 def _server(request: web.Request, kind: str | None = None) -> Any:
-    from ..servers.common import ServerMember
-
     name = request.match_info["name"]
     member = request.app[FARM].members.get(name)
-    if not isinstance(member, ServerMember) or (kind is not None and member.kind != kind):
+    if (member is None or type(member).control_routes is not routes  # not an upload server
+            or (kind is not None and member.kind != kind)):
         what = f"{kind} server" if kind else "upload server"
         raise NotFound(f"no {what} named {name!r}")
     return member
@@ -88,7 +110,6 @@ def _keys_reply(server: Any, user: str) -> web.Response:
 
 
 async def _change_keys(request: web.Request, replace: bool) -> web.Response:
-    from ..servers.sftp import AuthorizedKeyError
 
     server = _server(request, "sftp")
     user = request.match_info["user"]
