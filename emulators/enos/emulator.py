@@ -20,7 +20,6 @@ from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
 from ..core.state import StateStore, encode_state
 from . import control, gateway, responses
-from .middleware import error_middleware, render_vendor_error
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
     DEFAULT_VALID_DAY,
@@ -35,6 +34,7 @@ from .models.registry import Device, Org, Product, Registry
 from .models.tokens import App, TokenService
 from .options import BoundCertificateOptions, EnosOptions
 from .sdk import public_key_text
+from .wire import error_middleware, render_vendor_error
 
 DEFAULT_SUBJECT = {"C": "CN", "ST": "Shanghai", "L": "Shanghai", "O": "EnOS", "OU": "EnOS"}
 

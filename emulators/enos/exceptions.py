@@ -1,7 +1,7 @@
 """EnOS's error table: every Connection Service and API-gateway error as a typed exception.
 
 Each class carries its wire code and exact ``msg`` (from the renew seed and the spec digest);
-``middleware.py`` is the one place they are rendered. Nothing else formats an error string.
+``wire.py`` is the one place they are rendered. Nothing else formats an error string.
 """
 
 from __future__ import annotations

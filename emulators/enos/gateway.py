@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing
-from .middleware import MEMBER, gateway_reply
 from .models.tokens import TOKEN_SERVICE, AccessToken
+from .wire import MEMBER, gateway_reply
 
 TOKEN_GET = "/apim-token-service/v2.0/token/get"
 TOKEN_REFRESH = "/apim-token-service/v2.0/token/refresh"

@@ -11,11 +11,11 @@ from aiohttp import web
 
 from .exceptions import InvalidArgument
 from .gateway import CALLER
-from .middleware import MEMBER, envelope
 from .models.ca import AUTHORITIES, Authority
 from .models.certificates import CertRecord
 from .models.faults import Target
 from .models.registry import Device, Registry
+from .wire import MEMBER, envelope
 
 CERTIFICATES = "/connect-service/v2.0/certificates"
 _ABSENT = object()

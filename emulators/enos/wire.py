@@ -1,5 +1,7 @@
-"""The one place EnOS errors become replies: Connection Service errors as the
-``{code, msg, requestId, data}`` envelope (HTTP 200), gateway refusals in the APIM form."""
+"""EnOS's replies on the wire: the Connection Service's ``{code, msg, requestId, data}``
+envelope and the APIM gateway's ``{status, msg, business}`` form, and the one place errors
+become replies (Connection Service errors as the envelope, HTTP 200; gateway refusals in the
+APIM form)."""
 
 from __future__ import annotations
 
