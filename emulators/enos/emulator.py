@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
 from ..core.state import StateStore, encode_state
-from . import control, gateway, responses
+from . import control, gateway, urls
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
     DEFAULT_VALID_DAY,
@@ -287,10 +287,10 @@ class EnosService(HttpEmulator):
         return f"{label}://{host}:{port}"
 
     def chain_url(self, authority: Authority) -> str:
-        return f"{self.base_url()}/enos/CA/cacert/{authority}"
+        return self.base_url() + urls.CA_CERT.format(authority=authority)
 
     def crl_url(self, authority: Authority) -> str:
-        return f"{self.base_url()}/enos/CA/crl/{authority}"
+        return self.base_url() + urls.CA_CRL.format(authority=authority)
 
     async def check_faults(self, target: Target) -> None:
         """Fail this call when the scenario's faults say so; the countdown is saved."""
@@ -313,8 +313,7 @@ class EnosService(HttpEmulator):
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, gateway.auth_middleware])
-        gateway.add_routes(app)
-        responses.add_routes(app)
+        app.router.add_routes(urls.ROUTES)
         return app
 
     def credentials(self) -> dict[str, Any]:

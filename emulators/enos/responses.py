@@ -17,7 +17,6 @@ from .models.faults import Target
 from .models.registry import Device, Registry
 from .wire import MEMBER, envelope
 
-CERTIFICATES = "/connect-service/v2.0/certificates"
 _ABSENT = object()
 
 
@@ -228,10 +227,3 @@ async def ca_crl(request: web.Request) -> web.Response:
     authority = _root_authority(request)
     der = member.roots[authority].crl(member.certs.revoked_by(authority), member.clock.now())
     return web.Response(body=der, content_type="application/pkix-crl")
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(CERTIFICATES, certificates)
-    app.router.add_post(CERTIFICATES, certificates)
-    app.router.add_get("/enos/CA/cacert/{authority}", ca_cert)
-    app.router.add_get("/enos/CA/crl/{authority}", ca_crl)
