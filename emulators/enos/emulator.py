@@ -34,7 +34,7 @@ from .models.registry import Device, Org, Product, Registry
 from .models.tokens import App, TokenService
 from .options import BoundCertificateOptions, EnosOptions
 from .sdk import public_key_text
-from .wire import error_middleware, render_vendor_error
+from .wire import error_middleware, render_vendor_error, too_large
 
 DEFAULT_SUBJECT = {"C": "CN", "ST": "Shanghai", "L": "Shanghai", "O": "EnOS", "OU": "EnOS"}
 
@@ -77,6 +77,8 @@ class EnosService(HttpEmulator):
     Options = EnosOptions
     control_routes = control.routes
     control_openapi = control.OPENAPI
+    # A body declared over client_max_size: the gateway's 413 at once, the body unread.
+    refuses_large_bodies = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -310,6 +312,9 @@ class EnosService(HttpEmulator):
                      status: int | None = None) -> web.StreamResponse:
         """The farm's injected vendor errors and last-resort failures, in EnOS's own form."""
         return render_vendor_error(request, message, status)
+
+    def body_too_large(self, request: web.Request) -> web.StreamResponse:
+        return too_large()
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, gateway.auth_middleware])

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..core.bodies import send_and_close
 from ..core.observe import MEMBER as CORE_MEMBER
 from .exceptions import (
     ConnectError,
@@ -44,15 +43,15 @@ def gateway_reply(status: int, msg: str, business: str, http_status: int = 200,
     return web.json_response(body, status=http_status)
 
 
+def too_large() -> web.Response:
+    """The gateway's refusal of a body declared over the member's limit, on every path (the
+    farm sends it before the body is read, then closes: ``HttpEmulator.body_too_large``)."""
+    return gateway_reply(413, "Request Entity Too Large", "apim-gateway", 413)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     member = request.app[MEMBER]
-    declared = request.content_length
-    if declared is not None and declared > member.client_max_size:
-        # Refused before the body is read (request.read() would wait for all of it) and
-        # closed as soon as the client stops sending (aiohttp would linger ten seconds).
-        return await send_and_close(
-            request, gateway_reply(413, "Request Entity Too Large", "apim-gateway", 413))
     try:
         if not member.loaded:  # a request that raced the first start's genesis
             raise InternalError()
