@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from emulators.core.state import StateError, StateStore, atomic_write_bytes, sweep_temp_files
+from emulators.core.state import (
+    EncodedRecords,
+    StateError,
+    StateStore,
+    atomic_write_bytes,
+    encode_document,
+    encode_state,
+    sweep_temp_files,
+)
 
 WRITER = r"""
 import sys
@@ -90,3 +98,52 @@ def test_memory_store_keeps_state_without_touching_disk(tmp_path: Path) -> None:
     assert scratch.is_dir()
     store.close()
     assert not scratch.exists()
+
+
+class _Row:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def to_dict(self) -> dict[str, str]:
+        return {"value": self.value}
+
+
+def test_encoded_records_stay_the_list_encoded() -> None:
+    """Appends in key order, out of order, a record changed and put again, a drop, a clear."""
+    encoded, rows = EncodedRecords(), dict[int, _Row]()
+
+    def kept_is_encoded() -> bool:
+        listed = [rows[key].to_dict() for key in sorted(rows)]
+        return b"".join(encoded.parts()) == encode_state(listed)
+
+    assert kept_is_encoded()
+    for key in (5, 6, 3, 9, 7):
+        rows[key] = _Row(f"r{key}\u00e9")
+        encoded.put(key, rows[key])
+        assert kept_is_encoded()
+    rows[6].value = "changed"
+    encoded.put(6, rows[6])
+    assert kept_is_encoded()
+    del rows[9]
+    encoded.drop(9)
+    encoded.drop(100)  # nothing there
+    assert kept_is_encoded()
+    rows[11] = _Row("r11")
+    encoded.put(11, rows[11])
+    assert kept_is_encoded()
+    rows.clear()
+    encoded.clear()
+    assert kept_is_encoded()
+    rows[2] = _Row("r2")
+    encoded.put(2, rows[2])
+    assert kept_is_encoded()
+
+
+def test_encode_document_is_encode_state_of_the_object() -> None:
+    encoded = EncodedRecords()
+    encoded.put(1, _Row("one"))
+    values = {"zeta": [1, 2], "alpha": {"b": None}, "\u00e9t\u00e9": "x"}
+    parts = {key: [encode_state(value)] for key, value in values.items()}
+    document = encode_document({**parts, "rows": encoded.parts()})
+    assert document == encode_state({**values, "rows": [{"value": "one"}]})
+    assert encode_document({}) == encode_state({})

@@ -14,8 +14,9 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 TMP_MARKER = ".tmp-"
 
@@ -139,6 +140,84 @@ def encode_state(data: Any) -> bytes:
     # Compact on purpose: ``indent`` would force json's pure-Python encoder, and every save
     # encodes the member's whole document (`python -m json.tool` pretty-prints a state file).
     return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def encode_document(parts: Mapping[str, Sequence[bytes | bytearray]]) -> bytes:
+    """``encode_state`` of an object whose values are already encoded, each given as pieces
+    to join (``[encode_state(value)]``, or ``EncodedRecords.parts()``): one join, nothing
+    encoded again but the keys."""
+    pieces: list[bytes | bytearray] = [b"{"]
+    for key in sorted(parts):
+        if len(pieces) > 1:
+            pieces.append(b",")
+        pieces += [encode_state(key), b":", *parts[key]]
+    pieces.append(b"}")
+    return b"".join(pieces)
+
+
+class Record(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class EncodedRecords:
+    """A list of records as a state file holds it (``encode_state`` of their ``to_dict()``s,
+    in key order), kept encoded between saves: a member whose every save writes a long list
+    that mostly did not change copies it rather than encoding each record again
+    (bench/README.md: about 0.1 ms per MB copied, where encoding 1,000 EnOS certificates cost
+    each apply 1.4 ms).
+
+    Each record is encoded once, and again after it is ``put`` anew (a record changed in place
+    must be). The list is kept joined: a record put with a key above every other is appended;
+    any other change rebuilds the join at the next ``parts()``.
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[int, Record] = {}
+        self._encoded: dict[int, bytes] = {}  # key -> the record encoded
+        self._joined = bytearray()  # the encoded records, comma-separated, in key order
+        self._last: int | None = None  # the key of the last record in _joined
+        self._stale = False  # _joined must be rebuilt
+
+    def put(self, key: int, record: Record) -> None:
+        """``record`` is (now) the one under ``key``."""
+        if key in self._records:
+            self._encoded.pop(key, None)
+            self._stale = True
+        self._records[key] = record
+        if self._stale or (self._last is not None and key <= self._last):
+            self._stale = True
+        else:
+            if self._joined:
+                self._joined += b","
+            self._joined += self._encoding(key)
+            self._last = key
+
+    def drop(self, key: int) -> None:
+        """No record under ``key`` any more."""
+        if self._records.pop(key, None) is not None:
+            self._encoded.pop(key, None)
+            self._stale = True
+
+    def clear(self) -> None:
+        self._records.clear()
+        self._encoded.clear()
+        self._joined = bytearray()
+        self._last, self._stale = None, False
+
+    def _encoding(self, key: int) -> bytes:
+        raw = self._encoded.get(key)
+        if raw is None:
+            raw = self._encoded[key] = encode_state(self._records[key].to_dict())
+        return raw
+
+    def parts(self) -> list[bytes | bytearray]:
+        """The list's encoding in pieces to join (for ``encode_document``); the middle one
+        changes with the records, so join them before the next change."""
+        if self._stale:
+            self._joined = bytearray(b",".join(map(self._encoding, sorted(self._records))))
+            self._last = max(self._records, default=None)
+            self._stale = False
+        return [b"[", self._joined, b"]"]
 
 
 class StateStore:
