@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
-from ..core.state import StateStore, encode_state
+from ..core.state import StateStore, encode_document, encode_state
 from . import control, gateway, urls
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
@@ -254,14 +254,10 @@ class EnosService(HttpEmulator):
         assert self._genesis is not None
         if self._genesis_encoded is None:
             self._genesis_encoded = encode_state(self._genesis)
-        values: dict[str, list[bytes | bytearray]] = {
+        return encode_document({
             "genesis": [self._genesis_encoded],
-            "certificates": [b"[", self.book.encoded(), b"]"],
-            **{key: [encode_state(value)] for key, value in self._small_state().items()}}
-        pieces: list[bytes | bytearray] = []
-        for key in sorted(values):
-            pieces += [b"," if pieces else b"{", encode_state(key), b":", *values[key]]
-        return b"".join([*pieces, b"}"])
+            "certificates": self.book.encoded.parts(),
+            **{key: [encode_state(value)] for key, value in self._small_state().items()}})
 
     def state(self) -> dict[str, Any]:
         """The control plane's view: no root private keys, but the keys made for devices."""

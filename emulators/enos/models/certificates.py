@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ... import pki
-from ...core.state import encode_state
+from ...core.state import EncodedRecords
 from ..exceptions import (
     CallCaError,
     CertificateBoundElsewhere,
@@ -129,7 +129,8 @@ class CertRecord:
 class CertificateBook:
     """Every certificate issued, by certSN. Indexes by device, and of the live (not revoked)
     certificates by key and by CN, answer the list and the duplicate checks without walking
-    the whole book; so a record changes only through ``add`` and ``mark_revoked``."""
+    the whole book; so a record changes only through ``add`` and ``mark_revoked``. Every save
+    writes the whole book: ``encoded`` keeps it as the state file has it."""
 
     def __init__(self) -> None:
         self.records: dict[int, CertRecord] = {}
@@ -137,13 +138,7 @@ class CertificateBook:
         # key id (or CN) -> owner -> certSNs of that owner's live certificates with it
         self._live_by_key: dict[str, dict[Owner, set[int]]] = {}
         self._live_by_cn: dict[str, dict[Owner, set[int]]] = {}
-        # Every save writes the whole book: each record is encoded once (again when revoked)
-        # and the list is kept joined, new certificates appended in certSN order; a change
-        # to one already in it (or an add out of order) rebuilds it at the next save.
-        self._encoded: dict[int, bytes] = {}  # certSN -> the record as the state file has it
-        self._joined = bytearray()  # the records, comma-separated, in certSN order
-        self._joined_upto = -1  # the last certSN in _joined
-        self._stale = False  # _joined must be rebuilt
+        self.encoded = EncodedRecords()
         self.generation = 0  # counts clear(): an issue that began before a reset is not added
 
     def add(self, record: CertRecord) -> None:
@@ -151,20 +146,14 @@ class CertificateBook:
             old = self.records[record.cert_sn]
             self._by_owner[old.owner].pop(old.cert_sn)
             self._drop_live(old)
-            self._changed(old)
+            self.encoded.drop(old.cert_sn)
         self.records[record.cert_sn] = record
         self._by_owner.setdefault(record.owner, {})[record.cert_sn] = record
         if not record.revoked:
             for index, value in ((self._live_by_key, record.key_id),
                                  (self._live_by_cn, record.cn)):
                 index.setdefault(value, {}).setdefault(record.owner, set()).add(record.cert_sn)
-        if self._stale or record.cert_sn <= self._joined_upto:
-            self._stale = True
-        else:
-            if self._joined:
-                self._joined += b","
-            self._joined += self._encoding(record.cert_sn)
-            self._joined_upto = record.cert_sn
+        self.encoded.put(record.cert_sn, record)
 
     def _drop_live(self, record: CertRecord) -> None:
         for index, value in ((self._live_by_key, record.key_id), (self._live_by_cn, record.cn)):
@@ -184,20 +173,14 @@ class CertificateBook:
         record.revoke_reason = reason
         record.revoker = revoker
         self._drop_live(record)
-        self._changed(record)
-
-    def _changed(self, record: CertRecord) -> None:
-        self._encoded.pop(record.cert_sn, None)
-        self._stale = True
+        self.encoded.put(record.cert_sn, record)
 
     def clear(self) -> None:
         self.records.clear()
         self._by_owner.clear()
         self._live_by_key.clear()
         self._live_by_cn.clear()
-        self._encoded.clear()
-        self._joined = bytearray()
-        self._joined_upto, self._stale = -1, False
+        self.encoded.clear()
         self.generation += 1
 
     def get(self, cert_sn: int) -> CertRecord | None:
@@ -221,21 +204,6 @@ class CertificateBook:
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in sorted(self.records.values(), key=lambda r: r.cert_sn)]
-
-    def _encoding(self, cert_sn: int) -> bytes:
-        raw = self._encoded.get(cert_sn)
-        if raw is None:
-            raw = self._encoded[cert_sn] = encode_state(self.records[cert_sn].to_dict())
-        return raw
-
-    def encoded(self) -> bytearray:
-        """``encode_state(self.to_list())`` without its brackets (copy it: it changes with the
-        book)."""
-        if self._stale:
-            self._joined = bytearray(b",".join(map(self._encoding, sorted(self.records))))
-            self._joined_upto = max(self.records, default=-1)
-            self._stale = False
-        return self._joined
 
 
 # -- CSR rules -------------------------------------------------------------------------------
