@@ -80,10 +80,11 @@ class EnosService(HttpEmulator):
     # A body declared over client_max_size: the gateway's 413 at once, the body unread.
     refuses_large_bodies = True
 
+    options: EnosOptions
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: EnosOptions = self.options  # type: ignore[assignment]
-        self.opts = opts
+        opts = self.options
         self.registry = Registry(
             [Org(o.orgId, o.name) for o in opts.orgs],
             [Product(p.orgId, p.productKey, p.name, p.biDirectionalAuth, p.maxValidDay)
@@ -116,8 +117,8 @@ class EnosService(HttpEmulator):
 
     async def after_start(self) -> None:
         try:
-            if self.opts.https_port is not None:
-                await self.listen("https", self.host, self.opts.https_port, self._tls())
+            if self.options.https_port is not None:
+                await self.listen("https", self.host, self.options.https_port, self._tls())
             if not self.loaded:
                 self._genesis = self._issue_genesis(await self._make_keys())
                 self.load_state(copy.deepcopy(self.initial_state()))
@@ -137,13 +138,13 @@ class EnosService(HttpEmulator):
         """The key enos-poseidon's tokens are encrypted to: the scenario's, else the genesis's
         (made once, in an executor; a state saved before there was one gets one now)."""
         assert self._genesis is not None
-        if self.opts.sdk_token_key is None and "sdk_token_key" not in self._genesis:
+        if self.options.sdk_token_key is None and "sdk_token_key" not in self._genesis:
             self._genesis["sdk_token_key"] = pki.key_pem(await keypool.arsa_key())
             self._genesis_encoded = None
         self._load_sdk_key()
 
     def _load_sdk_key(self) -> None:
-        pem = self.opts.sdk_token_key or (self._genesis or {}).get("sdk_token_key")
+        pem = self.options.sdk_token_key or (self._genesis or {}).get("sdk_token_key")
         if pem == self._sdk_pem:  # a reset: the same key, already loaded
             return
         key = pki.load_key(pem, trusted=True) if pem else None
@@ -162,16 +163,16 @@ class EnosService(HttpEmulator):
         now = self.clock.now()
         roots: dict[str, dict[str, str]] = {}
         for authority in AUTHORITIES:
-            supplied = self.opts.ca.rsa if authority == "RSA" else self.opts.ca.ecc
+            supplied = self.options.ca.rsa if authority == "RSA" else self.options.ca.ecc
             if supplied is not None:
                 roots[authority] = {"cert": supplied.cert, "key": supplied.key}
                 continue
             key: pki.PrivateKey = (await keypool.arsa_key() if authority == "RSA"
                                    else await keypool.aec_key())
-            cert = make_root(authority, key, now, self.opts.ca.validDays)
+            cert = make_root(authority, key, now, self.options.ca.validDays)
             roots[authority] = {"cert": pki.cert_pem(cert), "key": pki.key_pem(key)}
         device_keys: list[str | None] = []
-        for spec in self.opts.certificates:
+        for spec in self.options.certificates:
             if spec.csr:
                 device_keys.append(None)
             elif spec.key:
@@ -189,7 +190,7 @@ class EnosService(HttpEmulator):
                                      self.serials.allocate, self.crl_url, self.certs.rules)
         issued: list[dict[str, Any]] = []
         made_keys: dict[str, str] = {}
-        for spec, key_pem in zip(self.opts.certificates, keys["device_keys"], strict=True):
+        for spec, key_pem in zip(self.options.certificates, keys["device_keys"], strict=True):
             record = self._issue_bound(service, spec, key_pem, now)
             issued.append(record.to_dict())
             if key_pem is not None and not spec.key:
@@ -222,7 +223,7 @@ class EnosService(HttpEmulator):
             "certificates": copy.deepcopy(self._genesis["certificates"]),
             "tokens": [],
             "used_encryptions": {},
-            "faults": {"remaining": self.opts.faults.next_calls},
+            "faults": {"remaining": self.options.faults.next_calls},
         }
 
     def load_state(self, data: dict[str, Any]) -> None:
@@ -278,8 +279,8 @@ class EnosService(HttpEmulator):
 
     # -- for the wire and for tests ---------------------------------------------------------
     def base_url(self) -> str:
-        if self.opts.public_url:
-            return self.opts.public_url.rstrip("/")
+        if self.options.public_url:
+            return self.options.public_url.rstrip("/")
         label = "https" if "https" in self.bound else "http"
         host, port = self.bound[label]
         return f"{label}://{host}:{port}"

@@ -30,7 +30,7 @@ CALLER: web.RequestKey[str | None] = web.RequestKey("enos_caller", str | None)  
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     member = request.app[MEMBER]
-    if request.path.startswith(PUBLIC_PREFIXES) or not member.opts.require_auth:
+    if request.path.startswith(PUBLIC_PREFIXES) or not member.options.require_auth:
         request[CALLER] = None
         return await handler(request)
     # As sent: the HTTP parser has taken the line's surrounding whitespace off already, and
@@ -48,7 +48,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     else:
         # Not genuine: 4012, "get a new one", enos-poseidon's retry path.
         app = member.tokens.authorize(token, member.clock.time(),
-                                      sdk_tokens=member.opts.accept_sdk_tokens)
+                                      sdk_tokens=member.options.accept_sdk_tokens)
         request[CALLER] = app.app_key
     return await handler(request)
 

@@ -63,7 +63,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.apim_status is not None:
             extra["apim_status"] = exc.apim_status
         token_service = exc.business == TOKEN_SERVICE
-        http_status = 200 if token_service else member.opts.gateway_error_status
+        http_status = 200 if token_service else member.options.gateway_error_status
         return gateway_reply(exc.status, exc.msg, exc.business, http_status, **extra)
     except web.HTTPException as exc:
         if exc.status < 400:
