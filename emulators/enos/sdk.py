@@ -35,7 +35,6 @@ ACCESS_LIFETIME_MS = 2 * 60 * 60 * 1000
 REFRESH_LIFETIME_MS = 30 * 24 * 60 * 60 * 1000
 # PyCryptodome's PKCS1_OAEP.new(key) defaults.
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-KEY_BITS = 2048  # the size of Envision's key in the SDK
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 

@@ -71,7 +71,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # No API behind this path or method: the gateway answers with the HTTP status.
         return gateway_reply(exc.status, exc.reason, "apim-gateway", exc.status)
     # Anything else (a client hanging up mid-body, a failure of ours) goes on to the farm's
-    # middleware: a journalled 499, or a log entry and vendor_error's 99500 envelope.
+    # observer (core/observe.py): a journalled 499, or a log entry and vendor_error's 99500
+    # envelope.
 
 
 def render_vendor_error(request: web.Request, message: str,
