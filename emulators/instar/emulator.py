@@ -19,7 +19,7 @@ from ..core.journal import CORRELATION
 from ..core.member import KindOptions
 from ..core.replyheaders import ReplyHeaders
 from . import control, uploader, urls
-from .exceptions import Busy, InternalError, InvalidValue, render
+from .exceptions import Busy, InternalError, InvalidValue
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
 from .models.ftp import SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
 from .models.schedule import (
@@ -30,6 +30,7 @@ from .models.schedule import (
 )
 from .profiles import Profile
 from .snapshot import TEST_SNAPSHOT, snapshot
+from .wire import render
 
 log = logging.getLogger("emulators.instar")
 

@@ -24,11 +24,10 @@ from .exceptions import (
     Unauthorized,
     UnknownCommand,
     UnknownParam,
-    error_reply,
-    render,
 )
 from .models import actions as action_rules
 from .models.ftp import SET_KEYS
+from .wire import error_reply, render
 
 if TYPE_CHECKING:
     from .emulator import InstarCamera
