@@ -27,7 +27,7 @@ from .models.schedule import (
     daily_folder,
 )
 from .options import InstarOptions, UserOption
-from .snapshot import TEST_SNAPSHOT, snapshot
+from .picture import TEST_SNAPSHOT, snapshot
 from .wire import render
 
 log = logging.getLogger("emulators.instar")
