@@ -33,13 +33,13 @@ if TYPE_CHECKING:
     from .emulator import InstarCamera
 
 Lines = Sequence[tuple[str, str]]
-Handler = Callable[["InstarCamera", dict[str, str]], Awaitable[Lines]]
+CommandHandler = Callable[["InstarCamera", dict[str, str]], Awaitable[Lines]]
 ROLES = {"guest": 0, "user": 1, "admin": 2}
 
 
 @dataclass(frozen=True)
 class Command:
-    handler: Handler
+    handler: CommandHandler
     keys: tuple[str, ...] = ()
     role: str = "admin"        # the least role allowed to run it
     needs_some: bool = False   # a set: at least one of ``keys`` must be given
