@@ -106,6 +106,13 @@ class InternalError(ActiError):
         super().__init__(f"ERROR: internal error. {detail}")
 
 
+# The firmware's table; InjectedError is the control plane's fault, in the same form.
+ALL_ERRORS: tuple[type[ActiError], ...] = (
+    NotAuthorized, GeneralError, CommandNotFound, RefusedValue, NoCommand, OneCommandOnly,
+    InvalidArgument, InternalError,
+)
+
+
 # The upload failures, one exact message each (tests quote them).
 EMPTY_FILE = "empty certificate file."
 NOT_PEM = "not a PEM certificate."
