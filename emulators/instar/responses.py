@@ -182,7 +182,8 @@ def _login(camera: InstarCamera, request: web.Request, query: MultiMapping[str],
 
 
 async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
-    """``/param.cgi``'s handler, and the one place its failures become replies."""
+    """``/param.cgi``'s handler: every failure is caught here and answered by
+    ``wire.error_reply`` (no middleware on this path; wire.py says why)."""
     query = request.query
     profile = camera.profile
     name: str | None = None
