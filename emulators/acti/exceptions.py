@@ -1,5 +1,6 @@
 """The camera's error table: every error the CGIs can answer, with its HTTP status and exact
-body. ``responses.error_middleware`` is the one place that turns them into bytes.
+body. ``wire.error_reply`` is the one place that turns them into bytes (``wire``'s error
+middleware and the member's ``vendor_error`` call it).
 
 ACTi answers command errors with status 200 and an ``ERROR: ...`` line (spec, "five reply
 forms"); only the refusal (400 Unauthorized) and a general error (401 Not Found) change the
@@ -35,7 +36,7 @@ class NotAuthorized(ActiError):
     """Wrong password, unknown or non-root account, or a stage-3 POST with no stage 1.
 
     The body is not published; scenarios may override status, reason and body
-    (option ``refusal``), so the middleware takes them from the camera's options.
+    (option ``refusal``), so ``wire.error_reply`` takes them from the camera's options.
     """
 
     status = 400
@@ -103,6 +104,13 @@ class InternalError(ActiError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"ERROR: internal error. {detail}")
+
+
+# The firmware's table; InjectedError is the control plane's fault, in the same form.
+ALL_ERRORS: tuple[type[ActiError], ...] = (
+    NotAuthorized, GeneralError, CommandNotFound, RefusedValue, NoCommand, OneCommandOnly,
+    InvalidArgument, InternalError,
+)
 
 
 # The upload failures, one exact message each (tests quote them).

@@ -6,7 +6,6 @@ schedules) asks this clock, never ``time.time()``, so that a test can jump to ne
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -90,25 +89,3 @@ class Clock:
         self.time = time.time if real else self._farm_time
         for callback in list(self._listeners):
             callback()
-
-    async def sleep_until(self, when: float, *, poll: float = 1.0) -> None:
-        """Sleep until the farm clock reaches ``when``; wakes early when the clock jumps."""
-        loop = asyncio.get_running_loop()
-        while True:
-            remaining = when - self.time()
-            if remaining <= 0:
-                return
-            woke: asyncio.Future[None] = loop.create_future()
-
-            def wake(future: asyncio.Future[None] = woke) -> None:
-                if not future.done():
-                    future.set_result(None)
-
-            unsubscribe = self.on_change(wake)
-            try:
-                wait = remaining if not self.frozen else poll * 60
-                await asyncio.wait_for(asyncio.shield(woke), timeout=min(wait, 3600))
-            except TimeoutError:
-                pass
-            finally:
-                unsubscribe()

@@ -318,9 +318,6 @@ class Journal:
             if not future.done() and predicate(entry):
                 future.set_result(entry)
 
-    def mask(self, text: bytes | str | None) -> str | None:
-        return excerpt(text, self.excerpt_bytes)
-
     def record_http(self, member: str, kind: str, protocol: str, correlation_id: str,
                     peer: Any, method: str, target: str,
                     raw_headers: tuple[tuple[bytes, bytes], ...], body: bytes | None,

@@ -1,5 +1,5 @@
-"""The INSTAR WQHD (2K+) camera as a farm member: scenario options, saved settings, its SSH
-key, and the uploads it makes on its own (testftp, alarms, the snapshot schedule)."""
+"""The INSTAR WQHD (2K+) camera as a farm member: saved settings, its SSH key, and the uploads
+it makes on its own (testftp, alarms, the snapshot schedule). Its scenario keys: options.py."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import asyncio
 import collections
 import datetime as dt
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import asyncssh
 from aiohttp import web
-from pydantic import Field, field_validator, model_validator
 
 from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
 from ..core.journal import CORRELATION
-from ..core.member import KindOptions
 from ..core.replyheaders import ReplyHeaders
 from . import control, uploader, urls
-from .exceptions import Busy, InternalError, InvalidValue, render
+from .exceptions import Busy, InternalError, InvalidValue
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
 from .models.ftp import SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
 from .models.schedule import (
@@ -28,98 +26,15 @@ from .models.schedule import (
     alarm_file_name,
     daily_folder,
 )
-from .profiles import Profile
-from .snapshot import TEST_SNAPSHOT, snapshot
+from .options import InstarOptions, UserOption
+from .picture import TEST_SNAPSHOT, snapshot
+from .wire import render
 
 log = logging.getLogger("emulators.instar")
 
 TEST_FILE = "Test-Snapshot.jpeg"
 ADDRESS_KEYS = ("ft_server", "ft_port")
 UPLOAD_LOG_SIZE = 100
-
-
-class UserOption(KindOptions):
-    name: str = Field(min_length=1, max_length=63)
-    password: str = Field(max_length=63)
-    # admin: everything; user: reads settings; guest: no FTP commands at all (211).
-    role: Literal["admin", "user", "guest"] = "admin"
-
-
-class FtpOption(KindOptions):
-    """Initial ``setftpattr`` values (strings or numbers, checked by the camera's own rules)."""
-
-    ft_server: str | None = None
-    ft_port: int | None = None
-    ft_username: str | None = None
-    ft_password: str | None = None
-    ft_mode: int | None = None
-    ft_dirname: str | None = None
-    ft_autocreatedir: int | None = None
-    ft_dirmode: int | None = None
-    ft_ssl: int | None = None
-    ft_insecure: int | None = None
-
-    def params(self) -> dict[str, str]:
-        return {k: str(v) for k, v in self.model_dump().items() if v is not None}
-
-
-class ActionOption(KindOptions):
-    enable: int = Field(default=0, ge=0, le=1)
-    interval: int = Field(default=0, ge=0, le=3600)
-
-
-class ScheduleOption(KindOptions):
-    mode: int = Field(default=0, ge=0, le=1)
-    prefix: int = Field(default=0, ge=0, le=1)
-    name: str = "snapshot"
-    enable: int = Field(default=0, ge=0, le=1)
-    times: str = "0-1"
-
-
-class InstarOptions(KindOptions):
-    users: tuple[UserOption, ...] = (UserOption(name="admin", password="instar"),)
-    # Initial FTP settings; keys not given keep the seed's example values.
-    ftp: FtpOption = FtpOption()
-    # A server of the scenario: fills ft_server, ft_port, ft_username, ft_password and
-    # ft_ssl from it (keys given under ``ftp`` still win).
-    upload_server: str | None = None
-    upload_user: str | None = None  # which of its users (default: the first)
-    ftp_actions: dict[Literal["rec", "snap", "timersnap"], ActionOption] = {}
-    snapcount: int = Field(default=5, ge=1, le=10)
-    snap_schedule: ScheduleOption = ScheduleOption()
-    model: str = "IN-9408 2K+"
-    # The camera's clock zone, minutes east of UTC: schedules and file names use it.
-    utc_offset_minutes: int = Field(default=0, ge=-720, le=840)
-    # The seed's public key ends in "==", which is the padding of a 4096-bit key blob.
-    ssh_key_bits: Literal[1024, 2048, 3072, 4096] = 4096
-    # When the camera makes its SSH key: on first need (getpubkey, an sFTP upload), or at its
-    # first start in the background. "first-use" lets a fleet of thousands start without
-    # spending a CPU-second of RSA-4096 per camera; the key persists either way.
-    ssh_key_generation: Literal["first-use", "at-start"] = "first-use"
-    # What a verifying FTPS upload trusts: the farm's local CA, the system's CAs, or both,
-    # plus any extra PEM certificates.
-    trust_store: Literal["farm-ca", "system", "farm-ca+system"] = "farm-ca"
-    extra_ca_pem: str | None = None
-    connect_timeout: float = Field(default=3.0, gt=0, le=120)
-    io_timeout: float = Field(default=3.0, gt=0, le=600)
-    profile: dict[str, Any] = {}
-
-    @field_validator("profile")
-    @classmethod
-    def _profile(cls, value: dict[str, Any]) -> dict[str, Any]:
-        Profile.with_overrides(value)
-        return value
-
-    @model_validator(mode="after")
-    def _camera_rules(self) -> InstarOptions:
-        profile = Profile.with_overrides(self.profile)
-        try:
-            FtpSettings().updated(self.ftp.params(), profile)
-            SnapSchedule().updated(
-                {k: str(v) for k, v in self.snap_schedule.model_dump().items()}, profile)
-        except InvalidValue as exc:
-            raise ValueError(str(exc)) from None
-        return self
 
 
 class InstarCamera(HttpEmulator):
@@ -137,7 +52,7 @@ class InstarCamera(HttpEmulator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.profile = Profile.with_overrides(self.options.profile)
+        self.profile = self.options.profile
         # (name, password) -> the user; the first of two alike wins, as the list is read.
         self.logins: dict[tuple[str, str], UserOption] = {}
         for user in self.options.users:

@@ -24,23 +24,22 @@ from .exceptions import (
     Unauthorized,
     UnknownCommand,
     UnknownParam,
-    error_reply,
-    render,
 )
 from .models import actions as action_rules
 from .models.ftp import SET_KEYS
+from .wire import error_reply, render
 
 if TYPE_CHECKING:
     from .emulator import InstarCamera
 
 Lines = Sequence[tuple[str, str]]
-Handler = Callable[["InstarCamera", dict[str, str]], Awaitable[Lines]]
+CommandHandler = Callable[["InstarCamera", dict[str, str]], Awaitable[Lines]]
 ROLES = {"guest": 0, "user": 1, "admin": 2}
 
 
 @dataclass(frozen=True)
 class Command:
-    handler: Handler
+    handler: CommandHandler
     keys: tuple[str, ...] = ()
     role: str = "admin"        # the least role allowed to run it
     needs_some: bool = False   # a set: at least one of ``keys`` must be given
@@ -183,7 +182,8 @@ def _login(camera: InstarCamera, request: web.Request, query: MultiMapping[str],
 
 
 async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
-    """``/param.cgi``'s handler, and the one place its failures become replies."""
+    """``/param.cgi``'s handler: every failure is caught here and answered by
+    ``wire.error_reply`` (no middleware on this path; wire.py says why)."""
     query = request.query
     profile = camera.profile
     name: str | None = None

@@ -64,12 +64,6 @@ class UploadOutcome:
                 "detail": self.detail, "auth": self.auth}
 
 
-class _Failed(Exception):
-    def __init__(self, result: int, detail: str) -> None:
-        super().__init__(detail)
-        self.result = result
-
-
 def folder_parts(dirname: str) -> tuple[bool, list[str]]:
     """(absolute?, components) of ft_dirname; ``.`` and empty parts name the login folder."""
     absolute = dirname.startswith("/")
