@@ -16,13 +16,12 @@ from ..core.httpserver import HttpEmulator
 from ..core.member import KindOptions
 from ..core.replyheaders import WebServerOptions
 from . import control
-from .auth import Authenticator, KeyPair
+from .auth import Authenticator, KeyPair, auth_middleware
 from .exceptions import ALL_ERRORS, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
 from .models.common import IdSource
-from .responses import _error_response as error_response
-from .responses import auth_middleware, error_middleware
 from .urls import ROUTES
+from .wire import error_middleware, error_response
 
 
 class AkSk(KindOptions):

@@ -1,6 +1,6 @@
 """IoTDA's error table: every error the emulator can answer, with its status, code and message.
 
-One middleware (``responses.error_middleware``) renders these; nothing else writes an error body.
+One middleware (``wire.error_middleware``) renders these; nothing else writes an error body.
 Codes and messages marked "chosen" are not in any public source (see README.md).
 """
 

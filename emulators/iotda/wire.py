@@ -1,0 +1,66 @@
+"""IoTDA's reply format: the one error renderer, the error middleware, the success replies, and
+the typed key handlers find their member under.
+
+``error_middleware`` is the only place a raised error becomes a body; every reply it passes
+carries a fresh ``X-Request-Id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any, cast
+
+from aiohttp import web
+
+from ..core.bodies import send_and_close
+from ..core.observe import MEMBER as CORE_MEMBER
+from .exceptions import BadRequestFormat, IotdaError, PathNotFound
+
+if TYPE_CHECKING:
+    from .emulator import IotdaService
+
+# The logger keeps the name it had in responses.py: log settings that name it still apply.
+log = logging.getLogger("emulators.iotda.responses")
+
+# The key HttpEmulator.new_app stores the member under, typed as this kind's class.
+SERVICE = cast("web.AppKey[IotdaService]", CORE_MEMBER)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("iotda.request_id", str)
+
+
+def error_response(exc: IotdaError, request_id: str) -> web.Response:
+    return web.Response(status=exc.status, text=json.dumps(exc.body(request_id)),
+                        content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    request_id = uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    declared = request.content_length
+    if declared is not None and declared > request.app[SERVICE].client_max_size:
+        # Refused before the body is read (request.read() would wait for all of it) and
+        # closed as soon as the client stops sending (aiohttp would linger ten seconds).
+        refusal = error_response(BadRequestFormat(f"declared body of {declared} bytes"),
+                                 request_id)
+        refusal.headers["X-Request-Id"] = request_id
+        return await send_and_close(request, refusal)
+    try:
+        response: web.StreamResponse = await handler(request)
+    except IotdaError as exc:
+        log.info("iotda %s %s -> %s %s", request.method, request.path, exc.code, exc.detail)
+        response = error_response(exc, request_id)
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (no route, wrong method, body too large) in IoTDA's form.
+        mapped: IotdaError = PathNotFound() if exc.status in (404, 405) else BadRequestFormat(
+            exc.reason)
+        response = error_response(mapped, request_id)
+    # Anything else (a client hanging up mid-body, a failure of ours) goes on to the farm's
+    # middleware: a journalled 499, or a log entry and vendor_error's IOTDA.000001.
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def reply(doc: Any, status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status)
