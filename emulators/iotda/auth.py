@@ -260,9 +260,9 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
                                                  for p in header_projects):
         raise Forbidden(f"{principal} may not touch project {project_id!r}")
     instance = instance_ids[0] if instance_ids else None
-    instances = service.options.instances  # type: ignore[attr-defined]
+    instances = service.options.instances
     if instances and (instance not in instances if instance is not None
-                      else service.options.require_instance_id):  # type: ignore[attr-defined]
+                      else service.options.require_instance_id):
         raise Forbidden(f"instance {instance!r} is not one of {instances}")
     request[PRINCIPAL] = principal
     return await handler(request)

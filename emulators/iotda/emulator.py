@@ -33,22 +33,24 @@ class IotdaService(HttpEmulator):
     control_openapi = control.OPENAPI
     client_max_size = 2 * 1024 * 1024
 
+    options: IotdaOptions
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: IotdaOptions = self.options  # type: ignore[assignment]
         self.authenticator = Authenticator(
-            keys={k.ak: KeyPair(k.ak, k.sk, k.project_id) for k in opts.credentials},
-            tokens={t.token: t.project_id for t in opts.tokens},
-            region=opts.region, max_skew=opts.max_clock_skew)
+            keys={k.ak: KeyPair(k.ak, k.sk, k.project_id) for k in self.options.credentials},
+            tokens={t.token: t.project_id for t in self.options.tokens},
+            region=self.options.region, max_skew=self.options.max_clock_skew)
         # One id sequence for every resource of this member; it outlives resets and
         # restored snapshots (it only goes up) and is saved with the state for restarts.
         self.ids = IdSource()
-        self.server_certificates = ServerCertificates(opts.server_certificate_quota,
-                                                      opts.server_certificate_owner, self.ids)
+        self.server_certificates = ServerCertificates(
+            self.options.server_certificate_quota, self.options.server_certificate_owner,
+            self.ids)
         self.device_cas = DeviceCAs(
-            quota=opts.device_ca_quota, code_ttl_days=opts.verify_code_days,
-            default_app_id=opts.default_app_id,
-            update_resets_verification=opts.update_resets_verification, ids=self.ids)
+            quota=self.options.device_ca_quota, code_ttl_days=self.options.verify_code_days,
+            default_app_id=self.options.default_app_id,
+            update_resets_verification=self.options.update_resets_verification, ids=self.ids)
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -99,12 +101,11 @@ class IotdaService(HttpEmulator):
         return record
 
     def credentials(self) -> dict[str, Any]:
-        opts: IotdaOptions = self.options  # type: ignore[assignment]
-        first = opts.credentials[0]
+        first = self.options.credentials[0]
         return {
             "ak": first.ak, "sk": first.sk, "project_id": first.project_id,
-            "region": opts.region,
-            "keys": [k.model_dump() for k in opts.credentials],
-            "tokens": [t.model_dump() for t in opts.tokens],
-            "instances": list(opts.instances),
+            "region": self.options.region,
+            "keys": [k.model_dump() for k in self.options.credentials],
+            "tokens": [t.model_dump() for t in self.options.tokens],
+            "instances": list(self.options.instances),
         }
