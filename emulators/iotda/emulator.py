@@ -7,7 +7,6 @@ every change.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -15,12 +14,12 @@ from aiohttp import web
 from ..core.httpserver import HttpEmulator
 from . import control
 from .auth import Authenticator, KeyPair, auth_middleware
-from .exceptions import ALL_ERRORS, InternalError
+from .exceptions import ALL_ERRORS, BadRequestFormat, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
 from .models.common import IdSource
 from .options import IotdaOptions
 from .urls import ROUTES
-from .wire import error_middleware, error_response
+from .wire import error_middleware, error_reply
 
 
 class IotdaService(HttpEmulator):
@@ -32,6 +31,9 @@ class IotdaService(HttpEmulator):
     control_routes = control.routes
     control_openapi = control.OPENAPI
     client_max_size = 2 * 1024 * 1024
+    # A body declared over 2 MiB: IOTDA.000008 at once, the body unread (request.read() would
+    # wait for all of it), the connection closed as soon as the client stops sending.
+    refuses_large_bodies = True
 
     options: IotdaOptions
 
@@ -81,12 +83,15 @@ class IotdaService(HttpEmulator):
         message naming a code of the error table (``IOTDA.014307``) answers that row, any other
         ``IOTDA.000001``; with ``X-Request-Id`` as every IoTDA reply."""
         error_class = next((c for c in ALL_ERRORS if c.code == message.strip()), InternalError)
-        request_id = uuid.uuid4().hex
-        response = error_response(error_class(), request_id)
+        response = error_reply(error_class())
         if status:
             response.set_status(status)
-        response.headers["X-Request-Id"] = request_id
         return response
+
+    def body_too_large(self, request: web.Request) -> web.StreamResponse:
+        """A body declared over ``client_max_size``: ``IOTDA.000008``, as for any body IoTDA
+        cannot take, with ``X-Request-Id`` as every IoTDA reply."""
+        return error_reply(BadRequestFormat(f"declared body of {request.content_length} bytes"))
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, auth_middleware])
