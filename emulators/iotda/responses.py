@@ -15,7 +15,7 @@ from aiohttp import web
 from .auth import PRINCIPAL, Principal
 from .exceptions import BadRequestFormat, InvalidInput
 from .models.common import PageQuery
-from .wire import SERVICE, reply
+from .wire import SERVICE, no_body, reply
 
 # -- reading requests ----------------------------------------------------------------------------
 
@@ -70,7 +70,7 @@ async def delete_server_certificate(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     service.server_certificates.delete(project(request), request.match_info["certificate_id"])
     await service.save()
-    return web.Response(status=204)
+    return no_body(204)
 
 
 # -- device CA certificates ----------------------------------------------------------------------
@@ -109,7 +109,7 @@ async def delete_certificate(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     service.device_cas.delete(project(request), request.match_info["certificate_id"])
     await service.save()
-    return web.Response(status=204)
+    return no_body(204)
 
 
 async def check_certificate(request: web.Request) -> web.Response:
@@ -121,4 +121,4 @@ async def check_certificate(request: web.Request) -> web.Response:
     body = await read_json(request)
     service.device_cas.verify(project(request), cert_id, body, service.clock.time())
     await service.save()
-    return web.Response(status=200)
+    return no_body(200)

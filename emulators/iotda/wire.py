@@ -62,5 +62,13 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     return response
 
 
+# -- success replies -----------------------------------------------------------------------------
+
 def reply(doc: Any, status: int = 200) -> web.Response:
+    """A JSON document: the record or page the SDK method answers."""
     return web.json_response(doc, status=status)
+
+
+def no_body(status: int) -> web.Response:
+    """A success without a body: 204 for a delete, 200 for ``check_certificate``."""
+    return web.Response(status=status)
