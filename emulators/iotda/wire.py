@@ -25,7 +25,6 @@ log = logging.getLogger("emulators.iotda.responses")
 
 # The key HttpEmulator.new_app stores the member under, typed as this kind's class.
 SERVICE = cast("web.AppKey[IotdaService]", CORE_MEMBER)
-REQUEST_ID: web.RequestKey[str] = web.RequestKey("iotda.request_id", str)
 
 
 def error_response(exc: IotdaError, request_id: str) -> web.Response:
@@ -45,7 +44,6 @@ def error_reply(exc: IotdaError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     request_id = uuid.uuid4().hex
-    request[REQUEST_ID] = request_id
     try:
         response: web.StreamResponse = await handler(request)
     except IotdaError as exc:
@@ -57,7 +55,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             exc.reason)
         response = error_response(mapped, request_id)
     # Anything else (a client hanging up mid-body, a failure of ours) goes on to the farm's
-    # middleware: a journalled 499, or a log entry and vendor_error's IOTDA.000001.
+    # observer (core/observe.py): a journalled 499, or a log entry and vendor_error's
+    # IOTDA.000001.
     response.headers["X-Request-Id"] = request_id
     return response
 
