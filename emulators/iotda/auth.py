@@ -1,4 +1,6 @@
-"""Huawei Cloud API authentication: AK/SK signatures as huaweicloudsdkcore makes them; tokens.
+"""Huawei Cloud API authentication: AK/SK signatures as huaweicloudsdkcore makes them; tokens;
+and ``auth_middleware``, which plays the API gateway (signature or token, project, instance)
+before any handler runs.
 
 Mirrors ``huaweicloudsdkcore.signer.signer.Signer`` (SDK-HMAC-SHA256) and
 ``DerivationAKSKSigner`` (V11-HMAC-SHA256, key from ``signer/hkdf.py``) byte for byte, seen
@@ -13,11 +15,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+from aiohttp import web
 from multidict import MultiMapping
 
-from .exceptions import SignatureFailed, TokenInvalid, TokenNotFound
+from .exceptions import Forbidden, PathNotFound, SignatureFailed, TokenInvalid, TokenNotFound
+from .wire import SERVICE
 
 SDK_ALGORITHM = "SDK-HMAC-SHA256"
 DERIVED_ALGORITHM = "V11-HMAC-SHA256"
@@ -227,3 +232,37 @@ class Authenticator:
         return Principal(project_id=pair.project_id, access_key=pair.access_key,
                          method=DERIVED_ALGORITHM if derived else SDK_ALGORITHM,
                          signed={name: value.strip() for name, value in lines.items()})
+
+
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("iotda.principal", Principal)
+
+
+# -- the gateway ---------------------------------------------------------------------------------
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    if request.match_info.http_exception is not None:
+        # No such API: the gateway cannot even tell which credentials it would want.
+        raise PathNotFound(f"{request.method} {request.path}")
+    body = await request.read()
+    principal = service.authenticator.authenticate(
+        method=request.method, path=request.rel_url.raw_path,
+        raw_query=request.rel_url.raw_query_string, headers=request.headers, body=body,
+        now=service.clock.time())
+    # X-Project-Id and Instance-Id count only as signed (a token's request: as sent, once).
+    header_projects = principal.header("X-Project-Id", request.headers)
+    instance_ids = principal.header("Instance-Id", request.headers)
+    if len(header_projects) > 1 or len(instance_ids) > 1:
+        raise Forbidden("X-Project-Id or Instance-Id repeated")
+    project_id = request.match_info.get("project_id")
+    if project_id != principal.project_id or any(p != principal.project_id
+                                                 for p in header_projects):
+        raise Forbidden(f"{principal} may not touch project {project_id!r}")
+    instance = instance_ids[0] if instance_ids else None
+    instances = service.options.instances
+    if instances and (instance not in instances if instance is not None
+                      else service.options.require_instance_id):
+        raise Forbidden(f"instance {instance!r} is not one of {instances}")
+    request[PRINCIPAL] = principal
+    return await handler(request)

@@ -1,76 +1,25 @@
 """The Huawei Cloud IoTDA member: v5 server certificates and device CA certificates.
 
-Scenario options are the account (AK/SK pairs, tokens, project ids, instances, region) and the
-platform's limits; state is both certificate stores, saved after every change.
+Scenario options (``options.py``) are the account (AK/SK pairs, tokens, project ids,
+instances, region) and the platform's limits; state is both certificate stores, saved after
+every change.
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
-from pydantic import Field
 
 from ..core.httpserver import HttpEmulator
-from ..core.member import KindOptions
-from ..core.replyheaders import WebServerOptions
 from . import control
-from .auth import Authenticator, KeyPair
-from .exceptions import ALL_ERRORS, InternalError
+from .auth import Authenticator, KeyPair, auth_middleware
+from .exceptions import ALL_ERRORS, BadRequestFormat, InternalError
 from .models import DeviceCA, DeviceCAs, ServerCertificates
 from .models.common import IdSource
-from .responses import _error_response as error_response
-from .responses import auth_middleware, error_middleware
+from .options import IotdaOptions
 from .urls import ROUTES
-
-
-class AkSk(KindOptions):
-    """One permanent access key of the account, bound to the project it works in."""
-
-    ak: str = Field(min_length=1)
-    sk: str = Field(min_length=1)
-    project_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-
-
-class AuthToken(KindOptions):
-    """An IAM token (``X-Auth-Token``) the gateway accepts, and the project it is scoped to."""
-
-    token: str = Field(min_length=1)
-    project_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-
-
-DEFAULT_KEY = AkSk(ak="IOTDAEMULATORAK00001", sk="IotdaEmulatorSecretKey000000000000000001",
-                   project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9")
-
-
-class IotdaOptions(WebServerOptions):
-    # Every reply carries a Date, as an HTTP/1.1 origin server with a clock must (RFC 9110
-    # 6.6.1) and the cloud's gateway does; the farm clock's time. No Server line by default:
-    # no source shows the gateway's.
-    reply_date: bool = True
-    credentials: list[AkSk] = Field(default_factory=lambda: [DEFAULT_KEY], min_length=1)
-    tokens: list[AuthToken] = Field(default_factory=list)
-    # The region in V11-HMAC-SHA256 credential scopes (``<date>/<region>/iotdm``).
-    region: str = "cn-north-4"
-    # When set, an ``Instance-Id`` header must name one of these.
-    instances: list[str] = Field(default_factory=list)
-    # With instances set: refuse requests that carry no ``Instance-Id`` at all.
-    require_instance_id: bool = False
-    # Seed 004: "The server certificate quota is 2"; seed 003 / API reference: 100 CAs.
-    server_certificate_quota: int = Field(default=2, ge=0)
-    # Whose name ``certificate_owner`` shows: the subject (what "owner" means), or the issuer
-    # (what seed 004's example reply shows: owner and issuer identical, CN "iotda").
-    server_certificate_owner: Literal["subject", "issuer"] = "subject"
-    device_ca_quota: int = Field(default=100, ge=0)
-    # Seed 003: "The verification code is valid for seven days."
-    verify_code_days: float = Field(default=7.0, gt=0)
-    # The resource space a CA uploaded without ``app_id`` belongs to.
-    default_app_id: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,36}$")
-    # Updating a CA (provisioning, OCSP) makes it unverified again.
-    update_resets_verification: bool = True
-    # How far X-Sdk-Date may be from the farm clock, in seconds.
-    max_clock_skew: float = Field(default=900.0, gt=0)
+from .wire import error_middleware, error_reply
 
 
 class IotdaService(HttpEmulator):
@@ -82,23 +31,28 @@ class IotdaService(HttpEmulator):
     control_routes = control.routes
     control_openapi = control.OPENAPI
     client_max_size = 2 * 1024 * 1024
+    # A body declared over 2 MiB: IOTDA.000008 at once, the body unread (request.read() would
+    # wait for all of it), the connection closed as soon as the client stops sending.
+    refuses_large_bodies = True
+
+    options: IotdaOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: IotdaOptions = self.options  # type: ignore[assignment]
         self.authenticator = Authenticator(
-            keys={k.ak: KeyPair(k.ak, k.sk, k.project_id) for k in opts.credentials},
-            tokens={t.token: t.project_id for t in opts.tokens},
-            region=opts.region, max_skew=opts.max_clock_skew)
+            keys={k.ak: KeyPair(k.ak, k.sk, k.project_id) for k in self.options.credentials},
+            tokens={t.token: t.project_id for t in self.options.tokens},
+            region=self.options.region, max_skew=self.options.max_clock_skew)
         # One id sequence for every resource of this member; it outlives resets and
         # restored snapshots (it only goes up) and is saved with the state for restarts.
         self.ids = IdSource()
-        self.server_certificates = ServerCertificates(opts.server_certificate_quota,
-                                                      opts.server_certificate_owner, self.ids)
+        self.server_certificates = ServerCertificates(
+            self.options.server_certificate_quota, self.options.server_certificate_owner,
+            self.ids)
         self.device_cas = DeviceCAs(
-            quota=opts.device_ca_quota, code_ttl_days=opts.verify_code_days,
-            default_app_id=opts.default_app_id,
-            update_resets_verification=opts.update_resets_verification, ids=self.ids)
+            quota=self.options.device_ca_quota, code_ttl_days=self.options.verify_code_days,
+            default_app_id=self.options.default_app_id,
+            update_resets_verification=self.options.update_resets_verification, ids=self.ids)
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -129,12 +83,15 @@ class IotdaService(HttpEmulator):
         message naming a code of the error table (``IOTDA.014307``) answers that row, any other
         ``IOTDA.000001``; with ``X-Request-Id`` as every IoTDA reply."""
         error_class = next((c for c in ALL_ERRORS if c.code == message.strip()), InternalError)
-        request_id = uuid.uuid4().hex
-        response = error_response(error_class(), request_id)
+        response = error_reply(error_class())
         if status:
             response.set_status(status)
-        response.headers["X-Request-Id"] = request_id
         return response
+
+    def body_too_large(self, request: web.Request) -> web.StreamResponse:
+        """A body declared over ``client_max_size``: ``IOTDA.000008``, as for any body IoTDA
+        cannot take, with ``X-Request-Id`` as every IoTDA reply."""
+        return error_reply(BadRequestFormat(f"declared body of {request.content_length} bytes"))
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, auth_middleware])
@@ -149,12 +106,11 @@ class IotdaService(HttpEmulator):
         return record
 
     def credentials(self) -> dict[str, Any]:
-        opts: IotdaOptions = self.options  # type: ignore[assignment]
-        first = opts.credentials[0]
+        first = self.options.credentials[0]
         return {
             "ak": first.ak, "sk": first.sk, "project_id": first.project_id,
-            "region": opts.region,
-            "keys": [k.model_dump() for k in opts.credentials],
-            "tokens": [t.model_dump() for t in opts.tokens],
-            "instances": list(opts.instances),
+            "region": self.options.region,
+            "keys": [k.model_dump() for k in self.options.credentials],
+            "tokens": [t.model_dump() for t in self.options.tokens],
+            "instances": list(self.options.instances),
         }

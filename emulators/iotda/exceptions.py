@@ -1,6 +1,7 @@
 """IoTDA's error table: every error the emulator can answer, with its status, code and message.
 
-One middleware (``responses.error_middleware``) renders these; nothing else writes an error body.
+``wire.error_response`` renders these (raised ones through ``wire.error_middleware``); nothing
+else writes an error body.
 Codes and messages marked "chosen" are not in any public source (see README.md).
 """
 

@@ -1,0 +1,60 @@
+"""The ``iotda`` scenario keys: the account (AK/SK pairs, tokens, project ids, instances,
+region) and the platform's limits.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..core.member import KindOptions
+from ..core.replyheaders import WebServerOptions
+
+
+class AkSk(KindOptions):
+    """One permanent access key of the account, bound to the project it works in."""
+
+    ak: str = Field(min_length=1)
+    sk: str = Field(min_length=1)
+    project_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class AuthToken(KindOptions):
+    """An IAM token (``X-Auth-Token``) the gateway accepts, and the project it is scoped to."""
+
+    token: str = Field(min_length=1)
+    project_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+DEFAULT_KEY = AkSk(ak="IOTDAEMULATORAK00001", sk="IotdaEmulatorSecretKey000000000000000001",
+                   project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9")
+
+
+class IotdaOptions(WebServerOptions):
+    # Every reply carries a Date, as an HTTP/1.1 origin server with a clock must (RFC 9110
+    # 6.6.1) and the cloud's gateway does; the farm clock's time. No Server line by default:
+    # no source shows the gateway's.
+    reply_date: bool = True
+    credentials: list[AkSk] = Field(default_factory=lambda: [DEFAULT_KEY], min_length=1)
+    tokens: list[AuthToken] = Field(default_factory=list)
+    # The region in V11-HMAC-SHA256 credential scopes (``<date>/<region>/iotdm``).
+    region: str = "cn-north-4"
+    # When set, an ``Instance-Id`` header must name one of these.
+    instances: list[str] = Field(default_factory=list)
+    # With instances set: refuse requests that carry no ``Instance-Id`` at all.
+    require_instance_id: bool = False
+    # Seed 004: "The server certificate quota is 2"; seed 003 / API reference: 100 CAs.
+    server_certificate_quota: int = Field(default=2, ge=0)
+    # Whose name ``certificate_owner`` shows: the subject (what "owner" means), or the issuer
+    # (what seed 004's example reply shows: owner and issuer identical, CN "iotda").
+    server_certificate_owner: Literal["subject", "issuer"] = "subject"
+    device_ca_quota: int = Field(default=100, ge=0)
+    # Seed 003: "The verification code is valid for seven days."
+    verify_code_days: float = Field(default=7.0, gt=0)
+    # The resource space a CA uploaded without ``app_id`` belongs to.
+    default_app_id: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,36}$")
+    # Updating a CA (provisioning, OCSP) makes it unverified again.
+    update_resets_verification: bool = True
+    # How far X-Sdk-Date may be from the farm clock, in seconds.
+    max_clock_skew: float = Field(default=900.0, gt=0)
