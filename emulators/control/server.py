@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..core.observe import HttpObserver
 
 API_VERSION = "v1"
+# The largest request body the control plane takes (its bodies are small JSON documents):
+# aiohttp's limit for what a handler reads, and the declared size refused before any is read.
+BODY_LIMIT = 1024 * 1024
 log = logging.getLogger("emulators.control")
 
 
@@ -41,9 +44,9 @@ def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
     @web.middleware
     async def limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
         # A declared body over the limit is refused at once, before anything is read.
-        if declared_too_large(request, request.app._client_max_size):
+        if declared_too_large(request, BODY_LIMIT):
             return await send_and_close(request, error_response(
-                413, "too_large", f"bodies are limited to {request.app._client_max_size} bytes"))
+                413, "too_large", f"bodies are limited to {BODY_LIMIT} bytes"))
         return await handler(request)
 
     expected = f"Bearer {token}".encode() if token is not None else b""
@@ -60,7 +63,7 @@ def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
 
     chain = [limit, error_middleware, auth, check_path_params]
     app = web.Application(middlewares=[deadline, *chain] if deadline else chain,
-                          client_max_size=1024 * 1024)
+                          client_max_size=BODY_LIMIT)
     app[FARM] = farm
     for module in (members, journal, faults, clock, snapshots, openapi):
         app.router.add_routes(module.routes)
