@@ -10,8 +10,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
+from ..core.aiohttp_internals import HookedRunner, ProtocolServer, RequestHandler, bound_address
 from ..core.bodies import declared_too_large, send_and_close
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
 from . import clock, faults, journal, members, openapi, snapshots
@@ -105,18 +105,13 @@ class _ControlProtocol(RequestHandler):
         return reply
 
 
-class _ControlServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _ControlProtocol(self, loop=self._loop, **self._kwargs)
+class _ControlServer(ProtocolServer):
+    protocol = _ControlProtocol
 
 
-class _ControlRunner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # aiohttp private: Server.__call__ makes each connection's RequestHandler; this one
-        # makes _ControlProtocol instead (same class layout, one method different).
-        server.__class__ = _ControlServer
-        return server
+class _ControlRunner(HookedRunner):
+    def adjust_server(self, server: web.Server) -> None:
+        _ControlServer.adopt(server)  # each connection's handler is a _ControlProtocol
 
 
 class ControlPlane:
@@ -176,8 +171,7 @@ class ControlPlane:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
         await site.start()
-        assert isinstance(site._server, asyncio.Server)
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = bound_address(site)[1]
 
     @classmethod
     async def serve(cls, farm: Any, port: int | None = None) -> ControlPlane:
