@@ -1,7 +1,7 @@
 """The package's shape, read from the source (an ``ast`` walk of every module): the platform
 (``emulators/core``, ``emulators/control``, ``emulators/farm.py``) imports no kind's package,
 and no modules import each other in a circle at run time (``if TYPE_CHECKING:`` imports, for
-types only, do not count)."""
+types only, do not count). And the tests' own shape: no test folder is a package."""
 
 from __future__ import annotations
 
@@ -126,3 +126,9 @@ def _cycles() -> list[list[str]]:
 
 def test_no_modules_import_each_other_at_run_time() -> None:
     assert _cycles() == []
+
+
+def test_no_test_folder_has_an_init_file() -> None:
+    # One policy for every folder under tests/ (pyproject.toml says why: importlib mode).
+    tests = Path(__file__).resolve().parent
+    assert sorted(str(p.relative_to(tests)) for p in tests.rglob("__init__.py")) == []

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 
+from ..core.aiohttp_internals import ComposedResponse
 from ..core.replyheaders import ReplyHeaders, http_date
 from . import exceptions as errors
 from .parsing import discard_body
@@ -44,7 +45,7 @@ UPLOAD_FORM = (
 )
 
 
-class WireResponse(web.StreamResponse):
+class WireResponse(ComposedResponse):
     """A reply whose status line, header and body are written exactly as composed.
 
     aiohttp still runs its prepare signals, but its own header serialisation is skipped
@@ -56,14 +57,9 @@ class WireResponse(web.StreamResponse):
         self.head = head
         self.wire_body = body
 
-    async def _prepare_headers(self) -> None:
-        self._keep_alive = False  # HTTP/1.0: one reply per connection, ended by closing it
-
-    async def _write_headers(self) -> None:
-        pass  # the head goes out with the body in write_eof
-
     async def write_eof(self, data: bytes = b"") -> None:
-        request = self._req
+        # The head goes out with the body, here (ComposedResponse writes no header of its own).
+        request = self.prepared_for
         body = b"" if request is not None and request.method == "HEAD" else self.wire_body
         await super().write_eof(self.head + body)
         if request is not None and request.can_read_body and not request.content.is_eof():

@@ -10,8 +10,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
+from ..core.aiohttp_internals import HookedRunner, ProtocolServer, RequestHandler, bound_address
 from ..core.bodies import declared_too_large, send_and_close
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
 from . import clock, faults, journal, members, openapi, snapshots
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..core.observe import HttpObserver
 
 API_VERSION = "v1"
+# The largest request body the control plane takes (its bodies are small JSON documents):
+# aiohttp's limit for what a handler reads, and the declared size refused before any is read.
+BODY_LIMIT = 1024 * 1024
 log = logging.getLogger("emulators.control")
 
 
@@ -41,9 +44,9 @@ def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
     @web.middleware
     async def limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
         # A declared body over the limit is refused at once, before anything is read.
-        if declared_too_large(request, request.app._client_max_size):
+        if declared_too_large(request, BODY_LIMIT):
             return await send_and_close(request, error_response(
-                413, "too_large", f"bodies are limited to {request.app._client_max_size} bytes"))
+                413, "too_large", f"bodies are limited to {BODY_LIMIT} bytes"))
         return await handler(request)
 
     expected = f"Bearer {token}".encode() if token is not None else b""
@@ -60,7 +63,7 @@ def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
 
     chain = [limit, error_middleware, auth, check_path_params]
     app = web.Application(middlewares=[deadline, *chain] if deadline else chain,
-                          client_max_size=1024 * 1024)
+                          client_max_size=BODY_LIMIT)
     app[FARM] = farm
     for module in (members, journal, faults, clock, snapshots, openapi):
         app.router.add_routes(module.routes)
@@ -102,18 +105,13 @@ class _ControlProtocol(RequestHandler):
         return reply
 
 
-class _ControlServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _ControlProtocol(self, loop=self._loop, **self._kwargs)
+class _ControlServer(ProtocolServer):
+    protocol = _ControlProtocol
 
 
-class _ControlRunner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # aiohttp private: Server.__call__ makes each connection's RequestHandler; this one
-        # makes _ControlProtocol instead (same class layout, one method different).
-        server.__class__ = _ControlServer
-        return server
+class _ControlRunner(HookedRunner):
+    def adjust_server(self, server: web.Server) -> None:
+        _ControlServer.adopt(server)  # each connection's handler is a _ControlProtocol
 
 
 class ControlPlane:
@@ -173,8 +171,7 @@ class ControlPlane:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
         await site.start()
-        assert isinstance(site._server, asyncio.Server)
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = bound_address(site)[1]
 
     @classmethod
     async def serve(cls, farm: Any, port: int | None = None) -> ControlPlane:

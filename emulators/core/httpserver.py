@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ssl
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from .aiohttp_internals import HookedRunner, bound_address, dress_requests
 from .faults import TLS_FAULTS
 from .member import Member
 from .observe import MEMBER, Handler
@@ -20,28 +20,11 @@ from .tls import TlsSite, fault_contexts
 SHUTDOWN_GRACE = 5.0
 
 
-class _DressedRequest(web.Request):
-    """A request whose replies, every one of them, pass the member's ``dress_reply`` last:
-    routed replies, 404s and 405s, and the 400s aiohttp writes itself for a request it could
-    not parse (those run no application signal, so an ``on_response_prepare`` handler would
-    miss them)."""
-
-    ATTRS = web.Request.ATTRS | frozenset(["_dress"])
-    _dress: Callable[[web.StreamResponse], None]
-
-    async def _prepare_hook(self, response: web.StreamResponse) -> None:
-        # aiohttp private: StreamResponse._start calls request._prepare_hook after its own
-        # headers (Date, Server) are set and before they are written. Pinned by
-        # tests/test_reply_headers.py (a malformed request's 400 carries the profile's lines).
-        await super()._prepare_hook(response)
-        self._dress(response)
-
-
-class ObservedRunner(web.AppRunner):
+class ObservedRunner(HookedRunner):
     """An AppRunner whose server calls ``wrap(handler)`` in place of the application's own
     handler: the farm's observer (journal, faults) sees every request the application does,
     404s included, without being a middleware layer (each costs every request two coroutine
-    frames, and the first one a third). Its requests are ``_DressedRequest`` objects: ``dress``
+    frames, and the first one a third). Its requests are ``DressedRequest`` objects: ``dress``
     sees every reply before it is written."""
 
     def __init__(self, app: web.Application, wrap: Callable[[Handler], Handler] | None,
@@ -50,20 +33,10 @@ class ObservedRunner(web.AppRunner):
         self._wrap = wrap
         self._dress = dress
 
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
+    def adjust_server(self, server: web.Server) -> None:
         if self._wrap is not None:
             server.request_handler = self._wrap(server.request_handler)  # type: ignore[arg-type,assignment]
-        make, dress = server.request_factory, self._dress
-
-        def request_factory(*args: Any) -> web.BaseRequest:
-            # aiohttp private: Application._make_request's _cls (the Request class it makes).
-            request = make(*args, _cls=_DressedRequest)  # type: ignore[call-arg]
-            request._dress = dress  # type: ignore[attr-defined]
-            return request
-
-        server.request_factory = request_factory
-        return server
+        dress_requests(server, self._dress)
 
 
 class HttpEmulator(Member):
@@ -166,13 +139,10 @@ class HttpEmulator(Member):
         else:
             site = TlsSite(self.runner, host, port, lambda: self._context_for(ssl_context))
         await site.start()
-        server = site._server  # the asyncio Server: the only place the real port is known
-        assert isinstance(server, asyncio.Server)
-        assert server.sockets
-        bound = server.sockets[0].getsockname()[:2]
+        bound = bound_address(site)
         self.sites[label] = site
-        self.bound[label] = (bound[0], bound[1])
-        return self.bound[label]
+        self.bound[label] = bound
+        return bound
 
     async def unlisten(self, label: str) -> None:
         site = self.sites.pop(label, None)

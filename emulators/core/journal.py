@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from yarl import URL
 
@@ -236,6 +236,35 @@ def request_url(target: str) -> URL:
         return URL.build(path=target, encoded=True)
 
 
+class RawRequest(NamedTuple):
+    """One HTTP request as ``Journal.record_http`` keeps it: references to what aiohttp parsed,
+    nothing decoded, masked or formatted yet (``Entry.from_request`` does that when someone
+    reads the journal). A tuple, so that keeping it costs the hot path what a tuple does."""
+
+    seq: int
+    time: float
+    member: str
+    kind: str
+    protocol: str
+    correlation_id: str
+    peer: Any  # the transport's peer address, (host, port, ...), or None
+    method: str
+    target: str  # the request line's target as sent
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes | None  # its first bytes (excerpt_bytes * 4), or None if no handler read it
+    body_size: int | None  # None: the body was not read
+    status: int | None
+    reply: bytes | None  # its first bytes (excerpt_bytes * 4)
+    seconds: float
+    detail: dict[str, Any] | None
+
+
+# RawRequest's own __new__ is a Python function around this very call: calling it directly
+# makes the record with one C call on the hot path (Journal.record_http). It counts no fields,
+# so the order is RawRequest's; the journal tests read every field back.
+_new_raw_request = tuple.__new__
+
+
 @dataclass(slots=True)
 class Entry:
     seq: int
@@ -260,25 +289,25 @@ class Entry:
     detail: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_request(cls, raw: tuple[Any, ...], excerpt_bytes: int) -> Entry:
+    def from_request(cls, raw: RawRequest, excerpt_bytes: int) -> Entry:
         """The entry of one HTTP request, from what ``Journal.record_http`` kept: parsed,
         masked and formatted only now that someone reads it."""
-        (seq, at, member, kind, protocol, correlation_id, peer, method, target, raw_headers,
-         body, body_size, status, reply, seconds, detail) = raw
-        url = request_url(target)
+        url = request_url(raw.target)
         headers = [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace"))
-                   for k, v in raw_headers]
+                   for k, v in raw.raw_headers]
+        body_size = raw.body_size
         if body_size is None:  # the body was not read: what the client declared
             declared = next((v for k, v in headers if k.lower() == "content-length"), None)
             body_size = int(declared) if declared and declared.isdigit() else None
+        peer, reply = raw.peer, raw.reply
         return cls(
-            seq, at, member, kind, protocol, "request", correlation_id,
-            f"{peer[0]}:{peer[1]}" if peer else None, method, url.path,
+            raw.seq, raw.time, raw.member, raw.kind, raw.protocol, "request", raw.correlation_id,
+            f"{peer[0]}:{peer[1]}" if peer else None, raw.method, url.path,
             mask_query(urllib.parse.parse_qsl(url.raw_query_string, keep_blank_values=True,
                                               errors="replace")),
-            mask_headers(headers), body_size, excerpt(body, excerpt_bytes), status,
+            mask_headers(headers), body_size, excerpt(raw.body, excerpt_bytes), raw.status,
             len(reply) if reply is not None else None, excerpt(reply, excerpt_bytes),
-            round(seconds * 1000, 3), None, detail or {})
+            round(raw.seconds * 1000, 3), None, raw.detail or {})
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
@@ -290,8 +319,8 @@ class Journal:
         self.capacity = capacity
         self.excerpt_bytes = excerpt_bytes
         self.enabled = True
-        # Entries, and HTTP requests still as record_http kept them (a tuple): see _read.
-        self._entries: deque[Entry | tuple[Any, ...]] = deque(maxlen=capacity)
+        # Entries, and HTTP requests still as record_http kept them: see _read.
+        self._entries: deque[Entry | RawRequest] = deque(maxlen=capacity)
         self._unread = 0  # how many of the newest entries were added since the last read
         self._seq = itertools.count(1)
         self._run_id = uuid.uuid4().hex[:8]  # ids stay unique across farms and restarts
@@ -323,15 +352,16 @@ class Journal:
                     raw_headers: tuple[tuple[bytes, bytes], ...], body: bytes | None,
                     status: int | None, reply: bytes | None, seconds: float,
                     detail: dict[str, Any] | None) -> None:
-        """The hot path, once per HTTP request: keep references in a tuple. The entry is
-        built, parsed and masked when someone reads it (``_entry``). ``target`` is the request
+        """The hot path, once per HTTP request: keep references in a ``RawRequest``. The entry
+        is built, parsed and masked when someone reads it (``_read``). ``target`` is the request
         line's target as sent (``request.raw_path``): a string, where the request's URL object
         would keep its parsed query alive as long as the entry."""
         limit = self.excerpt_bytes * 4
-        raw = (next(self._seq), self.clock.time(), member, kind, protocol, correlation_id, peer,
-               method, target, raw_headers, body[:limit] if body else body,
-               None if body is None else len(body), status,
-               reply[:limit] if reply else reply, seconds, detail)
+        raw: RawRequest = _new_raw_request(RawRequest, (
+            next(self._seq), self.clock.time(), member, kind, protocol, correlation_id, peer,
+            method, target, raw_headers, body[:limit] if body else body,
+            None if body is None else len(body), status,
+            reply[:limit] if reply else reply, seconds, detail))
         if self.enabled:
             self._entries.append(raw)
             self._unread += 1
@@ -363,7 +393,7 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _read(self) -> deque[Entry | tuple[Any, ...]]:
+    def _read(self) -> deque[Entry | RawRequest]:
         """Every entry, oldest first, with the requests recorded since the last read built
         into entries (once each: they stay built)."""
         entries = self._entries

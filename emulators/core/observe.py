@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
+from .aiohttp_internals import HttpProcessingError, journal_fields
 from .bodies import declared_too_large, send_and_close
 from .faults import HTTP_FAULTS, FaultEngine, FaultRule
 from .journal import CORRELATION, Journal
@@ -168,13 +168,13 @@ class HttpObserver:
                 if not isinstance(reply, bytes):
                     reply = (bytes(reply) if isinstance(reply, bytearray)
                              else getattr(response, "journal_body", None))
-                # What aiohttp parsed, read from its own attributes: the public properties
-                # (method, raw_path, raw_headers, remote, ...) are a Python call each, and this
-                # runs on every request of the farm. The journal tests pin every field.
-                message = request._message
-                record(name, kind, protocol, correlation, request._transport_peername,
-                       message.method, message.path, message.raw_headers, request._read_bytes,
-                       status, reply, perf_counter() - started,
+                # What aiohttp parsed, read from its own attributes in one call: the public
+                # properties (method, raw_path, raw_headers, remote, ...) are a Python call
+                # each, and this runs on every request of the farm. The journal tests pin
+                # every field.
+                peer, method, target, raw_headers, body = journal_fields(request)
+                record(name, kind, protocol, correlation, peer, method, target, raw_headers,
+                       body, status, reply, perf_counter() - started,
                        {"fault": fired.id, "fault_type": fired.fault} if fired else None)
 
         return observe

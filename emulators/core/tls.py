@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .. import pki
+from .aiohttp_internals import ServerSite
 
 if TYPE_CHECKING:
     from .farm_ca import FarmCA
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 HANDSHAKE_TIMEOUT = 15.0
 
 
-class TlsSite(web.BaseSite):
+class TlsSite(ServerSite):
     """Like ``web.TCPSite`` with TLS, but the context is chosen when a client connects."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int,
@@ -33,14 +34,11 @@ class TlsSite(web.BaseSite):
     def name(self) -> str:
         return f"https://{self._host}:{self._port}"
 
-    async def start(self) -> None:
-        await super().start()
+    async def create_server(self, server: web.Server, backlog: int) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None
-        self._server = await loop.create_server(
+        return await loop.create_server(
             lambda: _Handover(loop, server, self._choose), self._host, self._port,
-            reuse_address=True, backlog=self._backlog)
+            reuse_address=True, backlog=backlog)
 
 
 class _Handover(asyncio.Protocol):

@@ -1,5 +1,7 @@
-"""What the FTP and SFTP servers share: users and their roots, the record of what arrived,
-the event list (shaped for the farm's future request journal) and ``wait_for_upload``.
+"""What the FTP and SFTP servers share: their options (users and their roots, upload and
+connection limits), the record of what arrived, the events (each one copied into the farm's
+request journal), ``wait_for_upload``, fault checks, and calls onto the farm's loop from a
+server thread.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class ServerMember(Member):
 
     role = "server"
     Options: ClassVar[type[KindOptions]] = ServerOptions
+    options: ServerOptions
     control_routes = control.routes
     control_openapi = control.OPENAPI
 
@@ -140,13 +143,8 @@ class ServerMember(Member):
                                          asyncio.Future[dict[str, Any]]]] = []
 
     # -- users -------------------------------------------------------------------------------
-    @property
-    def opts(self) -> ServerOptions:
-        assert isinstance(self.options, ServerOptions)
-        return self.options
-
     def user(self, username: str) -> UserOptions:
-        for user in self.opts.users:
+        for user in self.options.users:
             if user.name == username:
                 return user
         raise LookupError(f"no user {username!r} on {self.name}")
@@ -156,7 +154,7 @@ class ServerMember(Member):
         return (self.files_dir() / self.user(username).home_dir).resolve()
 
     def prepare_roots(self) -> None:
-        for user in self.opts.users:
+        for user in self.options.users:
             self.user_root(user.name).mkdir(parents=True, exist_ok=True)
 
     def locate_file(self, path: str) -> Path:
@@ -183,7 +181,7 @@ class ServerMember(Member):
 
     def upload_target(self, user: str | None = None) -> UploadTarget:
         """Where a device uploads to this server as ``user`` (the first user when None)."""
-        users = self.opts.users
+        users = self.options.users
         account = self.user(user) if user is not None else (users[0] if users else None)
         host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         return UploadTarget(host, self.port, self.upload_protocol(),
@@ -192,7 +190,7 @@ class ServerMember(Member):
 
     def credentials(self) -> dict[str, Any]:
         return {"users": [{"name": u.name, "password": u.password, "home": u.home_dir,
-                           "read_only": u.read_only} for u in self.opts.users]}
+                           "read_only": u.read_only} for u in self.options.users]}
 
     # -- state -------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:

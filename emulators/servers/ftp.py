@@ -685,7 +685,7 @@ class _FarmDTP:
             self.close()  # type: ignore[attr-defined]
             return b""
         if (chunk and self.receive and file_obj is not None and not file_obj.closed
-                and file_obj.tell() + len(chunk) > self.cmd_channel.member.opts.max_upload_bytes):
+                and file_obj.tell() + len(chunk) > channel.member.options.max_upload_bytes):
             channel.refused_upload = (file_obj.name, not isinstance(file_obj, _ReplacingFile))
             self._resp = (FTP_UPLOAD_TOO_LARGE.line, log.info)
             self.close()  # type: ignore[attr-defined]
@@ -785,6 +785,7 @@ class FtpServer(ServerMember):
     kind = "ftp"
     title = "FTP / explicit FTPS server (pyftpdlib)"
     Options = FtpOptions
+    options: FtpOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -794,13 +795,8 @@ class FtpServer(ServerMember):
         self._stopping = threading.Event()
         self.fault_contexts: dict[str, Any] = {}
 
-    @property
-    def ftp_opts(self) -> FtpOptions:
-        assert isinstance(self.options, FtpOptions)
-        return self.options
-
     def upload_protocol(self) -> Literal["ftp", "ftps"]:
-        return "ftps" if self.ftp_opts.tls == "explicit" else "ftp"
+        return "ftps" if self.options.tls == "explicit" else "ftp"
 
     # -- state -------------------------------------------------------------------------------
     # The TLS identity is kept across reset and restart, like a real server's certificate:
@@ -830,7 +826,7 @@ class FtpServer(ServerMember):
         return (self.host, "127.0.0.1")
 
     def _make_identity(self) -> dict[str, str]:
-        opts = self.ftp_opts
+        opts = self.options
         hosts = self._hosts()
         if opts.certificate == "supplied":
             assert opts.cert_pem is not None
@@ -876,7 +872,7 @@ class FtpServer(ServerMember):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _handler_class(self) -> type:
-        opts = self.ftp_opts
+        opts = self.options
         authorizer = _Authorizer()
         for user in opts.users:
             assert user.password is not None
@@ -913,7 +909,7 @@ class FtpServer(ServerMember):
 
     async def start(self) -> None:
         self.restore_saved()
-        opts = self.ftp_opts
+        opts = self.options
         if opts.tls == "explicit" and (self._tls is None
                                        or self._tls.get("certificate") != opts.certificate
                                        or (opts.certificate == "supplied"
@@ -1008,13 +1004,13 @@ class FtpServer(ServerMember):
     def urls(self) -> dict[str, str]:
         base = f"ftp://{self.host}:{self.port}"
         urls = {"ftp": base}
-        if self.ftp_opts.tls == "explicit":
+        if self.options.tls == "explicit":
             # Explicit TLS: the same ftp:// port, upgraded with AUTH TLS (curl --ssl-reqd).
             urls["ftps"] = base
         return urls
 
     def extra_description(self) -> dict[str, Any]:
-        opts = self.ftp_opts
+        opts = self.options
         doc: dict[str, Any] = {"passive_ports": list(opts.passive_ports)
                                if opts.passive_ports else None}
         if opts.tls == "explicit" and self._tls is not None:

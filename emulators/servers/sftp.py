@@ -113,7 +113,7 @@ class SftpUserOptions(UserOptions):
 
 
 class SftpOptions(ServerOptions):
-    users: tuple[SftpUserOptions, ...] = ()  # type: ignore[assignment]
+    users: tuple[SftpUserOptions, ...] = ()
     max_login_attempts: int = Field(default=6, ge=1)  # OpenSSH's MaxAuthTries
     # A fixed host key (OpenSSH private key text); by default one is made on first start.
     host_key: str | None = None
@@ -168,7 +168,7 @@ class _SSHServer(asyncssh.SSHServer):
         member.connections.add(conn)
         count = member.per_ip.get(self.ip, 0) + 1
         member.per_ip[self.ip] = count
-        self.over_cap = count > member.opts.max_connections_per_ip
+        self.over_cap = count > member.options.max_connections_per_ip
 
     def connection_lost(self, exc: Exception | None) -> None:
         member = self.member
@@ -223,7 +223,7 @@ class _SSHServer(asyncssh.SSHServer):
         member = self.member
         member.emit("login_failed", protocol="sftp", user=username, remote=self.remote,
                     method=method)
-        if self.failures >= member.opts.max_login_attempts and self.conn is not None:
+        if self.failures >= member.options.max_login_attempts and self.conn is not None:
             member.emit("refused", protocol="sftp", user=username, remote=self.remote,
                         reason="too_many_login_attempts")
             self.conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
@@ -362,7 +362,7 @@ class _SFTPServer(asyncssh.SFTPServer):
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         upload = self.uploads.get(id(file_obj))
-        if upload is not None and offset + len(data) > self.member.opts.max_upload_bytes:
+        if upload is not None and offset + len(data) > self.member.options.max_upload_bytes:
             upload.refused = True
             raise self._refuse(SftpRefusal.upload_too_large(), "upload_too_large",
                                os.fsencode(self._rel(upload.local)))
@@ -470,6 +470,7 @@ class SftpServer(ServerMember):
     kind = "sftp"
     title = "SFTP server (asyncssh)"
     Options = SftpOptions
+    options: SftpOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -479,11 +480,6 @@ class SftpServer(ServerMember):
         self._acceptor: Any = None
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.per_ip: dict[str, int] = {}
-
-    @property
-    def sftp_opts(self) -> SftpOptions:
-        assert isinstance(self.options, SftpOptions)
-        return self.options
 
     def upload_protocol(self) -> Literal["sftp"]:
         return "sftp"
@@ -501,17 +497,17 @@ class SftpServer(ServerMember):
     def initial_state(self) -> dict[str, Any]:
         return {**super().initial_state(), "host_key": self._host_key_text,
                 "authorized_keys": {u.name: list(u.authorized_keys)
-                                    for u in self.sftp_opts.users}}
+                                    for u in self.options.users}}
 
     def load_state(self, data: dict[str, Any]) -> None:
         super().load_state(data)
-        text = self.sftp_opts.host_key or data.get("host_key") or self._host_key_text
+        text = self.options.host_key or data.get("host_key") or self._host_key_text
         if text is not None and text != self._host_key_text:
             self._host_key = asyncssh.import_private_key(text)
             self._host_key_text = text
         saved = data.get("authorized_keys") or {}
         self._authorized = {u.name: list(saved.get(u.name, u.authorized_keys))
-                            for u in self.sftp_opts.users}
+                            for u in self.options.users}
 
     def dump_state(self) -> dict[str, Any]:
         return {**super().dump_state(), "host_key": self._host_key_text,
@@ -580,7 +576,7 @@ class SftpServer(ServerMember):
             self._host_key_text = key.export_private_key("openssh").decode()
         self.prepare_roots()
         self._loop = asyncio.get_running_loop()
-        opts = self.sftp_opts
+        opts = self.options
         self._acceptor = await asyncssh.listen(
             self.host, self.port,
             server_factory=lambda: _SSHServer(self),
