@@ -162,7 +162,7 @@ def wrk(url: str, *, seconds: float = 5, connections: int = 32, threads: int = 1
         prefix: list[str] | None = None) -> dict[str, float]:
     """Requests per second, p50/p99 latency (ms) and the request count of one wrk run."""
     out = subprocess.run([*(prefix or []), ensure_wrk(), f"-t{threads}", f"-c{connections}",
-                          f"-d{seconds}s", "--latency", url],
+                          f"-d{seconds:g}s", "--latency", url],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]

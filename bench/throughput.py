@@ -2,6 +2,11 @@
 bare aiohttp app returning the same bytes, and the cost of the fault check with no rules.
 
     python bench/throughput.py [--seconds 2] [--runs 4] [--processes 3] [--connections 32]
+                               [--farm default|cameras|both]
+
+Each target is measured in the default farm (scenarios/default.yaml on free ports: what a
+user runs, with the FTPS server the INSTAR camera's settings name, SFTP, EnOS and IoTDA in
+the same process) and in a farm of the two cameras alone.
 
 The farm and the baseline each run in their own process; wrk (one thread) is the load. On a
 machine of two cores or more the server under test is pinned to one core and wrk to the others.
@@ -25,7 +30,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+import yaml
 from common import (
+    ROOT,
     baseline_process,
     cpu_seconds,
     env_note,
@@ -76,22 +83,55 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=3,
                         help="fresh farm and baseline processes, one pair after another")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--farm", choices=("default", "cameras", "both"), default="both",
+                        help="the default scenario (what a user runs), the two cameras alone, "
+                             "or both, in that order")
     args = parser.parse_args()
     server_cores, wrk_prefix = server_and_load_cores()
     load = {"seconds": args.seconds, "connections": args.connections, "prefix": wrk_prefix}
     pinned = (f"server on core {min(server_cores)}, wrk on the others" if wrk_prefix
               else "not pinned: one core")
-    scenario = {"name": "bench", "emulators": [
-        {"name": "instar", "kind": "instar-camera"}, {"name": "acti", "kind": "acti-camera"}]}
+    farms = {"default": default_farm(), "cameras": CAMERAS_ONLY}
+    chosen = list(farms) if args.farm == "both" else [args.farm]
+    instar_rps = 0.0
+    for farm_name in chosen:
+        rps = measure_farm(farm_name, farms[farm_name], args, load, server_cores, pinned)
+        if farm_name == chosen[0]:
+            instar_rps = rps
+    fault_check_cost(instar_rps, farms[chosen[0]], load, args.runs, args.processes)
+
+
+# The cameras alone, in a farm of their own (no upload server, nothing else in the process).
+CAMERAS_ONLY = {"name": "bench", "emulators": [
+    {"name": "instar", "kind": "instar-camera"}, {"name": "acti", "kind": "acti-camera"}]}
+
+
+def default_farm() -> dict[str, Any]:
+    """The default scenario as `emulators run` runs it, on free ports: what a user meets. Its
+    INSTAR camera uploads to the farm's FTPS server, so getftpattr answers that server's
+    address and account, and the process also runs the FTP and SFTP servers, EnOS and IoTDA."""
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["control"]["port"] = 0
+    for entry in (*doc["servers"], *doc["emulators"]):
+        entry["port"] = 0
+        if "https_port" in entry:
+            entry["https_port"] = 0
+        entry.pop("passive_ports", None)
+    return doc  # type: ignore[no-any-return]
+
+
+def measure_farm(farm_name: str, scenario: dict[str, Any], args: argparse.Namespace,
+                 load: dict[str, Any], server_cores: set[int], pinned: str) -> float:
+    """Every target of one farm against its baselines; the INSTAR figure (req/s)."""
     runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {
         label: ([], []) for label in TARGETS}
     closes: dict[str, bool] = {}
     for _ in range(args.processes):
         with farm_process(scenario) as (proc, ready, _t):
             pin(proc.pid, server_cores)
-            urls = {m["name"]: m["urls"]["http"] for m in ready["emulators"]}
+            urls = {m["kind"]: m["urls"]["http"] for m in ready["emulators"]}
             for label, (kind, path, path_qs) in TARGETS.items():
-                url = urls[kind.split("-")[0]] + path_qs
+                url = urls[kind] + path_qs
                 # A keep-alive request (urllib would ask for close): does the device close?
                 split = urllib.parse.urlsplit(url)
                 conn = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
@@ -114,7 +154,8 @@ def main() -> None:
         emu, base_m = median_of(emu_runs), median_of(base_runs)
         ratios = sorted(e["rps"] / b["rps"] for e, b in zip(emu_runs, base_runs, strict=True))
         reuse = "a new connection per request, both" if closes[label] else "keep-alive"
-        show(f"{label}: journal on, no fault rules ({env_note()}, {pinned}; wrk -t1 -c"
+        show(f"{label}, {farm_name} farm: journal on, no fault rules ({env_note()}, {pinned}; "
+             f"wrk -t1 -c"
              f"{args.connections}; {args.processes} pairs of processes x {args.runs} pairs of "
              f"{args.seconds:g} s runs; {reuse})", [
             ("emulator req/s", f"{emu['rps']:.0f}  (median)"),
@@ -128,7 +169,12 @@ def main() -> None:
         ])
         if label.startswith("instar"):
             instar_rps = emu["rps"]
-    fault_check_cost(instar_rps, scenario, load, args.runs, args.processes)
+    return instar_rps
+
+
+def instar_url(ready: dict[str, Any]) -> str:
+    return next(str(m["urls"]["http"]) for m in ready["emulators"]
+                if m["kind"] == "instar-camera")
 
 
 def fault_check_cost(rps: float, scenario: dict[str, Any], load: dict[str, Any],
@@ -150,8 +196,8 @@ def fault_check_cost(rps: float, scenario: dict[str, Any], load: dict[str, Any],
         with farm_process(scenario) as (p, ready, _t), farm_process(ruled) as (q, ready2, _u):
             pin(p.pid, server_cores)
             pin(q.pid, server_cores)
-            url = ready["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
-            url2 = ready2["emulators"][0]["urls"]["http"] + TARGETS["instar getftpattr"][2]
+            url = instar_url(ready) + TARGETS["instar getftpattr"][2]
+            url2 = instar_url(ready2) + TARGETS["instar getftpattr"][2]
             none_runs, one_runs = pairs((url, p.pid), (url2, q.pid), load, runs)
             a += none_runs
             b += one_runs
