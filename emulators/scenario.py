@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .core.faults import FaultSpec
 from .core.member import KindOptions, Member, MemberSpec, Role
+from .core.state import NAME_RE
 from .kinds import UnknownKind, resolve
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DEFAULT_SCENARIO = "default"
 
 Path_ = tuple[str | int, ...]
@@ -93,7 +93,7 @@ class EntrySpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
+        if not NAME_RE.fullmatch(value):
             raise ValueError("names are 1-63 letters, digits, '.', '_' or '-', not starting "
                              "with a punctuation mark")
         return value

@@ -128,15 +128,15 @@ def error_reply(exc: errors.ActiError, camera: ActiCamera) -> WireResponse:
     return compose(exc.status, exc.reason, "text/plain", exc.body, wire)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_middleware(camera: ActiCamera) -> Callable[[web.Request, Handler],
+def error_middleware(camera: ActiCamera) -> Callable[[web.Request, NextHandler],
                                                      Awaitable[web.StreamResponse]]:
     """The one place errors become wire replies; no handler writes an error string itself."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: NextHandler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except errors.ActiError as exc:

@@ -36,11 +36,12 @@ class UnsafeName(ValueError):
     """A value that was to become part of a path and may not."""
 
 
+# The one rule for member names (the scenario checks it) and snapshot names.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # matched whole (fullmatch)
 NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
-    # The scenario's rule for member names; snapshots share it.
-    "member": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"),
+    "member": (NAME_RE,
                "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"),
-    "snapshot": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"),
+    "snapshot": (NAME_RE,
                  "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"),
     # The upload servers' rule for user names (servers/common.USER_RE).
     "user": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}"),
