@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from .conftest import FIXTURES, Enos, ec_key, make_csr, rsa_key
+from .clients import FIXTURES, Enos, ec_key, make_csr, rsa_key
 
 DAY = 86400
 
@@ -282,7 +282,7 @@ def test_state_survives_a_restart(start_enos, tmp_path) -> None:
 
 
 def test_cert_sns_are_unique_across_the_members_of_a_farm(farm_factory, roots) -> None:
-    from .conftest import base_options
+    from .clients import base_options
 
     farm = farm_factory({"name": "two-enos", "emulators": [
         {"name": "enos", "kind": "enos", "count": 2, "fleet": "ports", **base_options(roots)}]},

@@ -15,7 +15,7 @@ import pytest
 
 from emulators.enos.models.ca import RootCA
 
-from .conftest import CERTS, ORG, Enos, base_options, ec_key, make_csr, rsa_key
+from .clients import CERTS, ORG, Enos, base_options, ec_key, make_csr, rsa_key
 from .test_errors import BOUND_ELSEWHERE
 
 CALLS = 8

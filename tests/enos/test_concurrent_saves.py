@@ -12,7 +12,7 @@ import aiohttp
 from emulators.core.state import encode_state
 from emulators.enos.models.certificates import CertificateBook, CertRecord
 
-from .conftest import CERTS, ORG, ec_key, make_csr, rsa_key
+from .clients import CERTS, ORG, ec_key, make_csr, rsa_key
 
 CALLS = 12
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.enos.conftest import Enos, base_options
+from tests.enos.clients import Enos, base_options
 
 
 def post(farm: Any, path: str, body: Any) -> tuple[int, Any]:

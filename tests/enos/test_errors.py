@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from emulators import pki
 
-from .conftest import CERTS, ORG, Enos, ec_key, make_csr, rsa_key
+from .clients import CERTS, ORG, Enos, ec_key, make_csr, rsa_key
 
 DAY = 86400
 DEVICE_ID = "invalid argument: The device identifier is invalid"

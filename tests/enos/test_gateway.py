@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import (
+from .clients import (
     APP_KEY,
     APP_SECRET,
     CERTS,
@@ -278,7 +278,7 @@ def test_https_with_the_farm_ca(start_enos, monkeypatch) -> None:
 
     from emulators.enos.sdk import poseidon_trusting
 
-    from .conftest import poseidon
+    from .clients import poseidon
 
     enos = start_enos(https_port=0)
     https = enos.handle.urls["https"]

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import CERTS, ORG, Enos
+from .clients import CERTS, ORG, Enos
 
 KNOWN = {0, 99400, 11404, 11833}
 FIELDS = ["csr", "certSn", "validDay", "issueAuthority", "reason"]

@@ -16,7 +16,7 @@ from emulators import pki
 from emulators.enos.models.ca import make_root
 from emulators.scenario import ScenarioInvalid, validate
 
-from .conftest import Enos, base_options, ec_key, make_csr, rsa_key
+from .clients import Enos, base_options, ec_key, make_csr, rsa_key
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "scenarios" / "enos.yaml"

@@ -22,7 +22,7 @@ from emulators.enos import sdk
 from emulators.enos.options import EnosOptions
 from emulators.testing import LoopThread, RunningFarm
 
-from .conftest import (
+from .clients import (
     APP_KEY,
     APP_SECRET,
     CERTS,

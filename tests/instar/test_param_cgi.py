@@ -9,7 +9,7 @@ import pytest
 
 from emulators.testing import single_member_scenario
 
-from .conftest import cgi, curl
+from .clients import cgi, curl
 
 CRLF = "\r\n"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .conftest import FIXTURE_JPEG, cgi
+from .clients import FIXTURE_JPEG, cgi
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "instar-camera.yaml"
 

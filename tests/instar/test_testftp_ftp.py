@@ -14,7 +14,7 @@ import pytest
 
 from emulators.testing import LoopThread, MemberHandle, RunningFarm
 
-from .conftest import FIXTURE_JPEG, SilentServer, cgi, free_port
+from .clients import FIXTURE_JPEG, SilentServer, cgi, free_port
 
 USERS = [{"name": "cam", "password": "secret"},
          {"name": "viewer", "password": "look", "read_only": True}]

@@ -14,7 +14,7 @@ import pytest
 
 from emulators.testing import LoopThread, MemberHandle, RunningFarm
 
-from .conftest import FIXTURE_JPEG, cgi
+from .clients import FIXTURE_JPEG, cgi
 
 SCENARIO: dict[str, Any] = {
     "name": "instar-uploads",

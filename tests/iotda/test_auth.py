@@ -21,7 +21,7 @@ from huaweicloudsdkiotda.v5 import (
 from emulators.iotda import auth
 from emulators.testing import MemberHandle
 
-from .conftest import AK, INSTANCE, OPTIONS, OTHER_PROJECT, PROJECT, SK, TOKEN, ClientFactory
+from .clients import AK, INSTANCE, OPTIONS, OTHER_PROJECT, PROJECT, SK, TOKEN, ClientFactory
 
 SIGNATURE_FAIL = "Incorrect IAM authentication information: verify aksk signature fail"
 

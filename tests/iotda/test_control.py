@@ -15,7 +15,7 @@ from huaweicloudsdkiotda.v5 import ListCertificatesRequest, ShowCertificateReque
 
 from emulators.testing import RunningFarm, single_member_scenario
 
-from .conftest import AK, CA, OPTIONS, PROJECT, SK, ClientFactory
+from .clients import AK, CA, OPTIONS, PROJECT, SK, ClientFactory
 from .test_device_cas import upload
 
 ROOT = Path(__file__).resolve().parents[2]

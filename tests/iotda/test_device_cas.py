@@ -29,7 +29,7 @@ from huaweicloudsdkiotda.v5 import (
 from emulators import pki
 from emulators.testing import MemberHandle, single_member_scenario
 
-from .conftest import (
+from .clients import (
     CA,
     OPTIONS,
     OTHER_AK,

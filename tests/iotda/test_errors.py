@@ -10,7 +10,7 @@ from huaweicloudsdkiotda.v5 import ListCertificatesRequest, ListServerCertificat
 
 from emulators.testing import MemberHandle
 
-from .conftest import PROJECT, curl
+from .clients import PROJECT, curl
 
 BAD_FORMAT = ("IOTDA.000008",
               "Invalid input. Bad request, for more detail, refer to the error message.")

@@ -24,7 +24,7 @@ from emulators import pki
 from emulators.iotda.models.common import MARKER_PATTERN
 from emulators.testing import RunningFarm, single_member_scenario
 
-from .conftest import CA, OPTIONS, ClientFactory, server_identity
+from .clients import CA, OPTIONS, ClientFactory, server_identity
 
 NAME = "iotda-ids"
 

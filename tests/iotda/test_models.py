@@ -17,7 +17,7 @@ from emulators.iotda.exceptions import InvalidCertificate, IotdaError
 from emulators.iotda.models import DeviceCAs, ServerCertificates
 from emulators.iotda.models.common import distinguished_name, new_id
 
-from .conftest import CA
+from .clients import CA
 
 
 @pytest.mark.parametrize(("attrs", "printed"), [

@@ -23,7 +23,7 @@ from huaweicloudsdkiotda.v5 import (
 from emulators import pki
 from emulators.testing import MemberHandle, RunningFarm, single_member_scenario
 
-from .conftest import OPTIONS, ClientFactory, fixture_json
+from .clients import OPTIONS, ClientFactory, fixture_json
 
 INVALID_CERT = ("IOTDA.014301", "Invalid certificate content.")
 INVALID_INPUT = ("IOTDA.000006", "Invalid input data.")

@@ -37,7 +37,7 @@ from huaweicloudsdkiotda.v5 import (
 
 from emulators.testing import MemberHandle
 
-from .conftest import AK, CA, INSTANCE, OPTIONS, PROJECT, SK
+from .clients import AK, CA, INSTANCE, OPTIONS, PROJECT, SK
 
 SIGNATURE_FAIL = "Incorrect IAM authentication information: verify aksk signature fail"
 CONTENT_SHA = "X-Sdk-Content-Sha256"
