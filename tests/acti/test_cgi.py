@@ -11,7 +11,7 @@ from emulators import pki
 from emulators.acti.models import read_certificate_upload
 from emulators.testing import MemberHandle
 
-from .helpers import ADMIN, body_of, curl, get, raw_exchange
+from .clients import ADMIN, body_of, curl, get, raw_exchange
 
 USERS = [{"user": "admin", "password": "123456", "root": True},
          {"user": "viewer", "password": "viewer", "root": False},

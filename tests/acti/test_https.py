@@ -13,7 +13,7 @@ import pytest
 from emulators import pki
 from emulators.testing import MemberHandle
 
-from .helpers import (
+from .clients import (
     ADMIN,
     body_of,
     curl,

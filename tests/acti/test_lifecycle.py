@@ -15,7 +15,7 @@ import pytest
 from emulators import pki
 from emulators.testing import MemberHandle, RunningFarm
 
-from .helpers import ADMIN, body_of, get, hostport, https_refused, served_certificate, upload
+from .clients import ADMIN, body_of, get, hostport, https_refused, served_certificate, upload
 
 OK = b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n"
 SCENARIO: dict[str, Any] = {"name": "acti-lifecycle",

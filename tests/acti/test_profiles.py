@@ -12,7 +12,7 @@ from emulators import scenario
 from emulators.acti.profiles import Firmware
 from emulators.testing import MemberHandle
 
-from .helpers import ADMIN, body_of, get, multipart_body, post, upload
+from .clients import ADMIN, body_of, get, multipart_body, post, upload
 
 OK = b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n"
 NOT_FOUND = b"ERROR: HTTPS_CER not found\n"

@@ -9,7 +9,7 @@ import pytest
 
 from emulators.testing import MemberHandle
 
-from .helpers import ADMIN, get, load_seed, multipart_body, post, raw_exchange
+from .clients import ADMIN, get, load_seed, multipart_body, post, raw_exchange
 
 SEED = load_seed()
 CRLF = "\r\n"

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from emulators import pki
 from emulators.testing import MemberHandle
 
-from .helpers import ADMIN, body_of, curl, get, hostport, multipart_body, post, upload
+from .clients import ADMIN, body_of, curl, get, hostport, multipart_body, post, upload
 
 OK = b"HTTP/1.0 200 OK\r\nContent-type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n"
 REFUSED = (b"HTTP/1.0 400 Unauthorized\r\nContent-type: text/plain\r\n"
