@@ -1,8 +1,9 @@
-"""The Huawei Cloud IoTDA member: v5 server certificates and device CA certificates.
+"""The Huawei Cloud IoTDA member: v5 server certificates, device CA certificates, products and
+devices (device management; no device access yet).
 
 Scenario options (``options.py``) are the account (AK/SK pairs, tokens, project ids,
-instances, region) and the platform's limits; state is both certificate stores, saved after
-every change.
+instances, region), the platform's limits and the initial products and devices; state is both
+certificate stores, the products and the devices, saved after every change.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from ..core.httpserver import HttpEmulator
 from . import control
 from .auth import Authenticator, KeyPair, auth_middleware
 from .exceptions import ALL_ERRORS, BadRequestFormat, InternalError
-from .models import DeviceCA, DeviceCAs, ServerCertificates
+from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
 from .models.common import IdSource
-from .models.devices import DeviceStore
 from .options import IotdaOptions
 from .urls import ROUTES
 from .wire import error_middleware, error_reply
