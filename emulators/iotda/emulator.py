@@ -1,8 +1,9 @@
-"""The Huawei Cloud IoTDA member: v5 server certificates and device CA certificates.
+"""The Huawei Cloud IoTDA member: v5 server certificates, device CA certificates, products and
+devices (device management; no device access yet).
 
 Scenario options (``options.py``) are the account (AK/SK pairs, tokens, project ids,
-instances, region) and the platform's limits; state is both certificate stores, saved after
-every change.
+instances, region), the platform's limits and the initial products and devices; state is both
+certificate stores, the products and the devices, saved after every change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..core.httpserver import HttpEmulator
 from . import control
 from .auth import Authenticator, KeyPair, auth_middleware
 from .exceptions import ALL_ERRORS, BadRequestFormat, InternalError
-from .models import DeviceCA, DeviceCAs, ServerCertificates
+from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
 from .models.common import IdSource
 from .options import IotdaOptions
 from .urls import ROUTES
@@ -53,20 +54,42 @@ class IotdaService(HttpEmulator):
             quota=self.options.device_ca_quota, code_ttl_days=self.options.verify_code_days,
             default_app_id=self.options.default_app_id,
             update_resets_verification=self.options.update_resets_verification, ids=self.ids)
+        self.devices = DeviceStore(default_app_id=self.options.default_app_id, ids=self.ids)
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
+        products, devices = self.scenario_devices()
         return {"last_id": None, "server_certificates": {"records": []},
-                "device_cas": {"records": []}}
+                "device_cas": {"records": []}, "products": products, "devices": devices}
+
+    def scenario_devices(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The scenario's ``products:`` and ``devices:``, added as AddProduct and AddDevice
+        would (a bad entry stops the member with the error it would answer)."""
+        store = DeviceStore(default_app_id=self.options.default_app_id, ids=self.ids)
+        now = self.clock.time()
+        default_project = self.options.credentials[0].project_id
+        for product in self.options.products:
+            body = product.model_dump(exclude={"project_id"})
+            store.add_product(product.project_id or default_project, body, now)
+        for device in self.options.devices:
+            body = device.model_dump(exclude={"project_id", "frozen"}, exclude_none=True)
+            body["auth_info"] = device.auth_info.model_dump(exclude_none=True)
+            project_id = device.project_id or default_project
+            record = store.add_device(project_id, body, now)
+            record.frozen = device.frozen
+        return store.dump()
 
     def load_state(self, data: dict[str, Any]) -> None:
         self.ids.above(data.get("last_id"))
         self.server_certificates.load(data.get("server_certificates", {}))
         self.device_cas.load(data.get("device_cas", {}))
+        self.devices.load(data.get("products", []), data.get("devices", []))
 
     def dump_state(self) -> dict[str, Any]:
+        products, devices = self.devices.dump()
         return {"last_id": self.ids.last, "server_certificates": self.server_certificates.dump(),
-                "device_cas": self.device_cas.dump()}
+                "device_cas": self.device_cas.dump(), "products": products,
+                "devices": devices}
 
     def state(self) -> dict[str, Any]:
         """The saved state, plus when each CA's verification code stops working."""

@@ -104,6 +104,36 @@ class CertificateNotFound(IotdaError):
     status, code, message = 404, "IOTDA.014303", "The certificate does not exist."
 
 
+class DeviceNotFound(IotdaError):
+    # The code is IoTDA's (client code checks it for "the device no longer exists"); the
+    # message is chosen.
+    status, code, message = 404, "IOTDA.014000", "The device does not exist."
+
+
+class ProductNotFound(IotdaError):
+    # Chosen: no public source at hand names the code for an unknown product.
+    status, code, message = 404, "IOTDA.014003", "The product does not exist."
+
+
+# -- 403 / 409 (devices) -------------------------------------------------------------------------
+
+class DeviceOffline(IotdaError):
+    # Code, status and message as the platform answers a command to an offline device
+    # (captured replies in public client code; spec: apis.md 4.3).
+    status, code = 403, "IOTDA.014016"
+    message = "Operation not allowed. The device is not online."
+
+
+class DeviceExists(IotdaError):
+    # Chosen code and message: a device id (or a product's node id) already registered.
+    status, code, message = 409, "IOTDA.014002", "The device already exists."
+
+
+class ProductExists(IotdaError):
+    # Chosen code and message: a product id already used in this project.
+    status, code, message = 409, "IOTDA.014004", "The product already exists."
+
+
 class InternalError(IotdaError):
     # A safety net for bugs, so that a client still gets IoTDA's form rather than a traceback.
     status, code, message = 500, "IOTDA.000001", "Internal server error."
@@ -112,5 +142,6 @@ class InternalError(IotdaError):
 ALL_ERRORS: tuple[type[IotdaError], ...] = (
     InvalidInput, BadRequestFormat, LimitOutOfRange, InvalidCertificate, VerifyCodeFailed,
     QuotaExceeded, SignatureFailed, TokenNotFound, TokenInvalid, Forbidden, PathNotFound,
-    CertificateNotFound, InternalError,
+    CertificateNotFound, DeviceNotFound, ProductNotFound, DeviceOffline, DeviceExists,
+    ProductExists, InternalError,
 )

@@ -4,9 +4,9 @@ region) and the platform's limits.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..core.member import KindOptions
 from ..core.replyheaders import WebServerOptions
@@ -25,6 +25,43 @@ class AuthToken(KindOptions):
 
     token: str = Field(min_length=1)
     project_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class ScenarioProduct(KindOptions):
+    """A product the member starts with (``products:``): AddProduct's body, id required."""
+
+    product_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,36}$")
+    name: str = Field(min_length=1, max_length=64)
+    device_type: str = Field(default="Device", min_length=1, max_length=32)
+    protocol_type: str = "MQTT"
+    data_format: Literal["json", "binary"] = "json"
+    service_capabilities: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"service_id": "default", "service_type": "default"}],
+        min_length=1)
+    # The project the product belongs to; the first credential's when not given.
+    project_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class ScenarioAuthInfo(KindOptions):
+    auth_type: Literal["SECRET", "CERTIFICATES"] = "SECRET"
+    secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,32}$")
+    fingerprint: str | None = Field(
+        default=None, pattern=r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$")
+    secure_access: bool = True
+    timeout: int = Field(default=0, ge=0, le=2_147_483_647)
+
+
+class ScenarioDevice(KindOptions):
+    """A device the member starts with (``devices:``): AddDevice's body."""
+
+    node_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    product_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,36}$")
+    device_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    device_name: str | None = Field(default=None, min_length=1, max_length=256)
+    description: str | None = None
+    auth_info: ScenarioAuthInfo = Field(default_factory=ScenarioAuthInfo)
+    frozen: bool = False
+    project_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 DEFAULT_KEY = AkSk(ak="IOTDAEMULATORAK00001", sk="IotdaEmulatorSecretKey000000000000000001",
@@ -58,3 +95,25 @@ class IotdaOptions(WebServerOptions):
     update_resets_verification: bool = True
     # How far X-Sdk-Date may be from the farm clock, in seconds.
     max_clock_skew: float = Field(default=900.0, gt=0)
+    # The products and devices of the initial state (what a reset returns to).
+    products: list[ScenarioProduct] = Field(default_factory=list)
+    devices: list[ScenarioDevice] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _devices_name_products(self) -> IotdaOptions:
+        """Every scenario device names a scenario product of its project; ids are unique."""
+        default = self.credentials[0].project_id
+        products = [(p.project_id or default, p.product_id) for p in self.products]
+        if len(set(products)) != len(products):
+            raise ValueError("products: a product_id is listed twice")
+        devices = set()
+        for device in self.devices:
+            project = device.project_id or default
+            if (project, device.product_id) not in products:
+                raise ValueError(f"devices: node {device.node_id!r} names product "
+                                 f"{device.product_id!r}, which products: does not list")
+            key = (project, device.device_id or f"{device.product_id}_{device.node_id}")
+            if key in devices:
+                raise ValueError(f"devices: device {key[1]!r} is listed twice")
+            devices.add(key)
+        return self

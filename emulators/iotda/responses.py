@@ -122,3 +122,135 @@ async def check_certificate(request: web.Request) -> web.Response:
     service.device_cas.verify(project(request), cert_id, body, service.clock.time())
     await service.save()
     return no_body(200)
+
+
+# -- products and devices ------------------------------------------------------------------------
+
+def device_id(request: web.Request) -> str:
+    return request.match_info["device_id"]
+
+
+async def create_product(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = await read_json(request)
+    product = service.devices.add_product(project(request), body, service.clock.time())
+    await service.save()
+    return reply(product.detail(), 201)
+
+
+async def show_product(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    product = service.devices.product(project(request), request.match_info["product_id"])
+    return reply(product.detail())
+
+
+async def add_device(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = await read_json(request)
+    device = service.devices.add_device(project(request), body, service.clock.time())
+    await service.save()
+    return reply(service.devices.detail(device), 201)
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    devices, page = service.devices.list_devices(project(request), dict(request.query),
+                                                 page_query(request))
+    return reply({"devices": devices, "page": page})
+
+
+async def show_device(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    device = service.devices.device(project(request), device_id(request))
+    return reply(service.devices.detail(device))
+
+
+async def update_device(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.device(project(request), device_id(request))  # an unknown id first
+    body = await read_json(request)
+    device = service.devices.update_device(project(request), device_id(request), body)
+    await service.save()
+    return reply(service.devices.detail(device))
+
+
+async def delete_device(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.delete_device(project(request), device_id(request))
+    await service.save()
+    return no_body(204)
+
+
+async def freeze_device(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.set_frozen(project(request), device_id(request), True)
+    await service.save()
+    return no_body(204)
+
+
+async def unfreeze_device(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.set_frozen(project(request), device_id(request), False)
+    await service.save()
+    return no_body(204)
+
+
+async def reset_device_secret(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    if request.query.get("action_id") != "resetSecret":
+        raise InvalidInput(f"action_id={request.query.get('action_id')!r}")
+    service.devices.device(project(request), device_id(request))
+    body = await read_json(request)
+    doc = service.devices.reset_secret(project(request), device_id(request), body)
+    await service.save()
+    return reply(doc)
+
+
+async def reset_fingerprint(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.device(project(request), device_id(request))
+    body = await read_json(request)
+    doc = service.devices.reset_fingerprint(project(request), device_id(request), body)
+    await service.save()
+    return reply(doc)
+
+
+async def show_device_shadow(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    device = service.devices.device(project(request), device_id(request))
+    return reply(device.shadow_doc())
+
+
+async def update_device_shadow_desired_data(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.device(project(request), device_id(request))
+    body = await read_json(request)
+    device = service.devices.update_desired(project(request), device_id(request), body,
+                                            service.clock.time())
+    await service.save()
+    return reply(device.shadow_doc())
+
+
+async def create_message(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.device(project(request), device_id(request))
+    body = await read_json(request)
+    record = service.devices.create_message(project(request), device_id(request), body,
+                                            service.clock.time())
+    await service.save()
+    return reply({"message_id": record["message_id"], "result": {
+        "status": record["status"], "created_time": record["created_time"],
+        "finished_time": record["finished_time"]}}, 201)
+
+
+async def list_device_messages(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return reply(service.devices.list_messages(project(request), device_id(request)))
+
+
+async def create_command(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.devices.device(project(request), device_id(request))
+    body = await read_json(request)
+    service.devices.create_command(project(request), device_id(request), body)
+    raise AssertionError("create_command always raises")  # pragma: no cover

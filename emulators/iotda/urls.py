@@ -9,6 +9,9 @@ from . import responses as r
 BASE = "/v5/iot/{project_id}"
 SERVER_CERTS = f"{BASE}/server-certificates"
 CERTS = f"{BASE}/certificates"
+PRODUCTS = f"{BASE}/products"
+DEVICES = f"{BASE}/devices"
+DEVICE = DEVICES + "/{device_id}"
 
 ROUTES: list[web.RouteDef] = [
     # server certificates (seed 004)
@@ -26,4 +29,24 @@ ROUTES: list[web.RouteDef] = [
     web.delete(CERTS + "/{certificate_id}", r.delete_certificate),  # delete_certificate
     web.post(CERTS + "/{certificate_id}/action",
              r.check_certificate),  # check_certificate (?action_id=verify)
+    # products (minimal) and devices
+    web.post(PRODUCTS, r.create_product),  # create_product
+    web.get(PRODUCTS + "/{product_id}", r.show_product, allow_head=False),  # show_product
+    web.post(DEVICES, r.add_device),  # add_device
+    web.get(DEVICES, r.list_devices, allow_head=False),  # list_devices
+    web.get(DEVICE, r.show_device, allow_head=False),  # show_device
+    web.put(DEVICE, r.update_device),  # update_device
+    web.delete(DEVICE, r.delete_device),  # delete_device
+    web.post(DEVICE + "/freeze", r.freeze_device),  # freeze_device
+    web.post(DEVICE + "/unfreeze", r.unfreeze_device),  # unfreeze_device
+    web.post(DEVICE + "/action",
+             r.reset_device_secret),  # reset_device_secret (?action_id=resetSecret)
+    web.post(DEVICE + "/reset-fingerprint", r.reset_fingerprint),  # reset_fingerprint
+    web.get(DEVICE + "/shadow", r.show_device_shadow, allow_head=False),  # show_device_shadow
+    web.put(DEVICE + "/shadow",
+            r.update_device_shadow_desired_data),  # update_device_shadow_desired_data
+    web.post(DEVICE + "/messages", r.create_message),  # create_message
+    web.get(DEVICE + "/messages", r.list_device_messages,
+            allow_head=False),  # list_device_messages
+    web.post(DEVICE + "/commands", r.create_command),  # create_command
 ]

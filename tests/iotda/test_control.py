@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
-from huaweicloudsdkiotda.v5 import ListCertificatesRequest, ShowCertificateRequest
+from huaweicloudsdkiotda.v5 import (
+    ListCertificatesRequest,
+    ShowCertificateRequest,
+    ShowDeviceRequest,
+)
 
 from emulators.testing import RunningFarm, single_member_scenario
 
@@ -84,6 +88,8 @@ def test_example_scenario_starts_and_serves_the_sdk(farm_factory: Callable[..., 
     client = make_client(key["ak"], key["sk"], key["project_id"],
                          endpoint=running["iotda"].url)
     assert client.list_certificates(ListCertificatesRequest()).page.count == 0
+    device = client.show_device(ShowDeviceRequest(device_id="camera_cam-1"))
+    assert (device.status, device.auth_info.secret) == ("INACTIVE", "CameraSecret01")
 
 
 def test_state_view_shows_when_a_code_expires(farm: RunningFarm,

@@ -1,6 +1,8 @@
 """IoTDA's state and rules, one module per resource; no HTTP in here."""
 
 from .device_cas import DeviceCA, DeviceCAs
+from .devices import Device, DeviceStore, Product
 from .server_certificates import ServerCertificate, ServerCertificates
 
-__all__ = ["DeviceCA", "DeviceCAs", "ServerCertificate", "ServerCertificates"]
+__all__ = ["Device", "DeviceCA", "DeviceCAs", "DeviceStore", "Product", "ServerCertificate",
+           "ServerCertificates"]
