@@ -84,7 +84,8 @@ IOTDA_CREDENTIALS: dict[str, tuple[dict[str, str], str]] = {
 
 def _iotda_path(canonical: str) -> str:
     return (canonical.replace("{project_id}", IOTDA_PROJECT)
-            .replace("{certificate_id}", "0" * 24))
+            .replace("{certificate_id}", "0" * 24)
+            .replace("{device_id}", "robust_device").replace("{product_id}", "robustproduct"))
 
 
 def _access_rows() -> list[Any]:
@@ -106,7 +107,8 @@ def _access_rows() -> list[Any]:
     for route in IOTDA_ROUTES:
         path = _iotda_path(route.path)  # type: ignore[attr-defined]
         if route.path.endswith("/action"):  # type: ignore[attr-defined]
-            path += "?action_id=verify"
+            path += ("?action_id=resetSecret" if "{device_id}" in route.path  # type: ignore[attr-defined]
+                     else "?action_id=verify")
         name = f"{route.method.lower()}-{route.handler.__name__}"  # type: ignore[attr-defined]
         for cred_id, (headers, _msg) in IOTDA_CREDENTIALS.items():
             rows.append(pytest.param("iotda", route.method, path,  # type: ignore[attr-defined]
@@ -140,7 +142,7 @@ def test_every_instar_command_and_iotda_route_is_in_the_table() -> None:
     """The table is built from the emulators' own registries, so a new command or route is
     covered the day it is added; this pins the counts a reader can check against the READMEs."""
     assert len(INSTAR_COMMANDS) == 12
-    assert len(IOTDA_ROUTES) == 10
+    assert len(IOTDA_ROUTES) == 26  # 10 certificate routes, 16 of device management
 
 
 @pytest.mark.parametrize(("member", "method", "target", "headers", "cred_id"), _access_rows())
