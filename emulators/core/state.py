@@ -173,14 +173,15 @@ class EncodedRecords:
     """
 
     def __init__(self) -> None:
-        self._records: dict[int, Record] = {}
+        self._records: dict[int, Record | dict[str, Any]] = {}
         self._encoded: dict[int, bytes] = {}  # key -> the record encoded
         self._joined = bytearray()  # the encoded records, comma-separated, in key order
         self._last: int | None = None  # the key of the last record in _joined
         self._stale = False  # _joined must be rebuilt
 
-    def put(self, key: int, record: Record) -> None:
-        """``record`` is (now) the one under ``key``."""
+    def put(self, key: int, record: Record | dict[str, Any]) -> None:
+        """``record`` (an object with ``to_dict()``, or a JSON-able dict never changed in
+        place) is (now) the one under ``key``."""
         if key in self._records:
             self._encoded.pop(key, None)
             self._stale = True
@@ -208,7 +209,9 @@ class EncodedRecords:
     def _encoding(self, key: int) -> bytes:
         raw = self._encoded.get(key)
         if raw is None:
-            raw = self._encoded[key] = encode_state(self._records[key].to_dict())
+            record = self._records[key]
+            raw = self._encoded[key] = encode_state(
+                record if isinstance(record, dict) else record.to_dict())
         return raw
 
     def parts(self) -> list[bytes | bytearray]:

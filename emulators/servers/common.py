@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..core.member import KindOptions, Member, UploadTarget
+from ..core.state import EncodedRecords, encode_document, encode_state
 from . import control
 
 log = logging.getLogger("emulators.servers")
@@ -136,6 +137,13 @@ class ServerMember(Member):
         self._received: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
         self._seq = 0
+        # The two lists kept encoded as the state file holds them: every upload saves the
+        # whole document, and encoding 6,000 records took 11.6 ms a save where joining their
+        # kept encodings takes 0.1 ms (bench/README.md, load). Records never change once
+        # appended; received ones are keyed by position, events by their seq.
+        self._received_encoded = EncodedRecords()
+        self._events_encoded = EncodedRecords()
+        self._events_base = 0  # the key of self._events[0]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._saving: set[asyncio.Task[None]] = set()
         self._event_save: asyncio.TimerHandle | None = None
@@ -198,14 +206,30 @@ class ServerMember(Member):
 
     def load_state(self, data: dict[str, Any]) -> None:
         self._received = list(data.get("received", []))
-        self._events = list(data.get("events", []))
+        self._events = list(data.get("events", []))[-MAX_EVENTS:]
         self._seq = int(data.get("seq", 0))
+        self._received_encoded.clear()
+        for key, record in enumerate(self._received):
+            self._received_encoded.put(key, record)
+        self._events_encoded.clear()
+        for key, record in enumerate(self._events):
+            self._events_encoded.put(key, record)
+        self._events_base = 0  # the key of self._events[0]
 
     def dump_state(self) -> dict[str, Any]:
         # Records are never changed once appended, so copying the lists is enough; this runs
         # at every save, and deep-copying every record was most of an upload's time.
         return {"received": list(self._received),
                 "events": self._events[-MAX_EVENTS:], "seq": self._seq}
+
+    async def write_state(self) -> None:
+        """``encode_state(self.dump_state())``, from the kept encodings of the two lists."""
+        doc = self.dump_state()
+        parts: dict[str, Any] = {key: [encode_state(value)] for key, value in doc.items()
+                                 if key not in ("received", "events")}
+        parts["received"] = self._received_encoded.parts()
+        parts["events"] = self._events_encoded.parts()
+        await self.ctx.store.save_encoded(self.name, encode_document(parts))
 
     def state(self) -> dict[str, Any]:
         return copy.deepcopy(self.dump_state())  # callers may change what they are given
@@ -246,7 +270,11 @@ class ServerMember(Member):
                   "kind": self.kind, "protocol": protocol, "event": event, "user": user,
                   "remote": remote, **detail}
         self._events.append(record)
-        del self._events[:-MAX_EVENTS]
+        self._events_encoded.put(self._events_base + len(self._events) - 1, record)
+        if len(self._events) > MAX_EVENTS:
+            del self._events[0]
+            self._events_encoded.drop(self._events_base)
+            self._events_base += 1
         self._journal(record)
         self.on_event.emit(copy.deepcopy(record))
         return record
@@ -331,6 +359,7 @@ class ServerMember(Member):
         record = {"user": user, "path": rel, "size": size, "sha256": sha256,
                   "time": self.clock.time(), "protocol": protocol, **extra}
         self._received.append(record)
+        self._received_encoded.put(len(self._received) - 1, record)
         self.emit("upload", protocol=protocol, user=user, remote=remote, path=rel, size=size,
                   sha256=sha256)
         await self.save()
