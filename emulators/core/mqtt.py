@@ -1,0 +1,632 @@
+"""The farm's MQTT 3.1.1 broker: a listener on the farm's loop that cloud members (IoTDA, EnOS
+device access) drive through hooks. It names no vendor; the hooks decide who may connect, what
+a client may publish or subscribe to, and what a message means.
+
+Why our own broker and not amqtt 0.12.1 (read in its source, ``amqtt/broker.py`` and
+``amqtt/mqtt/protocol/broker_handler.py`` of the PyPI release):
+
+- amqtt can run on our loop and take connections we accepted (``ListenerType.EXTERNAL`` and
+  ``Broker.external_connected(reader, writer, listener)``), and a session's handler has
+  ``mqtt_publish`` for downstream messages. Those parts would do.
+- Its authentication is a yes/no: ``mqtt_connack_authorize(authorize: bool)`` sends
+  ``CONNECTION_ACCEPTED if authorize else NOT_AUTHORIZED``. CONNACK 4 (bad credentials, which
+  stops the IoTDA SDK retrying) cannot be answered without replacing that private method.
+- ``Broker._handle_message_delivery`` closes the connection of any client that publishes to a
+  topic starting with ``$`` ([MQTT-4.7.2-1] misread: that rule is about wildcard matching).
+  Every IoTDA upstream topic is ``$oc/devices/{id}/...``: every device report would disconnect
+  the device. Only overriding a private method fixes it.
+- With ``clean_session`` (paho's default, the IoTDA SDK's setting) ``_initialize_client_session``
+  calls ``_delete_session``, which forgets the old session without stopping its handler: the
+  first connection stays open next to the second, so "one connection per device" does not hold.
+- No packet size limit: ``MQTTFixedHeader.from_stream`` accepts any remaining length up to
+  256 MB and reads it into memory; the 1 MB message limit would need a reader adapter.
+- Hooks are plugins named by dotted class path in the configuration, so a member's hook
+  object reaches them only through a module-level registry; and the package pulls typer, rich,
+  psutil, websockets, transitions and argon2 into the farm.
+
+Four private overrides, pinned against every amqtt release, would be larger and more fragile
+than the subset of MQTT 3.1.1 the two platforms allow (QoS 0/1, no retained messages, no
+will), which is this module. What it does not do: QoS 2 (refused: the connection is closed),
+retained messages (the flag is passed to the hook and otherwise ignored), persistent sessions
+(``session present`` is always 0), routing between clients (the platform is the only other
+party; a member relays with ``send`` if it wants to).
+
+TLS is done here, per connection, from a context factory: the set of trusted client CAs can
+change between two handshakes without restarting the listener (Mosquitto cannot reload it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import struct
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+log = logging.getLogger("emulators.mqtt")
+
+# CONNACK return codes (MQTT 3.1.1 table 3.1).
+ACCEPTED = 0
+UNACCEPTABLE_PROTOCOL = 1
+IDENTIFIER_REJECTED = 2
+SERVER_UNAVAILABLE = 3
+BAD_CREDENTIALS = 4
+NOT_AUTHORIZED = 5
+
+SUBSCRIBE_FAILURE = 0x80
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+
+Action = Literal["publish", "subscribe"]
+
+HANDSHAKE_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 10.0  # from accept (after TLS) to a whole CONNECT packet
+ACK_TIMEOUT = 10.0
+
+
+class MalformedPacket(Exception):
+    """A packet that breaks MQTT 3.1.1: the connection is closed (MQTT-4.8.0-1)."""
+
+
+@dataclass(frozen=True)
+class ConnectInfo:
+    """A CONNECT as the client sent it, with what the transport knows of the client."""
+
+    client_id: str
+    username: str | None
+    password: bytes | None
+    keep_alive: int
+    clean_session: bool
+    protocol_level: int  # 4 for 3.1.1, 3 for 3.1
+    will_topic: str | None
+    will_payload: bytes | None
+    will_qos: int
+    will_retain: bool
+    peer: tuple[str, int]
+    tls: bool
+    # The client certificate (DER) the handshake verified, None without TLS or without one.
+    peer_certificate: bytes | None
+    client_id_generated: bool = False  # the client sent an empty id with clean_session
+
+
+class MqttHooks:
+    """What a member decides; every method may be overridden, the defaults let all in."""
+
+    async def authenticate(self, info: ConnectInfo) -> int:
+        """The CONNACK return code for this CONNECT (0 accepts)."""
+        return ACCEPTED
+
+    async def authorize(self, session: MqttSession, action: Action, topic: str) -> bool:
+        """Whether ``session`` may publish to ``topic`` or subscribe to the filter ``topic``."""
+        return True
+
+    async def on_connect(self, session: MqttSession) -> None:
+        """An accepted session, after its CONNACK was written."""
+
+    async def on_publish(self, session: MqttSession, topic: str, payload: bytes, qos: int,
+                         retain: bool) -> None:
+        """An authorised PUBLISH; a QoS 1 PUBACK is sent when this returns."""
+
+    async def on_subscribe(self, session: MqttSession, topic_filter: str, qos: int) -> None:
+        """A granted subscription."""
+
+    async def on_disconnect(self, session: MqttSession, reason: str) -> None:
+        """The end of an accepted session: ``disconnect`` (the client said so), ``displaced``
+        (the same client id connected again), ``connection lost``, ``keep-alive timeout``,
+        ``message too large``, ``malformed: ...``, ``closed: ...`` (``close()``), ``stopped``."""
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT 3.1.1 filter matching (4.7); ``+``/``#`` at the start do not match ``$`` topics."""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    fparts = topic_filter.split("/")
+    tparts = topic.split("/")
+    for i, part in enumerate(fparts):
+        if part == "#":
+            return True
+        if i >= len(tparts) or (part != "+" and part != tparts[i]):
+            return False
+    return len(fparts) == len(tparts)
+
+
+def _valid_filter(topic_filter: str) -> bool:
+    if not topic_filter or "\x00" in topic_filter:
+        return False
+    parts = topic_filter.split("/")
+    for i, part in enumerate(parts):
+        if "#" in part and (part != "#" or i != len(parts) - 1):
+            return False
+        if "+" in part and part != "+":
+            return False
+    return True
+
+
+class _Reader:
+    """Fields of one packet's body, each checked against the bytes there are."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+    def take(self, n: int) -> bytes:
+        if n > self.left():
+            raise MalformedPacket("packet shorter than its fields")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        value: int = struct.unpack("!H", self.take(2))[0]
+        return value
+
+    def binary(self) -> bytes:
+        return self.take(self.u16())
+
+    def text(self) -> str:
+        raw = self.binary()
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedPacket("string is not UTF-8") from None
+        if "\x00" in value:
+            raise MalformedPacket("string holds U+0000")  # MQTT-1.5.3-2
+        return value
+
+
+def _length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _packet(kind: int, flags: int, body: bytes) -> bytes:
+    return bytes([(kind << 4) | flags]) + _length(len(body)) + body
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode()
+    return struct.pack("!H", len(raw)) + raw
+
+
+class _Closed(Exception):
+    """The session ends; ``reason`` goes to on_disconnect."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class MqttSession:
+    """One accepted client connection."""
+
+    info: ConnectInfo
+    _listener: MqttListener = field(repr=False)
+    _writer: asyncio.StreamWriter = field(repr=False)
+    subscriptions: dict[str, int] = field(default_factory=dict)
+    _next_id: int = 0
+    _acks: dict[int, asyncio.Future[None]] = field(default_factory=dict, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _ended: str | None = None
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def client_id(self) -> str:
+        return self.info.client_id
+
+    @property
+    def connected(self) -> bool:
+        return self._ended is None
+
+    def subscribed(self, topic: str) -> bool:
+        """Whether one of this session's subscriptions matches ``topic``."""
+        return any(topic_matches(f, topic) for f in self.subscriptions)
+
+    async def _write(self, data: bytes) -> None:
+        async with self._lock:
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, *,
+                      ack_timeout: float = ACK_TIMEOUT) -> None:
+        """Send a PUBLISH to this client (subscribed or not); with QoS 1, wait for its PUBACK
+        (TimeoutError when none comes). ConnectionError when the session has ended."""
+        if self._ended is not None:
+            raise ConnectionError(f"session {self.client_id!r} ended: {self._ended}")
+        if qos not in (0, 1):
+            raise ValueError("only QoS 0 and 1 are sent")
+        body = _text(topic)
+        waiter: asyncio.Future[None] | None = None
+        if qos:
+            self._next_id = self._next_id % 0xFFFF + 1
+            body += struct.pack("!H", self._next_id)
+            waiter = asyncio.get_running_loop().create_future()
+            self._acks[self._next_id] = waiter
+        await self._write(_packet(PUBLISH, qos << 1, body + payload))
+        if waiter is not None:
+            try:
+                async with asyncio.timeout(ack_timeout):
+                    await waiter
+            finally:
+                self._acks.pop(self._next_id, None)
+
+    def close(self, reason: str) -> None:
+        """End the session now (a revoked certificate, a fault): no DISCONNECT exists in 3.1.1,
+        the connection is closed."""
+        self._listener._end(self, f"closed: {reason}")
+
+
+class MqttListener:
+    """An MQTT broker on ``host:port``, with TLS when ``tls`` gives a context per handshake.
+
+    Limits are attributes (pyftpdlib's habit); a member sets them from its vendor's spec.
+    """
+
+    # The largest PUBLISH payload accepted; a larger one closes the connection (MQTT 3.1.1 has
+    # no negative acknowledgement). 1 MB is IoTDA's documented limit.
+    max_message: int = 1024 * 1024
+    max_qos: int = 1  # a QoS 2 PUBLISH closes the connection; a QoS 2 SUBSCRIBE is granted 1
+    # A refused PUBLISH is acknowledged and dropped (what Mosquitto does); True closes the
+    # connection instead (what AWS IoT does).
+    disconnect_on_refused_publish: bool = False
+    connect_timeout: float = CONNECT_TIMEOUT
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+
+    def __init__(self, hooks: MqttHooks, host: str = "127.0.0.1", port: int = 0, *,
+                 tls: Callable[[], ssl.SSLContext] | None = None) -> None:
+        self.hooks = hooks
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.sessions: dict[str, MqttSession] = {}
+        self._server: asyncio.Server | None = None
+        self._stopping = False
+        # Every accepted connection's task and raw transport, from accept on: stop() ends
+        # even those whose task has not run yet.
+        self._connections: set[asyncio.Task[None]] = set()
+        self._transports: set[asyncio.Transport] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> tuple[str, int]:
+        self._stopping = False
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Handover(self), self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.host, self.port
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection; on_disconnect runs for each session."""
+        server, self._server = self._server, None
+        self._stopping = True
+        if server is not None:
+            server.close()
+        # A connection the loop accepted just before close() gets its transport a few
+        # iterations later (``_accept_connection2`` is a task), and Python 3.11's
+        # ``wait_closed`` does not wait for it: let those arrive, to be refused.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        owned = set()
+        for session in list(self.sessions.values()):
+            owned.add(session._task)
+            self._end(session, "stopped")  # cancels the session's task once
+        for transport in list(self._transports):
+            transport.abort()
+        tasks = list(self._connections)
+        for task in tasks:
+            if task not in owned:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+        # abort() closes a socket in a callback of the next loop iteration: let it run, so
+        # that stop() returning means no socket of this listener is open.
+        await asyncio.sleep(0)
+
+    async def send(self, client_id: str, topic: str, payload: bytes, qos: int = 0, *,
+                   ack_timeout: float = ACK_TIMEOUT) -> None:
+        """A downstream message to the connected client ``client_id``, whether or not it
+        subscribed (LookupError when it is not connected)."""
+        session = self.sessions.get(client_id)
+        if session is None:
+            raise LookupError(f"no MQTT session for {client_id!r}")
+        await session.publish(topic, payload, qos, ack_timeout=ack_timeout)
+
+    # -- one connection --------------------------------------------------------------------
+    async def _connection(self, transport: asyncio.Transport) -> None:
+        """One accepted socket, reading paused: TLS with this handshake's context, then MQTT."""
+        raw = transport
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2 ** 16)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        certificate: bytes | None = None
+        try:
+            if self.tls is not None:
+                try:
+                    tls = await loop.start_tls(transport, protocol, self.tls(), server_side=True,
+                                               ssl_handshake_timeout=self.handshake_timeout)
+                except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+                    return  # a failed handshake: what a TLS server does, nothing more
+                if tls is None:
+                    return
+                transport = tls
+                protocol.connection_made(transport)
+                ssl_object = transport.get_extra_info("ssl_object")
+                if ssl_object is not None:
+                    certificate = ssl_object.getpeercert(binary_form=True)
+            else:
+                transport.set_protocol(protocol)
+                protocol.connection_made(transport)
+                transport.resume_reading()
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            await self._serve(reader, writer, certificate)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a bug here must cost one connection, never the listener
+            log.exception("MQTT connection from %s failed", transport.get_extra_info("peername"))
+        finally:
+            transport.abort()
+            raw.abort()
+            self._transports.discard(raw)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     certificate: bytes | None) -> None:
+        peer = writer.get_extra_info("peername")[:2]
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                kind, flags, body = await self._read_packet(reader, None)
+            if kind != CONNECT:
+                return  # MQTT-3.1.0-1: the first packet must be CONNECT
+            info, code = self._parse_connect(flags, body, peer, certificate)
+        except (MalformedPacket, _Closed, TimeoutError, asyncio.IncompleteReadError,
+                ConnectionError):
+            return
+        if code == ACCEPTED:
+            try:
+                code = await self.hooks.authenticate(info)
+            except Exception:
+                log.exception("authenticate hook failed for %s", info.client_id)
+                code = SERVER_UNAVAILABLE
+        if code != ACCEPTED:
+            writer.write(_packet(CONNACK, 0, bytes([0, code])))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            return
+        old = self.sessions.get(info.client_id)
+        if old is not None:
+            self._end(old, "displaced")
+        session = MqttSession(info, self, writer, _task=asyncio.current_task())
+        self.sessions[info.client_id] = session
+        try:
+            await session._write(_packet(CONNACK, 0, bytes([0, ACCEPTED])))
+            await self.hooks.on_connect(session)
+            reason = await self._session_loop(session, reader)
+        except _Closed as exc:
+            reason = exc.reason
+        except asyncio.CancelledError:
+            reason = session._ended or "stopped"
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            reason = "connection lost"
+        except Exception:  # a hook's bug ends this session, reported like any other end
+            log.exception("MQTT session %s failed", session.client_id)
+            reason = "internal error"
+        await self._finish(session, session._ended or reason)
+
+    def _end(self, session: MqttSession, reason: str) -> None:
+        """Mark ``session`` ended and stop its connection; its own task reports it."""
+        if session._ended is not None:
+            return
+        session._ended = reason
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        session._writer.transport.abort()
+        if session._task is not None and session._task is not asyncio.current_task():
+            session._task.cancel()
+
+    async def _finish(self, session: MqttSession, reason: str) -> None:
+        self._end(session, reason)
+        for waiter in session._acks.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionError(f"session ended: {reason}"))
+        session._acks.clear()
+        try:
+            await self.hooks.on_disconnect(session, reason)
+        except Exception:
+            log.exception("on_disconnect hook of %s failed", session.client_id)
+
+    async def _read_packet(self, reader: asyncio.StreamReader,
+                           keep_alive: float | None) -> tuple[int, int, bytes]:
+        async with asyncio.timeout(keep_alive):
+            first = (await reader.readexactly(1))[0]
+            length, multiplier = 0, 1
+            for _ in range(4):
+                byte = (await reader.readexactly(1))[0]
+                length += (byte & 0x7F) * multiplier
+                multiplier *= 128
+                if not byte & 0x80:
+                    break
+            else:
+                raise MalformedPacket("remaining length longer than 4 bytes")
+            kind = first >> 4
+            # Room for the topic and packet id around the largest payload accepted.
+            limit = self.max_message + 65_537 + 2 if kind in (PUBLISH, CONNECT) else 65_600
+            if length > limit:
+                raise _Closed("message too large")
+            body = await reader.readexactly(length)
+        return kind, first & 0x0F, body
+
+    def _parse_connect(self, flags: int, body: bytes, peer: tuple[str, int],
+                       certificate: bytes | None) -> tuple[ConnectInfo, int]:
+        r = _Reader(body)
+        protocol = r.text()
+        level = r.u8()
+        if (protocol, level) not in (("MQTT", 4), ("MQIsdp", 3)):
+            if protocol not in ("MQTT", "MQIsdp"):
+                raise MalformedPacket(f"protocol name {protocol!r}")
+            code = UNACCEPTABLE_PROTOCOL
+        else:
+            code = ACCEPTED
+        cflags = r.u8()
+        if cflags & 0x01 or flags:
+            raise MalformedPacket("reserved CONNECT flag set")  # MQTT-3.1.2-3
+        keep_alive = r.u16()
+        client_id = r.text()
+        will_topic = will_payload = None
+        will_qos = (cflags >> 3) & 0x03
+        if cflags & 0x04:
+            will_topic = r.text()
+            will_payload = r.binary()
+            if will_qos == 3:
+                raise MalformedPacket("will QoS 3")
+        elif will_qos or cflags & 0x20:
+            raise MalformedPacket("will QoS or retain without a will")  # MQTT-3.1.2-11/13
+        username = r.text() if cflags & 0x80 else None
+        password = r.binary() if cflags & 0x40 else None
+        if r.left():
+            raise MalformedPacket("bytes after the CONNECT payload")
+        clean = bool(cflags & 0x02)
+        generated = False
+        if not client_id:
+            if not clean and code == ACCEPTED:
+                code = IDENTIFIER_REJECTED  # MQTT-3.1.3-8
+            client_id, generated = f"auto-{uuid.uuid4().hex}", True
+        info = ConnectInfo(
+            client_id=client_id, username=username, password=password, keep_alive=keep_alive,
+            clean_session=clean, protocol_level=level, will_topic=will_topic,
+            will_payload=will_payload, will_qos=will_qos, will_retain=bool(cflags & 0x20),
+            peer=peer, tls=self.tls is not None, peer_certificate=certificate,
+            client_id_generated=generated)
+        return info, code
+
+    async def _session_loop(self, session: MqttSession, reader: asyncio.StreamReader) -> str:
+        keep_alive = session.info.keep_alive * 1.5 if session.info.keep_alive else None
+        while True:
+            try:
+                kind, flags, body = await self._read_packet(reader, keep_alive)
+            except TimeoutError:
+                return "keep-alive timeout"
+            except MalformedPacket as exc:
+                return f"malformed: {exc}"
+            except asyncio.IncompleteReadError:
+                return "connection lost"
+            try:
+                if kind == DISCONNECT:
+                    return "disconnect"
+                await self._dispatch(session, kind, flags, body)
+            except MalformedPacket as exc:
+                return f"malformed: {exc}"
+
+    async def _dispatch(self, session: MqttSession, kind: int, flags: int, body: bytes) -> None:
+        if kind == PUBLISH:
+            await self._publish(session, flags, body)
+        elif kind == PUBACK:
+            packet_id = _Reader(body).u16()
+            waiter = session._acks.pop(packet_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif kind == SUBSCRIBE:
+            await self._subscribe(session, flags, body)
+        elif kind == UNSUBSCRIBE:
+            if flags != 0x02:
+                raise MalformedPacket("UNSUBSCRIBE flags")  # MQTT-3.10.1-1
+            r = _Reader(body)
+            packet_id = r.u16()
+            while r.left():
+                session.subscriptions.pop(r.text(), None)
+            await session._write(_packet(UNSUBACK, 0, struct.pack("!H", packet_id)))
+        elif kind == PINGREQ:
+            await session._write(_packet(PINGRESP, 0, b""))
+        elif kind in (PUBREC, PUBREL, PUBCOMP):
+            raise MalformedPacket("QoS 2 flow")  # no QoS 2 message is ever sent or taken
+        else:
+            raise MalformedPacket(f"packet type {kind} from a client")
+
+    async def _publish(self, session: MqttSession, flags: int, body: bytes) -> None:
+        qos = (flags >> 1) & 0x03
+        if qos == 3:
+            raise MalformedPacket("PUBLISH QoS 3")  # MQTT-3.3.1-4
+        if qos > self.max_qos:
+            raise _Closed(f"QoS {qos} refused")
+        r = _Reader(body)
+        topic = r.text()
+        if not topic or "+" in topic or "#" in topic:
+            raise MalformedPacket("PUBLISH topic")  # MQTT-3.3.2-1/2
+        packet_id = r.u16() if qos else 0
+        payload = r.take(r.left())
+        if len(payload) > self.max_message:
+            raise _Closed("message too large")
+        if await self.hooks.authorize(session, "publish", topic):
+            await self.hooks.on_publish(session, topic, payload, qos, bool(flags & 0x01))
+        elif self.disconnect_on_refused_publish:
+            raise _Closed(f"publish to {topic!r} refused")
+        if qos:
+            await session._write(_packet(PUBACK, 0, struct.pack("!H", packet_id)))
+
+    async def _subscribe(self, session: MqttSession, flags: int, body: bytes) -> None:
+        if flags != 0x02:
+            raise MalformedPacket("SUBSCRIBE flags")  # MQTT-3.8.1-1
+        r = _Reader(body)
+        packet_id = r.u16()
+        if not r.left():
+            raise MalformedPacket("SUBSCRIBE without a topic")  # MQTT-3.8.3-3
+        codes = bytearray()
+        granted: list[tuple[str, int]] = []
+        while r.left():
+            topic_filter = r.text()
+            requested = r.u8()
+            if requested & 0xFC:
+                raise MalformedPacket("SUBSCRIBE options")  # MQTT-3.8.3-4
+            if (requested == 3 or not _valid_filter(topic_filter)
+                    or not await self.hooks.authorize(session, "subscribe", topic_filter)):
+                codes.append(SUBSCRIBE_FAILURE)
+                continue
+            qos = min(requested, self.max_qos)
+            session.subscriptions[topic_filter] = qos
+            granted.append((topic_filter, qos))
+            codes.append(qos)
+        await session._write(_packet(SUBACK, 0, struct.pack("!H", packet_id) + bytes(codes)))
+        for topic_filter, qos in granted:
+            await self.hooks.on_subscribe(session, topic_filter, qos)
+
+
+class _Handover(asyncio.Protocol):
+    """Holds a fresh connection with reading paused, so that a ClientHello waits for the
+    context this handshake will use, and hands it to the listener's connection task."""
+
+    def __init__(self, listener: MqttListener) -> None:
+        self._listener = listener
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        listener = self._listener
+        if listener._stopping:
+            transport.abort()
+            return
+        transport.pause_reading()
+        self._task = task = asyncio.get_running_loop().create_task(listener._connection(transport))
+        listener._transports.add(transport)
+        listener._connections.add(task)
+        task.add_done_callback(listener._connections.discard)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
