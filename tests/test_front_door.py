@@ -280,6 +280,13 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert readme_command(2) == "python -m pip install -e '.[test]' && python -m pytest"
 
 
+# The suite's per-test timeout (120 s, for hangs) is shorter than an install from the package
+# registry can take on a loaded machine (over 120 s once, with both cores busy); these tests
+# bound every step themselves (INSTALL_TIMEOUT, READY_TIMEOUT), so the hang guard is theirs.
+VENV_TEST_TIMEOUT = INSTALL_TIMEOUT + READY_TIMEOUT + 120
+
+
+@pytest.mark.timeout(VENV_TEST_TIMEOUT)
 def test_a_wheel_installed_with_no_extras_runs_the_default_farm(fresh_venv: Path,
                                                                  tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"  # nowhere near the checkout: only the wheel is there
@@ -299,6 +306,7 @@ def test_a_wheel_installed_with_no_extras_runs_the_default_farm(fresh_venv: Path
     drive_default_farm(["emulators", "run"], outside, env, tmp_path / "farm")
 
 
+@pytest.mark.timeout(VENV_TEST_TIMEOUT)
 def test_readme_command_1_exactly_in_a_fresh_venv(fresh_venv: Path, tmp_path: Path) -> None:
     # After the wheel test the venv holds the dependencies; README's editable install
     # replaces the wheel. On its own (`-k exactly`) it installs everything itself.
@@ -322,6 +330,7 @@ def docker_daemon() -> str | None:
     return None
 
 
+@pytest.mark.timeout(1200)  # compose up --build alone may take 900 s
 def test_the_documented_docker_path_runs_the_default_farm(tmp_path: Path) -> None:
     why = docker_daemon()
     if why is not None:
