@@ -80,7 +80,7 @@ class Snapshots:
             raise SnapshotDamaged(f"snapshot {name!r} is damaged: {exc}") from None
         if not _well_formed(doc):
             raise SnapshotDamaged(f"snapshot {name!r} is damaged: not a snapshot document")
-        return doc  # type: ignore[no-any-return]
+        return doc
 
     async def save(self, name: str, members: list[str] | None = None) -> dict[str, Any]:
         self._doc_path(name)  # the name is checked before anything is done

@@ -46,7 +46,7 @@ class LoopThread:
         async def wrapper() -> T:
             result = fn()
             if isinstance(result, Awaitable):
-                return await result  # type: ignore[no-any-return]
+                return await result
             return result
         return self.run(wrapper(), timeout)
 
@@ -187,7 +187,7 @@ class RunningFarm:
         return f"{self.farm.control.url}/v1"
 
     @property
-    def clock(self):  # type: ignore[no-untyped-def]
+    def clock(self):
         return self.farm.clock
 
     def reset(self, name: str | None = None) -> None:

@@ -12,7 +12,7 @@ from .keys import FARM
 routes = web.RouteTableDef()
 
 
-def _instant(body: dict) -> float | None:  # type: ignore[type-arg]
+def _instant(body: dict) -> float | None:
     if "time" in body:
         if not isinstance(body["time"], (int, float)) or isinstance(body["time"], bool):
             raise BadRequest("time is seconds since the epoch")

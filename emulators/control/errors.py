@@ -55,7 +55,7 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except ControlError as exc:
@@ -97,7 +97,7 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-async def read_json(request: web.Request) -> dict:  # type: ignore[type-arg]
+async def read_json(request: web.Request) -> dict:
     """The request's body as a JSON object ({} when there is none). Every way a body can be
     wrong is a 4xx in the error form: a charset Python does not know (415), bytes that are
     not in that charset, text that is not JSON (NaN, Infinity and numbers out of range

@@ -13,9 +13,9 @@ _TEXT = ("member", "kind", "protocol", "event", "method", "path", "correlation_i
 _NUMBERS = {"status": int, "after_seq": int, "limit": int, "since": float, "until": float}
 
 
-def filters_from(query: web.Request | dict) -> dict:  # type: ignore[type-arg]
+def filters_from(query: web.Request | dict) -> dict:
     source = query.query if isinstance(query, web.Request) else query
-    found: dict = {k: source[k] for k in _TEXT if source.get(k)}  # type: ignore[type-arg]
+    found: dict = {k: source[k] for k in _TEXT if source.get(k)}
     for key, conv in _NUMBERS.items():
         if source.get(key) not in (None, ""):
             try:

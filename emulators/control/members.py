@@ -13,7 +13,7 @@ from .keys import FARM
 routes = web.RouteTableDef()
 
 
-def _member(request: web.Request, role: str):  # type: ignore[no-untyped-def]
+def _member(request: web.Request, role: str):
     name = request.match_info["name"]
     member = request.app[FARM].members.get(name)
     if member is None or member.role != role:

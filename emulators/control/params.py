@@ -73,7 +73,7 @@ def check_routes(app: web.Application) -> None:
 
 
 @web.middleware
-async def check_path_params(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def check_path_params(request: web.Request, handler):
     if request.match_info:
         route = request.match_info.route.resource
         canonical = route.canonical if route is not None else ""

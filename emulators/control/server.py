@@ -39,10 +39,10 @@ def kind_route_tables(farm: Any) -> list[Any]:
     return tables
 
 
-def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
+def build_app(farm, token: str | None = None,
               deadline: Any = None) -> web.Application:
     @web.middleware
-    async def limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def limit(request: web.Request, handler):
         # A declared body over the limit is refused at once, before anything is read.
         if declared_too_large(request, BODY_LIMIT):
             return await send_and_close(request, error_response(
@@ -52,7 +52,7 @@ def build_app(farm, token: str | None = None,  # type: ignore[no-untyped-def]
     expected = f"Bearer {token}".encode() if token is not None else b""
 
     @web.middleware
-    async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def auth(request: web.Request, handler):
         if token is not None:
             # Header values arrive decoded as UTF-8 with surrogateescape: back to the bytes
             # the client sent, whatever they were, so any header compares (and fails) alike.
@@ -123,7 +123,7 @@ class ControlPlane:
     request_deadline: float | None = None
     name = "control plane"  # how the deadline sweeper names it in its log line
 
-    def __init__(self, farm, host: str, port: int, token: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, farm, host: str, port: int, token: str | None = None) -> None:
         self.farm = farm
         self.host = host
         self.port = port
@@ -145,7 +145,7 @@ class ControlPlane:
         inflight, monotonic, me = observer.inflight, time.monotonic, cast(HttpEmulator, self)
 
         @web.middleware
-        async def deadline(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        async def deadline(request: web.Request, handler):
             # The emulators' mechanism, not a copy: the request joins the farm's in-flight
             # table, and its sweeper resets the connection once the deadline has passed.
             # (The sweeper reads only .name and .request_deadline of the member it is given.)

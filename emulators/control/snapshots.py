@@ -11,7 +11,7 @@ from .keys import FARM
 routes = web.RouteTableDef()
 
 
-def _members(body: dict) -> list[str] | None:  # type: ignore[type-arg]
+def _members(body: dict) -> list[str] | None:
     members = body.get("members")
     if members is not None and not (isinstance(members, list)
                                     and all(isinstance(m, str) for m in members)):

@@ -35,7 +35,7 @@ class ObservedRunner(HookedRunner):
 
     def adjust_server(self, server: web.Server) -> None:
         if self._wrap is not None:
-            server.request_handler = self._wrap(server.request_handler)  # type: ignore[arg-type,assignment]
+            server.request_handler = self._wrap(server.request_handler)  # type: ignore[assignment]
         dress_requests(server, self._dress)
 
 
@@ -81,7 +81,7 @@ class HttpEmulator(Member):
     def dress_reply(self, response: web.StreamResponse) -> None:
         """The last look at every reply before its header is written (kinds that write their
         header themselves override it)."""
-        self._reply_headers.apply(response.headers, self.clock)  # type: ignore[arg-type]
+        self._reply_headers.apply(response.headers, self.clock)
 
     def _context_for(self, normal: ssl.SSLContext) -> ssl.SSLContext:
         """The TLS identity for the next connection: the member's own, unless a tls_* fault

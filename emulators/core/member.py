@@ -81,7 +81,7 @@ class FarmContext:
             from .farm_ca import FarmCA
 
             self._ca = FarmCA.load_or_create(self.store)
-        return self._ca  # type: ignore[no-any-return]
+        return self._ca
 
     def member(self, name: str) -> Member:
         if self.lookup is None:

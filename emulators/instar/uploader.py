@@ -138,7 +138,7 @@ class _Announce:
         if self.on_connect is not None:
             hook, self.on_connect = self.on_connect, None
             hook(self.sock.getsockname()[:2])
-        return super().getresp()  # type: ignore[misc, no-any-return]
+        return super().getresp()  # type: ignore[misc]
 
 
 class _FTP(_Announce, ftplib.FTP):
@@ -278,7 +278,7 @@ class _HostKeyCheck(asyncssh.SSHClient):
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         local = conn.get_extra_info("sockname")
         if self.on_connect is not None and local:
-            self.on_connect(tuple(local[:2]))  # type: ignore[arg-type]
+            self.on_connect(tuple(local[:2]))
 
     def validate_host_public_key(self, host: str, addr: str, port: int,
                                  key: asyncssh.SSHKey) -> bool:

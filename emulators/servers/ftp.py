@@ -682,13 +682,13 @@ class _FarmDTP:
             # A cut_transfer fault: the data connection drops after the first bytes.
             file_obj.write(chunk[: max(0, channel.cut_after - file_obj.tell())])
             self._resp = (FTP_TRANSFER_CUT.line, log.info)
-            self.close()  # type: ignore[attr-defined]
+            self.close()
             return b""
         if (chunk and self.receive and file_obj is not None and not file_obj.closed
                 and file_obj.tell() + len(chunk) > channel.member.options.max_upload_bytes):
             channel.refused_upload = (file_obj.name, not isinstance(file_obj, _ReplacingFile))
             self._resp = (FTP_UPLOAD_TOO_LARGE.line, log.info)
-            self.close()  # type: ignore[attr-defined]
+            self.close()
             return b""
         return chunk
 

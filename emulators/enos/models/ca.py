@@ -134,7 +134,7 @@ class RootCA:
     def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         """The CPU-heavy part of issuing; it releases the GIL, so an executor runs it beside
         the loop."""
-        return builder.sign(self.key, hashes.SHA256())  # type: ignore[arg-type]
+        return builder.sign(self.key, hashes.SHA256())
 
     def crl(self, revoked: list[tuple[int, dt.datetime, int]], now: dt.datetime) -> bytes:
         """A DER CRL of ``(serial, when, reason)``, next update a day on."""
@@ -150,7 +150,7 @@ class RootCA:
             if flag is not None:
                 entry = entry.add_extension(x509.CRLReason(flag), critical=False)
             builder = builder.add_revoked_certificate(entry.build())
-        crl = builder.sign(self.key, hashes.SHA256())  # type: ignore[arg-type]
+        crl = builder.sign(self.key, hashes.SHA256())
         return crl.public_bytes(serialization.Encoding.DER)
 
     def to_dict(self) -> dict[str, str]:
