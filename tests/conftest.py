@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gc
-import os
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+
+from tests.leaks import open_sockets
 
 # Threads that legitimately outlive a test: the farm's shared loop and its executor pool.
 PERSISTENT_PREFIXES = ("emulators-loop", "asyncio_", "ThreadPoolExecutor")
@@ -19,16 +20,6 @@ def _threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if not t.name.startswith(PERSISTENT_PREFIXES)}
 
 
-def _sockets() -> set[str]:
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            found.add(f"{fd}->{target}")
-    return found
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,7 +30,7 @@ def _shared_loop_first(emulators_loop: object) -> None:
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     threads_before = _threads()
-    sockets_before = _sockets()
+    sockets_before = open_sockets()
     yield
     if request.node.get_closest_marker("allow_leaks"):
         return
@@ -47,7 +38,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     collected = False
     while True:
         new_threads = _threads() - threads_before
-        new_sockets = _sockets() - sockets_before
+        new_sockets = open_sockets() - sockets_before
         if not new_threads and not new_sockets:
             return
         if not collected:

@@ -8,7 +8,6 @@ import ftplib
 import gc
 import io
 import json
-import os
 import ssl
 import subprocess
 import time
@@ -25,6 +24,7 @@ from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
 from emulators.enos.sdk import poseidon_trusting
 from emulators.testing import RunningFarm
+from tests.leaks import open_sockets
 from tests.sdk_clients import close_iotda
 
 _default_https = ssl._create_default_https_context
@@ -151,23 +151,11 @@ def test_injected_faults_as_the_vendor_sdks_meet_them(farm: RunningFarm) -> None
                      ("acti-camera", "vendor_error"), ("acti-camera", "reset")]
 
 
-def _open_sockets() -> set[str]:
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            found.add(target)
-    return found
-
-
 def test_a_client_closed_after_faults_leaves_no_connection_open(farm: RunningFarm) -> None:
     """The SDK client of the test above, closed after a vendor error, a reset and a hung
     request it gave up on, leaves no connection open, neither its own nor the farm's, and
     without the garbage collector's help: the farm sees the close and drops its side."""
-    before = _open_sockets()
+    before = open_sockets()
     was_enabled = gc.isenabled()
     gc.disable()  # nothing may depend on the collector happening to run
     try:
@@ -184,7 +172,7 @@ def test_a_client_closed_after_faults_leaves_no_connection_open(farm: RunningFar
         assert client.list_certificates(ListCertificatesRequest()).certificates == []
         close_iotda(client)
         deadline = time.monotonic() + 1.0  # the farm's side goes as soon as it reads the EOF
-        while (left := _open_sockets() - before) and time.monotonic() < deadline:
+        while (left := open_sockets() - before) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not left, f"{len(left)} socket(s) still open after the client was closed"
     finally:

@@ -21,6 +21,16 @@ def _member(request: web.Request, role: str):
     return member
 
 
+def owner_of(request: web.Request, routes: web.RouteTableDef, what: str) -> Any:
+    """For a kind's own control route: the member ``{name}`` names, if its kind brought
+    ``routes`` (``Member.control_routes``); else NotFound "no <what> named '<name>'"."""
+    name = request.match_info["name"]
+    member = request.app[FARM].members.get(name)
+    if member is None or type(member).control_routes is not routes:
+        raise NotFound(f"no {what} named {name!r}")
+    return member
+
+
 def state_view(member: Any) -> Any:
     """A member's state as the control plane shows it: never a private key (a kind's
     ``state()`` may hold one, as the FTPS server's TLS identity does; its flash keeps it)."""

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
-from ..control.errors import BadRequest, NotFound, read_json
-from ..control.keys import FARM
+from ..control.errors import BadRequest, read_json
+from ..control.members import owner_of
 from ..control.openapi import operation
 
 if TYPE_CHECKING:
@@ -29,13 +29,10 @@ MAX_ERRORS = 1_000_000
 
 @routes.post("/v1/emulators/{name}/enos/faults")
 async def arm_internal_errors(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    member = request.app[FARM].members.get(name)
-    if member is None or type(member).control_routes is not routes:  # not an EnOS member
-        raise NotFound(f"no enos emulator named {name!r}")
+    member = owner_of(request, routes, "enos emulator")
     count = (await read_json(request)).get("internal_errors")
     if type(count) is not int or not 0 <= count <= MAX_ERRORS:
         raise BadRequest(f"'internal_errors' must be an integer from 0 to {MAX_ERRORS}")
     cast("EnosService", member).inject_internal_errors(count)
     await member.save()
-    return web.json_response({"emulator": name, "internal_errors": count})
+    return web.json_response({"emulator": member.name, "internal_errors": count})

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..control.errors import NotFound
-from ..control.keys import FARM
+from ..control.members import owner_of
 from ..control.openapi import operation
 
 routes = web.RouteTableDef()
@@ -20,9 +19,5 @@ OPENAPI = {"/v1/emulators/{name}/alarm": {"post": operation(
 
 @routes.post("/v1/emulators/{name}/alarm")
 async def trigger_alarm(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    member = request.app[FARM].members.get(name)
-    trigger = getattr(member, "trigger_alarm", None)
-    if member is None or member.role != "emulator" or trigger is None:
-        raise NotFound(f"no camera with an alarm named {name!r}")
-    return web.json_response({"alarm": name, **await trigger()})
+    member = owner_of(request, routes, "camera with an alarm")
+    return web.json_response({"alarm": member.name, **await member.trigger_alarm()})

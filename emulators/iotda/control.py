@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 from aiohttp import web
 
 from ..control.errors import NotFound
-from ..control.keys import FARM
+from ..control.members import owner_of
 from ..control.openapi import operation
 from .exceptions import CertificateNotFound
 
@@ -28,13 +28,10 @@ OPENAPI = {"/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code
 
 @routes.post("/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code")
 async def new_verify_code(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    member = request.app[FARM].members.get(name)
-    if member is None or type(member).control_routes is not routes:  # not an IoTDA member
-        raise NotFound(f"no iotda emulator named {name!r}")
+    member = owner_of(request, routes, "iotda emulator")
     cert_id = request.match_info["certificate_id"]
     try:
         record = await cast("IotdaService", member).new_verify_code(cert_id)
     except CertificateNotFound:
-        raise NotFound(f"{name} has no device CA {cert_id!r}") from None
+        raise NotFound(f"{member.name} has no device CA {cert_id!r}") from None
     return web.json_response(record.summary())

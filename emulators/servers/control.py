@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..control.errors import BadRequest, NotFound, read_json
-from ..control.keys import FARM
+from ..control.members import owner_of
 from ..control.openapi import BYTES, STRING, obj, operation
 from .exceptions import AuthorizedKeyError
 
@@ -38,12 +38,10 @@ for _op_ in OPENAPI["/v1/servers/{name}/users/{user}/authorized_keys"].values():
 
 
 def _server(request: web.Request, kind: str | None = None) -> Any:
-    name = request.match_info["name"]
-    member = request.app[FARM].members.get(name)
-    if (member is None or type(member).control_routes is not routes  # not an upload server
-            or (kind is not None and member.kind != kind)):
-        what = f"{kind} server" if kind else "upload server"
-        raise NotFound(f"no {what} named {name!r}")
+    what = f"{kind} server" if kind else "upload server"
+    member = owner_of(request, routes, what)
+    if kind is not None and member.kind != kind:
+        raise NotFound(f"no {what} named {member.name!r}")
     return member
 
 
