@@ -80,6 +80,11 @@ class MemberHandle:
         self.role = member.role
 
     @property
+    def farm(self) -> RunningFarm:
+        """The running farm this member belongs to (its clock, journal, faults)."""
+        return self._farm
+
+    @property
     def description(self) -> dict[str, Any]:
         return self._farm.loop.call(self.member.describe)
 
@@ -290,10 +295,15 @@ _counter = itertools.count(1)
 
 
 def single_member_scenario(kind: str, name: str | None = None, **options: Any) -> dict[str, Any]:
-    """A one-member scenario dict for ``kind`` with the given options."""
+    """A one-member scenario dict for ``kind`` with the given options. Every further listener
+    of the kind (an option ``*_port`` whose default is a fixed port) takes a free port unless
+    the options name one: a test's member never sits on a well-known port by accident."""
     cls = resolve(kind)
     default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind.rsplit(":", 1)[-1]).strip("-.").lower()
-    entry = {"name": name or f"{default_name}-{next(_counter)}", "kind": kind, **options}
+    free = {field_name: 0 for field_name, info in cls.Options.model_fields.items()
+            if field_name.endswith("_port") and isinstance(info.default, int) and info.default}
+    entry = {"name": name or f"{default_name}-{next(_counter)}", "kind": kind, **free,
+             **options}
     section = "servers" if cls.role == "server" else "emulators"
     return {"name": f"single-{kind}", section: [entry]}
 

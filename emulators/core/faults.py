@@ -21,10 +21,14 @@ from .clock import Clock
 HTTP_FAULTS = ("latency", "vendor_error", "status", "reset", "truncate", "hang")
 SERVER_FAULTS = ("refuse_login", "busy", "disk_full", "cut_transfer", "throttle")
 TLS_FAULTS = ("tls_expired", "tls_wrong_name")
+# MQTT rules match ``command`` against the packet (connect, publish, subscribe) and ``path``
+# against its topic (docs/FAULTS.md).
+MQTT_FAULTS = ("mqtt_refuse", "mqtt_drop", "mqtt_hang", "mqtt_puback_delay", "mqtt_puback_drop")
 FaultType = Literal["latency", "vendor_error", "status", "reset", "truncate", "hang",
                     "refuse_login", "busy", "disk_full", "cut_transfer", "throttle",
-                    "tls_expired", "tls_wrong_name"]
-Protocol = Literal["http", "https", "ftp", "ftps", "sftp", "tls"]
+                    "tls_expired", "tls_wrong_name", "mqtt_refuse", "mqtt_drop", "mqtt_hang",
+                    "mqtt_puback_delay", "mqtt_puback_drop"]
+Protocol = Literal["http", "https", "ftp", "ftps", "sftp", "tls", "mqtt", "mqtts"]
 
 
 class FaultSpec(BaseModel):
@@ -50,6 +54,10 @@ class FaultSpec(BaseModel):
     seconds: float | None = Field(default=None, gt=0, le=3600)
     bytes_per_second: int | None = Field(default=None, ge=1)
     after_bytes: int | None = Field(default=None, ge=0)
+    # mqtt_refuse: the CONNACK return code (MQTT 3.1.1 table 3.1); 5 "not authorised" when
+    # not given, 3 "server unavailable" and 4 "bad user name or password" are the others a
+    # client's reconnect logic tells apart.
+    connack: int | None = Field(default=None, ge=1, le=5)
 
     @model_validator(mode="after")
     def _params(self) -> FaultSpec:
@@ -57,6 +65,10 @@ class FaultSpec(BaseModel):
             raise ValueError("a latency fault needs latency_ms")
         if self.fault == "throttle" and not self.bytes_per_second:
             raise ValueError("a throttle fault needs bytes_per_second")
+        if self.fault == "mqtt_puback_delay" and not self.latency_ms:
+            raise ValueError("an mqtt_puback_delay fault needs latency_ms")
+        if self.connack is not None and self.fault != "mqtt_refuse":
+            raise ValueError("connack is a field of mqtt_refuse rules")
         return self
 
 

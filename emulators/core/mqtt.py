@@ -56,6 +56,8 @@ IDENTIFIER_REJECTED = 2
 SERVER_UNAVAILABLE = 3
 BAD_CREDENTIALS = 4
 NOT_AUTHORIZED = 5
+# Not a CONNACK code: what ``authenticate`` returns to close the connection without a CONNACK.
+DROP = -1
 
 SUBSCRIBE_FAILURE = 0x80
 
@@ -98,7 +100,8 @@ class MqttHooks:
     """What a member decides; every method may be overridden, the defaults let all in."""
 
     async def authenticate(self, info: ConnectInfo) -> int:
-        """The CONNACK return code for this CONNECT (0 accepts)."""
+        """The CONNACK return code for this CONNECT (0 accepts; ``DROP`` answers nothing and
+        closes the connection)."""
         return ACCEPTED
 
     async def authorize(self, session: MqttSession, action: Action, topic: str) -> bool:
@@ -111,6 +114,11 @@ class MqttHooks:
     async def on_publish(self, session: MqttSession, topic: str, payload: bytes, qos: int,
                          retain: bool) -> None:
         """An authorised PUBLISH; a QoS 1 PUBACK is sent when this returns."""
+
+    async def acknowledge(self, session: MqttSession, topic: str) -> bool:
+        """Before the PUBACK of a QoS 1 PUBLISH: False sends none (a fault may also wait
+        here first)."""
+        return True
 
     async def on_subscribe(self, session: MqttSession, topic_filter: str, qos: int) -> None:
         """A granted subscription."""
@@ -245,25 +253,30 @@ class MqttSession:
     async def publish(self, topic: str, payload: bytes, qos: int = 0, *,
                       ack_timeout: float = ACK_TIMEOUT) -> None:
         """Send a PUBLISH to this client (subscribed or not); with QoS 1, wait for its PUBACK
-        (TimeoutError when none comes). ConnectionError when the session has ended."""
+        (TimeoutError when none comes). ConnectionError when the session has ended.
+
+        From the session's own task (a hook answering a message) the PUBACK cannot be waited
+        for, since that task is the one that would read it: the call returns once written."""
         if self._ended is not None:
             raise ConnectionError(f"session {self.client_id!r} ended: {self._ended}")
         if qos not in (0, 1):
             raise ValueError("only QoS 0 and 1 are sent")
         body = _text(topic)
         waiter: asyncio.Future[None] | None = None
+        packet_id = 0
         if qos:
-            self._next_id = self._next_id % 0xFFFF + 1
-            body += struct.pack("!H", self._next_id)
-            waiter = asyncio.get_running_loop().create_future()
-            self._acks[self._next_id] = waiter
+            self._next_id = packet_id = self._next_id % 0xFFFF + 1
+            body += struct.pack("!H", packet_id)
+            if asyncio.current_task() is not self._task:
+                waiter = asyncio.get_running_loop().create_future()
+                self._acks[packet_id] = waiter
         await self._write(_packet(PUBLISH, qos << 1, body + payload))
         if waiter is not None:
             try:
                 async with asyncio.timeout(ack_timeout):
                     await waiter
             finally:
-                self._acks.pop(self._next_id, None)
+                self._acks.pop(packet_id, None)
 
     def close(self, reason: str) -> None:
         """End the session now (a revoked certificate, a fault): no DISCONNECT exists in 3.1.1,
@@ -402,6 +415,8 @@ class MqttListener:
             except Exception:
                 log.exception("authenticate hook failed for %s", info.client_id)
                 code = SERVER_UNAVAILABLE
+        if code == DROP:
+            return
         if code != ACCEPTED:
             writer.write(_packet(CONNACK, 0, bytes([0, code])))
             with contextlib.suppress(ConnectionError):
@@ -577,7 +592,7 @@ class MqttListener:
             await self.hooks.on_publish(session, topic, payload, qos, bool(flags & 0x01))
         elif self.disconnect_on_refused_publish:
             raise _Closed(f"publish to {topic!r} refused")
-        if qos:
+        if qos and await self.hooks.acknowledge(session, topic):
             await session._write(_packet(PUBACK, 0, struct.pack("!H", packet_id)))
 
     async def _subscribe(self, session: MqttSession, flags: int, body: bytes) -> None:

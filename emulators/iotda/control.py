@@ -3,6 +3,7 @@ mounts them when the farm runs an IoTDA member).
 
 ``POST /v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code`` is the console's
 "Generate Verification Code" button: it answers the CA's record with its new code.
+``GET /v1/emulators/{name}/iotda/sessions`` lists the devices connected over MQTT now.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ routes = web.RouteTableDef()
 OPENAPI = {"/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code": {
     "post": operation(
         "IoTDA: generate a new verification code for a device CA (the console's button)",
-        params=("name", "certificate_id"))}}
+        params=("name", "certificate_id"))},
+    "/v1/emulators/{name}/iotda/sessions": {"get": operation(
+        "IoTDA: the MQTT sessions open now (device, client id, peer, TLS, subscriptions)",
+        params=("name",))}}
 
 
 @routes.post("/v1/emulators/{name}/iotda/certificates/{certificate_id}/verify-code")
@@ -35,3 +39,9 @@ async def new_verify_code(request: web.Request) -> web.Response:
     except CertificateNotFound:
         raise NotFound(f"{member.name} has no device CA {cert_id!r}") from None
     return web.json_response(record.summary())
+
+
+@routes.get("/v1/emulators/{name}/iotda/sessions", allow_head=False)
+async def sessions(request: web.Request) -> web.Response:
+    member = cast("IotdaService", owner_of(request, routes, "iotda emulator"))
+    return web.json_response({"sessions": member.access.sessions()})

@@ -1,5 +1,5 @@
 """The Huawei Cloud IoTDA member: v5 server certificates, device CA certificates, products and
-devices (device management; no device access yet).
+devices (device management), and device access over MQTT (``access.py``).
 
 Scenario options (``options.py``) are the account (AK/SK pairs, tokens, project ids,
 instances, region), the platform's limits and the initial products and devices; state is both
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..core.httpserver import HttpEmulator
 from . import control
+from .access import IotdaAccess
 from .auth import Authenticator, KeyPair, auth_middleware
 from .exceptions import ALL_ERRORS, BadRequestFormat, InternalError
 from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
@@ -55,6 +56,7 @@ class IotdaService(HttpEmulator):
             default_app_id=self.options.default_app_id,
             update_resets_verification=self.options.update_resets_verification, ids=self.ids)
         self.devices = DeviceStore(default_app_id=self.options.default_app_id, ids=self.ids)
+        self.access = IotdaAccess(self)
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -115,6 +117,44 @@ class IotdaService(HttpEmulator):
         """A body declared over ``client_max_size``: ``IOTDA.000008``, as for any body IoTDA
         cannot take, with ``X-Request-Id`` as every IoTDA reply."""
         return error_reply(BadRequestFormat(f"declared body of {request.content_length} bytes"))
+
+    # -- device access (MQTT) ------------------------------------------------------------------
+    async def after_start(self) -> None:
+        await self.access.start()
+
+    async def before_stop(self) -> None:
+        await self.access.stop()
+
+    async def state_changed(self) -> None:
+        """A reset or a restored snapshot: every session ends (its device may be gone or
+        changed); devices connect again."""
+        self.access.close_all("the member's state was replaced")
+
+    def disconnect(self, device_id: str, reason: str) -> None:
+        session = self.access.session_of(device_id)
+        if session is not None:
+            session.close(reason)
+
+    async def desired_changed(self, device: Any) -> None:
+        session = self.access.session_of(device.device_id)
+        if session is not None:
+            await self.access.push_delta(session, device)
+
+    async def message_created(self, device: Any, record: dict[str, Any]) -> None:
+        """A CreateMessage: delivered now to an online device; with ttl 0 to an offline one,
+        failed at once (IOTDA.014016, as ListDeviceMessages' error_info documents)."""
+        session = self.access.session_of(device.device_id)
+        if session is not None:
+            await self.access.deliver(session, device, record)
+        elif record.get("ttl") == 0:
+            self.devices.message_done(record, "FAILED", self.clock.time(), (
+                "IOTDA.014016", "Operation not allowed. The device is not online."))
+
+    def urls(self) -> dict[str, str]:
+        return {**super().urls(), **self.access.urls()}
+
+    def extra_description(self) -> dict[str, Any]:
+        return {"mqtt_sessions": len(self.access.by_identity)}
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, auth_middleware])

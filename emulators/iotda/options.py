@@ -64,6 +64,29 @@ class ScenarioDevice(KindOptions):
     project_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
 
 
+Connack = Field(default=5, ge=1, le=5)
+
+
+class MqttConnack(KindOptions):
+    """The CONNACK return code of each way a device's CONNECT is refused. No source names
+    them (the spec digest): 5 "not authorised" unless the credentials themselves are wrong,
+    which answer 4 "bad user name or password" (the vendor SDK then stops retrying), and a
+    client id that is not the SDK's form, 2 "identifier rejected" (what MQTT has for it)."""
+
+    keep_alive: int = Connack  # keep-alive outside 30..1200 s
+    bad_client_id: int = Field(default=2, ge=1, le=5)
+    unknown_device: int = Field(default=4, ge=1, le=5)
+    bad_password: int = Field(default=4, ge=1, le=5)
+    clock_skew: int = Connack  # "_1_" client id whose hour is not the farm clock's
+    frozen: int = Connack
+    insecure: int = Connack  # a secure_access device on the plain listener
+    no_certificate: int = Connack  # a CERTIFICATES device without a client certificate
+    unknown_ca: int = Connack  # its certificate chains to a CA of another project
+    unverified_ca: int = Connack
+    expired_certificate: int = Connack  # the device's or its CA's, on the farm clock
+    fingerprint: int = Connack  # not the device's registered fingerprint
+
+
 DEFAULT_KEY = AkSk(ak="IOTDAEMULATORAK00001", sk="IotdaEmulatorSecretKey000000000000000001",
                    project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9")
 
@@ -98,6 +121,19 @@ class IotdaOptions(WebServerOptions):
     # The products and devices of the initial state (what a reset returns to).
     products: list[ScenarioProduct] = Field(default_factory=list)
     devices: list[ScenarioDevice] = Field(default_factory=list)
+    # Device access (MQTT 3.1.1): the plain and the TLS listener on the member's address
+    # (0: a free port; null: none). The vendor device SDK turns TLS on only for port 8883.
+    mqtt_port: int | None = Field(default=1883, ge=0, le=65535)
+    mqtts_port: int | None = Field(default=8883, ge=0, le=65535)
+    # How far (seconds) a "_1_" client id's hour may be outside the farm clock's hour. No
+    # source gives the platform's tolerance; an hour either side is chosen.
+    mqtt_clock_tolerance: float = Field(default=3600.0, ge=0)
+    mqtt_connack: MqttConnack = Field(default_factory=MqttConnack)
+    # Spec: "100 subscriptions per connection"; a 101st is answered 0x80 (failure).
+    mqtt_max_subscriptions: int = Field(default=100, ge=1)
+    # How long CreateCommand, UpdateProperties and ListProperties wait for the device's
+    # response before IOTDA.014111 (chosen: no public source gives the platform's).
+    command_timeout: float = Field(default=20.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _devices_name_products(self) -> IotdaOptions:

@@ -49,4 +49,6 @@ ROUTES: list[web.RouteDef] = [
     web.get(DEVICE + "/messages", r.list_device_messages,
             allow_head=False),  # list_device_messages
     web.post(DEVICE + "/commands", r.create_command),  # create_command
+    web.put(DEVICE + "/properties", r.update_properties),  # update_properties
+    web.get(DEVICE + "/properties", r.list_properties, allow_head=False),  # list_properties
 ]

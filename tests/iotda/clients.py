@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
+import queue
+import ssl
 import subprocess
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+import paho.mqtt.client as mqtt
 from huaweicloudsdkiotda.v5 import IoTDAClient
+from paho.mqtt.enums import CallbackAPIVersion
 
 from emulators import pki
 
@@ -80,3 +88,107 @@ def server_identity(cn: str = "iotda-app.example.com", *, days: float = 365
                      issuer.key, not_before=start, days=days, server=True,
                      dns_names=[cn])
     return cert, key
+
+
+# -- a device over MQTT ---------------------------------------------------------------------------
+
+def sdk_password(secret: str, timestamp: str) -> str:
+    """iot_device_sdk_python/utils/iot_util.py: ``sha256_mac(secret, timestamp)``."""
+    return hmac.new(timestamp.encode("utf-8"), secret.encode("utf-8"),
+                    digestmod=hashlib.sha256).hexdigest()
+
+
+def sdk_timestamp(when: float | None = None) -> str:
+    """``get_timestamp()``: the UTC hour, ``time.strftime("%Y%m%d%H", time.gmtime(...))``."""
+    return time.strftime("%Y%m%d%H", time.gmtime(time.time() if when is None else when))
+
+
+CONNACK_BY_NAME = {"Success": 0, "Unsupported protocol version": 1,
+                   "Client identifier not valid": 2, "Server unavailable": 3,
+                   "Bad user name or password": 4, "Not authorized": 5}
+
+
+class SdkDevice:
+    """paho-mqtt configured exactly as the vendor's Python device SDK configures it
+    (``iot_device_sdk_python/transport/mqtt/mqtt_connection.py``, ``__connect`` and
+    ``_ssl_connect_config``): client id ``{device_id}_0_{check_timestamp}_{YYYYMMDDHH}``,
+    ``clean_session=True``, user name the device id, password the HMAC for a secret device and
+    none for a certificate device, TLS 1.2 with the CA file (plus the device's certificate and
+    key), ``cert_reqs=CERT_OPTIONAL``, no host name check, keep-alive 120 s. The SDK turns TLS
+    on when the port is 8883; ``tls`` says the same for a test listener on another port."""
+
+    def __init__(self, device_id: str, host: str, port: int, *, secret: str | None = None,
+                 ca_file: Path | None = None, cert_file: Path | None = None,
+                 key_file: Path | None = None, tls: bool | None = None,
+                 check_timestamp: str = "1", timestamp: str | None = None,
+                 client_id: str | None = None, username: str | None = None,
+                 keep_alive: int = 120) -> None:
+        self.device_id = device_id
+        self.host, self.port, self.keep_alive = host, port, keep_alive
+        timestamp = timestamp or sdk_timestamp()
+        self.client_id = client_id or f"{device_id}_0_{check_timestamp}_{timestamp}"
+        self.client = mqtt.Client(client_id=self.client_id, clean_session=True,
+                                  callback_api_version=CallbackAPIVersion.VERSION2)
+        self.client._reconnect_on_failure = False  # the SDK sets it so, and reconnects itself
+        self.client.max_inflight_messages_set(20)
+        user = device_id if username is None else username
+        if secret is not None:
+            self.client.username_pw_set(user, sdk_password(secret, timestamp))
+        else:
+            self.client.username_pw_set(user)
+        if tls if tls is not None else port == 8883:
+            # The SDK passes ssl.PROTOCOL_TLSv1_2, which Python 3.11 reports deprecated.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.client.tls_set(ca_certs=str(ca_file) if ca_file else None,
+                                    certfile=str(cert_file) if cert_file else None,
+                                    keyfile=str(key_file) if key_file else None,
+                                    cert_reqs=ssl.CERT_OPTIONAL,
+                                    tls_version=ssl.PROTOCOL_TLSv1_2)
+            self.client.tls_insecure_set(True)
+        self.connacks: queue.Queue[Any] = queue.Queue()
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.disconnects: queue.Queue[Any] = queue.Queue()
+        self.acks: queue.Queue[int] = queue.Queue()
+        self.client.on_connect = lambda c, u, f, rc, p: self.connacks.put(rc)
+        self.client.on_message = lambda c, u, m: self.messages.put(m)
+        self.client.on_disconnect = lambda c, u, f, rc, p: self.disconnects.put(rc)
+        self.client.on_publish = lambda c, u, mid, rc, p: self.acks.put(mid)
+        self.started = False
+
+    def connect(self, timeout: float = 10) -> int:
+        """Connect and return the CONNACK return code (an int, as the SDK's on_connect
+        compares it)."""
+        self.client.connect(self.host, self.port, keepalive=self.keep_alive)
+        self.client.loop_start()
+        self.started = True
+        rc = self.connacks.get(timeout=timeout)
+        # paho 2 reports an MQTT 3.1.1 CONNACK code as its MQTT 5 reason code; back to the
+        # byte on the wire (table 3.1) by name.
+        return CONNACK_BY_NAME[rc.getName()]
+
+    def publish(self, topic: str, doc: Any, qos: int = 1) -> mqtt.MQTTMessageInfo:
+        payload = doc if isinstance(doc, (bytes, str)) else json.dumps(doc)
+        return self.client.publish(topic, payload, qos)
+
+    def report(self, services: list[dict[str, Any]]) -> None:
+        """DeviceClient.report_properties: ``{"services": [...]}`` on sys/properties/report,
+        and the PUBACK waited for."""
+        info = self.publish(f"$oc/devices/{self.device_id}/sys/properties/report",
+                            {"services": services})
+        info.wait_for_publish(timeout=10)
+
+    def next_message(self, timeout: float = 10) -> mqtt.MQTTMessage:
+        return self.messages.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        if self.started:
+            self.client.loop_stop()
+        # paho closes loop_start()'s wake-up pair only when loop_stop() finds its thread
+        # running; after the broker ended the session it has gone (paho 2.2 names).
+        for name in ("_sockpairR", "_sockpairW"):
+            pair = getattr(self.client, name, None)
+            if pair is not None:
+                pair.close()
+                setattr(self.client, name, None)

@@ -142,7 +142,7 @@ def test_every_instar_command_and_iotda_route_is_in_the_table() -> None:
     """The table is built from the emulators' own registries, so a new command or route is
     covered the day it is added; this pins the counts a reader can check against the READMEs."""
     assert len(INSTAR_COMMANDS) == 12
-    assert len(IOTDA_ROUTES) == 26  # 10 certificate routes, 16 of device management
+    assert len(IOTDA_ROUTES) == 28  # 10 certificate routes, 18 of device management
 
 
 @pytest.mark.parametrize(("member", "method", "target", "headers", "cred_id"), _access_rows())

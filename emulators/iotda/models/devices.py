@@ -1,13 +1,17 @@
 """Products and devices (IoTDA's device management): registration, freezing, secrets and
-fingerprints, the device shadow's desired side, queued messages.
+fingerprints, the device shadow (desired and reported), messages down and up.
 
-No device can connect yet (MQTT access is a later piece), so every device is ``INACTIVE`` (or
-``FROZEN``), messages stay ``PENDING`` and commands find the device offline.
-No HTTP here: the models take plain values and raise the typed errors of ``exceptions``.
+A device is ``INACTIVE`` until it first connects over MQTT (``access.py``), then ``ONLINE``
+while a session is open and ``OFFLINE`` after; ``FROZEN`` overrides all three.
+No HTTP and no MQTT here: the models take plain values and raise the typed errors of
+``exceptions``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 import secrets
 import uuid
@@ -42,6 +46,9 @@ AUTH_TYPES = ("SECRET", "CERTIFICATES")
 SECRET_TYPES = ("PRIMARY", "SECONDARY")
 MAX_TIMEOUT = 2_147_483_647
 MESSAGES_KEPT = 20  # spec: ListDeviceMessages keeps the last 20 per device
+# Chosen: a message is cached for an offline device at most a day ("最长缓存时间24小时"), the
+# whole day when the request gives no ttl.
+DEFAULT_TTL_MINUTES = 1440
 MAX_SHADOW_SERVICES = 64  # chosen bound on one shadow update
 
 
@@ -145,13 +152,21 @@ class Device:
     connection_status_update_time: str | None = None
     active_time: str | None = None
     # service_id -> {"desired": {...}, "desired_time": str, "version": int}
+    # (and, once it reported, "reported", "reported_time")
     shadow: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # Messages the device sent on sys/messages/up, the last MESSAGES_KEPT.
+    received: list[dict[str, Any]] = field(default_factory=list)
+    # Whether an MQTT session is open now: never saved (after a restart no session is).
+    online: bool = False
 
     @property
     def status(self) -> str:
-        # A device that never connected is INACTIVE; none can connect yet.
-        return "FROZEN" if self.frozen else "INACTIVE"
+        if self.frozen:
+            return "FROZEN"
+        if self.online:
+            return "ONLINE"
+        return "OFFLINE" if self.active_time else "INACTIVE"
 
     def auth_info(self) -> dict[str, Any]:
         return {"auth_type": self.auth_type, "secret": self.secret,
@@ -183,16 +198,35 @@ class Device:
         return any(f is not None and f.lower() == given
                    for f in (self.fingerprint, self.secondary_fingerprint))
 
-    def shadow_doc(self) -> dict[str, Any]:
-        return {"device_id": self.device_id, "shadow": [
-            {"service_id": service_id,
-             "desired": {"properties": entry["desired"], "event_time": entry["desired_time"]},
-             "reported": {"properties": None, "event_time": None},
+    def shadow_entries(self, service_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            {"service_id": sid,
+             "desired": {"properties": entry["desired"] or None,
+                         "event_time": entry["desired_time"]},
+             "reported": {"properties": entry.get("reported") or None,
+                          "event_time": entry.get("reported_time")},
              "version": entry["version"]}
-            for service_id, entry in self.shadow.items()]}
+            for sid, entry in self.shadow.items() if service_id in (None, sid)]
+
+    def shadow_doc(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "shadow": self.shadow_entries()}
+
+    def shadow_delta(self) -> list[dict[str, Any]]:
+        """The desired properties the reported ones do not match, by service: what the
+        platform delivers when the device comes online or reports."""
+        delta = []
+        for service_id, entry in self.shadow.items():
+            reported = entry.get("reported") or {}
+            differ = {k: v for k, v in entry["desired"].items()
+                      if k not in reported or reported[k] != v}
+            if differ:
+                delta.append({"service_id": service_id, "properties": differ})
+        return delta
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        doc = dict(vars(self))
+        del doc["online"]
+        return doc
 
 
 class DeviceStore:
@@ -203,6 +237,8 @@ class DeviceStore:
         self.ids = ids
         self.products: dict[tuple[str, str], Product] = {}
         self.devices: dict[tuple[str, str], Device] = {}
+        # device id -> device, over every project: how an MQTT CONNECT finds its device.
+        self.by_id: dict[str, Device] = {}
 
     # -- state ---------------------------------------------------------------------------------
     def load(self, products: list[dict[str, Any]], devices: list[dict[str, Any]]) -> None:
@@ -211,9 +247,11 @@ class DeviceStore:
             product = Product(**doc)
             self.products[(product.project_id, product.product_id)] = product
         self.devices = {}
+        self.by_id = {}
         for doc in devices:
-            device = Device(**doc)
+            device = Device(**{k: v for k, v in doc.items() if k != "online"})
             self.devices[(device.project_id, device.device_id)] = device
+            self.by_id.setdefault(device.device_id, device)
         self.ids.above(*(p.product_id for p in self.products.values()),
                        *(d.seq for d in self.devices.values()))
 
@@ -319,7 +357,12 @@ class DeviceStore:
             timeout=timeout or 0, extension_info=extension_info, frozen=False,
             create_time=now_text(now))
         self.devices[(project_id, device_id)] = device
+        self.by_id.setdefault(device_id, device)
         return device
+
+    def find(self, device_id: str) -> Device | None:
+        """The device ``device_id`` of whichever project has it (the first registered)."""
+        return self.by_id.get(device_id)
 
     def device(self, project_id: str, device_id: str) -> Device:
         if not DEVICE_ID.fullmatch(device_id):
@@ -372,6 +415,11 @@ class DeviceStore:
     def delete_device(self, project_id: str, device_id: str) -> None:
         device = self.device(project_id, device_id)
         del self.devices[(project_id, device.device_id)]
+        if self.by_id.get(device.device_id) is device:
+            del self.by_id[device.device_id]
+            other = next((d for d in self.devices.values() if d.device_id == device_id), None)
+            if other is not None:
+                self.by_id[device_id] = other
 
     def set_frozen(self, project_id: str, device_id: str, frozen: bool) -> Device:
         device = self.device(project_id, device_id)
@@ -447,6 +495,47 @@ class DeviceStore:
             entry["version"] += 1
         return device
 
+    def report(self, device: Device, services: Any, now: float) -> int:
+        """A properties report (``{"services": [{"service_id", "properties", "event_time"}]}``)
+        into the reported side of the shadow; the number of services taken. Entries that are
+        not a service with properties are skipped (the platform drops what its model lacks)."""
+        if not isinstance(services, list):
+            return 0
+        taken = 0
+        for service in services[:MAX_SHADOW_SERVICES]:
+            if not isinstance(service, dict):
+                continue
+            service_id = service.get("service_id")
+            properties = service.get("properties")
+            if not isinstance(service_id, str) or not SERVICE_ID.fullmatch(service_id) or (
+                    not isinstance(properties, dict)):
+                continue
+            entry = device.shadow.setdefault(
+                service_id, {"desired": {}, "desired_time": None, "version": 0})
+            entry.setdefault("reported", {}).update(properties)
+            event_time = service.get("event_time")
+            entry["reported_time"] = (event_time if isinstance(event_time, str)
+                                      and len(event_time) <= 32 else now_text(now))
+            taken += 1
+        return taken
+
+    def went_online(self, device: Device, now: float, record_fingerprint: str | None) -> None:
+        device.online = True
+        stamp = now_text(now)
+        device.connection_status_update_time = stamp
+        if device.active_time is None:
+            device.active_time = stamp
+        if record_fingerprint is not None and device.fingerprint is None:
+            device.fingerprint = record_fingerprint  # recorded on first use
+
+    def went_offline(self, device: Device, now: float) -> None:
+        device.online = False
+        device.connection_status_update_time = now_text(now)
+
+    def keep_received(self, device: Device, record: dict[str, Any]) -> None:
+        device.received.append(record)
+        del device.received[:-MESSAGES_KEPT]
+
     # -- messages and commands -----------------------------------------------------------------
     def create_message(self, project_id: str, device_id: str, body: dict[str, Any],
                        now: float) -> dict[str, Any]:
@@ -473,10 +562,55 @@ class DeviceStore:
             "encoding": encoding, "payload_format": payload_format,
             "topic": topic_full_name or topic, "properties": properties, "ttl": ttl,
             "status": "PENDING", "error_info": None, "created_time": now_text(now),
-            "finished_time": None}
+            "finished_time": None,
+            # Not shown by ListDeviceMessages: where and until when it is delivered.
+            "mqtt_topic": (topic_full_name if topic_full_name is not None
+                           else f"$oc/devices/{device.device_id}/user/{topic}"
+                           if topic is not None
+                           else f"$oc/devices/{device.device_id}/sys/messages/down"),
+            "expires": now + 60 * (DEFAULT_TTL_MINUTES if ttl is None else ttl)}
         device.messages.append(record)
         del device.messages[:-MESSAGES_KEPT]
         return record
+
+    @staticmethod
+    def message_payload(device: Device, record: dict[str, Any]) -> bytes:
+        """What the device receives: the SDK's ``DeviceMessage`` (``object_device_id``,
+        ``id``, ``name``, ``content``) in the standard format, the message itself when raw."""
+        message = record["message"]
+        if record["payload_format"] == "raw":
+            if isinstance(message, str):
+                if record["encoding"] == "base64":
+                    try:
+                        return base64.b64decode(message, validate=True)
+                    except (binascii.Error, ValueError):
+                        return message.encode()
+                return message.encode()
+            return json.dumps(message, ensure_ascii=False).encode()
+        return json.dumps({"object_device_id": device.device_id, "id": record["message_id"],
+                           "name": record["name"], "content": message},
+                          ensure_ascii=False).encode()
+
+    @staticmethod
+    def message_done(record: dict[str, Any], status: str, now: float,
+                     error: tuple[str, str] | None = None) -> None:
+        record["status"] = status
+        record["finished_time"] = now_text(now)
+        if error is not None:
+            record["error_info"] = {"error_code": error[0], "error_msg": error[1]}
+
+    def due_messages(self, device: Device, now: float) -> list[dict[str, Any]]:
+        """The PENDING messages to deliver now that the device is online; those whose ttl ran
+        out on the farm clock become TIMEOUT."""
+        due = []
+        for record in device.messages:
+            if record["status"] != "PENDING":
+                continue
+            if record.get("expires", now) < now:
+                self.message_done(record, "TIMEOUT", now)
+            else:
+                due.append(record)
+        return due
 
     def list_messages(self, project_id: str, device_id: str) -> dict[str, Any]:
         device = self.device(project_id, device_id)
@@ -485,11 +619,48 @@ class DeviceStore:
         return {"device_id": device.device_id,
                 "messages": [{k: m[k] for k in keys} for m in device.messages]}
 
-    def create_command(self, project_id: str, device_id: str, body: dict[str, Any]) -> None:
-        self.device(project_id, device_id)
-        text_field(body, "service_id", required=False, max_len=64, pattern=SERVICE_ID)
-        text_field(body, "command_name", required=False, max_len=128, pattern=NAME)
+    def create_command(self, project_id: str, device_id: str, body: dict[str, Any]
+                       ) -> tuple[Device, dict[str, Any]]:
+        """The device and the command as the SDK's ``Command`` carries it (``service_id``,
+        ``command_name``, ``paras``; ``object_device_id`` is added when sent)."""
+        device = self.device(project_id, device_id)
+        service_id = text_field(body, "service_id", required=False, max_len=64,
+                                pattern=SERVICE_ID)
+        command_name = text_field(body, "command_name", required=False, max_len=128,
+                                  pattern=NAME)
         if not isinstance(body.get("paras"), dict):
             raise InvalidInput("paras must be an object")
-        # No device can be online yet: every command ends here.
-        raise DeviceOffline(device_id)
+        if not device.online:
+            raise DeviceOffline(device_id)
+        return device, {"service_id": service_id, "command_name": command_name,
+                        "paras": body["paras"]}
+
+    def properties_set(self, project_id: str, device_id: str, body: dict[str, Any]
+                       ) -> tuple[Device, list[dict[str, Any]]]:
+        """UpdateProperties: ``{"services": [{"service_id", "properties"}]}``, checked."""
+        device = self.device(project_id, device_id)
+        services = body.get("services")
+        if not isinstance(services, list) or not 1 <= len(services) <= MAX_SHADOW_SERVICES:
+            raise InvalidInput(f"services must be a list of 1..{MAX_SHADOW_SERVICES}")
+        checked = []
+        for service in services:
+            if not isinstance(service, dict):
+                raise InvalidInput("each service must be an object")
+            service_id = text_field(service, "service_id", required=True, max_len=64,
+                                    pattern=SERVICE_ID)
+            properties = _object(service, "properties")
+            if properties is None:
+                raise InvalidInput("properties is required")
+            checked.append({"service_id": service_id, "properties": properties})
+        if not device.online:
+            raise DeviceOffline(device_id)
+        return device, checked
+
+    def properties_get(self, project_id: str, device_id: str, service_id: str | None
+                       ) -> Device:
+        device = self.device(project_id, device_id)
+        if service_id is not None and not SERVICE_ID.fullmatch(service_id):
+            raise InvalidInput(f"service_id {service_id!r}")
+        if not device.online:
+            raise DeviceOffline(device_id)
+        return device

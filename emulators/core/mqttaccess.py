@@ -1,0 +1,280 @@
+"""What every cloud member's MQTT device access shares (IoTDA's now, EnOS's next): its
+listeners, the journal of its sessions, the MQTT fault rules and the list of live sessions.
+
+A member subclasses ``MqttAccess`` with its vendor's rules: ``check_connect`` (who may connect,
+and the CONNACK code and reason of a refusal), ``may`` (which topics a device may use) and
+``handle`` (what an upstream message means). The broker itself is ``core/mqtt.py``.
+
+Journal entries (protocol ``mqtt`` or ``mqtts``): ``connect`` (accepted, with the client id,
+user name and the device it authenticated as), ``refused`` (with the CONNACK code and the
+reason), ``subscribe``, ``publish`` (``detail.direction`` ``up`` or ``down``, topic, QoS and a
+bounded payload excerpt), ``disconnect`` (with the reason) and ``fault``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .faults import MQTT_FAULTS, FaultRule
+from .journal import excerpt
+from .mqtt import DROP, NOT_AUTHORIZED, Action, ConnectInfo, MqttHooks, MqttListener, MqttSession
+
+if TYPE_CHECKING:
+    from .member import Member
+
+log = logging.getLogger("emulators.mqtt")
+
+PAYLOAD_EXCERPT = 256  # bytes of a message kept in its journal entry
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``check_connect``'s answer: 0 and the identity (a device id) it accepted, or a CONNACK
+    code and the reason, for the journal and the control plane."""
+
+    code: int
+    reason: str = ""
+    identity: str | None = None
+
+    @classmethod
+    def accept(cls, identity: str) -> Verdict:
+        return cls(0, "", identity)
+
+
+class MqttAccess(MqttHooks):
+    """One member's MQTT listeners (plain and TLS) and the hooks the broker calls."""
+
+    def __init__(self, member: Member) -> None:
+        self.member = member
+        self.listeners: dict[str, MqttListener] = {}  # "mqtt" / "mqtts" -> listener
+        # Accepted sessions by the identity check_connect gave them (one per device).
+        self.by_identity: dict[str, MqttSession] = {}
+        self._identity: dict[int, str] = {}  # id(session) -> identity
+        # Between authenticate and on_connect: client id -> the identity it was accepted as.
+        self._pending_identity: dict[str, str] = {}
+        # A PUBACK fault that fired for the message being handled: id(session) -> rule.
+        self._ack_rule: dict[int, FaultRule] = {}
+        # Work a hook started for a session (deliveries that wait for PUBACKs): cancelled when
+        # the session ends or the listeners stop.
+        self._tasks: dict[int, set[asyncio.Task[None]]] = {}
+
+    def spawn(self, session: MqttSession, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` beside ``session``'s own task, for as long as the session lasts."""
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks = self._tasks.setdefault(id(session), set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    # -- what a vendor fills in ----------------------------------------------------------------
+    async def check_connect(self, info: ConnectInfo) -> Verdict:
+        raise NotImplementedError
+
+    def may(self, session: MqttSession, identity: str, action: Action, topic: str) -> bool:
+        """Whether the device ``identity`` may publish to (subscribe to) ``topic``."""
+        return True
+
+    def correlation_for(self, identity: str, topic: str) -> str | None:
+        """The correlation id an upstream message continues (a response to a REST call's
+        request), else None: the message starts its own."""
+        return None
+
+    async def handle(self, session: MqttSession, identity: str, topic: str,
+                     payload: bytes) -> None:
+        """An upstream message the device may send."""
+
+    async def connected(self, session: MqttSession, identity: str) -> None:
+        """After the CONNACK of an accepted session."""
+
+    async def disconnected(self, session: MqttSession, identity: str, reason: str) -> None:
+        """After an accepted session ended (displaced, lost, closed...)."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def listen(self, label: str, host: str, port: int,
+                     tls: Callable[[], ssl.SSLContext] | None = None) -> tuple[str, int]:
+        listener = self.new_listener(host, port, tls)
+        bound = await listener.start()
+        self.listeners[label] = listener
+        return bound
+
+    def new_listener(self, host: str, port: int,
+                     tls: Callable[[], ssl.SSLContext] | None) -> MqttListener:
+        """The listener for ``listen``; a vendor sets its limits on it."""
+        return MqttListener(self, host, port, tls=tls)
+
+    async def stop(self) -> None:
+        listeners = list(self.listeners.values())
+        self.listeners.clear()
+        for listener in listeners:
+            await listener.stop()
+        await self._cancel_tasks(list(self._tasks))
+
+    async def _cancel_tasks(self, keys: list[int]) -> None:
+        tasks = [t for key in keys for t in self._tasks.pop(key, ())]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close_all(self, reason: str) -> None:
+        for session in list(self.by_identity.values()):
+            session.close(reason)
+
+    def session_of(self, identity: str) -> MqttSession | None:
+        session = self.by_identity.get(identity)
+        return session if session is not None and session.connected else None
+
+    def urls(self) -> dict[str, str]:
+        return {label: f"{label}://{listener.host}:{listener.port}"
+                for label, listener in self.listeners.items()}
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """The live sessions, for the control plane."""
+        out = []
+        for identity, session in sorted(self.by_identity.items()):
+            info = session.info
+            out.append({"identity": identity, "client_id": info.client_id,
+                        "username": info.username, "peer": f"{info.peer[0]}:{info.peer[1]}",
+                        "tls": info.tls, "client_certificate": info.peer_certificate is not None,
+                        "keep_alive": info.keep_alive,
+                        "subscriptions": dict(session.subscriptions)})
+        return out
+
+    # -- journal and faults --------------------------------------------------------------------
+    @staticmethod
+    def protocol(info: ConnectInfo) -> str:
+        return "mqtts" if info.tls else "mqtt"
+
+    def record(self, info: ConnectInfo, event: str, **fields: Any) -> None:
+        m = self.member
+        m.ctx.journal.record(m.name, m.kind, self.protocol(info), event,
+                             client=f"{info.peer[0]}:{info.peer[1]}", user=info.username,
+                             **fields)
+
+    def record_message(self, session: MqttSession, direction: str, topic: str, payload: bytes,
+                       qos: int, correlation_id: str | None = None, **detail: Any) -> None:
+        fields: dict[str, Any] = {}
+        if correlation_id is not None:
+            fields["correlation_id"] = correlation_id
+        self.record(session.info, "publish", path=topic, request_size=len(payload),
+                    request_excerpt=excerpt(payload, PAYLOAD_EXCERPT),
+                    detail={"direction": direction, "qos": qos,
+                            "client_id": session.client_id, **detail}, **fields)
+
+    def fault(self, info: ConnectInfo, packet: str, topic: str | None = None
+              ) -> FaultRule | None:
+        m = self.member
+        faults = m.ctx.faults
+        if not faults.rules:
+            return None
+        rule = faults.check(m.name, m.kind, self.protocol(info), types=MQTT_FAULTS,
+                            command=packet, path=topic, group=m.spec.group)
+        if rule is not None:
+            self.record(info, "fault", path=topic,
+                        detail={"fault": rule.fault, "rule": rule.id, "packet": packet,
+                                "client_id": info.client_id})
+        return rule
+
+    @staticmethod
+    async def _hang() -> None:
+        """``mqtt_hang``: answer nothing more; the connection's end (or the farm's stop)
+        cancels this."""
+        await asyncio.get_running_loop().create_future()
+
+    # -- the broker's hooks --------------------------------------------------------------------
+    async def authenticate(self, info: ConnectInfo) -> int:
+        rule = self.fault(info, "connect")
+        if rule is not None:
+            if rule.fault == "mqtt_refuse":
+                code = rule.connack or NOT_AUTHORIZED
+                self.record(info, "refused", status=code,
+                            detail={"client_id": info.client_id, "code": code,
+                                    "reason": f"fault rule {rule.id}"})
+                return code
+            if rule.fault == "mqtt_drop":
+                return DROP
+            if rule.fault == "mqtt_hang":
+                await self._hang()
+        verdict = await self.check_connect(info)  # a bug here: the broker answers 3, logged
+        if verdict.code:
+            self.record(info, "refused", status=verdict.code,
+                        detail={"client_id": info.client_id, "code": verdict.code,
+                                "reason": verdict.reason})
+            return verdict.code
+        assert verdict.identity is not None
+        self._pending_identity[info.client_id] = verdict.identity
+        return 0
+
+    async def on_connect(self, session: MqttSession) -> None:
+        identity = self._pending_identity.pop(session.client_id, session.client_id)
+        old = self.by_identity.get(identity)
+        if old is not None and old is not session:
+            old.close("displaced by a new connection of the same device")
+        self.by_identity[identity] = session
+        self._identity[id(session)] = identity
+        info = session.info
+        self.record(info, "connect", status=0,
+                    detail={"client_id": info.client_id, "identity": identity,
+                            "keep_alive": info.keep_alive,
+                            "client_certificate": info.peer_certificate is not None})
+        await self.connected(session, identity)
+
+    async def authorize(self, session: MqttSession, action: Action, topic: str) -> bool:
+        identity = self._identity.get(id(session))
+        allowed = identity is not None and self.may(session, identity, action, topic)
+        if not allowed:
+            self.record(session.info, "refused", path=topic,
+                        detail={"client_id": session.client_id, "action": action,
+                                "reason": f"{action} to {topic!r} is not allowed"})
+        return allowed
+
+    async def on_publish(self, session: MqttSession, topic: str, payload: bytes, qos: int,
+                         retain: bool) -> None:
+        rule = self.fault(session.info, "publish", topic)
+        if rule is not None:
+            if rule.fault == "mqtt_drop":
+                session.close(f"fault rule {rule.id}")
+                return
+            if rule.fault == "mqtt_hang":
+                await self._hang()
+            self._ack_rule[id(session)] = rule  # read by acknowledge
+        identity = self._identity.get(id(session))
+        correlation = None if identity is None else self.correlation_for(identity, topic)
+        self.record_message(session, "up", topic, payload, qos, correlation)
+        if identity is not None:
+            await self.handle(session, identity, topic, payload)
+
+    async def acknowledge(self, session: MqttSession, topic: str) -> bool:
+        rule = self._ack_rule.pop(id(session), None)
+        if rule is None:
+            return True
+        if rule.fault == "mqtt_puback_delay":
+            await asyncio.sleep(rule.latency_ms / 1000)
+            return True
+        return rule.fault != "mqtt_puback_drop"
+
+    async def on_subscribe(self, session: MqttSession, topic_filter: str, qos: int) -> None:
+        self.record(session.info, "subscribe", path=topic_filter,
+                    detail={"client_id": session.client_id, "qos": qos})
+
+    async def on_disconnect(self, session: MqttSession, reason: str) -> None:
+        identity = self._identity.pop(id(session), None)
+        self._ack_rule.pop(id(session), None)
+        await self._cancel_tasks([id(session)])
+        self.record(session.info, "disconnect",
+                    detail={"client_id": session.client_id, "identity": identity,
+                            "reason": reason})
+        if identity is None:
+            return
+        if self.by_identity.get(identity) is session:
+            del self.by_identity[identity]
+        await self.disconnected(session, identity, reason)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("MQTT session work failed", exc_info=task.exception())

@@ -1,0 +1,355 @@
+"""IoTDA device access over MQTT: the member's listeners (1883 plain, 8883 TLS), who may
+connect (``models/access.py``), what a device's messages do, and what the REST API sends down.
+
+- A properties report updates the reported side of the shadow; the desired properties the
+  device does not have yet are delivered as a property set when it connects or reports (the
+  shadow page: "synchronized to the device when the device goes online or reports data").
+- CreateCommand, UpdateProperties and ListProperties send their request and wait for the
+  device's response on ``.../response/request_id={id}``; the journal ties request and
+  response to the REST call's correlation id.
+- CreateMessage delivers at once to an online device, else when it connects (within its ttl).
+- ``$time_sync`` events are answered on the farm clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import logging
+import ssl
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.journal import CORRELATION
+from ..core.mqtt import ConnectInfo, MqttListener, MqttSession, topic_matches
+from ..pki import server_context
+from ..core.mqttaccess import MqttAccess, Verdict
+from . import topics
+from .exceptions import DeviceOffline
+from .models.access import (
+    KEEP_ALIVE,
+    CaCache,
+    Refusal,
+    certificate_refusal,
+    fingerprints,
+    parse_client_id,
+    password_matches,
+    timestamp_fits,
+)
+from .models.devices import now_text
+
+if TYPE_CHECKING:
+    from .emulator import IotdaService
+    from .models.devices import Device
+
+log = logging.getLogger("emulators.iotda.access")
+
+# Table "MQTT协议支持说明": 1 MB per message, QoS 0/1, no retained messages, no will.
+MAX_MESSAGE = 1024 * 1024
+# The error table's row for a synchronous call the device did not answer in time (HTTP 200).
+TIMEOUT_CODE = "IOTDA.014111"
+TIMEOUT_MESSAGE = ("Command request timed out. Check whether the device returns a response "
+                   "within the specified time after receiving the request.")
+X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: dates are ours to judge
+
+
+@dataclass
+class Pending:
+    """A platform request waiting for the device's response."""
+
+    device_id: str
+    what: str  # "commands", "properties/set", "properties/get"
+    future: asyncio.Future[Any]
+    correlation_id: str | None
+
+
+class IotdaAccess(MqttAccess):
+    member: IotdaService
+
+    def __init__(self, member: IotdaService) -> None:
+        super().__init__(member)
+        self.cas = CaCache()
+        self.pending: dict[str, Pending] = {}
+        self._tls_identity: tuple[str, str] | None = None
+        self._context: tuple[tuple[int, ...], ssl.SSLContext] | None = None
+        # Between check_connect and connected: client id -> the fingerprint to record on
+        # first use (None: none to record).
+        self._record_fingerprint: dict[str, str | None] = {}
+
+    # -- listeners -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        options = self.member.options
+        host = self.member.host
+        if options.mqtt_port is not None:
+            await self.listen("mqtt", host, options.mqtt_port)
+        if options.mqtts_port is not None:
+            loop = asyncio.get_running_loop()
+            # Key generation off the loop; one identity per member, from the farm CA.
+            self._tls_identity = await loop.run_in_executor(None, functools.partial(
+                self.member.ctx.ca.issue_server, host, ip_addresses=(host,)
+                if host.replace(".", "").isdigit() else ()))
+            await self.listen("mqtts", host, options.mqtts_port, self.tls_context)
+
+    def new_listener(self, host: str, port: int, tls: Any) -> MqttListener:
+        listener = super().new_listener(host, port, tls)
+        listener.max_message = MAX_MESSAGE
+        listener.max_qos = 1
+        return listener
+
+    def tls_context(self) -> ssl.SSLContext:
+        """This handshake's context: the member's server certificate, and every device CA
+        uploaded now as the trust store (verified or not; the CONNECT check tells them apart),
+        without OpenSSL's date check (dates are judged on the farm clock). Rebuilt only when
+        the CAs changed."""
+        records = list(self.member.device_cas.records.values())
+        key = tuple(id(r) for r in records)
+        if self._context is not None and self._context[0] == key:
+            return self._context[1]
+        assert self._tls_identity is not None
+        ctx = server_context(*self._tls_identity)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        pem = self.cas.trust_pem(records)
+        if pem:
+            ctx.load_verify_locations(cadata=pem)
+        ctx.verify_flags |= X509_NO_CHECK_TIME  # type: ignore[assignment]
+        self._context = (key, ctx)
+        return ctx
+
+    # -- who may connect -----------------------------------------------------------------------
+    def refuse(self, case: Refusal, reason: str) -> Verdict:
+        code: int = getattr(self.member.options.mqtt_connack, case)
+        return Verdict(code, f"{case}: {reason}")
+
+    async def check_connect(self, info: ConnectInfo) -> Verdict:
+        low, high = KEEP_ALIVE
+        if not low <= info.keep_alive <= high:
+            return self.refuse("keep_alive", f"keep-alive {info.keep_alive} s is outside "
+                                             f"{low}..{high}")
+        client = parse_client_id(info.client_id)
+        if client is None:
+            return self.refuse("bad_client_id", f"client id {info.client_id!r} is not "
+                                                "{device_id}_0_{0|1}_{YYYYMMDDHH}")
+        if info.username != client.device_id:
+            return self.refuse("unknown_device", f"user name {info.username!r} is not the "
+                                                 "client id's device")
+        device = self.member.devices.find(client.device_id)
+        if device is None:
+            return self.refuse("unknown_device", f"no device {client.device_id!r}")
+        now = self.member.clock.time()
+        if device.frozen:
+            return self.refuse("frozen", "the device is frozen")
+        if client.check_time and not timestamp_fits(
+                client.timestamp, now, self.member.options.mqtt_clock_tolerance):
+            return self.refuse("clock_skew", f"timestamp {client.timestamp} is not the farm "
+                                             "clock's hour")
+        record: str | None = None
+        if device.auth_type == "SECRET":
+            if device.secure_access and not info.tls:
+                return self.refuse("insecure", "secure_access devices connect over TLS only")
+            if not password_matches(info.password, device, client.timestamp):
+                return self.refuse("bad_password", "the password is not "
+                                                   "HMAC-SHA256(timestamp, secret)")
+        else:
+            der = info.peer_certificate
+            if der is None:
+                return self.refuse("no_certificate", "no client certificate")
+            cas = list(self.member.device_cas.records.values())
+            case = certificate_refusal(der, device, cas, self.cas, now)
+            if case is not None:
+                return self.refuse(case, {
+                    "unknown_ca": "the certificate chains to no CA of the device's project",
+                    "unverified_ca": "its CA is not verified",
+                    "expired_certificate": "the certificate or its CA is not valid on the "
+                                           "farm clock",
+                    "fingerprint": "the certificate is not the device's fingerprint",
+                }.get(case, case))
+            if device.fingerprint is None and device.secondary_fingerprint is None:
+                record = fingerprints(der)[0]  # SHA-1, as the platform stores it
+        self._record_fingerprint[info.client_id] = record
+        return Verdict.accept(device.device_id)
+
+    # -- sessions ------------------------------------------------------------------------------
+    async def connected(self, session: MqttSession, identity: str) -> None:
+        device = self.member.devices.find(identity)
+        if device is None:
+            session.close("the device was deleted")
+            return
+        now = self.member.clock.time()
+        fingerprint = self._record_fingerprint.pop(session.client_id, None)
+        self.member.devices.went_online(device, now, fingerprint)
+        await self.member.save()
+        await self.push_delta(session, device)
+        due = self.member.devices.due_messages(device, now)
+        if due:
+            # Delivered from a task of their own: DELIVERED needs the device's PUBACK, which
+            # this session's task reads once this hook returns.
+            self.spawn(session, self._deliver_all(session, device, due))
+
+    async def _deliver_all(self, session: MqttSession, device: Device,
+                           records: list[dict[str, Any]]) -> None:
+        for record in records:
+            await self.deliver(session, device, record)
+        await self.member.save()
+
+    async def disconnected(self, session: MqttSession, identity: str, reason: str) -> None:
+        device = self.member.devices.find(identity)
+        if device is not None and self.session_of(identity) is None:
+            self.member.devices.went_offline(device, self.member.clock.time())
+            await self.member.save()
+
+    def may(self, session: MqttSession, identity: str, action: str, topic: str) -> bool:
+        if action == "subscribe" and topic not in session.subscriptions and len(
+                session.subscriptions) >= self.member.options.mqtt_max_subscriptions:
+            return False
+        if topic.startswith(topics.base(identity)):
+            return True
+        # Other devices' and system topics are refused; custom topics outside $oc are
+        # allowed (the default device policy), up to the documented 128 bytes.
+        return not topic.startswith("$") and len(topic.encode()) <= 128
+
+    def correlation_for(self, identity: str, topic: str) -> str | None:
+        m = topics.UPSTREAM.fullmatch(topic)
+        if m is None:
+            return None
+        r = topics.RESPONSE.fullmatch(m["rest"])
+        pending = self.pending.get(r["request_id"]) if r else None
+        return pending.correlation_id if pending is not None else None
+
+    # -- upstream ------------------------------------------------------------------------------
+    async def handle(self, session: MqttSession, identity: str, topic: str,
+                     payload: bytes) -> None:
+        m = topics.UPSTREAM.fullmatch(topic)
+        if m is None or m["device_id"] != identity:
+            return  # a custom topic: journalled, nothing more
+        device = self.member.devices.find(identity)
+        if device is None:
+            session.close("the device was deleted")
+            return
+        rest = m["rest"]
+        now = self.member.clock.time()
+        if rest == topics.PROPERTIES_REPORT:
+            doc = _json(payload)
+            if isinstance(doc, dict) and self.member.devices.report(
+                    device, doc.get("services"), now):
+                await self.member.save()
+                await self.push_delta(session, device)
+        elif rest == topics.MESSAGES_UP:
+            self.member.devices.keep_received(device, {
+                "received_time": now_text(now), "payload": payload.decode("utf-8", "replace")
+                [:4096]})
+            await self.member.save()
+        elif rest == topics.EVENTS_UP:
+            await self._event(session, device, _json(payload), now)
+        elif (r := topics.RESPONSE.fullmatch(rest)) is not None:
+            pending = self.pending.get(r["request_id"])
+            if pending is not None and pending.device_id == identity and (
+                    pending.what == r["what"]) and not pending.future.done():
+                doc = _json(payload)
+                pending.future.set_result(doc if doc is not None else payload.decode(
+                    "utf-8", "replace"))
+        elif (r := topics.SHADOW_GET.fullmatch(rest)) is not None:
+            doc = _json(payload)
+            service_id = doc.get("service_id") if isinstance(doc, dict) else None
+            reply = {"object_device_id": identity, "shadow": device.shadow_entries(
+                service_id if isinstance(service_id, str) else None)}
+            await self.send(session, topics.shadow_response(identity, r["request_id"]), reply)
+
+    async def _event(self, session: MqttSession, device: Device, doc: Any, now: float) -> None:
+        services = doc.get("services") if isinstance(doc, dict) else None
+        for service in services if isinstance(services, list) else ():
+            if not isinstance(service, dict) or service.get("service_id") != "$time_sync":
+                continue
+            if service.get("event_type") != "time_sync_request":
+                continue
+            paras = service.get("paras") if isinstance(service.get("paras"), dict) else {}
+            sent = paras.get("device_send_time")
+            millis = int(now * 1000)
+            await self.send(session, topics.events_down(device.device_id), {
+                "object_device_id": device.device_id, "services": [{
+                    "service_id": "$time_sync", "event_type": "time_sync_response",
+                    "event_time": _event_time(now),
+                    "paras": {"device_send_time": sent, "server_recv_time": millis,
+                              "server_send_time": millis}}]})
+
+    # -- downstream ----------------------------------------------------------------------------
+    async def send(self, session: MqttSession, topic: str, doc: Any, *,
+                   correlation_id: str | None = None, raw: bytes | None = None) -> None:
+        payload = raw if raw is not None else json.dumps(doc, ensure_ascii=False).encode()
+        qos = 0 if any(q == 0 for f, q in session.subscriptions.items()
+                       if topic_matches(f, topic)) else 1
+        self.record_message(session, "down", topic, payload, qos, correlation_id)
+        await session.publish(topic, payload, qos)
+
+    async def push_delta(self, session: MqttSession, device: Device) -> None:
+        delta = device.shadow_delta()
+        if delta:
+            request_id = str(uuid.uuid4())
+            await self.send(session, topics.properties_set(device.device_id, request_id),
+                            {"object_device_id": device.device_id, "services": delta})
+
+    async def deliver(self, session: MqttSession, device: Device,
+                      record: dict[str, Any]) -> None:
+        """One CreateMessage message to the connected device: DELIVERED once it has it."""
+        try:
+            await self.send(session, record["mqtt_topic"], None,
+                            raw=self.member.devices.message_payload(device, record))
+        except (ConnectionError, TimeoutError):
+            return  # stays PENDING: delivered on the next connection
+        self.member.devices.message_done(record, "DELIVERED", self.member.clock.time())
+
+    async def request(self, device: Device, what: str, topic: str, doc: dict[str, Any]
+                      ) -> tuple[str, Any]:
+        """Send a platform request and wait for the device's response: (request id, the
+        response document) or (request id, None) when it did not answer in time."""
+        session = self.session_of(device.device_id)
+        if session is None:
+            raise DeviceOffline(device.device_id)
+        request_id = topic.rsplit("request_id=", 1)[1]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = Pending(device.device_id, what, future, CORRELATION.get())
+        try:
+            await self.send(session, topic, {"object_device_id": device.device_id, **doc})
+            async with asyncio.timeout(self.member.options.command_timeout):
+                return request_id, await future
+        except (TimeoutError, ConnectionError):
+            return request_id, None
+        finally:
+            self.pending.pop(request_id, None)
+
+    async def command(self, device: Device, doc: dict[str, Any]) -> dict[str, Any]:
+        """CreateCommand's reply."""
+        request_id = str(uuid.uuid4())
+        request_id, response = await self.request(
+            device, "commands", topics.command(device.device_id, request_id), doc)
+        if response is None:
+            return {"command_id": request_id, "error_code": TIMEOUT_CODE,
+                    "error_msg": TIMEOUT_MESSAGE}
+        return {"command_id": request_id, "response": response}
+
+    async def properties(self, device: Device, what: str, doc: dict[str, Any]
+                         ) -> dict[str, Any]:
+        """UpdateProperties' (``properties/set``) or ListProperties' (``properties/get``)
+        reply."""
+        request_id = str(uuid.uuid4())
+        topic = (topics.properties_set if what == "properties/set"
+                 else topics.properties_get)(device.device_id, request_id)
+        request_id, response = await self.request(device, what, topic, doc)
+        if response is None:
+            return {"request_id": request_id, "error_code": TIMEOUT_CODE,
+                    "error_msg": TIMEOUT_MESSAGE}
+        return {"request_id": request_id, "response": response}
+
+
+def _json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _event_time(now: float) -> str:
+    """The SDK's event time form (``DeviceEvent.event_time``: ``yyyyMMddTHHmmssZ``)."""
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -1,0 +1,496 @@
+"""IoTDA device access over MQTT: paho-mqtt configured as the vendor's device SDK configures it
+connects to the member's real listeners, and the official application SDK
+(huaweicloudsdkiotda) sees what the device did."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkiotda.v5 import (
+    AddCertificateRequest,
+    AddDevice,
+    AddDeviceRequest,
+    AuthInfo,
+    CheckCertificateRequest,
+    CreateCertificateDTO,
+    CreateCommandRequest,
+    CreateMessageRequest,
+    DeviceCommandRequest,
+    DeviceMessageRequest,
+    DevicePropertiesRequest,
+    FreezeDeviceRequest,
+    ListDeviceMessagesRequest,
+    ListPropertiesRequest,
+    ShowDeviceRequest,
+    ShowDeviceShadowRequest,
+    UpdateDesireds,
+    UpdateDesired,
+    UpdateDeviceShadowDesiredDataRequest,
+    UpdatePropertiesRequest,
+    VerifyCertificateDTO,
+)
+
+from emulators import pki
+from emulators.testing import MemberHandle
+
+from .clients import CA, OPTIONS, PROJECT, ClientFactory, SdkDevice, sdk_timestamp
+
+SECRET = "CameraSecret01"
+OFFLINE = (403, "IOTDA.014016", "Operation not allowed. The device is not online.")
+# The API reference's error table, row IOTDA.014111 (status 200).
+TIMEOUT_MSG = ("Command request timed out. Check whether the device returns a response within "
+               "the specified time after receiving the request.")
+
+MQTT_OPTIONS: dict[str, Any] = {
+    **OPTIONS,
+    "products": [{"product_id": "camera", "name": "Camera"}],
+    "devices": [
+        {"node_id": "cam-1", "product_id": "camera",
+         "auth_info": {"auth_type": "SECRET", "secret": SECRET}},
+        {"node_id": "cam-plain", "product_id": "camera",
+         "auth_info": {"auth_type": "SECRET", "secret": SECRET, "secure_access": False}},
+    ],
+    "command_timeout": 2,
+}
+DEVICE = "camera_cam-1"
+
+
+def error_of(call: Callable[[], Any]) -> tuple[int, str, str]:
+    with pytest.raises(ClientRequestException) as caught:
+        call()
+    return caught.value.status_code, caught.value.error_code, caught.value.error_msg
+
+
+@pytest.fixture
+def iotda(emulator_factory: Callable[..., MemberHandle]) -> MemberHandle:
+    return emulator_factory("iotda", **MQTT_OPTIONS)
+
+
+@pytest.fixture
+def ca_file(iotda: MemberHandle, tmp_path: Path) -> Path:
+    """The CA file a device is given: the farm CA that issued the member's server certificate."""
+    path = tmp_path / "root.pem"
+    path.write_text(iotda.member.ctx.ca.pem)
+    return path
+
+
+def mqtt_port(iotda: MemberHandle, label: str) -> int:
+    return int(iotda.urls[label].rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def devices(iotda: MemberHandle, ca_file: Path) -> Iterator[Callable[..., SdkDevice]]:
+    made: list[SdkDevice] = []
+
+    def make(device_id: str = DEVICE, *, tls: bool = True, **kwargs: Any) -> SdkDevice:
+        kwargs.setdefault("secret", SECRET if "cert_file" not in kwargs else None)
+        device = SdkDevice(device_id, iotda.host, mqtt_port(iotda, "mqtts" if tls else "mqtt"),
+                           ca_file=ca_file, tls=tls, **kwargs)
+        made.append(device)
+        return device
+
+    yield make
+    for device in made:
+        device.close()
+
+
+def show(client: Any, device_id: str = DEVICE) -> Any:
+    return client.show_device(ShowDeviceRequest(device_id=device_id))
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+# -- secret devices ----------------------------------------------------------------------------
+
+def test_secret_device_connects_over_tls_and_shows_online(client: Any,
+                                                          devices: Callable[..., SdkDevice]
+                                                          ) -> None:
+    assert show(client).status == "INACTIVE"
+    device = devices()
+    assert device.connect() == 0
+    shown = show(client)
+    assert shown.status == "ONLINE"
+    assert shown.active_time is not None
+    assert shown.connection_status_update_time is not None
+    device.close()
+    wait_for(lambda: show(client).status == "OFFLINE")
+
+
+def test_properties_report_fills_the_shadow(client: Any, devices: Callable[..., SdkDevice]
+                                            ) -> None:
+    device = devices()
+    assert device.connect() == 0
+    device.report([{"service_id": "Ptz", "properties": {"pan": 10, "tilt": -5},
+                    "event_time": "20261203T101500Z"}])
+    shadow = wait_for(lambda: [s for s in client.show_device_shadow(
+        ShowDeviceShadowRequest(device_id=DEVICE)).shadow if s.reported.properties])
+    assert shadow[0].service_id == "Ptz"
+    assert shadow[0].reported.properties == {"pan": 10, "tilt": -5}
+    assert shadow[0].reported.event_time == "20261203T101500Z"
+
+
+def test_desired_properties_reach_an_online_device_as_a_property_set(
+        client: Any, devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    device.report([{"service_id": "Ptz", "properties": {"pan": 10}}])
+    client.update_device_shadow_desired_data(UpdateDeviceShadowDesiredDataRequest(
+        device_id=DEVICE, body=UpdateDesireds(shadow=[UpdateDesired(
+            service_id="Ptz", desired={"pan": 90})])))
+    message = device.next_message()
+    assert message.topic.startswith(f"$oc/devices/{DEVICE}/sys/properties/set/request_id=")
+    assert json.loads(message.payload) == {
+        "object_device_id": DEVICE, "services": [{"service_id": "Ptz",
+                                                  "properties": {"pan": 90}}]}
+
+
+def test_wrong_secret_is_connack_4(client: Any, devices: Callable[..., SdkDevice]) -> None:
+    assert devices(secret="NotTheSecret").connect() == 4
+    assert show(client).status == "INACTIVE"
+
+
+def test_secondary_secret_also_works(iotda: MemberHandle, client: Any,
+                                     devices: Callable[..., SdkDevice]) -> None:
+    from huaweicloudsdkiotda.v5 import ResetDeviceSecret, ResetDeviceSecretRequest
+
+    client.reset_device_secret(ResetDeviceSecretRequest(
+        device_id=DEVICE, action_id="resetSecret",
+        body=ResetDeviceSecret(secret="SecondSecret22", secret_type="SECONDARY")))
+    assert devices(secret="SecondSecret22").connect() == 0
+
+
+def test_unknown_device_is_connack_4(devices: Callable[..., SdkDevice]) -> None:
+    assert devices("camera_nobody").connect() == 4
+
+
+def test_secure_access_device_is_refused_on_the_plain_port(
+        devices: Callable[..., SdkDevice]) -> None:
+    assert devices(tls=False).connect() == 5
+    assert devices("camera_cam-plain", tls=False).connect() == 0
+
+
+def test_frozen_device_is_connack_5_and_freezing_ends_its_session(
+        client: Any, devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    client.freeze_device(FreezeDeviceRequest(device_id=DEVICE))
+    device.disconnects.get(timeout=10)
+    assert show(client).status == "FROZEN"
+    assert devices().connect() == 5
+
+
+def test_client_id_hour_is_checked_against_the_farm_clock(
+        iotda: MemberHandle, devices: Callable[..., SdkDevice]) -> None:
+    three_hours_ago = sdk_timestamp(time.time() - 3 * 3600)
+    assert devices(timestamp=three_hours_ago).connect() == 5  # _1_: checked
+    assert devices(timestamp=three_hours_ago, check_timestamp="0").connect() == 0  # _0_: not
+    iotda.farm.clock.advance(3 * 3600)
+    assert devices().connect() == 5  # the device's real hour is now behind the farm's
+    assert devices(timestamp=sdk_timestamp(iotda.farm.clock.time())).connect() == 0
+
+
+def test_client_id_not_in_the_sdk_form_is_connack_2(devices: Callable[..., SdkDevice]) -> None:
+    assert devices(client_id="just-a-client").connect() == 2
+
+
+def test_keep_alive_outside_30_to_1200_is_refused(devices: Callable[..., SdkDevice]) -> None:
+    assert devices(keep_alive=10).connect() == 5
+    assert devices(keep_alive=1201).connect() == 5
+    assert devices(keep_alive=30).connect() == 0
+
+
+def test_a_second_connection_displaces_the_first(client: Any,
+                                                 devices: Callable[..., SdkDevice]) -> None:
+    first = devices()
+    assert first.connect() == 0
+    second = devices(check_timestamp="0")  # another client id, the same device
+    assert second.connect() == 0
+    first.disconnects.get(timeout=10)
+    assert show(client).status == "ONLINE"
+
+
+# -- commands, properties, messages ------------------------------------------------------------
+
+def answer_commands(device: SdkDevice, reply: dict[str, Any]) -> threading.Thread:
+    """The SDK's CommandListener answering with ``respond_command``."""
+
+    def run() -> None:
+        message = device.next_message()
+        request_id = message.topic.split("request_id=")[-1]
+        device.seen = json.loads(message.payload)  # type: ignore[attr-defined]
+        device.seen_topic = message.topic  # type: ignore[attr-defined]
+        device.publish(f"$oc/devices/{device.device_id}/sys/commands/response/"
+                       f"request_id={request_id}", reply)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_create_command_waits_for_the_device_response(
+        iotda: MemberHandle, client: Any, devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    thread = answer_commands(device, {"result_code": 0, "response_name": "COMMAND_RESPONSE",
+                                      "paras": {"result": "success"}})
+    answer = client.create_command(CreateCommandRequest(device_id=DEVICE, body=DeviceCommandRequest(
+        service_id="Ptz", command_name="move", paras={"pan": 30})))
+    thread.join(5)
+    assert device.seen == {"service_id": "Ptz", "command_name": "move",  # type: ignore[attr-defined]
+                           "object_device_id": DEVICE, "paras": {"pan": 30}}
+    assert device.seen_topic == (  # type: ignore[attr-defined]
+        f"$oc/devices/{DEVICE}/sys/commands/request_id={answer.command_id}")
+    assert answer.response == {"result_code": 0, "response_name": "COMMAND_RESPONSE",
+                               "paras": {"result": "success"}}
+    assert answer.error_code is None
+    # The journal ties the REST call, the MQTT request and the device's answer together.
+    chain = iotda.farm.journal(member=iotda.name)
+    rest = next(e for e in chain if e.get("path", "").endswith("/commands"))
+    related = [e for e in chain if e.get("correlation_id") == rest["correlation_id"]]
+    directions = [(e["protocol"], e.get("detail", {}).get("direction")) for e in related
+                  if e["protocol"].startswith("mqtt")]
+    assert directions == [("mqtts", "down"), ("mqtts", "up")]
+
+
+def test_create_command_times_out_with_014111(client: Any, devices: Callable[..., SdkDevice]
+                                              ) -> None:
+    device = devices()
+    assert device.connect() == 0
+    answer = client.create_command(CreateCommandRequest(device_id=DEVICE, body=DeviceCommandRequest(
+        service_id="Ptz", command_name="move", paras={})))
+    assert answer.error_code == "IOTDA.014111"
+    assert answer.error_msg == TIMEOUT_MSG
+    assert answer.command_id
+
+
+def test_create_command_to_an_offline_device_is_014016(client: Any) -> None:
+    assert error_of(lambda: client.create_command(CreateCommandRequest(
+        device_id=DEVICE, body=DeviceCommandRequest(paras={})))) == OFFLINE
+
+
+def test_update_and_list_properties_go_to_the_device(
+        client: Any, devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+
+    def run() -> None:
+        for _ in range(2):
+            message = device.next_message()
+            request_id = message.topic.split("request_id=")[-1]
+            doc = json.loads(message.payload)
+            if "/properties/set/" in message.topic:
+                device.set_doc = doc  # type: ignore[attr-defined]
+                device.publish(f"$oc/devices/{DEVICE}/sys/properties/set/response/"
+                               f"request_id={request_id}",
+                               {"result_code": 0, "result_desc": "success"})
+            else:
+                device.get_doc = doc  # type: ignore[attr-defined]
+                device.publish(f"$oc/devices/{DEVICE}/sys/properties/get/response/"
+                               f"request_id={request_id}",
+                               {"services": [{"service_id": "Ptz", "properties": {"pan": 7}}]})
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    updated = client.update_properties(UpdatePropertiesRequest(
+        device_id=DEVICE, body=DevicePropertiesRequest(
+            services=[{"service_id": "Ptz", "properties": {"pan": 7}}])))
+    listed = client.list_properties(ListPropertiesRequest(device_id=DEVICE, service_id="Ptz"))
+    thread.join(5)
+    assert device.set_doc == {"object_device_id": DEVICE,  # type: ignore[attr-defined]
+                              "services": [{"service_id": "Ptz", "properties": {"pan": 7}}]}
+    assert device.get_doc == {"object_device_id": DEVICE,  # type: ignore[attr-defined]
+                              "service_id": "Ptz"}
+    assert updated.response == {"result_code": 0, "result_desc": "success"}
+    assert listed.response == {"services": [{"service_id": "Ptz", "properties": {"pan": 7}}]}
+
+
+def test_message_to_an_online_device_is_delivered(client: Any,
+                                                  devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    made = client.create_message(CreateMessageRequest(device_id=DEVICE, body=DeviceMessageRequest(
+        message_id="m-1", name="hello", message={"text": "hi"})))
+    message = device.next_message()
+    assert message.topic == f"$oc/devices/{DEVICE}/sys/messages/down"
+    assert json.loads(message.payload) == {"object_device_id": DEVICE, "id": "m-1",
+                                           "name": "hello", "content": {"text": "hi"}}
+    assert made.result.status == "DELIVERED"
+    listed = client.list_device_messages(ListDeviceMessagesRequest(device_id=DEVICE))
+    assert listed.messages[0].status == "DELIVERED"
+
+
+def test_message_for_an_offline_device_waits_for_it(client: Any,
+                                                    devices: Callable[..., SdkDevice]) -> None:
+    made = client.create_message(CreateMessageRequest(device_id=DEVICE, body=DeviceMessageRequest(
+        message="raw text", payload_format="raw", topic="notices")))
+    assert made.result.status == "PENDING"
+    device = devices()
+    device.client.subscribe(f"$oc/devices/{DEVICE}/user/notices", 1)
+    assert device.connect() == 0
+    message = device.next_message()
+    assert message.topic == f"$oc/devices/{DEVICE}/user/notices"
+    assert message.payload == b"raw text"
+    # DELIVERED once the device's PUBACK is in, which paho sends after on_message.
+    wait_for(lambda: client.list_device_messages(ListDeviceMessagesRequest(
+        device_id=DEVICE)).messages[0].status == "DELIVERED")
+
+
+def test_shadow_get_and_time_sync_are_answered(iotda: MemberHandle,
+                                               devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    device.report([{"service_id": "Ptz", "properties": {"pan": 1}}])
+    device.publish(f"$oc/devices/{DEVICE}/sys/shadow/get/request_id=abc-1",
+                   {"object_device_id": DEVICE, "service_id": "Ptz"})
+    message = device.next_message()
+    assert message.topic == f"$oc/devices/{DEVICE}/sys/shadow/get/response/request_id=abc-1"
+    shadow = json.loads(message.payload)
+    assert shadow["object_device_id"] == DEVICE
+    assert shadow["shadow"][0]["reported"]["properties"] == {"pan": 1}
+    iotda.farm.clock.freeze()
+    device.publish(f"$oc/devices/{DEVICE}/sys/events/up", {
+        "object_device_id": DEVICE, "services": [{
+            "service_id": "$time_sync", "event_type": "time_sync_request",
+            "event_time": "20261203T000000Z", "paras": {"device_send_time": 1234}}]})
+    message = device.next_message()
+    assert message.topic == f"$oc/devices/{DEVICE}/sys/events/down"
+    event = json.loads(message.payload)["services"][0]
+    assert event["event_type"] == "time_sync_response"
+    assert event["paras"]["device_send_time"] == 1234
+    assert event["paras"]["server_recv_time"] == int(iotda.farm.clock.time() * 1000)
+
+
+def test_a_device_may_not_use_another_devices_topics(client: Any,
+                                                     devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    result, _ = device.client.subscribe("$oc/devices/camera_cam-plain/sys/#", 1)
+    granted = wait_for(lambda: device.client._out_packet is not None and True)
+    assert granted
+    device.publish("$oc/devices/camera_cam-plain/sys/properties/report",
+                   {"services": [{"service_id": "Ptz", "properties": {"pan": 99}}]}
+                   ).wait_for_publish(10)
+    assert not any(s.reported.properties for s in client.show_device_shadow(
+        ShowDeviceShadowRequest(device_id="camera_cam-plain")).shadow)
+
+
+# -- certificate devices -----------------------------------------------------------------------
+
+def upload_ca(client: Any, ca: CA, *, verified: bool = True) -> str:
+    record = client.add_certificate(AddCertificateRequest(body=CreateCertificateDTO(
+        content=ca.pem)))
+    if verified:
+        proof = pki.cert_pem(ca.sign(record.verify_code))
+        client.check_certificate(CheckCertificateRequest(
+            certificate_id=record.certificate_id, action_id="verify",
+            body=VerifyCertificateDTO(verify_content=proof)))
+    return str(record.certificate_id)
+
+
+def device_files(ca: CA, tmp_path: Path, name: str, **kwargs: Any) -> tuple[Path, Path, str]:
+    key = pki.ec_key()
+    cert = pki.issue(key.public_key(), pki.name(CN=name), ca.cert, ca.key, **kwargs)
+    cert_file = tmp_path / f"{name}.crt"
+    key_file = tmp_path / f"{name}.key"
+    cert_file.write_text(pki.cert_pem(cert))
+    key_file.write_text(pki.key_pem(key))
+    return cert_file, key_file, cert.fingerprint(hashes.SHA1()).hex()
+
+
+def add_cert_device(client: Any, node_id: str, fingerprint: str | None = None) -> str:
+    made = client.add_device(AddDeviceRequest(body=AddDevice(
+        node_id=node_id, product_id="camera",
+        auth_info=AuthInfo(auth_type="CERTIFICATES", fingerprint=fingerprint))))
+    return str(made.device_id)
+
+
+def test_certificate_device_records_its_fingerprint_on_first_use(
+        client: Any, devices: Callable[..., SdkDevice], tmp_path: Path) -> None:
+    ca = CA("Story CA")
+    upload_ca(client, ca)
+    device_id = add_cert_device(client, "x509-1")
+    cert_file, key_file, sha1 = device_files(ca, tmp_path, "x509-1", days=30)
+    device = devices(device_id, cert_file=cert_file, key_file=key_file)
+    assert device.connect() == 0
+    shown = show(client, device_id)
+    assert shown.status == "ONLINE"
+    assert shown.auth_info.fingerprint == sha1
+    device.close()
+    # Another certificate of the same CA is now the wrong one.
+    other_cert, other_key, _ = device_files(ca, tmp_path, "x509-1b", days=30)
+    assert devices(device_id, cert_file=other_cert, key_file=other_key).connect() == 5
+
+
+def test_registered_fingerprint_compares_case_insensitively_sha1_or_sha256(
+        client: Any, devices: Callable[..., SdkDevice], tmp_path: Path) -> None:
+    ca = CA("Fingerprint CA")
+    upload_ca(client, ca)
+    cert_file, key_file, sha1 = device_files(ca, tmp_path, "fp-1", days=30)
+    sha256 = pki.load_cert(cert_file.read_text()).fingerprint(hashes.SHA256()).hex()
+    one = add_cert_device(client, "fp-1", sha1.upper())
+    two = add_cert_device(client, "fp-2", sha256.upper())
+    assert devices(one, cert_file=cert_file, key_file=key_file).connect() == 0
+    assert devices(two, cert_file=cert_file, key_file=key_file).connect() == 0
+
+
+def test_unverified_ca_is_connack_5(client: Any, devices: Callable[..., SdkDevice],
+                                    tmp_path: Path) -> None:
+    ca = CA("Unverified CA")
+    upload_ca(client, ca, verified=False)
+    device_id = add_cert_device(client, "unv-1")
+    cert_file, key_file, _ = device_files(ca, tmp_path, "unv-1", days=30)
+    assert devices(device_id, cert_file=cert_file, key_file=key_file).connect() == 5
+
+
+def test_certificate_expired_on_the_farm_clock_is_connack_5(
+        iotda: MemberHandle, client: Any, devices: Callable[..., SdkDevice],
+        tmp_path: Path) -> None:
+    ca = CA("Clock CA")
+    upload_ca(client, ca)
+    device_id = add_cert_device(client, "exp-1")
+    cert_file, key_file, _ = device_files(ca, tmp_path, "exp-1", days=2)
+    iotda.farm.clock.advance(3 * 86400)
+    assert devices(device_id, cert_file=cert_file, key_file=key_file,
+                   check_timestamp="0").connect() == 5
+
+
+def test_certificate_device_without_a_certificate_is_connack_5(
+        client: Any, devices: Callable[..., SdkDevice]) -> None:
+    device_id = add_cert_device(client, "nocert-1")
+    assert devices(device_id, secret=None).connect() == 5
+
+
+def test_journal_records_the_refusal_with_its_reason(iotda: MemberHandle,
+                                                     devices: Callable[..., SdkDevice]) -> None:
+    assert devices(secret="NotTheSecret").connect() == 4
+    refused = [e for e in iotda.farm.journal(member=iotda.name, event="refused")]
+    assert refused[-1]["protocol"] == "mqtts"
+    assert refused[-1]["status"] == 4
+    assert refused[-1]["detail"]["reason"].startswith("bad_password")
+
+
+def test_control_plane_lists_sessions(iotda: MemberHandle,
+                                      devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    sessions = iotda.call(lambda m: m.access.sessions())
+    assert [s["identity"] for s in sessions] == [DEVICE]
+    assert sessions[0]["tls"] is True
+    assert PROJECT
