@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
 from ..core.mqtt import ConnectInfo, MqttListener, MqttSession, topic_matches
-from ..pki import server_context
 from ..core.mqttaccess import MqttAccess, Verdict
+from ..pki import server_context
 from . import topics
 from .exceptions import DeviceOffline
 from .models.access import (
@@ -114,7 +114,7 @@ class IotdaAccess(MqttAccess):
         pem = self.cas.trust_pem(records)
         if pem:
             ctx.load_verify_locations(cadata=pem)
-        ctx.verify_flags |= X509_NO_CHECK_TIME  # type: ignore[assignment]
+        ctx.verify_flags |= X509_NO_CHECK_TIME
         self._context = (key, ctx)
         return ctx
 
@@ -264,8 +264,8 @@ class IotdaAccess(MqttAccess):
                 continue
             if service.get("event_type") != "time_sync_request":
                 continue
-            paras = service.get("paras") if isinstance(service.get("paras"), dict) else {}
-            sent = paras.get("device_send_time")
+            paras = service.get("paras")
+            sent = paras.get("device_send_time") if isinstance(paras, dict) else None
             millis = int(now * 1000)
             await self.send(session, topics.events_down(device.device_id), {
                 "object_device_id": device.device_id, "services": [{

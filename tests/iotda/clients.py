@@ -15,12 +15,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 import paho.mqtt.client as mqtt
-from huaweicloudsdkiotda.v5 import IoTDAClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from huaweicloudsdkiotda.v5 import (
+    AddCertificateRequest,
+    AddDevice,
+    AddDeviceRequest,
+    AuthInfo,
+    CheckCertificateRequest,
+    CreateCertificateDTO,
+    IoTDAClient,
+    VerifyCertificateDTO,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
 from emulators import pki
+from emulators.testing import MemberHandle
 
 AK = "IOTDAEMULATORAK00001"
 SK = "IotdaEmulatorSecretKey000000000000000001"
@@ -192,3 +203,66 @@ class SdkDevice:
             if pair is not None:
                 pair.close()
                 setattr(self.client, name, None)
+
+
+# -- the MQTT tests' member ------------------------------------------------------------------------
+
+SECRET = "CameraSecret01"
+DEVICE = "camera_cam-1"
+OFFLINE = (403, "IOTDA.014016", "Operation not allowed. The device is not online.")
+MQTT_OPTIONS: dict[str, Any] = {
+    **OPTIONS,
+    "products": [{"product_id": "camera", "name": "Camera"}],
+    "devices": [
+        {"node_id": "cam-1", "product_id": "camera",
+         "auth_info": {"auth_type": "SECRET", "secret": SECRET}},
+        {"node_id": "cam-plain", "product_id": "camera",
+         "auth_info": {"auth_type": "SECRET", "secret": SECRET, "secure_access": False}},
+    ],
+    "command_timeout": 2,
+}
+
+
+def mqtt_port(iotda: MemberHandle, label: str) -> int:
+    return int(iotda.urls[label].rsplit(":", 1)[1])
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def upload_ca(client: Any, ca: CA, *, verified: bool = True) -> str:
+    """AddCertificate, and (``verified``) CheckCertificate with the proof seed 003 asks for."""
+    record = client.add_certificate(AddCertificateRequest(body=CreateCertificateDTO(
+        content=ca.pem)))
+    if verified:
+        proof = pki.cert_pem(ca.sign(record.verify_code))
+        client.check_certificate(CheckCertificateRequest(
+            certificate_id=record.certificate_id, action_id="verify",
+            body=VerifyCertificateDTO(verify_content=proof)))
+    return str(record.certificate_id)
+
+
+def device_files(ca: CA, tmp_path: Path, name: str, **kwargs: Any) -> tuple[Path, Path, str]:
+    """A device certificate of ``ca`` and its key as files; and its SHA-1 fingerprint."""
+    key = pki.ec_key()
+    cert = pki.issue(key.public_key(), pki.name(CN=name), ca.cert, ca.key, **kwargs)
+    cert_file = tmp_path / f"{name}.crt"
+    key_file = tmp_path / f"{name}.key"
+    cert_file.write_text(pki.cert_pem(cert))
+    key_file.write_text(pki.key_pem(key))
+    return cert_file, key_file, cert.fingerprint(hashes.SHA1()).hex()
+
+
+def add_cert_device(client: Any, node_id: str, fingerprint: str | None = None) -> str:
+    made = client.add_device(AddDeviceRequest(body=AddDevice(
+        node_id=node_id, product_id="camera",
+        auth_info=AuthInfo(auth_type="CERTIFICATES", fingerprint=fingerprint))))
+    return str(made.device_id)

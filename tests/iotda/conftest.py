@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
@@ -11,7 +13,17 @@ from huaweicloudsdkcore.region.region import Region
 from huaweicloudsdkiotda.v5 import IoTDAClient
 
 from emulators.testing import MemberHandle
-from tests.iotda.clients import AK, OPTIONS, PROJECT, SK, ClientFactory
+from tests.iotda.clients import (
+    AK,
+    DEVICE,
+    OPTIONS,
+    PROJECT,
+    SECRET,
+    SK,
+    ClientFactory,
+    SdkDevice,
+    mqtt_port,
+)
 from tests.sdk_clients import close_iotda
 
 
@@ -57,3 +69,31 @@ def make_client(iotda: MemberHandle) -> Iterator[ClientFactory]:
 @pytest.fixture
 def client(make_client: ClientFactory) -> IoTDAClient:
     return make_client()
+
+
+# -- MQTT: a test module that drives devices defines its own ``iotda`` (MQTT_OPTIONS) ------------
+
+@pytest.fixture
+def ca_file(iotda: MemberHandle, tmp_path: Path) -> Path:
+    """The CA file a device is given: the farm CA that issued the member's server certificate
+    (the platform hands devices its root.pem the same way)."""
+    path = tmp_path / "root.pem"
+    path.write_text(iotda.member.ctx.ca.pem)
+    return path
+
+
+@pytest.fixture
+def devices(iotda: MemberHandle, ca_file: Path) -> Iterator[Callable[..., SdkDevice]]:
+    """Make SDK-configured devices for the member (TLS by default); all closed afterwards."""
+    made: list[SdkDevice] = []
+
+    def make(device_id: str = DEVICE, *, tls: bool = True, **kwargs: Any) -> SdkDevice:
+        kwargs.setdefault("secret", SECRET if "cert_file" not in kwargs else None)
+        device = SdkDevice(device_id, iotda.host, mqtt_port(iotda, "mqtts" if tls else "mqtt"),
+                           ca_file=ca_file, tls=tls, **kwargs)
+        made.append(device)
+        return device
+
+    yield make
+    for device in made:
+        device.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkiotda.v5 import (
-    AddCertificateRequest,
-    AddDevice,
-    AddDeviceRequest,
-    AuthInfo,
-    CheckCertificateRequest,
-    CreateCertificateDTO,
     CreateCommandRequest,
     CreateMessageRequest,
     DeviceCommandRequest,
@@ -31,37 +25,32 @@ from huaweicloudsdkiotda.v5 import (
     ListPropertiesRequest,
     ShowDeviceRequest,
     ShowDeviceShadowRequest,
-    UpdateDesireds,
     UpdateDesired,
+    UpdateDesireds,
     UpdateDeviceShadowDesiredDataRequest,
     UpdatePropertiesRequest,
-    VerifyCertificateDTO,
 )
 
 from emulators import pki
 from emulators.testing import MemberHandle
 
-from .clients import CA, OPTIONS, PROJECT, ClientFactory, SdkDevice, sdk_timestamp
+from .clients import (
+    CA,
+    DEVICE,
+    MQTT_OPTIONS,
+    OFFLINE,
+    PROJECT,
+    SdkDevice,
+    add_cert_device,
+    device_files,
+    sdk_timestamp,
+    upload_ca,
+    wait_for,
+)
 
-SECRET = "CameraSecret01"
-OFFLINE = (403, "IOTDA.014016", "Operation not allowed. The device is not online.")
 # The API reference's error table, row IOTDA.014111 (status 200).
 TIMEOUT_MSG = ("Command request timed out. Check whether the device returns a response within "
                "the specified time after receiving the request.")
-
-MQTT_OPTIONS: dict[str, Any] = {
-    **OPTIONS,
-    "products": [{"product_id": "camera", "name": "Camera"}],
-    "devices": [
-        {"node_id": "cam-1", "product_id": "camera",
-         "auth_info": {"auth_type": "SECRET", "secret": SECRET}},
-        {"node_id": "cam-plain", "product_id": "camera",
-         "auth_info": {"auth_type": "SECRET", "secret": SECRET, "secure_access": False}},
-    ],
-    "command_timeout": 2,
-}
-DEVICE = "camera_cam-1"
-
 
 def error_of(call: Callable[[], Any]) -> tuple[int, str, str]:
     with pytest.raises(ClientRequestException) as caught:
@@ -74,47 +63,8 @@ def iotda(emulator_factory: Callable[..., MemberHandle]) -> MemberHandle:
     return emulator_factory("iotda", **MQTT_OPTIONS)
 
 
-@pytest.fixture
-def ca_file(iotda: MemberHandle, tmp_path: Path) -> Path:
-    """The CA file a device is given: the farm CA that issued the member's server certificate."""
-    path = tmp_path / "root.pem"
-    path.write_text(iotda.member.ctx.ca.pem)
-    return path
-
-
-def mqtt_port(iotda: MemberHandle, label: str) -> int:
-    return int(iotda.urls[label].rsplit(":", 1)[1])
-
-
-@pytest.fixture
-def devices(iotda: MemberHandle, ca_file: Path) -> Iterator[Callable[..., SdkDevice]]:
-    made: list[SdkDevice] = []
-
-    def make(device_id: str = DEVICE, *, tls: bool = True, **kwargs: Any) -> SdkDevice:
-        kwargs.setdefault("secret", SECRET if "cert_file" not in kwargs else None)
-        device = SdkDevice(device_id, iotda.host, mqtt_port(iotda, "mqtts" if tls else "mqtt"),
-                           ca_file=ca_file, tls=tls, **kwargs)
-        made.append(device)
-        return device
-
-    yield make
-    for device in made:
-        device.close()
-
-
 def show(client: Any, device_id: str = DEVICE) -> Any:
     return client.show_device(ShowDeviceRequest(device_id=device_id))
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 # -- secret devices ----------------------------------------------------------------------------
@@ -392,34 +342,6 @@ def test_a_device_may_not_use_another_devices_topics(client: Any,
 
 
 # -- certificate devices -----------------------------------------------------------------------
-
-def upload_ca(client: Any, ca: CA, *, verified: bool = True) -> str:
-    record = client.add_certificate(AddCertificateRequest(body=CreateCertificateDTO(
-        content=ca.pem)))
-    if verified:
-        proof = pki.cert_pem(ca.sign(record.verify_code))
-        client.check_certificate(CheckCertificateRequest(
-            certificate_id=record.certificate_id, action_id="verify",
-            body=VerifyCertificateDTO(verify_content=proof)))
-    return str(record.certificate_id)
-
-
-def device_files(ca: CA, tmp_path: Path, name: str, **kwargs: Any) -> tuple[Path, Path, str]:
-    key = pki.ec_key()
-    cert = pki.issue(key.public_key(), pki.name(CN=name), ca.cert, ca.key, **kwargs)
-    cert_file = tmp_path / f"{name}.crt"
-    key_file = tmp_path / f"{name}.key"
-    cert_file.write_text(pki.cert_pem(cert))
-    key_file.write_text(pki.key_pem(key))
-    return cert_file, key_file, cert.fingerprint(hashes.SHA1()).hex()
-
-
-def add_cert_device(client: Any, node_id: str, fingerprint: str | None = None) -> str:
-    made = client.add_device(AddDeviceRequest(body=AddDevice(
-        node_id=node_id, product_id="camera",
-        auth_info=AuthInfo(auth_type="CERTIFICATES", fingerprint=fingerprint))))
-    return str(made.device_id)
-
 
 def test_certificate_device_records_its_fingerprint_on_first_use(
         client: Any, devices: Callable[..., SdkDevice], tmp_path: Path) -> None:

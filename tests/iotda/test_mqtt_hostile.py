@@ -1,0 +1,244 @@
+"""Hostile input on IoTDA's MQTT listeners: raw bytes no real client sends, TLS handshakes with
+``openssl s_client``, certificates that must not let a device in. Each is refused cleanly and
+the broker goes on serving the next device; no session is left behind."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import ssl
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huaweicloudsdkiotda.v5 import ResetFingerprint, ResetFingerprintRequest
+
+from emulators.core import mqtt as broker
+from emulators.testing import MemberHandle
+
+from .clients import (
+    CA,
+    DEVICE,
+    MQTT_OPTIONS,
+    SECRET,
+    SdkDevice,
+    add_cert_device,
+    device_files,
+    mqtt_port,
+    sdk_password,
+    sdk_timestamp,
+    upload_ca,
+)
+
+
+@pytest.fixture
+def iotda(emulator_factory: Callable[..., MemberHandle]) -> MemberHandle:
+    return emulator_factory("iotda", **MQTT_OPTIONS)
+
+
+def connect_packet(client_id: str, *, username: str | None = None,
+                   password: str | None = None, keep_alive: int = 120, level: int = 4,
+                   protocol: bytes = b"MQTT") -> bytes:
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    body = (struct.pack("!H", len(protocol)) + protocol + bytes([level, flags])
+            + struct.pack("!H", keep_alive) + struct.pack("!H", len(client_id))
+            + client_id.encode())
+    for text in (username, password):
+        if text is not None:
+            body += struct.pack("!H", len(text)) + text.encode()
+    return bytes([0x10]) + broker._length(len(body)) + body
+
+
+def good_connect() -> bytes:
+    timestamp = sdk_timestamp()
+    return connect_packet(f"{DEVICE}_0_1_{timestamp}", username=DEVICE,
+                          password=sdk_password(SECRET, timestamp))
+
+
+def exchange(iotda: MemberHandle, ca: Path, data: bytes, *, until: int | None = None) -> bytes:
+    """Over TLS to the member's 8883 listener: send ``data`` and read until the broker closes
+    the connection (or 3 s pass, or ``until`` bytes came)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.check_hostname = False
+    raw = socket.create_connection((iotda.host, mqtt_port(iotda, "mqtts")), timeout=3)
+    with ctx.wrap_socket(raw) as sock:
+        sock.sendall(data)
+        got = b""
+        while until is None or len(got) < until:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError, ssl.SSLError):
+                break
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def sessions(iotda: MemberHandle) -> list[str]:
+    return iotda.call(lambda m: sorted(m.access.by_identity))
+
+
+def still_serving(devices: Callable[..., SdkDevice]) -> None:
+    device = devices()
+    assert device.connect() == 0
+    device.close()
+
+
+@pytest.mark.parametrize(("data", "what"), [
+    (b"\x30\x05\x00\x03a/b", "PUBLISH before CONNECT"),
+    (b"\x10\xff\xff\xff\xff\x7f", "remaining length of five bytes"),
+    (b"\x10\x04\x00\x04MQ", "CONNECT shorter than its fields"),
+    (connect_packet("x", protocol=b"HTTP"), "another protocol's name"),
+    (b"\x10" + broker._length(12) + b"\x00\x04MQTT\x04\x03\x00\x3c\x00\x00",
+     "reserved CONNECT flag"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "an HTTP request"),
+], ids=["publish-first", "long-length", "short-connect", "protocol-name", "reserved-flag",
+        "http"])
+def test_malformed_packets_close_that_connection_only(iotda: MemberHandle, ca_file: Path,
+                                                      devices: Callable[..., SdkDevice],
+                                                      data: bytes, what: str) -> None:
+    assert exchange(iotda, ca_file, data) == b""  # closed with no CONNACK
+    assert sessions(iotda) == []
+    still_serving(devices)
+
+
+def test_wrong_protocol_level_gets_connack_1(iotda: MemberHandle, ca_file: Path) -> None:
+    reply = exchange(iotda, ca_file, connect_packet("x", level=5), until=4)
+    assert reply == bytes([0x20, 2, 0, 1])
+
+
+def test_oversized_message_closes_the_session(iotda: MemberHandle, ca_file: Path,
+                                              devices: Callable[..., SdkDevice]) -> None:
+    topic = f"$oc/devices/{DEVICE}/sys/messages/up".encode()
+    payload = b"x" * (1024 * 1024 + 1)  # one byte over the documented 1 MB
+    body = struct.pack("!H", len(topic)) + topic + payload
+    publish = bytes([0x30]) + broker._length(len(body)) + body
+    reply = exchange(iotda, ca_file, good_connect() + publish)
+    assert reply == bytes([0x20, 2, 0, 0])  # accepted, then closed without a PUBACK
+    entries = iotda.farm.journal(member=iotda.name, event="disconnect")
+    assert entries[-1]["detail"]["reason"] == "message too large"
+    assert sessions(iotda) == []
+    still_serving(devices)
+
+
+def test_qos2_publish_and_will_are_refused(iotda: MemberHandle, ca_file: Path) -> None:
+    topic = f"$oc/devices/{DEVICE}/sys/messages/up".encode()
+    body = struct.pack("!H", len(topic)) + topic + b"\x00\x01" + b"{}"
+    reply = exchange(iotda, ca_file, good_connect() + bytes([0x34]) + broker._length(len(body))
+                     + body)
+    assert reply == bytes([0x20, 2, 0, 0])  # QoS 2: no PUBREC, the connection closed
+    assert sessions(iotda) == []
+
+
+def test_subscribing_to_another_devices_topics_is_refused(iotda: MemberHandle,
+                                                          ca_file: Path) -> None:
+    topic = b"$oc/devices/camera_cam-plain/sys/#"
+    own = f"$oc/devices/{DEVICE}/sys/#".encode()
+    body = (b"\x00\x07" + struct.pack("!H", len(topic)) + topic + b"\x01"
+            + struct.pack("!H", len(own)) + own + b"\x01")
+    subscribe = bytes([0x82]) + broker._length(len(body)) + body
+    reply = exchange(iotda, ca_file, good_connect() + subscribe, until=4 + 6)
+    assert reply == bytes([0x20, 2, 0, 0]) + bytes([0x90, 4, 0, 7, 0x80, 1])
+
+
+def openssl_connect(iotda: MemberHandle, ca_file: Path, *args: str,
+                    data: bytes = b"") -> tuple[bytes, bytes]:
+    """``openssl s_client`` (TLS 1.2, the CA file, optionally ``-cert``/``-key``) sends
+    ``data``; returns (the first 4 bytes the broker answered, or fewer when it closed,
+    openssl's stderr)."""
+    proc = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"{iotda.host}:{mqtt_port(iotda, 'mqtts')}",
+         "-CAfile", str(ca_file), "-tls1_2", "-quiet", "-verify_return_error", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    got = b""
+    try:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+        deadline = time.monotonic() + 10
+        while len(got) < 4 and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4 - len(got))
+                if not chunk:
+                    break
+                got += chunk
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+    return got, err
+
+
+def test_tls_without_a_client_certificate_is_served_and_secret_devices_get_in(
+        iotda: MemberHandle, ca_file: Path) -> None:
+    reply, _ = openssl_connect(iotda, ca_file, data=good_connect())
+    assert reply == bytes([0x20, 2, 0, 0])  # the CONNACK, through openssl
+
+
+def test_certificate_device_without_a_certificate_over_openssl_is_connack_5(
+        iotda: MemberHandle, ca_file: Path, client: Any) -> None:
+    device_id = add_cert_device(client, "bare-1")
+    timestamp = sdk_timestamp()
+    reply, _ = openssl_connect(iotda, ca_file, data=connect_packet(
+        f"{device_id}_0_1_{timestamp}", username=device_id))
+    assert reply == bytes([0x20, 2, 0, 5])
+
+
+def test_certificate_of_a_ca_never_uploaded_fails_the_handshake(
+        iotda: MemberHandle, ca_file: Path, client: Any, tmp_path: Path,
+        devices: Callable[..., SdkDevice]) -> None:
+    upload_ca(client, CA("Uploaded CA"))
+    stranger = CA("Stranger CA")
+    device_id = add_cert_device(client, "stranger-1")
+    cert_file, key_file, _ = device_files(stranger, tmp_path, "stranger-1", days=30)
+    reply, err = openssl_connect(iotda, ca_file, "-cert", str(cert_file), "-key",
+                                 str(key_file), data=connect_packet(
+                                     f"{device_id}_0_0_{sdk_timestamp()}", username=device_id))
+    # No CONNACK: the server ends the handshake when the client's certificate chains to none
+    # of its CAs (asyncio closes the connection without sending the alert).
+    assert reply == b""
+    assert b"eof" in err.lower() or b"alert" in err.lower()
+    assert sessions(iotda) == []
+    still_serving(devices)
+
+
+def test_expired_and_revoked_certificates_are_refused(
+        iotda: MemberHandle, ca_file: Path, client: Any, tmp_path: Path,
+        devices: Callable[..., SdkDevice]) -> None:
+    import datetime as dt
+
+    ca = CA("Revocation CA")
+    upload_ca(client, ca)
+    expired_id = add_cert_device(client, "old-1")
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
+    old_cert, old_key, _ = device_files(ca, tmp_path, "old-1", days=30, not_before=long_ago)
+    # Expired by the real clock too: OpenSSL's own date check is off, the farm clock decides.
+    assert devices(expired_id, cert_file=old_cert, key_file=old_key).connect() == 5
+    revoked_id = add_cert_device(client, "rev-1")
+    cert_file, key_file, _ = device_files(ca, tmp_path, "rev-1", days=30)
+    first = devices(revoked_id, cert_file=cert_file, key_file=key_file)
+    assert first.connect() == 0
+    first.close()
+    # "Revoking" the recorded fingerprint: ResetFingerprint to another certificate's.
+    _, _, other = device_files(ca, tmp_path, "rev-other", days=30)
+    client.reset_fingerprint(ResetFingerprintRequest(
+        device_id=revoked_id, body=ResetFingerprint(fingerprint=other, force_disconnect=True)))
+    assert devices(revoked_id, cert_file=cert_file, key_file=key_file).connect() == 5
+    time.sleep(0.1)
+    assert sessions(iotda) == []
+
+
+def test_garbage_after_a_good_connect_ends_the_session_cleanly(
+        iotda: MemberHandle, ca_file: Path, devices: Callable[..., SdkDevice]) -> None:
+    reply = exchange(iotda, ca_file, good_connect() + b"\xf0\x00")  # packet type 15
+    assert reply == bytes([0x20, 2, 0, 0])
+    reason = iotda.farm.journal(member=iotda.name, event="disconnect")[-1]["detail"]["reason"]
+    assert reason.startswith("malformed")
+    assert sessions(iotda) == []
+    still_serving(devices)
