@@ -15,6 +15,7 @@ KINDS: dict[str, str] = {
     "instar-camera": "emulators.instar.emulator:InstarCamera",
     "enos": "emulators.enos.emulator:EnosService",
     "iotda": "emulators.iotda.emulator:IotdaService",
+    "iotda-device": "emulators.iotda_device.emulator:IotdaDevice",
     "ftp": "emulators.servers.ftp:FtpServer",
     "sftp": "emulators.servers.sftp:SftpServer",
 }

@@ -247,6 +247,7 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
     fleets: dict[str, Literal["addresses", "ports"]] = {}
     entry_names: set[str] = set()
     refs: list[tuple[Path_, str]] = []
+    kind_refs: list[tuple[Path_, str, str]] = []
     for role, section in (("server", top.servers), ("emulator", top.emulators)):
         section_key = "servers" if role == "server" else "emulators"
         for i, raw in enumerate(section):
@@ -285,6 +286,10 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
                 value = getattr(options, field_name, None)
                 if value:
                     refs.append(((*prefix, field_name), value))
+            for field_name, ref_kind in cls.member_refs.items():
+                value = getattr(options, field_name, None)
+                if value:
+                    kind_refs.append(((*prefix, field_name), value, ref_kind))
             try:
                 stamped = _stamp(entry, cls, options, role, extra)
             except ValueError as exc:
@@ -299,6 +304,11 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
     for path, value in refs:
         if value not in servers:
             problems.append(Problem(path, f"no server named {value!r} in this scenario"))
+    kinds_by_name = {m.name: m.kind for m in members}
+    for path, value, ref_kind in kind_refs:
+        if kinds_by_name.get(value) != ref_kind:
+            problems.append(Problem(path, f"no {ref_kind} member named {value!r} in this "
+                                          "scenario"))
     seen: dict[str, str] = {}
     for m in members:
         if m.name in entry_names and m.group != m.name:

@@ -108,6 +108,8 @@ class Member:
     Options: ClassVar[type[KindOptions]] = KindOptions
     # Option fields whose value must name a server of the scenario.
     server_refs: ClassVar[tuple[str, ...]] = ()
+    # Option fields whose value must name a member of the given kind (field -> kind).
+    member_refs: ClassVar[dict[str, str]] = {}
     # Control-plane routes of this kind (an action its owner would take on the device itself,
     # an INSTAR alarm); the control plane mounts those of the kinds a farm runs, with their
     # OpenAPI operations (path -> method -> operation). A ``web.RouteTableDef``.
