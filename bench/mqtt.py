@@ -553,16 +553,20 @@ def all_read(ws: list[Worker]) -> list[dict[str, Any]]:
 # -- the brokers -----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def farm(scenario: dict[str, Any], tmp: Path, timeout: float = 600
+def farm(scenario: dict[str, Any], tmp: Path, timeout: float = 600, *, state: bool = True,
+         prefix: tuple[str, ...] = ()
          ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], float, Path]]:
-    """`emulators run` on ``scenario`` with a state directory, in its own process; yields
-    (process, ready document, seconds from process start to the ready file, its log)."""
+    """`emulators run` on ``scenario`` with a state directory (unless not ``state``), in its own
+    process; yields (process, ready document, seconds from process start to the ready file,
+    its log)."""
+    tmp.mkdir(exist_ok=True)
     path = tmp / "scenario.yaml"
     path.write_text(yaml.safe_dump(scenario))
     ready_file, log = tmp / "ready.json", tmp / "farm.log"
-    state = tmp / "state"
-    args = [sys.executable, "-m", "emulators", "run", str(path), "--state-dir", str(state),
-            "--ready-file", str(ready_file), "--control-port", "0"]
+    args = [sys.executable, *prefix, "-m", "emulators", "run", str(path), "--ready-file",
+            str(ready_file), "--control-port", "0"]
+    if state:
+        args += ["--state-dir", str(tmp / "state")]
     started = time.perf_counter()
     with log.open("wb") as err:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
@@ -648,6 +652,7 @@ def mosquitto(tmp: Path, tls: tuple[str, str, str] | None = None
 user root
 per_listener_settings true
 persistence false
+set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning

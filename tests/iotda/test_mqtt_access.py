@@ -40,6 +40,7 @@ from .clients import (
     MQTT_OPTIONS,
     OFFLINE,
     PROJECT,
+    SECRET,
     SdkDevice,
     add_cert_device,
     device_files,
@@ -416,3 +417,20 @@ def test_control_plane_lists_sessions(iotda: MemberHandle,
     assert [s["identity"] for s in sessions] == [DEVICE]
     assert sessions[0]["tls"] is True
     assert PROJECT
+
+
+def test_each_refusals_connack_is_switchable(emulator_factory: Callable[..., MemberHandle],
+                                             tmp_path: Path) -> None:
+    member = emulator_factory("iotda", **{**MQTT_OPTIONS, "mqtt_connack": {
+        "bad_password": 5, "keep_alive": 2}})
+    ca = tmp_path / "root.pem"
+    ca.write_text(member.member.ctx.ca.pem)
+    port = int(member.urls["mqtts"].rsplit(":", 1)[1])
+    made = [SdkDevice(DEVICE, member.host, port, secret="Wrong0000", ca_file=ca, tls=True),
+            SdkDevice(DEVICE, member.host, port, secret=SECRET, ca_file=ca, tls=True,
+                      keep_alive=5)]
+    try:
+        assert [device.connect() for device in made] == [5, 2]
+    finally:
+        for device in made:
+            device.close()
