@@ -219,9 +219,14 @@ class Member:
         """Persist the state; returns once it is on disk. Saves asked for in the same turn of
         the loop (concurrent requests) share one dump and one write, made once they have all
         made their changes."""
+        await asyncio.shield(self.saving())
+
+    def saving(self) -> asyncio.Future[None]:
+        """A save of the state as it is now (shared as ``save`` shares it), not waited for:
+        what is done once it is on disk (an MQTT PUBACK) waits for this instead."""
         if self._next_save is None:
             self._next_save = asyncio.get_running_loop().create_task(self._save_now())
-        await asyncio.shield(self._next_save)
+        return self._next_save
 
     async def _save_now(self) -> None:
         await asyncio.sleep(0)  # one more turn: requests that just arrived join this save

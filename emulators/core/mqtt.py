@@ -43,9 +43,10 @@ import logging
 import ssl
 import struct
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 log = logging.getLogger("emulators.mqtt")
 
@@ -67,6 +68,12 @@ SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 
 Action = Literal["publish", "subscribe"]
 
 HANDSHAKE_TIMEOUT = 15.0
+# asyncio's TLS transport reads the socket through a buffer of its own that it allocates and
+# zeroes for every connection: 256 KiB (``asyncio.sslproto.SSLProtocol.max_size``, Python
+# 3.11), 2.5 GB for 10,000 idle sessions (bench/mqtt.py). A session reads through this much
+# instead once its handshake is done: a TLS record is at most 16 KiB of plaintext, so a large
+# PUBLISH takes a few more reads, nothing else changes.
+TLS_READ_BUFFER = 16 * 1024
 CONNECT_TIMEOUT = 10.0  # from accept (after TLS) to a whole CONNECT packet
 ACK_TIMEOUT = 10.0
 
@@ -112,8 +119,12 @@ class MqttHooks:
         """An accepted session, after its CONNACK was written."""
 
     async def on_publish(self, session: MqttSession, topic: str, payload: bytes, qos: int,
-                         retain: bool) -> None:
-        """An authorised PUBLISH; a QoS 1 PUBACK is sent when this returns."""
+                         retain: bool) -> Awaitable[Any] | None:
+        """An authorised PUBLISH. A QoS 1 PUBACK is sent when this returns, or, when it
+        returns an awaitable (a save of what the message changed), once that is done: the
+        session reads on meanwhile, and its PUBACKs keep the order of the PUBLISHes
+        (MQTT-4.6.0-2), so the messages in flight share saves."""
+        return None
 
     async def acknowledge(self, session: MqttSession, topic: str) -> bool:
         """Before the PUBACK of a QoS 1 PUBLISH: False sends none (a fault may also wait
@@ -232,6 +243,11 @@ class MqttSession:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _ended: str | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # PUBACKs waiting for what their message changed to be saved, in PUBLISH order, and the
+    # task that sends them.
+    _pubacks: deque[tuple[Awaitable[Any] | None, bytes]] = field(default_factory=deque,
+                                                                 repr=False)
+    _acker: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def client_id(self) -> str:
@@ -277,6 +293,26 @@ class MqttSession:
                     await waiter
             finally:
                 self._acks.pop(packet_id, None)
+
+    def _queue_puback(self, durable: Awaitable[Any] | None, puback: bytes) -> None:
+        self._pubacks.append((durable, puback))
+        if self._acker is None or self._acker.done():
+            self._acker = asyncio.get_running_loop().create_task(self._send_pubacks())
+
+    async def _send_pubacks(self) -> None:
+        while self._pubacks:
+            durable, puback = self._pubacks[0]
+            if durable is not None:
+                try:
+                    # shielded: a session that ends must not cancel a save others share
+                    await asyncio.shield(durable)
+                except Exception:  # the save failed: the member reports it; the message
+                    log.exception("saving before a PUBACK of %s failed", self.client_id)
+            self._pubacks.popleft()
+            try:
+                await self._write(puback)
+            except ConnectionError:
+                return
 
     def close(self, reason: str) -> None:
         """End the session now (a revoked certificate, a fault): no DISCONNECT exists in 3.1.1,
@@ -377,6 +413,7 @@ class MqttListener:
                     return  # a failed handshake: what a TLS server does, nothing more
                 if tls is None:
                     return
+                _shrink_read_buffer(tls)
                 transport = tls
                 protocol.connection_made(transport)
                 ssl_object = transport.get_extra_info("ssl_object")
@@ -458,6 +495,11 @@ class MqttListener:
 
     async def _finish(self, session: MqttSession, reason: str) -> None:
         self._end(session, reason)
+        if session._acker is not None:
+            session._acker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await session._acker
+        session._pubacks.clear()
         for waiter in session._acks.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionError(f"session ended: {reason}"))
@@ -588,12 +630,18 @@ class MqttListener:
         payload = r.take(r.left())
         if len(payload) > self.max_message:
             raise _Closed("message too large")
+        durable: Awaitable[Any] | None = None
         if await self.hooks.authorize(session, "publish", topic):
-            await self.hooks.on_publish(session, topic, payload, qos, bool(flags & 0x01))
+            durable = await self.hooks.on_publish(session, topic, payload, qos,
+                                                  bool(flags & 0x01))
         elif self.disconnect_on_refused_publish:
             raise _Closed(f"publish to {topic!r} refused")
         if qos and await self.hooks.acknowledge(session, topic):
-            await session._write(_packet(PUBACK, 0, struct.pack("!H", packet_id)))
+            puback = _packet(PUBACK, 0, struct.pack("!H", packet_id))
+            if durable is None and not session._pubacks:
+                await session._write(puback)
+            else:
+                session._queue_puback(durable, puback)
 
     async def _subscribe(self, session: MqttSession, flags: int, body: bytes) -> None:
         if flags != 0x02:
@@ -620,6 +668,20 @@ class MqttListener:
         await session._write(_packet(SUBACK, 0, struct.pack("!H", packet_id) + bytes(codes)))
         for topic_filter, qos in granted:
             await self.hooks.on_subscribe(session, topic_filter, qos)
+
+
+def _shrink_read_buffer(transport: asyncio.Transport) -> None:
+    """Swap the TLS transport's 256 KiB read buffer for ``TLS_READ_BUFFER`` (private asyncio
+    names: left alone where they are not what Python 3.11's ``sslproto`` has). Safe between
+    reads: the socket transport asks ``get_buffer`` for the buffer before every read, and
+    ``get_buffer`` never grows it past ``max_size``."""
+    protocol = getattr(transport, "_ssl_protocol", None)
+    if (protocol is None or getattr(protocol, "max_size", 0) <= TLS_READ_BUFFER
+            or not isinstance(getattr(protocol, "_ssl_buffer", None), bytearray)):
+        return
+    protocol.max_size = TLS_READ_BUFFER
+    protocol._ssl_buffer = bytearray(TLS_READ_BUFFER)
+    protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
 
 
 class _Handover(asyncio.Protocol):

@@ -7,8 +7,9 @@ and the CONNACK code and reason of a refusal), ``may`` (which topics a device ma
 
 Journal entries (protocol ``mqtt`` or ``mqtts``): ``connect`` (accepted, with the client id,
 user name and the device it authenticated as), ``refused`` (with the CONNACK code and the
-reason), ``subscribe``, ``publish`` (``detail.direction`` ``up`` or ``down``, topic, QoS and a
-bounded payload excerpt), ``disconnect`` (with the reason) and ``fault``.
+reason), ``subscribe``, ``publish`` (``detail.direction`` ``up`` or ``down``, topic, QoS and
+the payload's excerpt, bounded and masked as an HTTP body's), ``disconnect`` (with the
+reason) and ``fault``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .faults import MQTT_FAULTS, FaultRule
-from .journal import excerpt
 from .mqtt import DROP, NOT_AUTHORIZED, Action, ConnectInfo, MqttHooks, MqttListener, MqttSession
 
 if TYPE_CHECKING:
     from .member import Member
 
 log = logging.getLogger("emulators.mqtt")
-
-PAYLOAD_EXCERPT = 256  # bytes of a message kept in its journal entry
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,10 @@ class MqttAccess(MqttHooks):
         return None
 
     async def handle(self, session: MqttSession, identity: str, topic: str,
-                     payload: bytes) -> None:
-        """An upstream message the device may send."""
+                     payload: bytes) -> Awaitable[Any] | None:
+        """An upstream message the device may send; what it returns (a save of the change)
+        is awaited before the message's PUBACK, without holding up the session."""
+        return None
 
     async def connected(self, session: MqttSession, identity: str) -> None:
         """After the CONNACK of an accepted session."""
@@ -160,8 +160,10 @@ class MqttAccess(MqttHooks):
         fields: dict[str, Any] = {}
         if correlation_id is not None:
             fields["correlation_id"] = correlation_id
+        # The payload's head as bytes: the journal masks and cuts it when it is read.
+        limit = self.member.ctx.journal.excerpt_bytes * 4
         self.record(session.info, "publish", path=topic, request_size=len(payload),
-                    request_excerpt=excerpt(payload, PAYLOAD_EXCERPT),
+                    request_excerpt=payload[:limit],
                     detail={"direction": direction, "qos": qos,
                             "client_id": session.client_id, **detail}, **fields)
 
@@ -233,20 +235,21 @@ class MqttAccess(MqttHooks):
         return allowed
 
     async def on_publish(self, session: MqttSession, topic: str, payload: bytes, qos: int,
-                         retain: bool) -> None:
+                         retain: bool) -> Awaitable[Any] | None:
         rule = self.fault(session.info, "publish", topic)
         if rule is not None:
             if rule.fault == "mqtt_drop":
                 session.close(f"fault rule {rule.id}")
-                return
+                return None
             if rule.fault == "mqtt_hang":
                 await self._hang()
             self._ack_rule[id(session)] = rule  # read by acknowledge
         identity = self._identity.get(id(session))
         correlation = None if identity is None else self.correlation_for(identity, topic)
         self.record_message(session, "up", topic, payload, qos, correlation)
-        if identity is not None:
-            await self.handle(session, identity, topic, payload)
+        if identity is None:
+            return None
+        return await self.handle(session, identity, topic, payload)
 
     async def acknowledge(self, session: MqttSession, topic: str) -> bool:
         rule = self._ack_rule.pop(id(session), None)

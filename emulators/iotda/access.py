@@ -20,6 +20,7 @@ import json
 import logging
 import ssl
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -220,27 +221,29 @@ class IotdaAccess(MqttAccess):
 
     # -- upstream ------------------------------------------------------------------------------
     async def handle(self, session: MqttSession, identity: str, topic: str,
-                     payload: bytes) -> None:
+                     payload: bytes) -> Awaitable[Any] | None:
+        """What an upstream message does; a change of state returns its save, which the
+        message's PUBACK waits for (the session reads on meanwhile)."""
         m = topics.UPSTREAM.fullmatch(topic)
         if m is None or m["device_id"] != identity:
-            return  # a custom topic: journalled, nothing more
+            return None  # a custom topic: journalled, nothing more
         device = self.member.devices.find(identity)
         if device is None:
             session.close("the device was deleted")
-            return
+            return None
         rest = m["rest"]
         now = self.member.clock.time()
         if rest == topics.PROPERTIES_REPORT:
             doc = _json(payload)
             if isinstance(doc, dict) and self.member.devices.report(
                     device, doc.get("services"), now):
-                await self.member.save()
                 await self.push_delta(session, device)
+                return self.member.saving()
         elif rest == topics.MESSAGES_UP:
             self.member.devices.keep_received(device, {
                 "received_time": now_text(now), "payload": payload.decode("utf-8", "replace")
                 [:4096]})
-            await self.member.save()
+            return self.member.saving()
         elif rest == topics.EVENTS_UP:
             await self._event(session, device, _json(payload), now)
         elif (r := topics.RESPONSE.fullmatch(rest)) is not None:
@@ -256,6 +259,7 @@ class IotdaAccess(MqttAccess):
             reply = {"object_device_id": identity, "shadow": device.shadow_entries(
                 service_id if isinstance(service_id, str) else None)}
             await self.send(session, topics.shadow_response(identity, r["request_id"]), reply)
+        return None
 
     async def _event(self, session: MqttSession, device: Device, doc: Any, now: float) -> None:
         services = doc.get("services") if isinstance(doc, dict) else None
@@ -298,7 +302,8 @@ class IotdaAccess(MqttAccess):
                             raw=self.member.devices.message_payload(device, record))
         except (ConnectionError, TimeoutError):
             return  # stays PENDING: delivered on the next connection
-        self.member.devices.message_done(record, "DELIVERED", self.member.clock.time())
+        self.member.devices.message_done(device, record, "DELIVERED",
+                                         self.member.clock.time())
 
     async def request(self, device: Device, what: str, topic: str, doc: dict[str, Any]
                       ) -> tuple[str, Any]:

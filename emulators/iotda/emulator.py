@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core.httpserver import HttpEmulator
+from ..core.state import encode_document, encode_state
 from . import control
 from .access import IotdaAccess
 from .auth import Authenticator, KeyPair, auth_middleware
@@ -93,6 +94,19 @@ class IotdaService(HttpEmulator):
                 "device_cas": self.device_cas.dump(), "products": products,
                 "devices": devices}
 
+    def encoded_state(self) -> bytes:
+        """``encode_state(self.dump_state())``, with the devices that did not change since the
+        last save copied rather than encoded again (``DeviceStore.encoded``)."""
+        return encode_document({
+            "last_id": [encode_state(self.ids.last)],
+            "server_certificates": [encode_state(self.server_certificates.dump())],
+            "device_cas": [encode_state(self.device_cas.dump())],
+            "products": [encode_state([p.to_dict() for p in self.devices.products.values()])],
+            "devices": self.devices.encoded.parts()})
+
+    async def write_state(self) -> None:
+        await self.ctx.store.save_encoded(self.name, self.encoded_state())
+
     def state(self) -> dict[str, Any]:
         """The saved state, plus when each CA's verification code stops working."""
         doc = self.dump_state()
@@ -147,7 +161,7 @@ class IotdaService(HttpEmulator):
         if session is not None:
             await self.access.deliver(session, device, record)
         elif record.get("ttl") == 0:
-            self.devices.message_done(record, "FAILED", self.clock.time(), (
+            self.devices.message_done(device, record, "FAILED", self.clock.time(), (
                 "IOTDA.014016", "Operation not allowed. The device is not online."))
 
     def urls(self) -> dict[str, str]:
