@@ -212,6 +212,8 @@ class IotdaAccess(MqttAccess):
         return not topic.startswith("$") and len(topic.encode()) <= 128
 
     def correlation_for(self, identity: str, topic: str) -> str | None:
+        if "/response/" not in topic:
+            return None  # only responses continue a REST call's chain
         m = topics.UPSTREAM.fullmatch(topic)
         if m is None:
             return None
