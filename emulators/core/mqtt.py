@@ -48,6 +48,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .asyncio_internals import shrink_tls_read_buffer
+
 log = logging.getLogger("emulators.mqtt")
 
 # CONNACK return codes (MQTT 3.1.1 table 3.1).
@@ -68,12 +70,6 @@ SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 
 Action = Literal["publish", "subscribe"]
 
 HANDSHAKE_TIMEOUT = 15.0
-# asyncio's TLS transport reads the socket through a buffer of its own that it allocates and
-# zeroes for every connection: 256 KiB (``asyncio.sslproto.SSLProtocol.max_size``, Python
-# 3.11), 2.5 GB for 10,000 idle sessions (bench/mqtt.py). A session reads through this much
-# instead once its handshake is done: a TLS record is at most 16 KiB of plaintext, so a large
-# PUBLISH takes a few more reads, nothing else changes.
-TLS_READ_BUFFER = 16 * 1024
 CONNECT_TIMEOUT = 10.0  # from accept (after TLS) to a whole CONNECT packet
 ACK_TIMEOUT = 10.0
 
@@ -422,7 +418,7 @@ class MqttListener:
                     return  # a failed handshake: what a TLS server does, nothing more
                 if tls is None:
                     return
-                _shrink_read_buffer(tls)
+                shrink_tls_read_buffer(tls)  # 256 KiB -> 16 KiB per session
                 transport = tls
                 protocol.connection_made(transport)
                 ssl_object = transport.get_extra_info("ssl_object")
@@ -704,20 +700,6 @@ class MqttListener:
         await session._write(_packet(SUBACK, 0, struct.pack("!H", packet_id) + bytes(codes)))
         for topic_filter, qos in granted:
             await self.hooks.on_subscribe(session, topic_filter, qos)
-
-
-def _shrink_read_buffer(transport: asyncio.Transport) -> None:
-    """Swap the TLS transport's 256 KiB read buffer for ``TLS_READ_BUFFER`` (private asyncio
-    names: left alone where they are not what Python 3.11's ``sslproto`` has). Safe between
-    reads: the socket transport asks ``get_buffer`` for the buffer before every read, and
-    ``get_buffer`` never grows it past ``max_size``."""
-    protocol = getattr(transport, "_ssl_protocol", None)
-    if (protocol is None or getattr(protocol, "max_size", 0) <= TLS_READ_BUFFER
-            or not isinstance(getattr(protocol, "_ssl_buffer", None), bytearray)):
-        return
-    protocol.max_size = TLS_READ_BUFFER
-    protocol._ssl_buffer = bytearray(TLS_READ_BUFFER)
-    protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
 
 
 class _Handover(asyncio.Protocol):
