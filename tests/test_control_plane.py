@@ -339,6 +339,7 @@ SUCCEEDS: dict[tuple[str, str], tuple[Callable[[RunningFarm], dict[str, str]] | 
         _device_ca, None),
     ("POST", "/v1/emulators/{name}/enos/faults"): (lambda farm: {"name": "enos"},
                                                    {"internal_errors": 0}),
+    ("GET", "/v1/emulators/{name}/iotda/sessions"): (lambda farm: {"name": "iotda"}, None),
 }
 FAMILY = {"emulators": "instar-camera", "servers": "ftp", "snapshots": "nosuch"}
 

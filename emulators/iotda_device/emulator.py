@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import re
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiomqtt
-
 from .. import pki
 from ..core.member import Member
+from ..core.mqtt_client import MqttClient, MqttRefused
 from ..iotda import topics
+from ..iotda.exceptions import IotdaError
 from ..iotda.models.access import password_for
 from .options import IotdaDeviceOptions
 
@@ -139,7 +141,7 @@ class IotdaDevice(Member):
                           "secure_access": self.options.tls}}, self.clock.time())
         await cloud.save()
 
-    def _client(self, cloud: IotdaService) -> aiomqtt.Client:
+    def _client(self, cloud: IotdaService) -> MqttClient:
         label = "mqtts" if self.options.tls else "mqtt"
         listener = cloud.access.listeners.get(label)
         if listener is None:
@@ -152,57 +154,69 @@ class IotdaDevice(Member):
             tls = pki.client_context(self.ctx.ca.pem)
             tls.check_hostname = False  # the SDK's tls_insecure_set(True)
         host = listener.host if listener.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        return aiomqtt.Client(
-            host, listener.port, identifier=f"{self.device_id}_0_{check}_{timestamp}",
+        client = MqttClient(
+            host, listener.port, client_id=f"{self.device_id}_0_{check}_{timestamp}",
             username=self.device_id, password=password_for(self.options.secret, timestamp),
-            clean_session=True, keepalive=self.options.keep_alive,
-            protocol=aiomqtt.ProtocolVersion.V311, tls_context=tls, timeout=10)
+            keep_alive=self.options.keep_alive, tls=tls)
+        client.on_message = functools.partial(self._on_message, client)
+        return client
 
     async def _run(self) -> None:
         backoff = self.options.min_backoff
         while True:
             self.link = {"state": "connecting"}
+            client: MqttClient | None = None
             try:
                 cloud = self.cloud()
                 if self.options.auto_register:
                     await self.register(cloud)
-                async with self._client(cloud) as client:
-                    self.link = {"state": "connected", "since": self.clock.time()}
-                    backoff = self.options.min_backoff
-                    await self._session(client)
-            except aiomqtt.MqttCodeError as exc:
-                code = getattr(exc.rc, "value", exc.rc)
-                if code in (BAD_CREDENTIALS, 134):  # 134: paho's name for 3.1.1's code 4
+                client = self._client(cloud)
+                await client.connect()
+                self.link = {"state": "connected", "since": self.clock.time()}
+                backoff = self.options.min_backoff
+                await self._session(client)
+            except MqttRefused as exc:
+                if exc.code == BAD_CREDENTIALS:
                     self.link = {"state": "refused", "reason": str(exc)}
                     log.warning("%s: refused with bad credentials; not retrying", self.name)
                     return
                 self.link = {"state": "connecting", "last_error": str(exc)}
-            except (aiomqtt.MqttError, OSError, LookupError) as exc:
-                self.link = {"state": "connecting", "last_error": str(exc)}
-            except Exception as exc:  # the cloud refused our registration (bad options)
-                self.link = {"state": "connecting", "last_error": f"{type(exc).__name__}: {exc}"}
+            except (OSError, LookupError, TimeoutError, ssl.SSLError) as exc:
+                self.link = {"state": "connecting", "last_error": str(exc) or repr(exc)}
+            except IotdaError as exc:  # the cloud refused the registration (bad options)
+                self.link = {"state": "connecting", "last_error": f"{exc.code}: {exc.detail}"}
+            finally:
+                if client is not None:
+                    await client.close()
             await asyncio.sleep(backoff * (1 + random.random() / 4))  # noqa: S311  # jitter
             backoff = min(backoff * 2, self.options.max_backoff)
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: MqttClient) -> None:
         # Custom topics (CreateMessage's ``topic``) need a subscription; system topics not.
-        await client.subscribe(f"{topics.base(self.device_id)}user/#", 1)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._reports(client))
-            async for message in client.messages:
-                await self._on_message(client, str(message.topic), bytes(message.payload))
+        reader = asyncio.get_running_loop().create_task(client.run())
+        try:
+            await client.subscribe(f"{topics.base(self.device_id)}user/#", 1)
+            while not reader.done():
+                await self.report(client)
+                await asyncio.wait({reader}, timeout=self.options.report_seconds)
+            await reader  # raises why the connection ended
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await reader
 
-    async def _reports(self, client: aiomqtt.Client) -> None:
-        while True:
-            await self.report(client)
-            await asyncio.sleep(self.options.report_seconds)
-
-    async def report(self, client: aiomqtt.Client) -> None:
+    async def report(self, client: MqttClient) -> None:
         await client.publish(f"{topics.base(self.device_id)}{topics.PROPERTIES_REPORT}",
                              json.dumps({"services": [{"service_id": self.options.service_id,
                                                        "properties": self.properties}]}), 1)
 
-    async def _on_message(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+    async def _on_message(self, client: MqttClient, topic: str, payload: bytes) -> None:
+        try:
+            await self._answer(client, topic, payload)
+        except (ConnectionError, TimeoutError):
+            pass  # the connection ended meanwhile; the loop reconnects
+
+    async def _answer(self, client: MqttClient, topic: str, payload: bytes) -> None:
         base = topics.base(self.device_id)
         if not topic.startswith(base):
             return
