@@ -354,13 +354,23 @@ def _stamp(entry: EntrySpec, cls: type[Member], options: KindOptions, role: Role
             if base.is_loopback and not address.is_loopback:
                 raise ValueError(f"{entry.count} addresses from {base} leave 127.0.0.0/8")
             host, port = str(address), entry.port
-        else:
+        member_options = options
+        if entry.fleet != "addresses":
             host = entry.host
             port = entry.port + i if entry.port else 0
             if port > 65535:
                 raise ValueError(f"{entry.count} ports from {entry.port} pass 65535")
+            # Every further listener of a fleet on one address moves along with the port
+            # (an ACTi's https_port, an IoTDA's mqtt_port / mqtts_port), so none collide.
+            extra = {name: value + i for name, value in options
+                     if name.endswith("_port") and isinstance(value, int)
+                     and not isinstance(value, bool) and value}
+            if any(value > 65535 for value in extra.values()):
+                raise ValueError(f"{entry.count} members' listener ports pass 65535")
+            if extra and i:
+                member_options = options.model_copy(update=extra)
         specs.append(MemberSpec(f"{entry.name}-{i + 1:0{width}d}", entry.kind, role, host, port,
-                                options, entry.name, i, raw))
+                                member_options, entry.name, i, raw))
     return specs
 
 

@@ -141,3 +141,17 @@ def test_every_shipped_scenario_is_valid() -> None:
 
 def test_builtin_name_loads_the_packaged_default() -> None:
     assert scenario.load("default").name == "default"
+
+
+def test_a_ports_fleet_moves_every_listener_along_with_the_port() -> None:
+    from emulators import scenario as scenario_mod
+
+    loaded = scenario_mod.load({"name": "f", "emulators": [
+        {"name": "iot", "kind": "iotda", "count": 3, "fleet": "ports", "port": 9000,
+         "mqtt_port": 11883, "mqtts_port": 18883}]})
+    got = [(m.port, m.options.mqtt_port, m.options.mqtts_port) for m in loaded.members]
+    assert got == [(9000, 11883, 18883), (9001, 11884, 18884), (9002, 11885, 18885)]
+    spread = scenario_mod.load({"name": "f", "emulators": [
+        {"name": "iot", "kind": "iotda", "count": 2, "host": "127.0.3.1", "port": 9000}]})
+    assert [(m.host, m.options.mqtts_port) for m in spread.members] == [
+        ("127.0.3.1", 8883), ("127.0.3.2", 8883)]
