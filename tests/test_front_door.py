@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -112,6 +113,14 @@ def get(url: str) -> bytes:
         return reply.read()
 
 
+def mqtt_connect(client_id: str, username: str, password: str) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a user name and password, clean session, keep-alive 120."""
+    fields = b"".join(struct.pack("!H", len(v)) + v.encode()
+                      for v in (client_id, username, password))
+    body = b"\x00\x04MQTT\x04\xc2\x00\x78" + fields
+    return bytes([0x10, len(body)]) + body
+
+
 def member(ready: dict[str, Any], name: str) -> dict[str, Any]:
     [found] = [m for m in ready["emulators"] + ready["servers"] if m["name"] == name]
     return found
@@ -156,6 +165,15 @@ def ask_every_member(ready: dict[str, Any], scratch: Path,
         assert client.list_certificates(ListCertificatesRequest()).certificates == []
     finally:
         close_iotda(client)
+    # Its device access: MQTT over TLS on 8883 (the farm CA's certificate) answers a CONNECT;
+    # the default scenario registers no device, so this one is refused as unknown (4).
+    host, port = iotda["urls"]["mqtts"].removeprefix("mqtts://").rsplit(":", 1)
+    tls = ssl.create_default_context(cadata=ready["ca"]["pem"])
+    tls.check_hostname = False  # as the vendor device SDK (tls_insecure_set)
+    with socket.create_connection((host, int(port)), timeout=15) as raw, \
+            tls.wrap_socket(raw) as mqtts:
+        mqtts.sendall(mqtt_connect("nobody_0_0_2026120300", "nobody", "password"))
+        assert mqtts.recv(4) == bytes([0x20, 2, 0, 4])
 
     ftp = member(ready, "ftp")
     user = ftp["credentials"]["users"][0]
@@ -189,6 +207,8 @@ def ask_every_member(ready: dict[str, Any], scratch: Path,
     journal = json.loads(get(control + "/journal"))["entries"]
     requested = {e["member"] for e in journal if e["event"] == "request"}
     assert requested == {"acti-camera", "instar-camera", "enos", "iotda"}
+    refused = [e for e in journal if e["member"] == "iotda" and e["event"] == "refused"]
+    assert refused and refused[0]["protocol"] == "mqtts", refused
     uploads = {(e["member"], e["path"].rsplit("/", 1)[-1]) for e in journal
                if e["event"] == "upload"}
     assert {("ftp", "Test-Snapshot.jpeg"), ("ftp", "plain.txt"), ("ftp", "secure.txt"),
