@@ -40,6 +40,20 @@ class BadRequest(ControlError):
     pass
 
 
+class Conflict(ControlError):
+    """The request is fine but the target is not in a state to take it (a device offline)."""
+
+    status = 409
+    code = "conflict"
+
+
+class GatewayTimeout(ControlError):
+    """What the request waited for (a device's reply) did not come in time."""
+
+    status = 504
+    code = "timeout"
+
+
 class UnsupportedMediaType(ControlError):
     status = 415
     code = "unsupported_media_type"

@@ -56,6 +56,8 @@ RULES: dict[str, Rule] = {
     "path": _file_path,
     "id": _label("fault rule id"),
     "certificate_id": _label("certificate id"),
+    "asset_id": _label("asset id"),
+    "service_id": _label("service id"),
 }
 _PARAM = re.compile(r"\{(\w+)")
 

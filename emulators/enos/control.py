@@ -4,6 +4,14 @@ mounts them when the farm runs an EnOS member).
 ``POST /v1/emulators/{name}/enos/faults`` with ``{"internal_errors": N}`` makes the next N
 certificate calls answer 99500 (``faults.next_calls`` in the scenario, set at run time): what a
 client's retry path meets when the Connection Service fails. The answer is what is armed.
+
+``POST /v1/emulators/{name}/enos/devices/{asset_id}/services/{service_id}`` with
+``{"params": {...}}`` invokes a service on a connected device over MQTT (the cloud side of
+``thing.service.{id}``); ``.../measurepoints`` with ``{"measurepoints": {...}}`` sets measure
+points (``thing.service.measurepoint.set``). Both answer the device's reply (``{"reply":
+{"id", "code", "data"}}``), 409 when it is not connected, 504 when it does not answer within
+``command_timeout`` (or the body's ``timeout`` seconds). Both are journalled with one
+correlation id for the request and the reply.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
-from ..control.errors import BadRequest, read_json
+from ..control.errors import BadRequest, Conflict, GatewayTimeout, NotFound, read_json
 from ..control.members import owner_of
 from ..control.openapi import operation
 
@@ -24,7 +32,18 @@ OPENAPI = {"/v1/emulators/{name}/enos/faults": {"post": operation(
     "EnOS: the next N certificate calls answer 99500 (the Connection Service failing)",
     params=("name",), body={"type": "object", "properties": {
         "internal_errors": {"type": "integer", "minimum": 0}}, "required": ["internal_errors"]})}}
+OPENAPI.update({
+    "/v1/emulators/{name}/enos/devices/{asset_id}/services/{service_id}": {"post": operation(
+        "EnOS: invoke a service on a connected device over MQTT; answers its reply",
+        params=("name", "asset_id", "service_id"), body={"type": "object", "properties": {
+            "params": {"type": "object"}, "timeout": {"type": "number"}}})},
+    "/v1/emulators/{name}/enos/devices/{asset_id}/measurepoints": {"post": operation(
+        "EnOS: set measure points on a connected device over MQTT; answers its reply",
+        params=("name", "asset_id"), body={"type": "object", "properties": {
+            "measurepoints": {"type": "object"}, "timeout": {"type": "number"}},
+            "required": ["measurepoints"]})}})
 MAX_ERRORS = 1_000_000
+MAX_WAIT = 600.0
 
 
 @routes.post("/v1/emulators/{name}/enos/faults")
@@ -36,3 +55,36 @@ async def arm_internal_errors(request: web.Request) -> web.Response:
     cast("EnosService", member).inject_internal_errors(count)
     await member.save()
     return web.json_response({"emulator": member.name, "internal_errors": count})
+
+
+async def _invoke(request: web.Request, service_id: str, params_key: str) -> web.Response:
+    member = cast("EnosService", owner_of(request, routes, "enos emulator"))
+    body = await read_json(request)
+    params = body.get(params_key, {} if params_key == "params" else None)
+    if not isinstance(params, dict):
+        raise BadRequest(f"'{params_key}' must be an object")
+    wait = body.get("timeout")
+    if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
+                             or not 0 < wait <= MAX_WAIT):
+        raise BadRequest(f"'timeout' must be a number of seconds up to {MAX_WAIT:g}")
+    asset_id = request.match_info["asset_id"]
+    device = member.registry.device_by_asset(asset_id)
+    if device is None:
+        raise NotFound(f"{member.name} has no device {asset_id!r}")
+    try:
+        reply = await member.access.invoke(device, service_id, params, wait)
+    except LookupError:
+        raise Conflict(f"device {asset_id!r} is not connected over MQTT") from None
+    if reply is None:
+        raise GatewayTimeout(f"device {asset_id!r} did not reply to {service_id!r} in time")
+    return web.json_response({"reply": reply})
+
+
+@routes.post("/v1/emulators/{name}/enos/devices/{asset_id}/services/{service_id}")
+async def invoke_service(request: web.Request) -> web.Response:
+    return await _invoke(request, request.match_info["service_id"], "params")
+
+
+@routes.post("/v1/emulators/{name}/enos/devices/{asset_id}/measurepoints")
+async def set_measurepoints(request: web.Request) -> web.Response:
+    return await _invoke(request, "measurepoint/set", "measurepoints")

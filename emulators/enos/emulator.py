@@ -20,6 +20,7 @@ from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
 from ..core.state import StateStore, encode_document, encode_state
 from . import control, gateway, urls
+from .access import EnosAccess
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
     DEFAULT_VALID_DAY,
@@ -31,6 +32,7 @@ from .models.certificates import (
 )
 from .models.faults import Faults, Target
 from .models.registry import Device, Org, Product, Registry
+from .models.things import Things
 from .models.tokens import App, TokenService
 from .options import BoundCertificateOptions, EnosOptions
 from .sdk import public_key_text
@@ -87,8 +89,8 @@ class EnosService(HttpEmulator):
         opts = self.options
         self.registry = Registry(
             [Org(o.orgId, o.name) for o in opts.orgs],
-            [Product(p.orgId, p.productKey, p.name, p.biDirectionalAuth, p.maxValidDay)
-             for p in opts.products],
+            [Product(p.orgId, p.productKey, p.name, p.biDirectionalAuth, p.maxValidDay,
+                     p.productSecret) for p in opts.products],
             [Device(d.orgId, d.assetId, d.productKey, d.deviceKey, d.name)
              for d in opts.devices])
         self.tokens = TokenService([App(a.appKey, a.appSecret) for a in opts.apps],
@@ -105,6 +107,9 @@ class EnosService(HttpEmulator):
         self._genesis_encoded: bytes | None = None
         self._sdk_pem: str | None = None
         self.loaded = False
+        self.things = Things(self.registry, {f"{d.productKey}/{d.deviceKey}": d.deviceSecret
+                                             for d in opts.devices if d.deviceSecret})
+        self.access = EnosAccess(self)
 
     # -- lifecycle -----------------------------------------------------------------------
     def restore_saved(self) -> None:
@@ -125,7 +130,9 @@ class EnosService(HttpEmulator):
                 self.loaded = True
             await self._sdk_key()
             await self.save()
+            await self.access.start()
         except BaseException:
+            await self.access.stop()
             # The farm stops only members that started: close the listeners ourselves.
             if self.runner is not None:
                 await self.runner.cleanup()
@@ -133,6 +140,16 @@ class EnosService(HttpEmulator):
             self.sites.clear()
             self.bound.clear()
             raise
+
+    async def before_stop(self) -> None:
+        await self.access.stop()
+
+    async def state_changed(self) -> None:
+        """A reset or restored snapshot ends every MQTT session; devices connect again."""
+        self.access.close_all("the member's state was replaced")
+
+    def urls(self) -> dict[str, str]:
+        return {**super().urls(), **self.access.urls()}
 
     async def _sdk_key(self) -> None:
         """The key enos-poseidon's tokens are encrypted to: the scenario's, else the genesis's
@@ -224,6 +241,7 @@ class EnosService(HttpEmulator):
             "tokens": [],
             "used_encryptions": {},
             "faults": {"remaining": self.options.faults.next_calls},
+            "things": {},
         }
 
     def load_state(self, data: dict[str, Any]) -> None:
@@ -240,6 +258,7 @@ class EnosService(HttpEmulator):
         self.tokens.load(data)
         self._load_sdk_key()
         self.faults.remaining = int(data.get("faults", {}).get("remaining", 0))
+        self.things.load(data.get("things", {}))
 
     def dump_state(self) -> dict[str, Any]:
         assert self._genesis is not None
@@ -247,7 +266,8 @@ class EnosService(HttpEmulator):
                 **self._small_state()}
 
     def _small_state(self) -> dict[str, Any]:
-        return {**self.tokens.dump(), "faults": {"remaining": self.faults.remaining}}
+        return {**self.tokens.dump(), "faults": {"remaining": self.faults.remaining},
+                "things": self.things.dump()}
 
     def encoded_state(self) -> bytes:
         """``encode_state(self.dump_state())`` from kept encodings of the genesis and of the
@@ -271,6 +291,8 @@ class EnosService(HttpEmulator):
             "device_keys": self._genesis.get("device_keys", {}),
             "tokens": len(self.tokens.tokens),
             "faults": self.faults.dump(),
+            "things": self.things.view(),
+            "mqtt_sessions": self.access.sessions(),
         }
 
     async def write_state(self) -> None:

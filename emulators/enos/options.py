@@ -36,6 +36,8 @@ class ProductOptions(KindOptions):
     biDirectionalAuth: bool = True
     # The product's maximum certificate validity in days; a larger validDay fails.
     maxValidDay: int = Field(default=3650, ge=1, le=36500)
+    # The product secret devices use for dynamic activation (MQTT securemode 3).
+    productSecret: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class DeviceOptions(KindOptions):
@@ -44,6 +46,9 @@ class DeviceOptions(KindOptions):
     productKey: str = Field(min_length=1)
     deviceKey: str = Field(min_length=1)
     name: str = ""
+    # The device secret for MQTT login (securemode 2); without one the device must activate
+    # dynamically with its product's secret (securemode 3) first.
+    deviceSecret: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class BoundCertificateOptions(KindOptions):
@@ -140,6 +145,21 @@ class FaultOptions(KindOptions):
     seed: int | None = None
 
 
+class EnosConnack(KindOptions):
+    """The CONNACK code of each refusal: no source gives EnOS's; 4 ("bad user name or
+    password") where the credentials are wrong, 5 ("not authorised") otherwise."""
+
+    bad_client_id: int = Field(default=2, ge=1, le=5)
+    unknown_device: int = Field(default=4, ge=1, le=5)
+    bad_signature: int = Field(default=4, ge=1, le=5)
+    not_activated: int = Field(default=5, ge=1, le=5)  # securemode 2 without a device secret
+    already_activated: int = Field(default=5, ge=1, le=5)  # securemode 3 for an active one
+    no_product_secret: int = Field(default=5, ge=1, le=5)
+    insecure: int = Field(default=5, ge=1, le=5)  # a bi-directional product on 11883
+    no_certificate: int = Field(default=5, ge=1, le=5)
+    certificate: int = Field(default=5, ge=1, le=5)  # not this device's, revoked or expired
+
+
 class EnosOptions(WebServerOptions):
     # Every reply carries a Date, as an HTTP/1.1 origin server with a clock must (RFC 9110
     # 6.6.1) and the cloud's gateway does; the farm clock's time. No Server line by default:
@@ -172,6 +192,13 @@ class EnosOptions(WebServerOptions):
     public_url: str | None = None
     # The first certSN a farm hands out (the seed's sample renews 52770 into 52771).
     cert_sn_start: int = Field(default=52770, ge=1)
+    # Device access (MQTT 3.1.1): 11883 plain with secret login, 18883 TLS (a client
+    # certificate required for bi-directional products); 0 a free port, null none.
+    mqtt_port: int | None = Field(default=11883, ge=0, le=65535)
+    mqtts_port: int | None = Field(default=18883, ge=0, le=65535)
+    mqtt_connack: EnosConnack = Field(default_factory=lambda: EnosConnack())
+    # How long a service invocation or measure point set waits for the device's reply.
+    command_timeout: float = Field(default=10.0, gt=0, le=600)
     # Renew leaves the old certificate valid ("keep") or revokes it as superseded.
     renew_old_certificate: Literal["keep", "revoke"] = "keep"
     # validDay left out while the product allows less than 730 days: use the product's

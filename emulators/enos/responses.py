@@ -163,6 +163,7 @@ async def revoke(call: Call) -> web.Response:
     member = call.member
     await member.certs.revoke(device, cert_sn, reason, call.now,  # type: ignore[arg-type]
                               call.request.get(CALLER))
+    member.access.revoked(int(cert_sn))  # type: ignore[call-overload]  # a live MQTT session it let in ends
     await member.save()
     return envelope(None)
 

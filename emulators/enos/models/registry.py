@@ -20,6 +20,7 @@ class Product:
     name: str = ""
     bi_directional_auth: bool = True
     max_valid_day: int = 3650
+    product_secret: str | None = None  # dynamic activation (MQTT securemode 3)
 
 
 @dataclass(frozen=True)

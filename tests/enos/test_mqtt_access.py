@@ -1,0 +1,329 @@
+"""EnOS device access over MQTT, driven by the vendor's device SDK (enos-mqtt-sdk-python, on
+paho-mqtt) and by paho itself: secret login on 11883, certificates on 18883, dynamic
+activation, measure points, attributes, service invocation from the cloud side, revocation."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from enos.core.internal.Profile import Profile
+from enos.core.MqttClient import MqttClient
+from enos.message.downstream.tsl.ServiceInvocationCommand import ServiceInvocationCommand
+from enos.message.downstream.tsl.ServiceInvocationReply import ServiceInvocationReply
+from enos.message.upstream.tsl.AttributeQueryRequest import AttributeQueryRequest
+from enos.message.upstream.tsl.AttributeUpdateRequest import AttributeUpdateRequest
+from enos.message.upstream.tsl.EventPostRequest import EventPostRequest
+from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRequest
+
+from emulators import pki
+from emulators.enos.models.access import Login, signature
+from emulators.testing import MemberHandle, RunningFarm
+from tests.enos.clients import ORG, Enos, base_options, ec_key, make_csr
+from tests.iotda.clients import CONNACK_BY_NAME, wait_for
+
+# The vendor SDK runs on paho's deprecated callback API 1 and asks for ssl.PROTOCOL_SSLv23.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Callback API version 1 is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:ssl.PROTOCOL_TLS is deprecated:DeprecationWarning"),
+]
+
+SECRET_A = "DevASecret0001"
+SECRET_M = "DevMSecret0001"
+PRODUCT_SECRET = "OneWayProductSecret1"
+
+
+@pytest.fixture
+def mqtt_enos(farm_factory: Callable[..., RunningFarm], roots: dict[str, Any]) -> Enos:
+    options = base_options(roots)
+    options["products"] = [dict(p) for p in options["products"]]
+    options["products"][2]["productSecret"] = PRODUCT_SECRET  # POneWay1
+    options["devices"] = [dict(d) for d in options["devices"]] + [
+        {"orgId": ORG, "assetId": "assetN", "productKey": "POneWay1", "deviceKey": "devNew"}]
+    options["devices"][0]["deviceSecret"] = SECRET_A  # devA, bi-directional
+    options["devices"][1]["deviceSecret"] = "DevBSecret0001"
+    options["devices"][3]["deviceSecret"] = SECRET_M  # devM, one-way
+    options["command_timeout"] = 3
+    farm = farm_factory({"name": "enos-mqtt", "emulators": [
+        {"name": "enos", "kind": "enos", **options}]}, control=True)
+    return Enos(farm["enos"])
+
+
+def port(handle: MemberHandle, label: str) -> int:
+    return int(handle.urls[label].rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def sdk_clients() -> Iterator[list[MqttClient]]:
+    made: list[MqttClient] = []
+    yield made
+    for client in made:
+        # The SDK's close() stops paho's network thread only while connected; after the
+        # broker dropped the client (a revoked certificate) paho's thread goes on
+        # reconnecting. Stop it as close() would have (private names of the SDK and paho).
+        connection = client._MqttClient__connection  # type: ignore[attr-defined]
+        paho = connection._MqttConnection__paho_client
+        if paho is not None:
+            paho.disconnect()
+            paho.loop_stop()
+            for name in ("_sockpairR", "_sockpairW"):
+                pair = getattr(paho, name, None)
+                if pair is not None:
+                    pair.close()
+                    setattr(paho, name, None)
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - a client the broker already dropped
+            pass
+
+
+def secret_client(enos: Enos, made: list[MqttClient], product_key: str, device_key: str,
+                  secret: str) -> MqttClient:
+    client = MqttClient(f"tcp://127.0.0.1:{port(enos.handle, 'mqtt')}", product_key,
+                        device_key, secret)
+    client.get_profile().set_auto_reconnect(False)
+    made.append(client)
+    return client
+
+
+def tls_client(enos: Enos, made: list[MqttClient], tmp_path: Path, device_key: str,
+               secret: str, cert_pem: str, key_pem: str) -> MqttClient:
+    """As the SDK's secure_login sample: ssl://host:18883, the CA file, cert and key."""
+    ca = tmp_path / "edge_ca.pem"
+    ca.write_text(enos.handle.member.ctx.ca.pem)
+    cert_file, key_file = tmp_path / f"{device_key}.pem", tmp_path / f"{device_key}.key"
+    cert_file.write_text(cert_pem)
+    key_file.write_text(key_pem)
+    client = MqttClient(f"ssl://127.0.0.1:{port(enos.handle, 'mqtts')}", "PBiDir01",
+                        device_key, secret)
+    client.get_profile().set_auto_reconnect(False)
+    client.get_profile().set_ssl_context(str(ca), str(cert_file), str(key_file))
+    made.append(client)
+    return client
+
+
+def paho_login(enos: Enos, product_key: str, device_key: str, secret: str, *,
+               tls: tuple[str, str] | None = None, tmp_path: Path | None = None,
+               password: str | None = None) -> int:
+    """A CONNECT as the SDK builds it (client id, user name, signature), sent by paho; the
+    CONNACK code. With ``tls`` (certificate PEM, key PEM): over 18883 with that certificate."""
+    import paho.mqtt.client as mqtt
+
+    ts = str(time.time() * 1000)
+    login = Login(device_key, 2, "hmacsha256", ts)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=(
+        f"{device_key}|securemode=2,signmethod=hmacsha256,timestamp={ts}|"))
+    box: list[Any] = []
+    client.on_connect = lambda c, u, f, rc, p: box.append(rc)
+    client.username_pw_set(f"{device_key}&{product_key}", password or signature(
+        login, device_key, product_key, secret))
+    label = "mqtt"
+    if tls is not None:
+        assert tmp_path is not None
+        cert_file, key_file = tmp_path / "paho.pem", tmp_path / "paho.key"
+        cert_file.write_text(tls[0])
+        key_file.write_text(tls[1])
+        ctx = pki.client_context(enos.handle.member.ctx.ca.pem)
+        ctx.check_hostname = False
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+        client.tls_set_context(ctx)
+        label = "mqtts"
+    client.connect("127.0.0.1", port(enos.handle, label))
+    client.loop_start()
+    try:
+        wait_for(lambda: box)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        for name in ("_sockpairR", "_sockpairW"):  # paho 2.2 leaves them after a refusal
+            pair = getattr(client, name, None)
+            if pair is not None:
+                pair.close()
+    return CONNACK_BY_NAME[box[0].getName()]
+
+
+def things(enos: Enos) -> dict[str, Any]:
+    return enos.state()["things"]  # type: ignore[no-any-return]
+
+
+def refusals(enos: Enos) -> list[str]:
+    farm = enos.handle.farm
+    return [e["detail"]["reason"].split(":")[0]
+            for e in farm.journal(member="enos", event="refused")]
+
+
+# -- secret login on 11883 ---------------------------------------------------------------------
+
+def test_one_way_device_logs_in_with_its_secret_and_posts_measure_points(
+        mqtt_enos: Enos, sdk_clients: list[MqttClient]) -> None:
+    client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
+    client.connect()
+    assert client.is_connected()
+    reply = client.publish(MeasurepointPostRequest.builder()
+                           .add_measurepoint("power", 42.5).set_timestamp(1700000000000)
+                           .build())
+    assert reply.get_code() == 200
+    record = things(mqtt_enos)["POneWay1/devM"]
+    assert record["online"] is True
+    assert record["measurepoints"]["power"] == {"value": 42.5, "time": 1700000000000}
+
+
+def test_events_and_attributes(mqtt_enos: Enos, sdk_clients: list[MqttClient]) -> None:
+    client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
+    client.connect()
+    assert client.publish(EventPostRequest.builder().set_event_identifier("overheat")
+                          .add_value("temp", 90).build()).get_code() == 200
+    assert client.publish(AttributeUpdateRequest.builder().add_attribute("site", "Shanghai")
+                          .build()).get_code() == 200
+    query = client.publish(AttributeQueryRequest.builder().add_attribute("site").build())
+    assert query.get_code() == 200
+    assert query.get_data() == {"site": "Shanghai"}
+    record = things(mqtt_enos)["POneWay1/devM"]
+    assert record["events"][-1]["event"] == "overheat"
+    assert record["attributes"] == {"site": "Shanghai"}
+
+
+def test_bad_signature_and_wrong_product_are_refused_with_4(mqtt_enos: Enos) -> None:
+    assert paho_login(mqtt_enos, "POneWay1", "devM", SECRET_M, password="0" * 64) == 4
+    assert paho_login(mqtt_enos, "PBiDir01", "devM", SECRET_M) == 4
+    assert paho_login(mqtt_enos, "POneWay1", "devM", SECRET_M) == 0
+    assert refusals(mqtt_enos) == ["bad_signature", "unknown_device"]
+
+
+def test_upper_case_signature_and_plain_sha256_sign_method_are_accepted(
+        mqtt_enos: Enos) -> None:
+    """The docs' form: toUpperCase(sha256(...)) and signmethod=sha256."""
+    import paho.mqtt.client as mqtt
+
+    ts = "1700000000000"
+    login = Login("meter-serial-1", 2, "sha256", ts)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"meter-serial-1|securemode=2,signmethod=sha256,timestamp={ts}|")
+    box: list[Any] = []
+    client.on_connect = lambda c, u, f, rc, p: box.append(rc)
+    client.username_pw_set("devM&POneWay1",
+                           signature(login, "devM", "POneWay1", SECRET_M).upper())
+    client.connect("127.0.0.1", port(mqtt_enos.handle, "mqtt"))
+    client.loop_start()
+    try:
+        wait_for(lambda: box)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert CONNACK_BY_NAME[box[0].getName()] == 0
+
+
+def test_dynamic_activation_answers_the_device_secret(mqtt_enos: Enos,
+                                                      sdk_clients: list[MqttClient]) -> None:
+    profile = Profile(f"tcp://127.0.0.1:{port(mqtt_enos.handle, 'mqtt')}", "POneWay1",
+                      "devNew", None, PRODUCT_SECRET)
+    profile.set_auto_reconnect(False)
+    client = MqttClient(profile=profile)
+    sdk_clients.append(client)
+    got: list[str] = []
+    client.on_device_dynamic_active = got.append
+    client.connect()
+    secret = wait_for(lambda: got)[0]
+    assert secret == things(mqtt_enos)["POneWay1/devNew"]["deviceSecret"]
+    client.close()
+    # With it, the device now logs in as any other (securemode 2).
+    again = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devNew", secret)
+    again.connect()
+    assert again.is_connected()
+
+
+def test_bi_directional_product_on_the_plain_port_is_refused(mqtt_enos: Enos) -> None:
+    assert paho_login(mqtt_enos, "PBiDir01", "devA", SECRET_A) == 5
+    assert refusals(mqtt_enos) == ["insecure"]
+
+
+# -- certificates on 18883: the done-when story ------------------------------------------------
+
+def test_certificate_story_apply_connect_post_invoke_revoke(
+        mqtt_enos: Enos, sdk_clients: list[MqttClient], tmp_path: Path) -> None:
+    # 1. apply a certificate with enos-poseidon
+    key = ec_key()
+    applied = mqtt_enos.sdk("apply", {"csr": make_csr(key, "devA"), "issueAuthority": "ECC"})
+    assert applied["code"] == 0, applied
+    cert_pem, cert_sn = applied["data"]["cert"], int(applied["data"]["certSN"])
+    # 2. connect with the EnOS device SDK over 18883 using it
+    client = tls_client(mqtt_enos, sdk_clients, tmp_path, "devA", SECRET_A, cert_pem,
+                        pki.key_pem(key))
+
+    def multiply(arrived: Any, args: list[str]) -> Any:
+        params = arrived.get_params()
+        return ServiceInvocationReply.builder().add_output_data(
+            "result", params["left"] * params["right"]).set_code(200).build()
+
+    client.register_arrived_message_handler(ServiceInvocationCommand.get_class(), multiply)
+    client.connect()
+    assert client.is_connected(), mqtt_enos.handle.farm.journal(member="enos", event="refused")
+    # 3. post measure points: visible in the state
+    reply = client.publish(MeasurepointPostRequest.builder().add_measurepoint("temp", 21)
+                           .build())
+    assert reply.get_code() == 200
+    assert things(mqtt_enos)["PBiDir01/devA"]["measurepoints"]["temp"]["value"] == 21
+    sessions = mqtt_enos.state()["mqtt_sessions"]
+    assert [(s["identity"], s["client_certificate"]) for s in sessions] == [
+        ("PBiDir01/devA", True)]
+    # 4. receive a service call (from the control plane) and reply
+    control = mqtt_enos.handle.farm.control_url
+    answer = post(f"{control}/emulators/enos/enos/devices/assetA/services/multiply",
+                  {"params": {"left": 6, "right": 7}})
+    assert answer[0] == 200, answer
+    assert answer[1]["reply"]["code"] == 200
+    assert answer[1]["reply"]["data"] == {"result": 42}
+    # 5. revoke the certificate: the live session ends and the reconnect is refused
+    revoked = mqtt_enos.sdk("revoke", {"certSn": cert_sn})
+    assert revoked["code"] == 0, revoked
+    wait_for(lambda: not mqtt_enos.state()["mqtt_sessions"])
+    assert paho_login(mqtt_enos, "PBiDir01", "devA", SECRET_A, tls=(cert_pem, pki.key_pem(key)),
+                      tmp_path=tmp_path) == 5
+    assert refusals(mqtt_enos)[-1] == "certificate"
+    # 6. a renewed (new) certificate works again
+    key2 = ec_key()
+    fresh = mqtt_enos.sdk("apply", {"csr": make_csr(key2, "devA"), "issueAuthority": "ECC"})
+    assert paho_login(mqtt_enos, "PBiDir01", "devA", SECRET_A,
+                      tls=(fresh["data"]["cert"], pki.key_pem(key2)), tmp_path=tmp_path) == 0
+
+
+def test_certificate_of_another_device_and_an_expired_one_are_refused(
+        mqtt_enos: Enos, tmp_path: Path) -> None:
+    # devB's bound certificate (issued at genesis, its key in the state) presented by devA
+    state = mqtt_enos.state()
+    (bound,) = [c for c in state["certificates"] if c["asset_id"] == "assetB"]
+    key_b = state["device_keys"].get(str(bound["cert_sn"])) or pki.key_pem(ec_key("secp256r1", 1))
+    assert paho_login(mqtt_enos, "PBiDir01", "devA", SECRET_A, tls=(bound["cert"], key_b),
+                      tmp_path=tmp_path) == 5
+    # devB's own works, until the farm clock passes its end
+    assert paho_login(mqtt_enos, "PBiDir01", "devB", "DevBSecret0001",
+                      tls=(bound["cert"], key_b), tmp_path=tmp_path) == 0
+    mqtt_enos.advance(20 * 365 * 86400)
+    assert paho_login(mqtt_enos, "PBiDir01", "devB", "DevBSecret0001",
+                      tls=(bound["cert"], key_b), tmp_path=tmp_path) == 5
+    assert refusals(mqtt_enos) == ["certificate", "certificate"]
+
+
+def test_service_invocation_of_an_offline_device_is_409(mqtt_enos: Enos) -> None:
+    control = mqtt_enos.handle.farm.control_url
+    status, body = post(f"{control}/emulators/enos/enos/devices/assetM/measurepoints",
+                        {"measurepoints": {"setpoint": 1}})
+    assert status == 409, body
+    assert body["error"]["code"] == "conflict"
+
+
+def post(url: str, doc: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.load(exc)
