@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .faults import MQTT_FAULTS, FaultRule
+from .journal import CORRELATION
 from .mqtt import DROP, NOT_AUTHORIZED, Action, ConnectInfo, MqttHooks, MqttListener, MqttSession
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class MqttAccess(MqttHooks):
         self._pending_identity: dict[str, str] = {}
         # A PUBACK fault that fired for the message being handled: id(session) -> rule.
         self._ack_rule: dict[int, FaultRule] = {}
+        # A session ended by a call (close): id(session) -> that call's correlation id.
+        self._close_correlation: dict[int, str] = {}
         # Work a hook started for a session (deliveries that wait for PUBACKs): cancelled when
         # the session ends or the listeners stop.
         self._tasks: dict[int, set[asyncio.Task[None]]] = {}
@@ -122,7 +125,16 @@ class MqttAccess(MqttHooks):
 
     def close_all(self, reason: str) -> None:
         for session in list(self.by_identity.values()):
-            session.close(reason)
+            self.close(session, reason)
+
+    def close(self, session: MqttSession, reason: str) -> None:
+        """End ``session`` because of what the caller is doing (a REST revoke, a freeze): its
+        disconnect entry carries the caller's correlation id, so the journal ties the call to
+        the connection it ended."""
+        correlation = CORRELATION.get()
+        if correlation is not None:
+            self._close_correlation[id(session)] = correlation
+        session.close(reason)
 
     def session_of(self, identity: str) -> MqttSession | None:
         session = self.by_identity.get(identity)
@@ -268,9 +280,11 @@ class MqttAccess(MqttHooks):
         identity = self._identity.pop(id(session), None)
         self._ack_rule.pop(id(session), None)
         await self._cancel_tasks([id(session)])
+        correlation = self._close_correlation.pop(id(session), None)
         self.record(session.info, "disconnect",
                     detail={"client_id": session.client_id, "identity": identity,
-                            "reason": reason})
+                            "reason": reason},
+                    **({"correlation_id": correlation} if correlation else {}))
         if identity is None:
             return
         if self.by_identity.get(identity) is session:

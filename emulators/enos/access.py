@@ -292,4 +292,4 @@ class EnosAccess(MqttAccess):
             if serial == cert_sn:
                 session = self.session_of(identity)
                 if session is not None:
-                    session.close(f"certificate {cert_sn} was revoked")
+                    self.close(session, f"certificate {cert_sn} was revoked")

@@ -147,7 +147,7 @@ class IotdaService(HttpEmulator):
     def disconnect(self, device_id: str, reason: str) -> None:
         session = self.access.session_of(device_id)
         if session is not None:
-            session.close(reason)
+            self.access.close(session, reason)
 
     async def desired_changed(self, device: Any) -> None:
         session = self.access.session_of(device.device_id)

@@ -327,3 +327,52 @@ def post(url: str, doc: dict[str, Any]) -> tuple[int, Any]:
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, json.load(exc)
+
+
+def test_a_rest_revoke_and_the_connection_it_ends_share_a_correlation_id(
+        mqtt_enos: Enos, sdk_clients: list[MqttClient], tmp_path: Path) -> None:
+    key = ec_key()
+    applied = mqtt_enos.sdk("apply", {"csr": make_csr(key, "devA"), "issueAuthority": "ECC"})
+    client = tls_client(mqtt_enos, sdk_clients, tmp_path, "devA", SECRET_A,
+                        applied["data"]["cert"], pki.key_pem(key))
+    client.connect()
+    assert client.is_connected()
+    mqtt_enos.sdk("revoke", {"certSn": int(applied["data"]["certSN"])})
+    farm = mqtt_enos.handle.farm
+    ended = wait_for(lambda: farm.journal(member="enos", event="disconnect"))[-1]
+    assert ended["detail"]["reason"].startswith("closed: certificate")
+    (revoke,) = [e for e in farm.journal(member="enos", event="request")
+                 if "action=revoke" in str(e.get("query")) or "revoke" in str(e.get("query"))]
+    assert ended["correlation_id"] == revoke["correlation_id"]
+
+
+def test_mqtt_fault_rules_reach_enos_devices(mqtt_enos: Enos) -> None:
+    farm = mqtt_enos.handle.farm
+    farm.add_fault(fault="mqtt_refuse", member="enos", connack=3, times=1)
+    assert paho_login(mqtt_enos, "POneWay1", "devM", SECRET_M) == 3
+    assert paho_login(mqtt_enos, "POneWay1", "devM", SECRET_M) == 0
+
+
+def test_reset_ends_sessions_and_forgets_what_devices_posted(mqtt_enos: Enos,
+                                                    sdk_clients: list[MqttClient]) -> None:
+    client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
+    client.connect()
+    client.publish(MeasurepointPostRequest.builder().add_measurepoint("power", 1).build())
+    assert things(mqtt_enos)["POneWay1/devM"]["measurepoints"]
+    mqtt_enos.handle.reset()
+    wait_for(lambda: not mqtt_enos.state()["mqtt_sessions"])
+    # What the device posted is gone; only its going offline (after the reset) is recorded.
+    record = things(mqtt_enos)["POneWay1/devM"]
+    assert record["measurepoints"] == {} and record["online"] is False
+
+
+def test_the_default_scenarios_inverter_connects_with_its_bound_certificate(
+        farm_factory: Callable[..., RunningFarm], tmp_path: Path) -> None:
+    farm = farm_factory("default")
+    enos = Enos(farm["enos"])
+    state = enos.state()
+    (bound,) = [c for c in state["certificates"] if c["asset_id"] == "zBrjuW7q"]
+    key = state["device_keys"][str(bound["cert_sn"])]
+    assert paho_login(enos, "Xs7eAbCd", "inverter01", "InverterSecret01",
+                      tls=(bound["cert"], key), tmp_path=tmp_path) == 0
+    assert paho_login(enos, "Pl4inPrd", "meter01", "MeterSecret01") == 0  # one-way, 11883
