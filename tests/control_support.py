@@ -44,7 +44,8 @@ class Echo(HttpEmulator):
 # A valid value for each path parameter of the control plane, per route family.
 VALID: dict[str, Any] = {
     "name": {"snapshots": "good", "emulators": "instar-camera", "servers": "ftp"},
-    "user": "ftpuser", "path": "hello.txt", "id": "nosuch", "certificate_id": "nosuch"}
+    "user": "ftpuser", "path": "hello.txt", "id": "nosuch", "certificate_id": "nosuch",
+    "asset_id": "nosuch", "service_id": "nosuch"}
 SFTP_ROUTE = "/v1/servers/{name}/users/{user}/authorized_keys"
 
 

@@ -292,6 +292,36 @@ def _ftp_upload(farm: RunningFarm) -> dict[str, str]:
     return {"name": "ftp", "user": "ftpuser", "path": "hello.txt"}
 
 
+def _connected_meter(farm: RunningFarm) -> dict[str, str]:
+    """The default scenario's one-way EnOS meter connected over MQTT (paho, the SDK's login),
+    answering every service call with code 200: a service route then succeeds."""
+    import paho.mqtt.client as mqtt
+
+    from emulators.enos.models.access import Login, signature
+
+    ts = str(time.time() * 1000)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=(
+        f"meter01|securemode=2,signmethod=hmacsha256,timestamp={ts}|"),
+        reconnect_on_failure=False)
+    client.username_pw_set("meter01&Pl4inPrd", signature(
+        Login("meter01", 2, "hmacsha256", ts), "meter01", "Pl4inPrd", "MeterSecret01"))
+
+    def answer(c: Any, userdata: Any, message: Any) -> None:
+        request = json.loads(message.payload)
+        c.publish(message.topic + "_reply", json.dumps({"id": request["id"], "code": 200,
+                                                         "data": {}}), 1)
+
+    client.on_message = answer
+    port = int(farm["enos"].urls["mqtt"].rsplit(":", 1)[1])
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not farm["enos"].state()["mqtt_sessions"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    farm._mqtt_helpers = [*getattr(farm, "_mqtt_helpers", []), client]  # type: ignore[attr-defined]
+    return {"name": "enos", "asset_id": "mTr9pLq2", "service_id": "reboot"}
+
+
 def _device_ca(farm: RunningFarm) -> dict[str, str]:
     pem = pki.cert_pem(pki.make_ca(pki.name(CN="in-step CA"), pki.ec_key()))
 
@@ -340,6 +370,10 @@ SUCCEEDS: dict[tuple[str, str], tuple[Callable[[RunningFarm], dict[str, str]] | 
     ("POST", "/v1/emulators/{name}/enos/faults"): (lambda farm: {"name": "enos"},
                                                    {"internal_errors": 0}),
     ("GET", "/v1/emulators/{name}/iotda/sessions"): (lambda farm: {"name": "iotda"}, None),
+    ("POST", "/v1/emulators/{name}/enos/devices/{asset_id}/services/{service_id}"): (
+        _connected_meter, {"params": {}}),
+    ("POST", "/v1/emulators/{name}/enos/devices/{asset_id}/measurepoints"): (
+        _connected_meter, {"measurepoints": {"setpoint": 1}}),
 }
 FAMILY = {"emulators": "instar-camera", "servers": "ftp", "snapshots": "nosuch"}
 
@@ -388,6 +422,13 @@ def test_openapi_document_matches_what_every_route_answers(
             assert _media(missing) == "application/json" and missing.json()["error"]["code"]
         checked.append((method, route))
     control(farm, "POST", "/v1/clock/reset", body={})
+    for client in getattr(farm, "_mqtt_helpers", []):
+        client.disconnect()
+        client.loop_stop()
+        for name in ("_sockpairR", "_sockpairW"):  # paho 2.2 leaves them after a drop
+            pair = getattr(client, name, None)
+            if pair is not None:
+                pair.close()
     assert len(checked) == len(served) > 30
 
 
