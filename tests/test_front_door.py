@@ -36,6 +36,8 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
+from emulators.enos.models.access import Login as EnosLogin
+from emulators.enos.models.access import signature as enos_signature
 from emulators.enos.sdk import poseidon_trusting
 from tests.sdk_clients import close_iotda
 
@@ -118,7 +120,10 @@ def mqtt_connect(client_id: str, username: str, password: str) -> bytes:
     fields = b"".join(struct.pack("!H", len(v)) + v.encode()
                       for v in (client_id, username, password))
     body = b"\x00\x04MQTT\x04\xc2\x00\x78" + fields
-    return bytes([0x10, len(body)]) + body
+    assert len(body) < 16384  # two bytes of remaining length
+    size = bytes([len(body) & 0x7F | 0x80, len(body) >> 7]) if len(body) > 127 else bytes(
+        [len(body)])
+    return b"\x10" + size + body
 
 
 def member(ready: dict[str, Any], name: str) -> dict[str, Any]:
@@ -153,6 +158,16 @@ def ask_every_member(ready: dict[str, Any], scratch: Path,
                                   f"{enos['urls']['http']}/connect-service/v2.0/certificates?"
                                   f"{query}")
     assert listed["code"] == 0 and len(listed["data"]) == 1, listed  # the bound certificate
+
+    # Its device access: the default one-way meter logs in on 11883 with its secret.
+    ts = "1700000000000"
+    host, port = enos["urls"]["mqtt"].removeprefix("mqtt://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=15) as plain_mqtt:
+        plain_mqtt.sendall(mqtt_connect(
+            f"meter01|securemode=2,signmethod=hmacsha256,timestamp={ts}|", "meter01&Pl4inPrd",
+            enos_signature(EnosLogin("meter01", 2, "hmacsha256", ts), "meter01", "Pl4inPrd",
+                           "MeterSecret01")))
+        assert plain_mqtt.recv(4) == bytes([0x20, 2, 0, 0])
 
     iotda = member(ready, "iotda")
     creds = iotda["credentials"]

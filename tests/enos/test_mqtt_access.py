@@ -49,6 +49,7 @@ def mqtt_enos(farm_factory: Callable[..., RunningFarm], roots: dict[str, Any]) -
     options["devices"][0]["deviceSecret"] = SECRET_A  # devA, bi-directional
     options["devices"][1]["deviceSecret"] = "DevBSecret0001"
     options["devices"][3]["deviceSecret"] = SECRET_M  # devM, one-way
+    options["devices"][2]["deviceSecret"] = "DevSSecret0001"  # devS: a sub-device of devM
     options["command_timeout"] = 3
     farm = farm_factory({"name": "enos-mqtt", "emulators": [
         {"name": "enos", "kind": "enos", **options}]}, control=True)
@@ -376,3 +377,69 @@ def test_the_default_scenarios_inverter_connects_with_its_bound_certificate(
     assert paho_login(enos, "Xs7eAbCd", "inverter01", "InverterSecret01",
                       tls=(bound["cert"], key), tmp_path=tmp_path) == 0
     assert paho_login(enos, "Pl4inPrd", "meter01", "MeterSecret01") == 0  # one-way, 11883
+
+
+def test_sub_device_login_lets_the_gateway_post_for_it_and_logout(
+        mqtt_enos: Enos, sdk_clients: list[MqttClient]) -> None:
+    from enos.message.upstream.status.SubDeviceLoginRequest import SubDeviceLoginRequest
+    from enos.message.upstream.status.SubDeviceLogoutRequest import SubDeviceLogoutRequest
+
+    gateway = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
+    gateway.connect()
+    login = gateway.publish(SubDeviceLoginRequest.builder().set_sub_device_info(
+        "PShort01", "devS", "DevSSecret0001").build())
+    assert login.get_code() == 200
+    posted = gateway.publish(MeasurepointPostRequest.builder().set_product_key("PShort01")
+                             .set_device_key("devS").add_measurepoint("v", 3).build())
+    assert posted.get_code() == 200
+    assert things(mqtt_enos)["PShort01/devS"]["measurepoints"]["v"]["value"] == 3
+    logout = gateway.publish(SubDeviceLogoutRequest.builder().set_sub_product_key("PShort01")
+                             .set_sub_device_key("devS").build())
+    assert logout.get_code() == 200
+    # A sub-device with the wrong secret is refused with the choice's code.
+    bad = gateway.publish(SubDeviceLoginRequest.builder().set_sub_device_info(
+        "PShort01", "devS", "NotItsSecret1").build())
+    assert bad.get_code() == 1000
+
+
+def test_resume_batch_and_ota_inform(mqtt_enos: Enos, sdk_clients: list[MqttClient]) -> None:
+    from enos.message.upstream.ota.OtaVersionReportRequest import OtaVersionReportRequest
+    from enos.message.upstream.resume.MeasurepointResumeRequest import (
+        MeasurepointResumeRequest,
+    )
+
+    client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
+    client.connect()
+    resumed = client.publish(MeasurepointResumeRequest.builder().add_measure_point("e", 7)
+                             .set_timestamp(1600000000000).build())
+    assert resumed.get_code() == 200
+    assert client.publish(OtaVersionReportRequest.builder().set_version("1.2.3")
+                          .build()).get_code() == 200
+    record = things(mqtt_enos)["POneWay1/devM"]
+    assert record["measurepoints"]["e"] == {"value": 7, "time": 1600000000000}
+    assert record["firmware"] == "1.2.3"
+
+
+def test_measure_point_set_from_the_cloud_reaches_the_sdks_handler(
+        mqtt_enos: Enos, sdk_clients: list[MqttClient]) -> None:
+    from enos.message.downstream.tsl.MeasurepointSetCommand import MeasurepointSetCommand
+    from enos.message.downstream.tsl.MeasurepointSetReply import MeasurepointSetReply
+
+    seen: list[Any] = []
+
+    def on_set(arrived: Any, args: list[str]) -> Any:
+        seen.append((arrived.get_params(), list(args[:2])))
+        return MeasurepointSetReply().builder().set_code(200).build()
+
+    client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
+    client.register_arrived_message_handler(MeasurepointSetCommand.get_class(), on_set)
+    client.connect()
+    status, body = post(f"{mqtt_enos.handle.farm.control_url}/emulators/enos/enos/devices/"
+                        "assetM/measurepoints", {"measurepoints": {"setpoint": 55}})
+    assert status == 200, body
+    assert body["reply"]["code"] == 200
+    assert seen == [({"setpoint": 55}, ["POneWay1", "devM"])]
+    chain = [e for e in mqtt_enos.handle.farm.journal(member="enos", event="publish")
+             if "measurepoint/set" in e["path"]]
+    assert [e["detail"]["direction"] for e in chain] == ["down", "up"]
+    assert chain[0]["correlation_id"] == chain[1]["correlation_id"]
