@@ -147,6 +147,9 @@ async def renew(call: Call) -> web.Response:
     member = call.member
     record = await member.certs.renew(device, cert_sn, csr, valid_day,  # type: ignore[arg-type]
                                       authority, call.now)
+    old = member.book.get(record.renewed_from) if record.renewed_from is not None else None
+    if old is not None and old.revoked:  # renew_old_certificate: revoke
+        member.access.revoked(old.cert_sn)
     await member.save()
     return envelope(_issued(call, record))
 

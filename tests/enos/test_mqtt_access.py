@@ -443,3 +443,15 @@ def test_measure_point_set_from_the_cloud_reaches_the_sdks_handler(
              if "measurepoint/set" in e["path"]]
     assert [e["detail"]["direction"] for e in chain] == ["down", "up"]
     assert chain[0]["correlation_id"] == chain[1]["correlation_id"]
+
+
+def test_a_renewed_certificate_logs_in(mqtt_enos: Enos, tmp_path: Path) -> None:
+    key = ec_key()
+    applied = mqtt_enos.sdk("apply", {"csr": make_csr(key, "devA"), "issueAuthority": "ECC"})
+    new_key = ec_key()
+    renewed = mqtt_enos.sdk("renew", {"csr": make_csr(new_key, "devA"), "issueAuthority": "ECC",
+                                      "certSn": int(applied["data"]["certSN"])})
+    assert renewed["code"] == 0, renewed
+    assert paho_login(mqtt_enos, "PBiDir01", "devA", SECRET_A,
+                      tls=(renewed["data"]["cert"], pki.key_pem(new_key)),
+                      tmp_path=tmp_path) == 0
