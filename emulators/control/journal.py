@@ -1,11 +1,28 @@
-"""Control-plane routes for the request journal: query, clear, resize."""
+"""Control-plane routes for the request journal: query, clear, resize, and a live stream.
+
+``GET /v1/journal/stream`` is Server-Sent Events: every new entry matching the same filters as
+``GET /v1/journal`` is one ``data:`` line of JSON with its ``seq`` as the event ``id``; a client
+that reconnects with ``Last-Event-ID`` (or ``after_seq``) gets what it missed that is still in
+the journal. The stream looks for new entries every ``POLL`` seconds and only while someone
+watches; a comment line every ``KEEPALIVE`` seconds keeps an idle stream open.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+
 from aiohttp import web
 
-from .errors import BadRequest, read_json
+from ..core.journal import _matches
+from .errors import BadRequest, ControlError, read_json
 from .keys import FARM
+
+POLL = 0.2  # seconds between looks at the journal (an entry shows within this)
+KEEPALIVE = 15.0
+MAX_STREAMS = 16  # open streams at once; more are refused (each costs a poll loop)
+BATCH = 500  # entries sent per look at most (a burst spreads over a few looks)
 
 routes = web.RouteTableDef()
 
@@ -54,3 +71,70 @@ async def configure_journal(request: web.Request) -> web.Response:
             raise BadRequest("enabled must be true or false")
         journal.enabled = body["enabled"]
     return web.json_response({"capacity": journal.capacity, "enabled": journal.enabled})
+
+
+class TooManyStreams(ControlError):
+    status = 503
+    code = "too_many_streams"
+
+
+STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("journal_streams", set)
+
+
+def open_streams(app: web.Application) -> set[asyncio.Task[object]]:
+    """The journal streams being served (the control plane ends them when it stops)."""
+    return app[STREAMS]
+
+
+@routes.get("/v1/journal/stream", allow_head=False)
+async def stream_journal(request: web.Request) -> web.StreamResponse:
+    farm = request.app[FARM]
+    journal = farm.journal
+    filters = filters_from(request)
+    filters.pop("limit", None)
+    last = request.headers.get("Last-Event-ID") or request.query.get("after_seq")
+    try:
+        after = int(last) if last not in (None, "") else max(
+            (e.seq for e in journal.after(0)[-1:]), default=0)
+    except ValueError:
+        raise BadRequest("Last-Event-ID / after_seq must be a number") from None
+    filters.pop("after_seq", None)
+    task = asyncio.current_task()
+    streams = open_streams(request.app)
+    if len(streams) >= MAX_STREAMS:
+        raise TooManyStreams(f"at most {MAX_STREAMS} journal streams at once")
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    # A stream lives as long as its client reads: out of the request deadline's table.
+    observer = getattr(farm, "http", None)
+    if observer is not None and task is not None:
+        observer.inflight.pop(task, None)
+    if task is not None:
+        streams.add(task)
+    wanted = {k: filters.get(k) for k in ("member", "kind", "protocol", "event", "method",
+                                          "path", "status", "correlation_id", "since", "until")}
+    quiet_since = time.monotonic()
+    try:
+        await response.write(b"retry: 1000\n\n")
+        while request.transport is not None and not request.transport.is_closing():
+            fresh = journal.after(after, BATCH)
+            if fresh:
+                after = fresh[-1].seq
+                chunk = b"".join(
+                    f"id: {e.seq}\ndata: {json.dumps(e.to_dict())}\n\n".encode()
+                    for e in fresh if _matches(e, after_seq=None, **wanted))
+                if chunk:
+                    await response.write(chunk)
+                    quiet_since = time.monotonic()
+            if time.monotonic() - quiet_since >= KEEPALIVE:
+                await response.write(b": keep-alive\n\n")
+                quiet_since = time.monotonic()
+            if not fresh or len(fresh) < BATCH:
+                await asyncio.sleep(POLL)
+    except ConnectionError:
+        pass  # the client went away
+    finally:
+        streams.discard(task)
+    return response

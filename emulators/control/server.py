@@ -14,7 +14,7 @@ from aiohttp import web
 from ..core.aiohttp_internals import HookedRunner, ProtocolServer, RequestHandler, bound_address
 from ..core.bodies import declared_too_large, send_and_close
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
-from . import clock, faults, journal, members, openapi, snapshots
+from . import clock, dashboard, faults, journal, members, openapi, snapshots
 from .errors import Unauthorized, error_middleware, error_response
 from .keys import FARM
 from .params import check_path_params, check_routes
@@ -53,7 +53,7 @@ def build_app(farm, token: str | None = None,
 
     @web.middleware
     async def auth(request: web.Request, handler):
-        if token is not None:
+        if token is not None and not dashboard.is_page(request.path):
             # Header values arrive decoded as UTF-8 with surrogateescape: back to the bytes
             # the client sent, whatever they were, so any header compares (and fails) alike.
             given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
@@ -65,7 +65,8 @@ def build_app(farm, token: str | None = None,
     app = web.Application(middlewares=[deadline, *chain] if deadline else chain,
                           client_max_size=BODY_LIMIT)
     app[FARM] = farm
-    for module in (members, journal, faults, clock, snapshots, openapi):
+    app[journal.STREAMS] = set()
+    for module in (members, journal, faults, clock, snapshots, openapi, dashboard):
         app.router.add_routes(module.routes)
     # Device-specific actions a real device's owner would do on the device itself: each kind
     # the farm runs brings its own (Member.control_routes); the plane names no device.
@@ -187,5 +188,9 @@ class ControlPlane:
 
     async def stop(self) -> None:
         if self.runner is not None:
+            # Live journal streams never finish by themselves: end them, or the server's
+            # shutdown would wait its whole grace period for them.
+            for task in list(journal.open_streams(self.runner.app)):
+                task.cancel()
             await self.runner.cleanup()
             self.runner = None

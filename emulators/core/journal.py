@@ -438,6 +438,20 @@ class Journal:
             since, until, after_seq)]
         return found[-limit:] if limit else found  # type: ignore[return-value]
 
+    def after(self, seq: int, limit: int | None = None) -> list[Entry]:
+        """The entries newer than ``seq``, oldest first (at most ``limit``, the oldest of
+        them): a live view's next page, found from the newest end, so it costs what is new,
+        not the whole journal."""
+        entries = self._read()
+        newer: list[Entry] = []
+        for entry in reversed(entries):
+            assert isinstance(entry, Entry)
+            if entry.seq <= seq:
+                break
+            newer.append(entry)
+        newer.reverse()
+        return newer[:limit] if limit else newer
+
     async def wait_for(self, predicate: Callable[[Entry], bool], timeout: float,  # noqa: ASYNC109
                        *, include_past: bool = False) -> Entry:
         """The first entry (from now on, or already there with include_past) that matches."""
