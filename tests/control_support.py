@@ -89,6 +89,8 @@ def fill(route: str, hostile: str | None = None, where: str | None = None) -> st
         return urllib.parse.quote(str(valid))
 
     target = re.sub(r"\{(\w+)\}", value, route)
+    if route == "/v1/journal/stream":
+        target += "?seconds=0.2"  # a stream ends only when asked to
     if route == SFTP_ROUTE:  # the SFTP server and its user, where not the hostile value
         target = target.replace("/servers/ftp/", "/servers/sftp/").replace(
             "/users/ftpuser/", "/users/ipcamera/")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from emulators.control import dashboard
 from emulators.testing import RunningFarm
 from tests.control_support import assert_error_form, control, fill, routes
 from tests.robustness.clients import Reply, exchange
@@ -196,6 +197,11 @@ def test_a_token_farm_refuses_every_hostile_authorization_on_every_route(
                                         b"Content-Length: 0"], b""))
         what = f"{method} {route}"
         # A NUL is no header byte at all: aiohttp's parser refuses the request (400) first.
+        if dashboard.is_page(route) and b"\x00" not in authorization:
+            # The dashboard's own files are served to anyone: they hold no data, and the
+            # page asks for the token before it calls the API.
+            assert reply.status == 200, (what, reply.status)
+            continue
         expected = 400 if b"\x00" in authorization else 401
         assert reply.status == expected, (what, reply.status, reply.body[:300])
         assert assert_error_form(reply, what)["code"] in ("unauthorized", "bad_request")

@@ -177,3 +177,21 @@ def test_the_journal_stream_is_server_sent_events_with_resume(farm: RunningFarm)
                               f"{base}/journal/stream?member=instar-camera"],
                              capture_output=True, text=True, timeout=15).stdout
     assert f"id: {seq}\n" in resumed
+
+
+def test_certificates_are_judged_on_the_farm_clock(farm: RunningFarm) -> None:
+    """GET /v1/certificates: EnOS's roots and its bound device certificate, valid now and
+    expired once the farm clock passes their end."""
+    import json
+
+    def listing() -> list[dict]:  # type: ignore[type-arg]
+        with urllib.request.urlopen(f"{farm.control_url}/certificates?member=enos",
+                                    timeout=10) as reply:
+            return json.load(reply)["certificates"]  # type: ignore[no-any-return]
+
+    now = listing()
+    device = [c for c in now if c["role"].startswith("device certificate of zBrjuW7q")]
+    assert len(device) == 1 and device[0]["validity"] == "valid"
+    assert {c["role"] for c in now if c["ca"]} == {"RSA root CA", "ECC root CA"}
+    farm.clock.advance(20 * 365 * 86400)
+    assert {c["validity"] for c in listing()} == {"expired"}

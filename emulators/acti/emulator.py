@@ -85,6 +85,10 @@ class ActiCamera(HttpEmulator):
             files = HttpsFiles(files.cert, self.options.https_key, "csr", files.csr)
         return {"https_files": files.to_dict()}
 
+    def certificates(self) -> list[dict[str, Any]]:
+        cert = self.https_files.cert
+        return [{"role": "HTTPS server (certSrv.pem)", "pem": cert}] if cert else []
+
     def load_state(self, data: dict[str, Any]) -> None:
         self.https_files = HttpsFiles.from_dict(data.get("https_files"))
         self.grants.clear()

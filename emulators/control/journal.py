@@ -3,8 +3,9 @@
 ``GET /v1/journal/stream`` is Server-Sent Events: every new entry matching the same filters as
 ``GET /v1/journal`` is one ``data:`` line of JSON with its ``seq`` as the event ``id``; a client
 that reconnects with ``Last-Event-ID`` (or ``after_seq``) gets what it missed that is still in
-the journal. The stream looks for new entries every ``POLL`` seconds and only while someone
-watches; a comment line every ``KEEPALIVE`` seconds keeps an idle stream open.
+the journal; ``seconds=N`` ends the stream after N seconds. The stream looks for new entries
+every ``POLL`` seconds and only while someone watches; a comment line every ``KEEPALIVE``
+seconds keeps an idle stream open.
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise BadRequest("Last-Event-ID / after_seq must be a number") from None
     filters.pop("after_seq", None)
+    raw_seconds = request.query.get("seconds")
+    try:
+        # ``seconds``: end the stream after that long (a script's bounded look; default never)
+        lasting = float(raw_seconds) if raw_seconds not in (None, "") else None
+    except ValueError:
+        raise BadRequest("seconds must be a number") from None
+    if lasting is not None and not 0 < lasting <= 86_400:
+        raise BadRequest("seconds must be above 0 and at most 86400")
+    ends = time.monotonic() + lasting if lasting is not None else None
     task = asyncio.current_task()
     streams = open_streams(request.app)
     if len(streams) >= MAX_STREAMS:
@@ -118,7 +128,8 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
     quiet_since = time.monotonic()
     try:
         await response.write(b"retry: 1000\n\n")
-        while request.transport is not None and not request.transport.is_closing():
+        while request.transport is not None and not request.transport.is_closing() and (
+                ends is None or time.monotonic() < ends):
             fresh = journal.after(after, BATCH)
             if fresh:
                 after = fresh[-1].seq

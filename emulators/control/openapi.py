@@ -57,6 +57,19 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/journal": {
         "get": _op("Query the request journal", query=JOURNAL_QUERY, tag="journal"),
         "delete": _op("Clear the journal", tag="journal")},
+    "/v1/journal/stream": {"get": _op(
+        "The journal live: Server-Sent Events, one per new entry (Last-Event-ID resumes)",
+        query={**JOURNAL_QUERY, "seconds": "number"}, tag="journal",
+        media={"text/event-stream": {"schema": {"type": "string"}}})},
+    "/v1/certificates": {"get": _op(
+        "Every certificate the members hold, judged on the farm clock",
+        query={"member": "string"}, tag="farm")},
+    "/ui": {"get": _op("The dashboard page", tag="dashboard",
+                       media={"text/html": {"schema": {"type": "string"}}})},
+    "/ui/app.js": {"get": _op("The dashboard's script", tag="dashboard",
+                              media={"text/javascript": {"schema": {"type": "string"}}})},
+    "/ui/style.css": {"get": _op("The dashboard's style sheet", tag="dashboard",
+                                 media={"text/css": {"schema": {"type": "string"}}})},
     "/v1/journal/config": {"put": _op("Resize or switch the journal",
                                       body=_obj(capacity=INT, enabled=B), tag="journal")},
     "/v1/faults": {"get": _op("List fault rules", tag="faults"),

@@ -14,7 +14,7 @@ from aiohttp import web
 from ..core.aiohttp_internals import HookedRunner, ProtocolServer, RequestHandler, bound_address
 from ..core.bodies import declared_too_large, send_and_close
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
-from . import clock, dashboard, faults, journal, members, openapi, snapshots
+from . import certificates, clock, dashboard, faults, journal, members, openapi, snapshots
 from .errors import Unauthorized, error_middleware, error_response
 from .keys import FARM
 from .params import check_path_params, check_routes
@@ -66,7 +66,8 @@ def build_app(farm, token: str | None = None,
                           client_max_size=BODY_LIMIT)
     app[FARM] = farm
     app[journal.STREAMS] = set()
-    for module in (members, journal, faults, clock, snapshots, openapi, dashboard):
+    for module in (members, journal, faults, clock, snapshots, openapi, dashboard,
+                   certificates):
         app.router.add_routes(module.routes)
     # Device-specific actions a real device's owner would do on the device itself: each kind
     # the farm runs brings its own (Member.control_routes); the plane names no device.

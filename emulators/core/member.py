@@ -179,6 +179,12 @@ class Member:
     def extra_description(self) -> dict[str, Any]:
         return {}
 
+    def certificates(self) -> list[dict[str, Any]]:
+        """The certificates this member holds, for the control plane's certificate view:
+        ``{"role": what it is to the member, "pem": the certificate}`` plus any fields of the
+        vendor's record worth showing (a status, a certSN). Dates are judged there."""
+        return []
+
     # -- state -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """The member's state as JSON, for the control plane (may add derived fields)."""

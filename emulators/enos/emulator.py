@@ -349,6 +349,12 @@ class EnosService(HttpEmulator):
             doc["sdkPublicKey"] = public_key_text(self.tokens.sdk_key)
         return doc
 
+    def certificates(self) -> list[dict[str, Any]]:
+        roots = [{"role": f"{a} root CA", "pem": r.pem} for a, r in self.roots.items()]
+        issued = [{"role": f"device certificate of {r.asset_id}", "pem": r.cert,
+                   "certSN": r.cert_sn, "revoked": r.revoked} for r in self.book.records.values()]
+        return roots + issued
+
     def extra_description(self) -> dict[str, Any]:
         return {"orgs": [o.org_id for o in self.registry.orgs.values()],
                 "ca_urls": {a: self.chain_url(a) for a in AUTHORITIES} if self.bound else {}}

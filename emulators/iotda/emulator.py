@@ -182,6 +182,18 @@ class IotdaService(HttpEmulator):
         await self.save()
         return record
 
+    def certificates(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for server in self.server_certificates.records.values():
+            out.append({"role": f"server certificate {server.server_certificate_id}",
+                        "pem": server.certificate_pem})
+        for ca in self.device_cas.records.values():
+            out.append({"role": f"device CA {ca.certificate_id}", "pem": ca.content,
+                        "verified": ca.status,
+                        "verify_code_expires": ca.verify_code_created
+                        + self.device_cas.code_ttl})
+        return out
+
     def credentials(self) -> dict[str, Any]:
         first = self.options.credentials[0]
         return {
