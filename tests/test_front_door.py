@@ -137,6 +137,8 @@ def ask_every_member(ready: dict[str, Any], scratch: Path,
     serves as the ready document (the same, unless a container rewrote the addresses)."""
     control = ready["control"]["api"]
     assert json.loads(get(control + "/farm")) == (document or ready)
+    # The dashboard's page ships in the package (package data, no network).
+    assert b"<title>Emulator farm</title>" in get(control.removesuffix("/v1") + "/ui")
 
     acti = member(ready, "acti-camera")
     creds = acti["credentials"]
