@@ -72,6 +72,7 @@ import yaml
 from common import ROOT, cpu_seconds, env_note, pin, rss_mb, server_and_load_cores, show
 
 from emulators import pki
+from emulators.core.mqtt import remaining_length
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"  # the default credential's project
@@ -94,15 +95,6 @@ REPORT = {"services": [{"service_id": "Ptz", "properties": {
 
 # -- MQTT 3.1.1 packets (the client side) --------------------------------------------------------
 
-def _length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _text(value: str | bytes) -> bytes:
     raw = value.encode() if isinstance(value, str) else value
     return struct.pack("!H", len(raw)) + raw
@@ -116,7 +108,7 @@ def connect_packet(client_id: str, username: str | None, password: str | None,
         body += _text(username)
     if password is not None:
         body += _text(password)
-    return bytes([0x10]) + _length(len(body)) + body
+    return bytes([0x10]) + remaining_length(len(body)) + body
 
 
 PINGREQ = b"\xc0\x00"
@@ -376,7 +368,7 @@ class Publisher(asyncio.Protocol):
 
     def __init__(self, topic: str, payload: bytes, window: int) -> None:
         body_len = 2 + len(topic.encode()) + 2 + len(payload)
-        self.prefix = bytes([0x32]) + _length(body_len) + _text(topic)
+        self.prefix = bytes([0x32]) + remaining_length(body_len) + _text(topic)
         self.payload = payload
         self.window = window
         self.next_id = 0

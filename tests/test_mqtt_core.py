@@ -131,7 +131,7 @@ def connect_packet(client_id: str, *, flags: int = 0x02, keep_alive: int = 60,
     body = (struct.pack("!H", len(protocol)) + protocol + bytes([level, flags])
             + struct.pack("!H", keep_alive) + struct.pack("!H", len(client_id))
             + client_id.encode() + tail)
-    return bytes([0x10]) + broker._length(len(body)) + body
+    return bytes([0x10]) + broker.remaining_length(len(body)) + body
 
 
 def raw_exchange(port: int, data: bytes, *, until: int | None = None) -> bytes:

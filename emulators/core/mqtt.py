@@ -200,7 +200,8 @@ class _Reader:
         return value
 
 
-def _length(n: int) -> bytes:
+def remaining_length(n: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length (2.2.3)."""
     out = bytearray()
     while True:
         byte, n = n % 128, n // 128
@@ -210,7 +211,7 @@ def _length(n: int) -> bytes:
 
 
 def _packet(kind: int, flags: int, body: bytes) -> bytes:
-    return bytes([(kind << 4) | flags]) + _length(len(body)) + body
+    return bytes([(kind << 4) | flags]) + remaining_length(len(body)) + body
 
 
 def _text(value: str) -> bytes:

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .mqtt import CONNACK, CONNECT, PINGREQ, PUBACK, PUBLISH, SUBACK, SUBSCRIBE, _length
+from .mqtt import CONNACK, CONNECT, PINGREQ, PUBACK, PUBLISH, SUBACK, SUBSCRIBE, remaining_length
 
 DISCONNECT_PACKET = b"\xe0\x00"
 
@@ -38,7 +38,7 @@ def _text(value: str | bytes) -> bytes:
 
 
 def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _length(len(body)) + body
+    return bytes([first]) + remaining_length(len(body)) + body
 
 
 class MqttClient:
@@ -152,6 +152,11 @@ class MqttClient:
                     if waiter is not None and not waiter.done():
                         waiter.set_result(body[2] if kind == SUBACK and len(body) > 2 else 0)
         finally:
+            # A PUBACK or SUBACK awaited now will never come: its waiter fails at once
+            # (else a publish in flight held the reconnect up for its whole timeout).
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("the connection ended"))
             pinger.cancel()
             for task in list(self._handlers):
                 task.cancel()

@@ -15,12 +15,14 @@ reason) and ``fault``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..pki import server_context
 from .faults import MQTT_FAULTS, FaultRule
 from .journal import CORRELATION
 from .mqtt import DROP, NOT_AUTHORIZED, Action, ConnectInfo, MqttHooks, MqttListener, MqttSession
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from .member import Member
 
 log = logging.getLogger("emulators.mqtt")
+
+X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the farm clock decides
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class MqttAccess(MqttHooks):
         self._pending_identity: dict[str, str] = {}
         # A PUBACK fault that fired for the message being handled: id(session) -> rule.
         self._ack_rule: dict[int, FaultRule] = {}
+        self._tls_identity: tuple[str, str] | None = None  # (chain PEM, key PEM)
+        self._context: tuple[tuple[int, ...], ssl.SSLContext] | None = None
         # A session ended by a call (close): id(session) -> that call's correlation id.
         self._close_correlation: dict[int, str] = {}
         # Work a hook started for a session (deliveries that wait for PUBACKs): cancelled when
@@ -97,7 +103,48 @@ class MqttAccess(MqttHooks):
     async def disconnected(self, session: MqttSession, identity: str, reason: str) -> None:
         """After an accepted session ended (displaced, lost, closed...)."""
 
+    def trust(self) -> tuple[tuple[int, ...], str]:
+        """The client CAs the next TLS handshake trusts: a key that changes with them (the
+        records' ids) and their PEM. None trusted by default."""
+        return (), ""
+
+    def refuse(self, case: str, reason: str) -> Verdict:
+        """A refusal of ``case``, with the CONNACK code the member's ``mqtt_connack`` option
+        gives that case."""
+        options: Any = self.member.options  # the kind's Options, with mqtt_connack
+        code: int = getattr(options.mqtt_connack, case)
+        return Verdict(code, f"{case}: {reason}")
+
     # -- lifecycle -----------------------------------------------------------------------------
+    async def start_listeners(self, mqtt_port: int | None, mqtts_port: int | None) -> None:
+        """The plain and the TLS listener on the member's address (None: not that one). The
+        TLS identity is a farm-CA certificate for that address, made off the loop."""
+        host = self.member.host
+        if mqtt_port is not None:
+            await self.listen("mqtt", host, mqtt_port)
+        if mqtts_port is not None:
+            self._tls_identity = await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self.member.ctx.ca.issue_server, host,
+                                        ip_addresses=(host,)
+                                        if host.replace(".", "").isdigit() else ()))
+            await self.listen("mqtts", host, mqtts_port, self.tls_context)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """This handshake's context: the member's server certificate, ``trust()`` as the
+        client CAs (a client certificate optional), without OpenSSL's date check: dates are
+        judged on the farm clock after the handshake. Built again only when the CAs change."""
+        key, pem = self.trust()
+        if self._context is not None and self._context[0] == key:
+            return self._context[1]
+        assert self._tls_identity is not None
+        ctx = server_context(*self._tls_identity)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        if pem:
+            ctx.load_verify_locations(cadata=pem)
+        ctx.verify_flags |= X509_NO_CHECK_TIME
+        self._context = (key, ctx)
+        return ctx
+
     async def listen(self, label: str, host: str, port: int,
                      tls: Callable[[], ssl.SSLContext] | None = None) -> tuple[str, int]:
         listener = self.new_listener(host, port, tls)

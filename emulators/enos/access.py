@@ -12,21 +12,17 @@ invocation or a measure point set (a control-plane route) waits for the device's
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import secrets
-import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
-from ..core.mqtt import ConnectInfo, MqttListener, MqttSession
+from ..core.mqtt import ConnectInfo, MqttSession
 from ..core.mqttaccess import MqttAccess, Verdict
-from ..pki import server_context
 from . import topics
 from .models.access import (
-    Refusal,
     certificate_serial,
     parse_client_id,
     parse_username,
@@ -38,7 +34,6 @@ if TYPE_CHECKING:
     from .emulator import EnosService
     from .models.registry import Device
 
-X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the farm clock decides
 KEPT = 20  # events kept per device
 
 
@@ -58,8 +53,6 @@ class EnosAccess(MqttAccess):
 
     def __init__(self, member: EnosService) -> None:
         super().__init__(member)
-        self._tls_identity: tuple[str, str] | None = None
-        self._context: tuple[tuple[int, ...], ssl.SSLContext] | None = None
         # Between check_connect and connected: client id -> (activating?, certificate SN).
         self._accepted: dict[str, tuple[bool, int | None]] = {}
         self.serials: dict[str, int] = {}  # identity -> the certificate its session used
@@ -68,42 +61,16 @@ class EnosAccess(MqttAccess):
 
     # -- listeners -----------------------------------------------------------------------------
     async def start(self) -> None:
-        options = self.member.options
-        host = self.member.host
-        if options.mqtt_port is not None:
-            await self.listen("mqtt", host, options.mqtt_port)
-        if options.mqtts_port is not None:
-            self._tls_identity = await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.member.ctx.ca.issue_server, host,
-                                        ip_addresses=(host,)
-                                        if host.replace(".", "").isdigit() else ()))
-            await self.listen("mqtts", host, options.mqtts_port, self.tls_context)
+        await self.start_listeners(self.member.options.mqtt_port,
+                                   self.member.options.mqtts_port)
 
-    def new_listener(self, host: str, port: int, tls: Any) -> MqttListener:
-        listener = super().new_listener(host, port, tls)
-        listener.max_qos = 1
-        return listener
-
-    def tls_context(self) -> ssl.SSLContext:
-        """The server certificate (farm CA) and the emulator's RSA and ECC roots as the trust
-        store; client certificates optional (one-way products log in with secrets only);
-        dates judged on the farm clock after the handshake."""
+    def trust(self) -> tuple[tuple[int, ...], str]:
+        """The emulator's RSA and ECC roots (one-way products log in with secrets only, so a
+        client certificate stays optional)."""
         roots = list(self.member.roots.values())
-        key = tuple(id(r) for r in roots)
-        if self._context is not None and self._context[0] == key:
-            return self._context[1]
-        assert self._tls_identity is not None
-        ctx = server_context(*self._tls_identity)
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_verify_locations(cadata="".join(r.pem for r in roots))
-        ctx.verify_flags |= X509_NO_CHECK_TIME
-        self._context = (key, ctx)
-        return ctx
+        return tuple(id(r) for r in roots), "".join(r.pem for r in roots)
 
     # -- who may connect -----------------------------------------------------------------------
-    def refuse(self, case: Refusal, reason: str) -> Verdict:
-        return Verdict(getattr(self.member.options.mqtt_connack, case), f"{case}: {reason}")
-
     async def check_connect(self, info: ConnectInfo) -> Verdict:
         login = parse_client_id(info.client_id)
         if login is None:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import json
 import logging
-import ssl
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -27,13 +25,11 @@ from typing import TYPE_CHECKING, Any
 from ..core.journal import CORRELATION
 from ..core.mqtt import ConnectInfo, MqttListener, MqttSession, topic_matches
 from ..core.mqttaccess import MqttAccess, Verdict
-from ..pki import server_context
 from . import topics
-from .exceptions import DeviceOffline
+from .exceptions import CommandTimeout, DeviceOffline
 from .models.access import (
     KEEP_ALIVE,
     CaCache,
-    Refusal,
     certificate_refusal,
     fingerprints,
     parse_client_id,
@@ -50,11 +46,6 @@ log = logging.getLogger("emulators.iotda.access")
 
 # Table "MQTT协议支持说明": 1 MB per message, QoS 0/1, no retained messages, no will.
 MAX_MESSAGE = 1024 * 1024
-# The error table's row for a synchronous call the device did not answer in time (HTTP 200).
-TIMEOUT_CODE = "IOTDA.014111"
-TIMEOUT_MESSAGE = ("Command request timed out. Check whether the device returns a response "
-                   "within the specified time after receiving the request.")
-X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: dates are ours to judge
 
 
 @dataclass
@@ -74,56 +65,27 @@ class IotdaAccess(MqttAccess):
         super().__init__(member)
         self.cas = CaCache()
         self.pending: dict[str, Pending] = {}
-        self._tls_identity: tuple[str, str] | None = None
-        self._context: tuple[tuple[int, ...], ssl.SSLContext] | None = None
         # Between check_connect and connected: client id -> the fingerprint to record on
         # first use (None: none to record).
         self._record_fingerprint: dict[str, str | None] = {}
 
     # -- listeners -----------------------------------------------------------------------------
     async def start(self) -> None:
-        options = self.member.options
-        host = self.member.host
-        if options.mqtt_port is not None:
-            await self.listen("mqtt", host, options.mqtt_port)
-        if options.mqtts_port is not None:
-            loop = asyncio.get_running_loop()
-            # Key generation off the loop; one identity per member, from the farm CA.
-            self._tls_identity = await loop.run_in_executor(None, functools.partial(
-                self.member.ctx.ca.issue_server, host, ip_addresses=(host,)
-                if host.replace(".", "").isdigit() else ()))
-            await self.listen("mqtts", host, options.mqtts_port, self.tls_context)
+        await self.start_listeners(self.member.options.mqtt_port,
+                                   self.member.options.mqtts_port)
 
     def new_listener(self, host: str, port: int, tls: Any) -> MqttListener:
         listener = super().new_listener(host, port, tls)
         listener.max_message = MAX_MESSAGE
-        listener.max_qos = 1
         return listener
 
-    def tls_context(self) -> ssl.SSLContext:
-        """This handshake's context: the member's server certificate, and every device CA
-        uploaded now as the trust store (verified or not; the CONNECT check tells them apart),
-        without OpenSSL's date check (dates are judged on the farm clock). Rebuilt only when
-        the CAs changed."""
+    def trust(self) -> tuple[tuple[int, ...], str]:
+        """Every device CA uploaded now, verified or not (the CONNECT check tells them
+        apart; a certificate of no uploaded CA fails the handshake)."""
         records = list(self.member.device_cas.records.values())
-        key = tuple(id(r) for r in records)
-        if self._context is not None and self._context[0] == key:
-            return self._context[1]
-        assert self._tls_identity is not None
-        ctx = server_context(*self._tls_identity)
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        pem = self.cas.trust_pem(records)
-        if pem:
-            ctx.load_verify_locations(cadata=pem)
-        ctx.verify_flags |= X509_NO_CHECK_TIME
-        self._context = (key, ctx)
-        return ctx
+        return tuple(id(r) for r in records), self.cas.trust_pem(records)
 
     # -- who may connect -----------------------------------------------------------------------
-    def refuse(self, case: Refusal, reason: str) -> Verdict:
-        code: int = getattr(self.member.options.mqtt_connack, case)
-        return Verdict(code, f"{case}: {reason}")
-
     async def check_connect(self, info: ConnectInfo) -> Verdict:
         low, high = KEEP_ALIVE
         if not low <= info.keep_alive <= high:
@@ -332,8 +294,8 @@ class IotdaAccess(MqttAccess):
         request_id, response = await self.request(
             device, "commands", topics.command(device.device_id, request_id), doc)
         if response is None:
-            return {"command_id": request_id, "error_code": TIMEOUT_CODE,
-                    "error_msg": TIMEOUT_MESSAGE}
+            return {"command_id": request_id, "error_code": CommandTimeout.code,
+                    "error_msg": CommandTimeout.message}
         return {"command_id": request_id, "response": response}
 
     async def properties(self, device: Device, what: str, doc: dict[str, Any]
@@ -345,8 +307,8 @@ class IotdaAccess(MqttAccess):
                  else topics.properties_get)(device.device_id, request_id)
         request_id, response = await self.request(device, what, topic, doc)
         if response is None:
-            return {"request_id": request_id, "error_code": TIMEOUT_CODE,
-                    "error_msg": TIMEOUT_MESSAGE}
+            return {"request_id": request_id, "error_code": CommandTimeout.code,
+                    "error_msg": CommandTimeout.message}
         return {"request_id": request_id, "response": response}
 
 

@@ -17,7 +17,7 @@ from ..core.state import encode_document, encode_state
 from . import control
 from .access import IotdaAccess
 from .auth import Authenticator, KeyPair, auth_middleware
-from .exceptions import ALL_ERRORS, BadRequestFormat, InternalError
+from .exceptions import ALL_ERRORS, BadRequestFormat, DeviceOffline, InternalError
 from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
 from .models.common import IdSource
 from .options import IotdaOptions
@@ -162,7 +162,7 @@ class IotdaService(HttpEmulator):
             await self.access.deliver(session, device, record)
         elif record.get("ttl") == 0:
             self.devices.message_done(device, record, "FAILED", self.clock.time(), (
-                "IOTDA.014016", "Operation not allowed. The device is not online."))
+                DeviceOffline.code, DeviceOffline.message))
 
     def urls(self) -> dict[str, str]:
         return {**super().urls(), **self.access.urls()}

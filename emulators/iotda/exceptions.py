@@ -124,6 +124,14 @@ class DeviceOffline(IotdaError):
     message = "Operation not allowed. The device is not online."
 
 
+class CommandTimeout(IotdaError):
+    # The error table's row: a synchronous call the device did not answer in time. Its status
+    # is 200: it is the error_code/error_msg of the call's own reply, not an error body.
+    status, code = 200, "IOTDA.014111"
+    message = ("Command request timed out. Check whether the device returns a response "
+               "within the specified time after receiving the request.")
+
+
 class DeviceExists(IotdaError):
     # Chosen code and message: a device id (or a product's node id) already registered.
     status, code, message = 409, "IOTDA.014002", "The device already exists."
@@ -142,6 +150,7 @@ class InternalError(IotdaError):
 ALL_ERRORS: tuple[type[IotdaError], ...] = (
     InvalidInput, BadRequestFormat, LimitOutOfRange, InvalidCertificate, VerifyCodeFailed,
     QuotaExceeded, SignatureFailed, TokenNotFound, TokenInvalid, Forbidden, PathNotFound,
-    CertificateNotFound, DeviceNotFound, ProductNotFound, DeviceOffline, DeviceExists,
+    CertificateNotFound, DeviceNotFound, ProductNotFound, DeviceOffline, CommandTimeout,
+    DeviceExists,
     ProductExists, InternalError,
 )

@@ -51,7 +51,7 @@ def connect_packet(client_id: str, *, username: str | None = None,
     for text in (username, password):
         if text is not None:
             body += struct.pack("!H", len(text)) + text.encode()
-    return bytes([0x10]) + broker._length(len(body)) + body
+    return bytes([0x10]) + broker.remaining_length(len(body)) + body
 
 
 def good_connect() -> bytes:
@@ -95,7 +95,7 @@ def still_serving(devices: Callable[..., SdkDevice]) -> None:
     (b"\x10\xff\xff\xff\xff\x7f", "remaining length of five bytes"),
     (b"\x10\x04\x00\x04MQ", "CONNECT shorter than its fields"),
     (connect_packet("x", protocol=b"HTTP"), "another protocol's name"),
-    (b"\x10" + broker._length(12) + b"\x00\x04MQTT\x04\x03\x00\x3c\x00\x00",
+    (b"\x10" + broker.remaining_length(12) + b"\x00\x04MQTT\x04\x03\x00\x3c\x00\x00",
      "reserved CONNECT flag"),
     (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "an HTTP request"),
 ], ids=["publish-first", "long-length", "short-connect", "protocol-name", "reserved-flag",
@@ -118,7 +118,7 @@ def test_oversized_message_closes_the_session(iotda: MemberHandle, ca_file: Path
     topic = f"$oc/devices/{DEVICE}/sys/messages/up".encode()
     payload = b"x" * (1024 * 1024 + 1)  # one byte over the documented 1 MB
     body = struct.pack("!H", len(topic)) + topic + payload
-    publish = bytes([0x30]) + broker._length(len(body)) + body
+    publish = bytes([0x30]) + broker.remaining_length(len(body)) + body
     reply = exchange(iotda, ca_file, good_connect() + publish)
     assert reply == bytes([0x20, 2, 0, 0])  # accepted, then closed without a PUBACK
     entries = iotda.farm.journal(member=iotda.name, event="disconnect")
@@ -130,7 +130,7 @@ def test_oversized_message_closes_the_session(iotda: MemberHandle, ca_file: Path
 def test_qos2_publish_and_will_are_refused(iotda: MemberHandle, ca_file: Path) -> None:
     topic = f"$oc/devices/{DEVICE}/sys/messages/up".encode()
     body = struct.pack("!H", len(topic)) + topic + b"\x00\x01" + b"{}"
-    reply = exchange(iotda, ca_file, good_connect() + bytes([0x34]) + broker._length(len(body))
+    reply = exchange(iotda, ca_file, good_connect() + bytes([0x34]) + broker.remaining_length(len(body))
                      + body)
     assert reply == bytes([0x20, 2, 0, 0])  # QoS 2: no PUBREC, the connection closed
     assert sessions(iotda) == []
@@ -142,7 +142,7 @@ def test_subscribing_to_another_devices_topics_is_refused(iotda: MemberHandle,
     own = f"$oc/devices/{DEVICE}/sys/#".encode()
     body = (b"\x00\x07" + struct.pack("!H", len(topic)) + topic + b"\x01"
             + struct.pack("!H", len(own)) + own + b"\x01")
-    subscribe = bytes([0x82]) + broker._length(len(body)) + body
+    subscribe = bytes([0x82]) + broker.remaining_length(len(body)) + body
     reply = exchange(iotda, ca_file, good_connect() + subscribe, until=4 + 6)
     assert reply == bytes([0x20, 2, 0, 0]) + bytes([0x90, 4, 0, 7, 0x80, 1])
 

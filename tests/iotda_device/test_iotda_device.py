@@ -3,7 +3,6 @@ member over real MQTTS, and the official application SDK sees and drives them.""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from huaweicloudsdkiotda.v5 import (
 )
 
 from emulators.testing import RunningFarm
+from tests.iotda.clients import wait_for
 from tests.sdk_clients import close_iotda
 
 AK, SK = "IOTDAEMULATORAK00001", "IotdaEmulatorSecretKey000000000000000001"
@@ -36,17 +36,6 @@ def scenario(**device: Any) -> dict[str, Any]:
         {"name": "sensor", "kind": "iotda-device", "count": 3, "cloud": "iot",
          "product_id": "sensor", "secret": "SensorSecret1", "report_seconds": 30,
          "service_id": "Climate", "properties": {"temp": 21}, "min_backoff": 0.2, **device}]}
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -70,7 +59,7 @@ def online(client: IoTDAClient) -> list[str]:
 def test_a_fleet_registers_connects_and_reports_by_itself(fleet: RunningFarm,
                                                           client: IoTDAClient) -> None:
     expected = ["sensor_sensor-1", "sensor_sensor-2", "sensor_sensor-3"]
-    assert wait_for(lambda: online(client) == expected)
+    assert wait_for(lambda: online(client) == expected, timeout=15)
     shadow = wait_for(lambda: client.show_device_shadow(ShowDeviceShadowRequest(
         device_id="sensor_sensor-2")).shadow)
     assert shadow[0].service_id == "Climate"
@@ -113,7 +102,7 @@ def test_after_the_clouds_reset_the_devices_register_and_connect_again(
         fleet: RunningFarm, client: IoTDAClient) -> None:
     wait_for(lambda: len(online(client)) == 3)
     fleet.reset("iot")
-    assert wait_for(lambda: len(online(client)) == 3)
+    assert wait_for(lambda: len(online(client)) == 3, timeout=15)
 
 
 def test_a_device_refused_with_bad_credentials_gives_up_as_the_sdk_does(
