@@ -1,7 +1,7 @@
-"""The farm's web dashboard: ``/ui`` serves three files of ``ui/`` (package data: HTML, a
-JavaScript module and CSS; no build chain, nothing fetched from the network). The page is a
-thin view over the control plane's own API; it holds no data, so it is served without the
-control token, and every API call it makes sends the token (the page asks for it)."""
+"""The farm's web dashboard: ``/ui`` serves the files of ``ui/`` (package data: HTML, CSS and
+JavaScript modules; no build chain, nothing fetched from the network). The page is a thin view
+over the control plane's own API; it holds no data, so it is served without the control
+token, and every API call it makes sends the token (the page asks for it)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,37 @@ from importlib import resources
 from aiohttp import web
 
 routes = web.RouteTableDef()
-FILES = {"/ui": ("index.html", "text/html"), "/ui/app.js": ("app.js", "text/javascript"),
-         "/ui/style.css": ("style.css", "text/css")}
-_cache: dict[str, bytes] = {}
+MEDIA = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+# The page's images are files the farm received, fetched with the token and shown as blob:
+# URLs; nothing else is loaded from anywhere but the control plane.
+POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
 
 
-def _file(name: str) -> bytes:
-    if name not in _cache:
-        _cache[name] = resources.files("emulators.control").joinpath("ui", name).read_bytes()
-    return _cache[name]
+def _files() -> dict[str, tuple[bytes, str]]:
+    """Every file of ui/ by its URL path, read once (a fixed set: nothing else is served)."""
+    found = {}
+    for item in resources.files("emulators.control").joinpath("ui").iterdir():
+        suffix = "." + item.name.rpartition(".")[2]
+        if item.is_file() and suffix in MEDIA:
+            url = "/ui" if item.name == "index.html" else f"/ui/{item.name}"
+            found[url] = (item.read_bytes(), MEDIA[suffix])
+    return found
 
 
-def _serve(path: str) -> None:
-    name, media = FILES[path]
+FILES = _files()
 
+
+def _serve(body: bytes, media: str):  # type: ignore[no-untyped-def]
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=_file(name), content_type=media, charset="utf-8",
+        return web.Response(body=body, content_type=media, charset="utf-8",
                             headers={"Cache-Control": "no-cache",
-                                     "Content-Security-Policy":
-                                         "default-src 'self'; img-src 'self' data:"})
+                                     "Content-Security-Policy": POLICY,
+                                     "X-Content-Type-Options": "nosniff"})
+    return handler
 
-    routes.get(path, allow_head=False)(handler)
 
-
-for _path in FILES:
-    _serve(_path)
+for _path, (_body, _media) in FILES.items():
+    routes.get(_path, allow_head=False)(_serve(_body, _media))
 
 
 def is_page(path: str) -> bool:

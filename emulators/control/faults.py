@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..core.faults import FaultSpec
+from ..core.faults import CATALOGUE, FaultSpec
 from .errors import BadRequest, NotFound, read_json
 from .keys import FARM
 
@@ -15,6 +15,16 @@ routes = web.RouteTableDef()
 @routes.get("/v1/faults")
 async def list_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": [r.to_dict() for r in request.app[FARM].faults.list()]})
+
+
+@routes.get("/v1/faults/types", allow_head=False)
+async def fault_types(request: web.Request) -> web.Response:
+    """Every fault a rule can name: where it acts, what a client sees, its parameters (the
+    dashboard's form is built from this)."""
+    return web.json_response({"faults": CATALOGUE,
+                              "matches": ["member", "kind", "protocol", "method", "path",
+                                          "command"],
+                              "limits": ["probability", "times", "ttl", "seed"]})
 
 
 @routes.post("/v1/faults")

@@ -6,12 +6,23 @@ that reconnects with ``Last-Event-ID`` (or ``after_seq``) gets what it missed th
 the journal; ``seconds=N`` ends the stream after N seconds. The stream looks for new entries
 every ``POLL`` seconds and only while someone watches; a comment line every ``KEEPALIVE``
 seconds keeps an idle stream open.
+
+``max_rate=R`` (entries a second) makes it a view for eyes rather than a record: when more is
+new than R allows, it sends the newest of it and a ``skipped`` event (``{"skipped": n}``, n
+passed over, still in the journal for ``GET /v1/journal``); what it passes over it never builds,
+so a dashboard costs a busy farm next to nothing (bench/dashboard.py). Filters apply to what it
+looks at.
+
+``GET /v1/journal/rates`` is the traffic per member over the last minutes on the farm clock,
+in buckets: entries, mean and 95th-percentile duration (the dashboard's chart).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
+import math
 import time
 
 from aiohttp import web
@@ -87,6 +98,55 @@ def open_streams(app: web.Application) -> set[asyncio.Task[object]]:
     return app[STREAMS]
 
 
+def _number(request: web.Request, name: str, low: float, high: float, *,
+            above: bool = False) -> float | None:
+    """An optional number of the query within [low, high] (above low with ``above``)."""
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise BadRequest(f"{name} must be a number") from None
+    if not (low < value if above else low <= value) or not value <= high:
+        raise BadRequest(f"{name} must be {'above' if above else 'at least'} {low:g} and at "
+                         f"most {high:g}")
+    return value
+
+
+@routes.get("/v1/journal/rates", allow_head=False)
+async def journal_rates(request: web.Request) -> web.Response:
+    """Per member over the last ``minutes`` (default 5) of the farm clock, in ``bucket``-second
+    buckets (default 10), oldest first: journal entries, and the mean and 95th percentile of
+    their durations in ms (null where a bucket had none with a duration)."""
+    farm = request.app[FARM]
+    minutes = _number(request, "minutes", 0, 60, above=True) or 5.0
+    bucket = _number(request, "bucket", 1, 600) or 10.0
+    pattern = request.query.get("member")
+    count = max(1, math.ceil(minutes * 60 / bucket))
+    now = farm.clock.time()
+    since = now - count * bucket
+    seen: dict[str, tuple[list[int], list[list[float]]]] = {}
+    for moment, member, ms in farm.journal.activity(since):
+        if pattern and not fnmatch.fnmatchcase(member, pattern):
+            continue
+        counts, durations = seen.get(member) or seen.setdefault(
+            member, ([0] * count, [[] for _ in range(count)]))
+        i = min(int((moment - since) // bucket), count - 1)
+        counts[i] += 1
+        if ms is not None:
+            durations[i].append(ms)
+    members = {}
+    for member, (counts, durations) in sorted(seen.items()):
+        members[member] = {
+            "entries": counts,
+            "mean_ms": [round(sum(d) / len(d), 3) if d else None for d in durations],
+            "p95_ms": [round(sorted(d)[min(len(d) - 1, int(len(d) * 0.95))], 3) if d else None
+                       for d in durations]}
+    return web.json_response({"farm_time": now, "since": since, "bucket_seconds": bucket,
+                              "members": members})
+
+
 @routes.get("/v1/journal/stream", allow_head=False)
 async def stream_journal(request: web.Request) -> web.StreamResponse:
     farm = request.app[FARM]
@@ -95,19 +155,14 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
     filters.pop("limit", None)
     last = request.headers.get("Last-Event-ID") or request.query.get("after_seq")
     try:
-        after = int(last) if last not in (None, "") else max(
-            (e.seq for e in journal.after(0)[-1:]), default=0)
+        after = int(last) if last not in (None, "") else journal.last_seq
     except ValueError:
         raise BadRequest("Last-Event-ID / after_seq must be a number") from None
+    max_rate = _number(request, "max_rate", 0.1, 100_000)
+    budget = max(1, round(max_rate * POLL)) if max_rate is not None else None
     filters.pop("after_seq", None)
-    raw_seconds = request.query.get("seconds")
-    try:
-        # ``seconds``: end the stream after that long (a script's bounded look; default never)
-        lasting = float(raw_seconds) if raw_seconds not in (None, "") else None
-    except ValueError:
-        raise BadRequest("seconds must be a number") from None
-    if lasting is not None and not 0 < lasting <= 86_400:
-        raise BadRequest("seconds must be above 0 and at most 86400")
+    # ``seconds``: end the stream after that long (a script's bounded look; default never)
+    lasting = _number(request, "seconds", 0, 86_400, above=True)
     ends = time.monotonic() + lasting if lasting is not None else None
     task = asyncio.current_task()
     streams = open_streams(request.app)
@@ -130,7 +185,14 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
         await response.write(b"retry: 1000\n\n")
         while request.transport is not None and not request.transport.is_closing() and (
                 ends is None or time.monotonic() < ends):
-            fresh = journal.after(after, BATCH)
+            if budget is None:
+                fresh, skipped = journal.after(after, BATCH), 0
+            else:
+                fresh, skipped = journal.newest(after, budget)
+            if skipped:
+                await response.write(f"event: skipped\ndata: {json.dumps({'skipped': skipped})}"
+                                     "\n\n".encode())
+                quiet_since = time.monotonic()
             if fresh:
                 after = fresh[-1].seq
                 chunk = b"".join(
@@ -142,7 +204,7 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
             if time.monotonic() - quiet_since >= KEEPALIVE:
                 await response.write(b": keep-alive\n\n")
                 quiet_since = time.monotonic()
-            if not fresh or len(fresh) < BATCH:
+            if budget is not None or len(fresh) < BATCH:
                 await asyncio.sleep(POLL)
     except ConnectionError:
         pass  # the client went away

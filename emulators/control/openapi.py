@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .dashboard import FILES as PAGES
 from .keys import FARM
 
 routes = web.RouteTableDef()
@@ -46,7 +47,7 @@ JOURNAL_QUERY = {"member": "string", "kind": "string", "protocol": "string", "ev
                  "after_seq": "integer", "limit": "integer"}
 FAULT = _obj(id=S, fault=S, member=S, kind=S, protocol=S, method=S, path=S, command=S,
              probability=N, times=INT, ttl=N, seed=INT, latency_ms=INT, status=INT, message=S,
-             seconds=N, bytes_per_second=INT, after_bytes=INT)
+             seconds=N, bytes_per_second=INT, after_bytes=INT, connack=INT)
 
 PATHS: dict[str, dict[str, Any]] = {
     "/": {"get": _op("API version and every route")},
@@ -59,22 +60,21 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": _op("Clear the journal", tag="journal")},
     "/v1/journal/stream": {"get": _op(
         "The journal live: Server-Sent Events, one per new entry (Last-Event-ID resumes)",
-        query={**JOURNAL_QUERY, "seconds": "number"}, tag="journal",
+        query={**JOURNAL_QUERY, "seconds": "number", "max_rate": "number"}, tag="journal",
         media={"text/event-stream": {"schema": {"type": "string"}}})},
+    "/v1/journal/rates": {"get": _op(
+        "Entries and durations per member over the last minutes, in buckets",
+        query={"minutes": "number", "bucket": "number", "member": "string"}, tag="journal")},
     "/v1/certificates": {"get": _op(
         "Every certificate the members hold, judged on the farm clock",
         query={"member": "string"}, tag="farm")},
-    "/ui": {"get": _op("The dashboard page", tag="dashboard",
-                       media={"text/html": {"schema": {"type": "string"}}})},
-    "/ui/app.js": {"get": _op("The dashboard's script", tag="dashboard",
-                              media={"text/javascript": {"schema": {"type": "string"}}})},
-    "/ui/style.css": {"get": _op("The dashboard's style sheet", tag="dashboard",
-                                 media={"text/css": {"schema": {"type": "string"}}})},
     "/v1/journal/config": {"put": _op("Resize or switch the journal",
                                       body=_obj(capacity=INT, enabled=B), tag="journal")},
     "/v1/faults": {"get": _op("List fault rules", tag="faults"),
                    "post": _op("Add a fault rule", body=FAULT, ok="201", tag="faults"),
                    "delete": _op("Remove every fault rule", tag="faults")},
+    "/v1/faults/types": {"get": _op("Every fault type, where it acts and its parameters",
+                                    tag="faults")},
     "/v1/faults/{id}": {"delete": _op("Remove one fault rule", params=("id",), tag="faults")},
     "/v1/clock": {"get": _op("Read the farm clock", tag="clock")},
     "/v1/clock/freeze": {"post": _op("Freeze the clock (now, or at time/at)",
@@ -92,6 +92,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/snapshots/{name}": {"delete": _op("Delete a snapshot", params=("name",),
                                            tag="snapshots")},
 }
+# The dashboard's files (HTML, CSS, JavaScript modules), each a page of its own.
+PATHS.update({url: {"get": _op(
+    "The dashboard page" if url == "/ui" else f"The dashboard's {url.removeprefix('/ui/')}",
+    tag="dashboard", media={media: {"schema": {"type": "string"}}})}
+    for url, (_, media) in sorted(PAGES.items())})
 for _plural in ("emulators", "servers"):
     PATHS[f"/v1/{_plural}"] = {"get": _op(f"List {_plural}", tag=_plural)}
     PATHS[f"/v1/{_plural}/{{name}}"] = {"get": _op(

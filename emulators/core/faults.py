@@ -29,6 +29,46 @@ FaultType = Literal["latency", "vendor_error", "status", "reset", "truncate", "h
                     "tls_expired", "tls_wrong_name", "mqtt_refuse", "mqtt_drop", "mqtt_hang",
                     "mqtt_puback_delay", "mqtt_puback_drop"]
 Protocol = Literal["http", "https", "ftp", "ftps", "sftp", "tls", "mqtt", "mqtts"]
+# Each fault: where it acts, what a client sees, and the parameters it reads (required ones
+# first, marked): docs/FAULTS.md's table as data, for GET /v1/faults/types and the
+# dashboard's form (tests/test_faults_catalogue.py holds the two together).
+CATALOGUE: dict[str, dict[str, Any]] = {
+    "latency": {"where": "HTTP", "sees": "the reply, late", "required": ["latency_ms"],
+                "optional": []},
+    "vendor_error": {"where": "HTTP", "sees": "the device's own error form",
+                     "required": [], "optional": ["message", "status"]},
+    "status": {"where": "HTTP", "sees": "that HTTP status", "required": [],
+               "optional": ["status", "message"]},
+    "reset": {"where": "HTTP", "sees": "a TCP reset before any reply", "required": [],
+              "optional": []},
+    "truncate": {"where": "HTTP", "sees": "headers and half the body, then the connection "
+                 "closes", "required": [], "optional": []},
+    "hang": {"where": "HTTP", "sees": "no reply at all until the client gives up",
+             "required": [], "optional": ["seconds"]},
+    "refuse_login": {"where": "FTP, SFTP", "sees": "the login refused", "required": [],
+                     "optional": []},
+    "busy": {"where": "FTP", "sees": "421 on connect", "required": [], "optional": ["message"]},
+    "disk_full": {"where": "FTP, SFTP", "sees": "552 / SSH_FX_FAILURE on upload",
+                  "required": [], "optional": []},
+    "cut_transfer": {"where": "FTP, SFTP", "sees": "the data connection cut mid-transfer",
+                     "required": [], "optional": ["after_bytes"]},
+    "throttle": {"where": "FTP, SFTP", "sees": "slow transfers",
+                 "required": ["bytes_per_second"], "optional": []},
+    "tls_expired": {"where": "HTTPS, FTPS", "sees": "an expired certificate", "required": [],
+                    "optional": []},
+    "tls_wrong_name": {"where": "HTTPS, FTPS", "sees": "a wrongly named certificate",
+                       "required": [], "optional": []},
+    "mqtt_refuse": {"where": "MQTT (connect)", "sees": "that CONNACK return code",
+                    "required": [], "optional": ["connack"]},
+    "mqtt_drop": {"where": "MQTT", "sees": "the connection closed without an answer",
+                  "required": [], "optional": []},
+    "mqtt_hang": {"where": "MQTT", "sees": "no answer to this packet or any later one",
+                  "required": [], "optional": []},
+    "mqtt_puback_delay": {"where": "MQTT (publish)", "sees": "the PUBACK, late",
+                          "required": ["latency_ms"], "optional": []},
+    "mqtt_puback_drop": {"where": "MQTT (publish)", "sees": "no PUBACK for that message",
+                         "required": [], "optional": []},
+}
 
 
 class FaultSpec(BaseModel):

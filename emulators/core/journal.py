@@ -18,7 +18,7 @@ import re
 import urllib.parse
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -451,6 +451,45 @@ class Journal:
             newer.append(entry)
         newer.reverse()
         return newer[:limit] if limit else newer
+
+    @property
+    def last_seq(self) -> int:
+        """The newest entry's number (0 with none)."""
+        return self._entries[-1].seq if self._entries else 0
+
+    def newest(self, seq: int, limit: int) -> tuple[list[Entry], int]:
+        """At most the ``limit`` newest entries newer than ``seq``, oldest first, and how many
+        newer ones it passed over. A view that shows only so many a second (the dashboard)
+        builds only what it shows: the passed-over requests stay raw until someone reads them
+        (building every one costs a stream of the farm's whole traffic a fifth of a request's
+        time each, bench/dashboard.py)."""
+        entries = self._entries
+        chosen: list[Entry] = []
+        newer = 0
+        for i in range(len(entries) - 1, -1, -1):  # from the newest end: what is new
+            entry = entries[i]
+            if entry.seq <= seq:
+                break
+            newer += 1
+            if len(chosen) < limit:
+                if not isinstance(entry, Entry):
+                    entry = entries[i] = Entry.from_request(entry, self.excerpt_bytes)
+                elif type(entry.request_excerpt) is bytes:
+                    self._finish(entry)
+                chosen.append(entry)
+        chosen.reverse()
+        return chosen, newer - len(chosen)
+
+    def activity(self, since: float) -> Iterator[tuple[float, str, float | None]]:
+        """(time, member, duration in ms or None) of every entry at or after ``since``, newest
+        first, read without building entries (the rate and latency chart)."""
+        for entry in reversed(self._entries):
+            if entry.time < since:
+                break
+            if isinstance(entry, Entry):
+                yield entry.time, entry.member, entry.duration_ms
+            else:
+                yield entry.time, entry.member, entry.seconds * 1000
 
     async def wait_for(self, predicate: Callable[[Entry], bool], timeout: float,  # noqa: ASYNC109
                        *, include_past: bool = False) -> Entry:
