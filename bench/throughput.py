@@ -113,9 +113,9 @@ def default_farm() -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
     doc["control"]["port"] = 0
     for entry in (*doc["servers"], *doc["emulators"]):
-        entry["port"] = 0
-        if "https_port" in entry:
-            entry["https_port"] = 0
+        for key in list(entry):  # port, https_port, mqtt_port, mqtts_port: all free ones
+            if key == "port" or key.endswith("_port"):
+                entry[key] = 0
         entry.pop("passive_ports", None)
     return doc  # type: ignore[no-any-return]
 

@@ -18,6 +18,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from emulators.testing import RunningFarm
@@ -271,12 +272,19 @@ def test_an_uploaded_snapshot_is_shown_as_an_image_and_its_chain_whole(
     browser.find_element(By.CSS_SELECTOR, f"#journal tr[data-seq='{request['seq']}'] "
                                           "td:first-child button").click()
     meta = WebDriverWait(browser, 5).until(
-        lambda d: d.find_element(By.ID, "entry-meta") if d.find_element(By.ID, "entry")
+        lambda d: d.find_element(By.ID, "detail-meta") if d.find_element(By.ID, "detail")
         .is_displayed() else None)
     assert "query cmd=testftp" in meta.text
     assert "query pwd=***" in meta.text and "instar" not in meta.text.split("query pwd=")[1][:8]
-    browser.find_element(By.ID, "entry-close").send_keys("\n")
-    WebDriverWait(browser, 5).until(lambda d: not d.find_element(By.ID, "entry").is_displayed())
+    assert browser.find_element(By.ID, "detail-reply").text.startswith('cmd="testftp";')
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)  # the dialog's close, by keyboard
+    WebDriverWait(browser, 5).until(lambda d: not d.find_element(By.ID, "detail").is_displayed())
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='show the state of ftp']").click()
+    state = WebDriverWait(browser, 5).until(
+        lambda d: d.find_element(By.ID, "detail-meta").text if d.find_element(By.ID, "detail")
+        .is_displayed() else None)
+    assert json.loads(state)["received"][0]["path"] == received["path"]
+    browser.find_element(By.ID, "detail-close").click()
     assert errors_in_console(browser) == []
 
 
@@ -524,6 +532,7 @@ def test_journal_rates_count_entries_and_durations_per_member(farm: RunningFarm)
     assert p95 == max(durations)  # 95th of five is the slowest
     assert api(farm, "GET", "/v1/journal/rates?member=acti*")["members"].keys() == {
         "acti-camera"}
+    assert api(farm, "GET", "/v1/journal/rates?top=1")["members"].keys() == {"instar-camera"}
     status = curl(f"{farm.control_url}/journal/rates?minutes=0", "-o", "/dev/null", "-w",
                   "%{http_code}")
     assert status == "400"

@@ -64,7 +64,8 @@ PATHS: dict[str, dict[str, Any]] = {
         media={"text/event-stream": {"schema": {"type": "string"}}})},
     "/v1/journal/rates": {"get": _op(
         "Entries and durations per member over the last minutes, in buckets",
-        query={"minutes": "number", "bucket": "number", "member": "string"}, tag="journal")},
+        query={"minutes": "number", "bucket": "number", "member": "string", "top": "integer"},
+        tag="journal")},
     "/v1/certificates": {"get": _op(
         "Every certificate the members hold, judged on the farm clock",
         query={"member": "string"}, tag="farm")},

@@ -432,11 +432,33 @@ class Journal:
         limit: int | None = None,
     ) -> list[Entry]:
         """Entries matching every given filter, oldest first. ``member`` and ``path`` are
-        shell-style patterns (``cam-*``, ``/param.cgi*``)."""
-        found = [e for e in self._read() if _matches(
-            e, member, kind, protocol, event, method, path, status, correlation_id,  # type: ignore[arg-type]
-            since, until, after_seq)]
-        return found[-limit:] if limit else found  # type: ignore[return-value]
+        shell-style patterns (``cam-*``, ``/param.cgi*``). With ``limit`` (the newest N) it
+        looks from the newest end and builds only the requests it looks at: a page's "last
+        100" of a journal of 10,000 unread requests took 456 ms building them all, against
+        what it shows now (bench/dashboard.py)."""
+        wanted = (member, kind, protocol, event, method, path, status, correlation_id, since,
+                  until, after_seq)
+        if not limit:
+            return [e for e in self._read() if _matches(e, *wanted)]  # type: ignore[arg-type, misc]
+        entries = self._entries
+        found: list[Entry] = []
+        for i in range(len(entries) - 1, -1, -1):
+            entry = self._built(i)
+            if _matches(entry, *wanted):  # type: ignore[arg-type]
+                found.append(entry)
+                if len(found) == limit:
+                    break
+        found.reverse()
+        return found
+
+    def _built(self, i: int) -> Entry:
+        """Entry ``i`` (from the oldest) as an Entry, built in place if it was still raw."""
+        entry = self._entries[i]
+        if not isinstance(entry, Entry):
+            entry = self._entries[i] = Entry.from_request(entry, self.excerpt_bytes)
+        elif type(entry.request_excerpt) is bytes:
+            self._finish(entry)
+        return entry
 
     def after(self, seq: int, limit: int | None = None) -> list[Entry]:
         """The entries newer than ``seq``, oldest first (at most ``limit``, the oldest of
@@ -472,11 +494,7 @@ class Journal:
                 break
             newer += 1
             if len(chosen) < limit:
-                if not isinstance(entry, Entry):
-                    entry = entries[i] = Entry.from_request(entry, self.excerpt_bytes)
-                elif type(entry.request_excerpt) is bytes:
-                    self._finish(entry)
-                chosen.append(entry)
+                chosen.append(self._built(i))
         chosen.reverse()
         return chosen, newer - len(chosen)
 

@@ -128,3 +128,17 @@ export const farmChanged = new EventTarget();
 export function changed(what) {
   farmChanged.dispatchEvent(new Event(what));
 }
+
+/** The detail dialog: a title, lines of text, and optionally request and reply excerpts. */
+export function showDetail(title, text, excerpts) {
+  $("#detail-title").textContent = title;
+  $("#detail-meta").textContent = text;
+  $("#detail-excerpts").hidden = !excerpts;
+  if (excerpts) {
+    $("#detail-request").textContent = excerpts.request ?? "(none)";
+    $("#detail-reply").textContent = excerpts.reply ?? "(none)";
+  }
+  const dialog = $("#detail");
+  if (!dialog.open) dialog.showModal();
+  $("#detail-close").focus();
+}

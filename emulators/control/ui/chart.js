@@ -49,7 +49,8 @@ function mean(values) {
 }
 
 export async function load() {
-  const doc = await api("GET", `/v1/journal/rates?minutes=${MINUTES}&bucket=${BUCKET}`);
+  const doc = await api("GET",
+                        `/v1/journal/rates?minutes=${MINUTES}&bucket=${BUCKET}&top=${BUSIEST}`);
   const ranked = Object.entries(doc.members)
     .map(([member, series]) => [member, series, series.entries.reduce((a, b) => a + b, 0)])
     .sort((a, b) => b[2] - a[2]).slice(0, BUSIEST);

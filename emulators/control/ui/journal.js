@@ -4,11 +4,11 @@
 // entries a second: beyond that a person reads nothing more, and the farm builds nothing more
 // (a "skipped" event says how many it passed over; the journal still holds them).
 
-import { $, Unauthorized, api, askForToken, changed, fill, headers, say, when } from "./api.js";
+import { $, api, askForToken, changed, fill, headers, say, showDetail, when } from "./api.js";
 import { farmTime } from "./actions.js";
 
 const MAX_ROWS = 500; // rows kept on the page
-const MAX_RATE = 100; // entries a second the live view asks for
+const MAX_RATE = 25; // entries a second the live view asks for (bench/README.md, dashboard)
 let stream = null; // the AbortController of the journal stream
 let skipped = 0;
 // Module scripts run once the document is parsed: the headings are there.
@@ -54,9 +54,6 @@ function entryRow(entry) {
 }
 
 function showEntry(entry) {
-  const panel = $("#entry");
-  $("#entry-title").textContent = `Entry ${entry.seq}: ${entry.member} ${entry.protocol} ` +
-    `${entry.event}`;
   const lines = [];
   for (const key of ["time", "client", "user", "method", "path", "status", "duration_ms",
                      "request_size", "reply_size", "correlation_id"]) {
@@ -67,11 +64,8 @@ function showEntry(entry) {
   if (entry.detail && Object.keys(entry.detail).length) {
     lines.push(`detail: ${JSON.stringify(entry.detail)}`);
   }
-  $("#entry-meta").textContent = lines.join("\n");
-  $("#entry-request").textContent = entry.request_excerpt ?? "(none)";
-  $("#entry-reply").textContent = entry.reply_excerpt ?? "(none)";
-  panel.hidden = false;
-  $("#entry-close").focus();
+  showDetail(`Entry ${entry.seq}: ${entry.member} ${entry.protocol} ${entry.event}`,
+             lines.join("\n"), { request: entry.request_excerpt, reply: entry.reply_excerpt });
 }
 
 async function showChain(correlation) {
@@ -121,6 +115,7 @@ function receive(event, body) {
   if (doc.event === "fault") changed("faults");
 }
 
+/** Show the last entries, then follow the stream (resolves once the first page is drawn). */
 export async function follow() {
   stream?.abort();
   const controller = new AbortController();
@@ -131,18 +126,19 @@ export async function follow() {
   showSkipped();
   const q = filterQuery();
   const first = await api("GET", `/v1/journal?${q}&limit=100`);
-  const body = $("#journal tbody");
   fill($("#journal"), first.entries.map(entryRow).reverse());
   const last = first.entries.length ? first.entries[first.entries.length - 1].seq : 0;
   if (last) q.set("after_seq", last);
   q.set("max_rate", MAX_RATE);
+  listen(q, controller).catch((err) => say(err.message));
+}
+
+async function listen(q, controller) {
+  const body = $("#journal tbody");
   try {
     const reply = await fetch(`/v1/journal/stream?${q}`, { headers: headers(),
                                                            signal: controller.signal });
-    if (reply.status === 401) {
-      askForToken();
-      throw new Unauthorized("the control plane wants a token");
-    }
+    if (reply.status === 401) return askForToken();
     if (!reply.ok) throw new Error(`journal stream: ${reply.status}`);
     const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -158,10 +154,9 @@ export async function follow() {
     }
     if (stream === controller) $("#journal-mode").textContent = "The journal stream ended.";
   } catch (err) {
-    if (err.name === "AbortError") return;
-    if (err instanceof Unauthorized) throw err;
-    say(`journal stream ended: ${err.message}`);
+    if (err.name !== "AbortError") say(`journal stream ended: ${err.message}`);
   }
+  return undefined;
 }
 
 export function wire() {
@@ -170,8 +165,4 @@ export function wire() {
     follow().catch((err) => say(err.message));
   });
   $("#journal-live").addEventListener("click", () => follow().catch((err) => say(err.message)));
-  $("#entry-close").addEventListener("click", () => { $("#entry").hidden = true; });
-  $("#entry").addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape") $("#entry").hidden = true;
-  });
 }

@@ -2,7 +2,7 @@
 // searched (a 1,000-camera fleet stays one line), with copy buttons for credentials and the
 // actions a member has: reset, and an alarm for a camera that has one.
 
-import { $, api, button, cell, changed, fill, path, say } from "./api.js";
+import { $, api, button, cell, changed, fill, path, say, showDetail } from "./api.js";
 
 const SHOWN = 200; // rows drawn at most: a search narrows a big fleet
 let members = [];
@@ -16,6 +16,10 @@ function copyButton(label, value) {
 function actions(m) {
   const td = document.createElement("td");
   const plural = m.role === "server" ? "servers" : "emulators";
+  td.append(button("state", async () => {
+    const state = await api("GET", `/v1/${plural}/${path(m.name)}/state`);
+    showDetail(`State of ${m.name} (${m.kind})`, JSON.stringify(state, null, 2));
+  }, `show the state of ${m.name}`));
   td.append(button("reset", async () => {
     await api("POST", `/v1/${plural}/${path(m.name)}/reset`);
     say(`${m.name} reset`, { error: false });

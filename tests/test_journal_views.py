@@ -1,0 +1,37 @@
+"""The journal's views for a live page: ``newest`` builds only what it returns (a dashboard
+watching a busy farm costs what it shows), ``activity`` reads every entry without building."""
+
+from __future__ import annotations
+
+from emulators.core.clock import Clock
+from emulators.core.journal import Entry, Journal
+
+
+def busy_journal(n: int) -> Journal:
+    journal = Journal(Clock())
+    for i in range(n):
+        journal.record_http("cam", "instar-camera", "http", f"c-{i}", ("127.0.0.1", 5000 + i),
+                            "GET", f"/param.cgi?cmd=getserverinfo&n={i}", (), None, 200,
+                            b'response="200";', 0.002, None)
+    return journal
+
+
+def test_newest_returns_the_newest_and_counts_what_it_passed_over() -> None:
+    journal = busy_journal(50)
+    shown, skipped = journal.newest(10, 5)
+    assert [e.seq for e in shown] == [46, 47, 48, 49, 50] and skipped == 35
+    assert all(isinstance(e, Entry) for e in shown)
+    # what it passed over is still raw, and built when someone reads the journal
+    assert sum(isinstance(e, Entry) for e in journal._entries) == 5
+    assert [e.seq for e in journal.query()][:3] == [1, 2, 3]
+    assert journal.newest(50, 5) == ([], 0)
+    assert journal.last_seq == 50
+
+
+def test_activity_reads_time_member_and_duration_newest_first() -> None:
+    journal = busy_journal(3)
+    journal.record("ftp", "ftp", "ftp", "login", user="cam")
+    rows = list(journal.activity(0))
+    assert [r[1] for r in rows] == ["ftp", "cam", "cam", "cam"]
+    assert rows[0][2] is None and rows[1][2] == 2.0
+    assert not any(isinstance(e, Entry) for e in list(journal._entries)[:3])
