@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen-host", default=None,
                      help="listen on this address instead of the scenario's hosts (a container "
                           "uses 0.0.0.0); fleets spread over addresses keep theirs")
+    run.add_argument("--shards", type=int, default=1,
+                     help="run the farm as N worker processes behind one control plane "
+                          "(default 1: one process); fleets are dealt out across them")
     run.add_argument("--log-level", default="WARNING")
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
@@ -85,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.listen_host:
         scenario = scenario_mod.rebind(scenario, args.listen_host)
+    if args.shards < 1:
+        print("emulators: --shards must be at least 1", file=sys.stderr)
+        return 2
     try:
+        if args.shards > 1:
+            return asyncio.run(_run_shards(scenario, args))
         return asyncio.run(_run(scenario, args.state_dir, args.ready_file, args.control_port))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
@@ -143,6 +151,47 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
             ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
     print("emulators: stopped", file=sys.stderr)
     return farm.exit_status  # 1 when a member died and could not be restarted
+
+
+async def _run_shards(scenario: scenario_mod.Scenario, args: argparse.Namespace) -> int:
+    from .shards.coordinator import Coordinator, ShardFailed
+    from .shards.front import FrontPlane
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    source = args.scenario
+    if Path(source).exists():
+        source = str(Path(source).resolve())
+    coordinator = Coordinator(scenario, source, args.shards, args.state_dir,
+                              listen_host=args.listen_host, log_level=args.log_level)
+    try:
+        await coordinator.start()
+    except (ShardFailed, OSError) as exc:
+        print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
+        return 1
+    control = scenario.control
+    port = control.port if args.control_port is None else args.control_port
+    plane = FrontPlane(coordinator, args.listen_host or control.host, port, control.token)
+    try:
+        await plane.start()
+    except OSError as exc:
+        await coordinator.stop()
+        print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
+        return 1
+    coordinator.control = plane
+    if args.ready_file is not None:
+        coordinator.write_ready_file(args.ready_file)
+    print(json.dumps(coordinator.ready_document(), indent=1), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await coordinator.stop()
+        if args.ready_file is not None:
+            args.ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
+    print("emulators: stopped", file=sys.stderr)
+    return coordinator.exit_status
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .core.clock import Clock
@@ -43,8 +44,12 @@ class Farm:
         state_dir: Path | str | None = None,
         *,
         clock: Clock | None = None,
+        elsewhere: Callable[[str], Member] | None = None,
     ) -> None:
         self.scenario = scenario
+        # A member this farm does not run but its members may look up (a shard's view of a
+        # server on another shard): name -> an unstarted copy that knows its address.
+        self.elsewhere = elsewhere
         self.clock = clock or Clock()
         self.store = StateStore(Path(state_dir) if state_dir is not None else None)
         self.journal = Journal(self.clock, scenario.journal.capacity,
@@ -117,6 +122,8 @@ class Farm:
         try:
             return self.members[name]
         except KeyError:
+            if self.elsewhere is not None:
+                return self.elsewhere(name)
             raise LookupError(f"no member named {name!r}") from None
 
     # -- supervision -------------------------------------------------------------------------

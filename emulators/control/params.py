@@ -50,7 +50,14 @@ def _label(what: str) -> Rule:
     return check
 
 
+def _forwarded(value: str, route: str, given: Mapping[str, str]) -> object:
+    # The rest of a member's route on a sharded farm's front (shards/front.py): it goes as
+    # sent to the shard that runs the member, whose control plane checks it with this table.
+    return value
+
+
 RULES: dict[str, Rule] = {
+    "rest": _forwarded,
     "name": _snapshot_or_member,
     "user": _user,
     "path": _file_path,

@@ -39,8 +39,16 @@ def kind_route_tables(farm: Any) -> list[Any]:
     return tables
 
 
-def build_app(farm, token: str | None = None,
-              deadline: Any = None) -> web.Application:
+MODULES = (members, journal, faults, clock, snapshots, openapi, dashboard, certificates)
+
+
+def build_app(farm, token: str | None = None, deadline: Any = None, *,
+              modules: tuple[Any, ...] = MODULES, tables: tuple[Any, ...] = (),
+              middlewares: tuple[Any, ...] = (), index: Any = None) -> web.Application:
+    """The control plane's application. A sharded farm builds its shards' and its front's
+    from the same parts: ``modules`` whose ``routes`` it mounts, further route ``tables``, and
+    ``middlewares`` run after the checks (auth, path parameters) and before the routes, and
+    the ``index`` handler of ``GET /v1`` (by default: this application's routes)."""
     @web.middleware
     async def limit(request: web.Request, handler):
         # A declared body over the limit is refused at once, before anything is read.
@@ -61,28 +69,29 @@ def build_app(farm, token: str | None = None,
                 raise Unauthorized("this control plane requires 'Authorization: Bearer <token>'")
         return await handler(request)
 
-    chain = [limit, error_middleware, auth, check_path_params]
+    chain = [limit, error_middleware, auth, check_path_params, *middlewares]
     app = web.Application(middlewares=[deadline, *chain] if deadline else chain,
                           client_max_size=BODY_LIMIT)
     app[FARM] = farm
     app[journal.STREAMS] = set()
-    for module in (members, journal, faults, clock, snapshots, openapi, dashboard,
-                   certificates):
+    for module in modules:
         app.router.add_routes(module.routes)
+    for extra in tables:
+        app.router.add_routes(extra)
     # Device-specific actions a real device's owner would do on the device itself: each kind
     # the farm runs brings its own (Member.control_routes); the plane names no device.
     for table in kind_route_tables(farm):
         app.router.add_routes(table)
 
-    async def index(request: web.Request) -> web.Response:
+    async def own_index(request: web.Request) -> web.Response:
         return web.json_response({
             "api": API_VERSION,
             "routes": sorted({f"{r.method} {r.resource.canonical}"  # type: ignore[union-attr]
                               for r in request.app.router.routes() if r.method != "HEAD"}),
         })
 
-    app.router.add_get("/v1", index)
-    app.router.add_get("/", index)
+    app.router.add_get("/v1", index or own_index)
+    app.router.add_get("/", index or own_index)
     check_routes(app)
     return app
 
@@ -131,6 +140,8 @@ class ControlPlane:
         self.port = port
         self.token = token
         self.runner: web.AppRunner | None = None
+        # build_app's modules / tables / middlewares, where they differ (a shard's, a front's)
+        self.app_parts: dict[str, Any] = {}
 
     @property
     def url(self) -> str:
@@ -167,7 +178,8 @@ class ControlPlane:
         self.request_deadline = seconds  # the sweeper's log line reads it
         observer = getattr(self.farm, "http", None)
         deadline = self._deadline_middleware(observer, seconds) if observer is not None else None
-        self.runner = _ControlRunner(build_app(self.farm, self.token, deadline), access_log=None,
+        self.runner = _ControlRunner(build_app(self.farm, self.token, deadline,
+                                               **self.app_parts), access_log=None,
                                      shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False,
                                      keepalive_timeout=idle)
         await self.runner.setup()

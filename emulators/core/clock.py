@@ -76,6 +76,17 @@ class Clock:
         self._frozen_at = None
         self._changed()
 
+    def state(self) -> dict[str, float | None]:
+        """What makes this clock what it is: a sharded farm gives it to every shard."""
+        return {"offset": self._offset, "frozen_at": self._frozen_at}
+
+    def restore(self, state: dict[str, float | None]) -> None:
+        """Take another clock's ``state()`` (the coordinator's, in a shard)."""
+        frozen = state.get("frozen_at")
+        self._offset = float(state.get("offset") or 0.0)
+        self._frozen_at = None if frozen is None else _checked(frozen)
+        self._changed()
+
     def describe(self) -> dict[str, object]:
         return {"now": self.now().isoformat(), "time": self.time(), "frozen": self.frozen}
 

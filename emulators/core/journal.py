@@ -325,6 +325,8 @@ class Journal:
         self._unread = 0  # how many of the newest entries were added since the last read
         self._seq = itertools.count(1)
         self._run_id = uuid.uuid4().hex[:8]  # ids stay unique across farms and restarts
+        self.outbound_log: deque[tuple[int, str, int, str]] = deque(maxlen=4096)
+        self._outbound_n = itertools.count(1)
         # "<run id>-<n in hex>", n = 1, 2, ...: made by C code (once per HTTP request).
         self.new_correlation_id: Callable[[], str] = map(
             f"{self._run_id}-{{:x}}".format, itertools.count(1)).__next__
@@ -381,6 +383,10 @@ class Journal:
         """A member opened a connection from ``local``; the server it reaches adopts the id."""
         if correlation_id and local:
             self._outbound[(str(local[0]), int(local[1]))] = correlation_id
+            # Numbered, for a sharded farm's coordinator: a server on another shard sees the
+            # connection, and the coordinator joins the two (shards/coordinator.py).
+            self.outbound_log.append((next(self._outbound_n), str(local[0]), int(local[1]),
+                                      correlation_id))
             if len(self._outbound) > 4096:  # forget the oldest
                 for key in list(self._outbound)[:1024]:
                     del self._outbound[key]
@@ -389,6 +395,15 @@ class Journal:
         if not peer:
             return None
         return self._outbound.get((str(peer[0]), int(peer[1])))
+
+    def adopt(self, entry: Entry) -> Entry:
+        """Take an entry recorded elsewhere (a shard's), numbered in this journal's order."""
+        entry.seq = next(self._seq)
+        if self.enabled:
+            self._entries.append(entry)
+        if self._waiters:
+            self._notify(entry)
+        return entry
 
     def clear(self) -> None:
         self._entries.clear()

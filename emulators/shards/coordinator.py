@@ -1,0 +1,374 @@
+"""The coordinator of a sharded farm: starts the shards (``worker``, one process each), keeps
+them running, and serves the farm's one control plane in front of them (``front``).
+
+- **Start.** The farm CA is made once and given to every shard (a camera on one shard checks
+  the FTPS certificate of a server on another). Shard 0 (the servers and everything coupled,
+  ``partition``) starts first; its servers' addresses go to the others, which start together.
+  The ready file is written once every shard is ready.
+- **State.** Each shard keeps its state in ``<state dir>/shard-<i>/`` (a temporary directory
+  when the farm has none, removed at stop): a shard that dies is restarted on the same ports
+  with the state it saved, and reported while it is down (``GET /v1/farm``'s ``shards``, the
+  journal's ``shard_failed`` / ``shard_restarted`` entries); the others keep serving.
+- **Journal.** Each shard keeps its own; the coordinator pulls what is new whenever someone
+  reads the journal (and every ``journal.POLL`` while a stream is open), orders each pull by
+  time and numbers it farm-wide. A server's entry whose client address a member on another
+  shard registered as its outbound connection takes that member's correlation id.
+- **Clock.** One: the coordinator's, given whole (offset, frozen instant) to every shard before
+  a clock call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ..core.clock import Clock
+from ..core.journal import Entry, Journal
+from ..core.state import StateStore, atomic_write_bytes, encode_state
+from ..scenario import Scenario
+from .partition import shard_of
+
+log = logging.getLogger("emulators.shards")
+
+READY_TIMEOUT = 180.0  # seconds a shard may take to start (a 25,000-camera slice takes ~25 s)
+RESTART_LIMIT = 3  # as a member's (farm.py): at most this many restarts in RESTART_WINDOW
+RESTART_WINDOW = 60.0
+CALL_TIMEOUT = 60.0
+
+
+class ShardFailed(RuntimeError):
+    pass
+
+
+class Shard:
+    def __init__(self, index: int, directory: Path) -> None:
+        self.index = index
+        self.directory = directory
+        self.process: asyncio.subprocess.Process | None = None
+        self.ready: dict[str, Any] | None = None
+        self.status = "starting"
+        self.restarts: list[float] = []
+        self.last_failure: str | None = None
+        self.after = 0  # the shard journal's last entry pulled
+        self.outbound_after = 0
+
+    @property
+    def api(self) -> str:
+        assert self.ready is not None
+        return str(self.ready["control"]["api"])
+
+    def describe(self) -> dict[str, Any]:
+        return {"index": self.index, "status": self.status,
+                "pid": self.process.pid if self.process else None,
+                "restarts": len(self.restarts), "last_failure": self.last_failure,
+                "members": len((self.ready or {}).get("emulators", []))
+                + len((self.ready or {}).get("servers", []))}
+
+
+class Coordinator:
+    def __init__(self, scenario: Scenario, source: str | dict[str, Any], count: int,
+                 state_dir: Path | None, *, control_port: int | None = None,
+                 listen_host: str | None = None, free_ports: bool = False,
+                 log_level: str = "WARNING") -> None:
+        self.scenario = scenario
+        self.source = str(source) if isinstance(source, Path) else source  # what shards load
+        self.count = count
+        self.listen_host = listen_host
+        self.free_ports = free_ports
+        self.log_level = log_level
+        self.control_port = scenario.control.port if control_port is None else control_port
+        self._temporary = state_dir is None
+        self.root = Path(state_dir) if state_dir is not None else Path(
+            tempfile.mkdtemp(prefix="emulators-shards-"))
+        self.token = secrets.token_urlsafe(24)  # the shards' control planes answer only us
+        self.owner = shard_of(scenario, count)
+        self.shards = [Shard(i, self.root / f"shard-{i}") for i in range(count)]
+        self.clock = Clock()
+        self.journal = Journal(self.clock, scenario.journal.capacity,
+                               scenario.journal.excerpt_bytes)
+        self.journal.enabled = scenario.journal.enabled
+        self.members: dict[str, Any] = {}  # the front's routes name no member objects
+        self.http = None
+        self.control: Any = None
+        self.session: aiohttp.ClientSession | None = None
+        self.peers: dict[str, dict[str, Any]] = {}
+        self.stopping = False
+        self._watchers: list[asyncio.Task[None]] = []
+        self._sync_lock = asyncio.Lock()
+        self._outbound: dict[tuple[str, int], str] = {}
+        self._waiting: dict[tuple[str, int], list[Entry]] = {}  # server entries not yet joined
+        self.failures: dict[int, str] = {}
+        self.fault_ids = len(scenario.faults)  # the front numbers rules given without an id
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> dict[str, Any]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._share_ca()
+        self.session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT))
+        try:
+            await self._spawn(self.shards[0])
+            self.peers = {m["name"]: {"host": m["host"], "port": m["port"]}
+                          for m in self.shards[0].ready["servers"]}  # type: ignore[index]
+            await asyncio.gather(*(self._spawn(s) for s in self.shards[1:]))
+        except BaseException:
+            await self.stop()
+            raise
+        loop = asyncio.get_running_loop()
+        self._watchers = [loop.create_task(self._watch(s)) for s in self.shards]
+        return self.ready_document()
+
+    def _share_ca(self) -> None:
+        """One farm CA for every shard: made (or read) in the state root, copied into each
+        shard's directory before it starts."""
+        from ..core.farm_ca import STATE_NAME, FarmCA
+
+        shared = StateStore(self.root / "_shared")
+        FarmCA.load_or_create(shared)
+        doc = shared.load(STATE_NAME)
+        shared.close()
+        for shard in self.shards:
+            store = StateStore(shard.directory)
+            if store.load(STATE_NAME) is None:
+                store.save_now(STATE_NAME, doc)  # type: ignore[arg-type]
+            store.close()
+
+    def _args(self, shard: Shard, ports: dict[str, Any] | None) -> dict[str, Any]:
+        return {"scenario": self.source, "index": shard.index, "count": self.count,
+                "token": self.token, "state_dir": str(shard.directory),
+                "ready_file": str(shard.directory / "ready.json"), "peers": self.peers,
+                "ports": ports, "listen_host": self.listen_host,
+                "free_ports": self.free_ports, "log_level": self.log_level}
+
+    async def _spawn(self, shard: Shard, ports: dict[str, Any] | None = None) -> None:
+        ready_file = shard.directory / "ready.json"
+        ready_file.unlink(missing_ok=True)
+        shard.ready = None
+        shard.status = "starting"
+        shard.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "emulators.shards.worker",
+            json.dumps(self._args(shard, ports)), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not ready_file.exists():
+            if shard.process.returncode is not None:
+                raise ShardFailed(f"shard {shard.index} exited with {shard.process.returncode} "
+                                  "while starting")
+            if time.monotonic() > deadline:
+                shard.process.kill()
+                raise ShardFailed(f"shard {shard.index} not ready after {READY_TIMEOUT:g} s")
+            await asyncio.sleep(0.02)
+        shard.ready = json.loads(ready_file.read_bytes())
+        shard.after = shard.outbound_after = 0
+        shard.status = "ok"
+
+    async def _watch(self, shard: Shard) -> None:
+        """A shard that exits while the farm runs is reported and restarted, on the ports its
+        members had, with the state it saved; after RESTART_LIMIT restarts in RESTART_WINDOW
+        seconds it stays down and says so."""
+        while not self.stopping:
+            assert shard.process is not None
+            code = await shard.process.wait()
+            if self.stopping:
+                return
+            reason = f"the shard's process exited with {code}"
+            shard.last_failure = reason
+            log.error("shard %d failed: %s", shard.index, reason)
+            self._note(shard, "shard_failed", {"exit": code})
+            now = time.monotonic()
+            shard.restarts = [t for t in shard.restarts if t > now - RESTART_WINDOW]
+            if len(shard.restarts) >= RESTART_LIMIT:
+                shard.status = "failed"
+                self.failures[shard.index] = f"{reason}; restarted {len(shard.restarts)} times " \
+                                             f"in {RESTART_WINDOW:g} s already, not again"
+                log.error("shard %d stays down: %s", shard.index, self.failures[shard.index])
+                return
+            shard.restarts.append(now)
+            shard.status = "restarting"
+            try:
+                await self._spawn(shard, self._ports_of(shard))
+            except (ShardFailed, OSError) as exc:
+                shard.status = "failed"
+                self.failures[shard.index] = f"{reason}; the restart failed: {exc}"
+                log.error("shard %d stays down: %s", shard.index, exc)
+                return
+            self._note(shard, "shard_restarted", {"restarts": len(shard.restarts)})
+            log.warning("shard %d restarted (restart %d)", shard.index, len(shard.restarts))
+            if self.control is not None:
+                await self.push_clock([shard])
+
+    def _ports_of(self, shard: Shard) -> dict[str, Any]:
+        """The ports a shard's members listened on (a restarted device keeps its address)."""
+        ready = shard.ready or self._last_ready.get(shard.index) or {}
+        return {m["name"]: {"port": m["port"]}
+                for m in (*ready.get("emulators", []), *ready.get("servers", []))}
+
+    @property
+    def _last_ready(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for shard in self.shards:
+            try:
+                out[shard.index] = json.loads((shard.directory / "ready.json").read_bytes())
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def _note(self, shard: Shard, event: str, detail: dict[str, Any]) -> None:
+        self.journal.adopt(Entry(0, self.clock.time(), f"shard-{shard.index}", "shard",
+                                 "process", event, detail=detail))
+
+    async def stop(self) -> None:
+        """SIGTERM to every shard (each saves and stops as a farm does), then wait."""
+        self.stopping = True
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
+        for shard in self.shards:
+            if shard.process is not None and shard.process.returncode is None:
+                shard.process.send_signal(signal.SIGTERM)
+        for shard in self.shards:
+            if shard.process is not None:
+                try:
+                    await asyncio.wait_for(shard.process.wait(), 60)
+                except TimeoutError:
+                    shard.process.kill()
+                    await shard.process.wait()
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        if self._temporary:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def exit_status(self) -> int:
+        """1 when a shard died for good, else 0 (as a farm with a member that did)."""
+        return 1 if self.failures else 0
+
+    # -- calls to shards ---------------------------------------------------------------------
+    def live(self) -> list[Shard]:
+        return [s for s in self.shards if s.status == "ok" and s.ready is not None]
+
+    async def call(self, shard: Shard, method: str, path: str, body: Any = None
+                   ) -> tuple[int, Any]:
+        """A JSON call to a shard's control plane: (status, document)."""
+        assert self.session is not None
+        url = shard.api.removesuffix("/v1") + path
+        async with self.session.request(method, url, json=body) as reply:
+            try:
+                doc = await reply.json(content_type=None)
+            except ValueError:
+                doc = None
+            return reply.status, doc
+
+    async def everywhere(self, method: str, path: str, body: Any = None
+                         ) -> list[tuple[Shard, int, Any]]:
+        """The same call to every live shard, concurrently."""
+        live = self.live()
+        answers = await asyncio.gather(*(self.call(s, method, path, body) for s in live))
+        return [(s, status, doc) for s, (status, doc) in zip(live, answers, strict=True)]
+
+    def shard_for(self, name: str) -> Shard:
+        """The shard running ``name`` (shard 0 for a name no shard runs: it answers 404)."""
+        return self.shards[self.owner.get(name, 0)]
+
+    async def push_clock(self, shards: list[Shard] | None = None) -> None:
+        """The coordinator's clock, whole, to every shard (before a clock call returns)."""
+        state = self.clock.state()
+        targets = shards if shards is not None else self.live()
+        answers = await asyncio.gather(*(self.call(s, "PUT", "/v1/shard/clock", state)
+                                         for s in targets))
+        for shard, (status, _) in zip(targets, answers, strict=True):
+            if status != 200:
+                raise ShardFailed(f"shard {shard.index} did not take the clock ({status})")
+
+    # -- the journal -------------------------------------------------------------------------
+    async def sync(self) -> None:
+        """Pull what is new from every shard into the farm's journal, in time order."""
+        async with self._sync_lock:
+            pulled: list[Entry] = []
+            for shard in self.live():
+                while True:
+                    try:
+                        status, doc = await self.call(
+                            shard, "GET", f"/v1/shard/journal?after={shard.after}"
+                                          f"&outbound_after={shard.outbound_after}")
+                    except (aiohttp.ClientError, TimeoutError):
+                        break  # a shard going down: its watcher reports it
+                    if status != 200 or not doc:
+                        break
+                    for n, host, port, correlation in doc["outbound"]:
+                        shard.outbound_after = max(shard.outbound_after, n)
+                        self._join(host, port, correlation)
+                    for raw in doc["entries"]:
+                        shard.after = max(shard.after, raw["seq"])
+                        pulled.append(Entry(**raw))
+                    if not doc["more"]:
+                        break
+            pulled.sort(key=lambda e: e.time)
+            for entry in pulled:
+                if entry.correlation_id is None and entry.client:
+                    peer = _peer(entry.client)
+                    if peer is not None:
+                        entry.correlation_id = self._outbound.get(peer)
+                        if entry.correlation_id is None:
+                            self._waiting.setdefault(peer, []).append(entry)
+                            if len(self._waiting) > 4096:
+                                for key in list(self._waiting)[:1024]:
+                                    del self._waiting[key]
+                self.journal.adopt(entry)
+
+    def _join(self, host: str, port: int, correlation: str) -> None:
+        self._outbound[(host, port)] = correlation
+        if len(self._outbound) > 16384:
+            for key in list(self._outbound)[:4096]:
+                del self._outbound[key]
+        for entry in self._waiting.pop((host, port), []):
+            entry.correlation_id = correlation
+
+    # -- the ready document ------------------------------------------------------------------
+    def ready_document(self) -> dict[str, Any]:
+        order = {spec.name: i for i, spec in enumerate(self.scenario.members)}
+        emulators: list[dict[str, Any]] = []
+        servers: list[dict[str, Any]] = []
+        ca = None
+        for shard in self.shards:
+            ready = shard.ready or {}
+            emulators.extend(ready.get("emulators", []))
+            servers.extend(ready.get("servers", []))
+            ca = ca or ready.get("ca")
+        control = None
+        if self.control is not None:
+            control = {"url": self.control.url, "api": self.control.url + "/v1",
+                       "token_required": self.control.token is not None}
+        return {
+            "version": 1, "scenario": self.scenario.name, "pid": os.getpid(),
+            "state_dir": None if self._temporary else str(self.root), "control": control,
+            "ca": ca,
+            "emulators": sorted(emulators, key=lambda m: order.get(m["name"], 0)),
+            "servers": sorted(servers, key=lambda m: order.get(m["name"], 0)),
+            "shards": [s.describe() for s in self.shards],
+        }
+
+    def write_ready_file(self, path: Path | str) -> None:
+        atomic_write_bytes(Path(path), encode_state(self.ready_document()))
+
+
+def _peer(client: str) -> tuple[str, int] | None:
+    host, _, port = client.rpartition(":")
+    return (host, int(port)) if port.isdigit() else None

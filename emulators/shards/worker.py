@@ -1,0 +1,169 @@
+"""One shard: today's farm over the shard's slice of the scenario, with a private control plane
+(loopback, a token only the coordinator knows) that also answers the coordinator's own routes
+under ``/v1/shard/``: the journal since a number, with the outbound connections members
+registered (the coordinator correlates across shards with them), and the clock's state.
+
+Started by the coordinator as ``python -m emulators.shards.worker`` with a JSON document of
+arguments; it writes its ready document where that says and stops on SIGTERM or SIGINT, or
+when its coordinator is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..control.errors import BadRequest, read_json
+from ..control.keys import FARM
+from ..core.member import Member, MemberSpec
+from ..kinds import resolve
+from ..scenario import Scenario
+from .partition import slices
+
+log = logging.getLogger("emulators.shards")
+
+routes = web.RouteTableDef()
+PULL_LIMIT = 5000  # entries a pull returns at most (the coordinator asks again for more)
+
+
+@routes.get("/v1/shard/journal", allow_head=False)
+async def shard_journal(request: web.Request) -> web.Response:
+    farm = request.app[FARM]
+    try:
+        after = int(request.query.get("after", "0"))
+        outbound_after = int(request.query.get("outbound_after", "0"))
+    except ValueError:
+        raise BadRequest("after and outbound_after are numbers") from None
+    entries = farm.journal.after(after, PULL_LIMIT)
+    outbound = [list(o) for o in farm.journal.outbound_log if o[0] > outbound_after]
+    return web.json_response({"entries": [e.to_dict() for e in entries],
+                              "more": len(entries) == PULL_LIMIT, "outbound": outbound})
+
+
+@routes.put("/v1/shard/clock")
+async def shard_clock(request: web.Request) -> web.Response:
+    farm = request.app[FARM]
+    body = await read_json(request)
+    try:
+        farm.clock.restore(body)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"clock state: {exc}") from None
+    return web.json_response(farm.clock.describe())
+
+
+def shard_scenario(scenario: Scenario, index: int, count: int, token: str,
+                   ports: dict[str, dict[str, Any]] | None = None) -> Scenario:
+    """The scenario of shard ``index``: its members (on the ports they had, when a restart
+    gives them), its control plane private on loopback behind ``token``."""
+    mine = set(slices(scenario, count)[index])
+    members = []
+    for spec in scenario.members:
+        if spec.name not in mine:
+            continue
+        kept = (ports or {}).get(spec.name)
+        if kept:
+            spec = dataclasses.replace(
+                spec, port=kept["port"],
+                options=spec.options.model_copy(update=kept.get("options", {})))
+        members.append(spec)
+    control = scenario.control.model_copy(update={"host": "127.0.0.1", "port": 0,
+                                                  "token": token})
+    return dataclasses.replace(scenario, members=tuple(members), control=control)
+
+
+class Elsewhere:
+    """Members of other shards, as a member here looks them up: an unstarted copy of each,
+    built from the scenario with the address its shard reported."""
+
+    def __init__(self, scenario: Scenario, peers: dict[str, dict[str, Any]]) -> None:
+        self.specs = {spec.name: spec for spec in scenario.members}
+        self.peers = peers
+        self.ctx: Any = None  # the shard's farm context, set once the farm exists
+        self._made: dict[str, Member] = {}
+
+    def __call__(self, name: str) -> Member:
+        if name not in self._made:
+            spec, peer = self.specs.get(name), self.peers.get(name)
+            if spec is None or peer is None:
+                raise LookupError(f"no member named {name!r}")
+            copy = MemberSpec(spec.name, spec.kind, spec.role, peer.get("host", spec.host),
+                              peer["port"], spec.options, spec.group, spec.index,
+                              spec.raw_options)
+            self._made[name] = resolve(spec.kind)(copy, self.ctx)
+        return self._made[name]
+
+
+async def run(args: dict[str, Any]) -> int:
+    from ..control import ControlPlane
+    from ..core.state import StateError
+    from ..farm import Farm
+    from ..scenario import load
+
+    scenario = load(args["scenario"])
+    if args.get("free_ports"):
+        from ..scenario import with_free_ports
+
+        scenario = with_free_ports(scenario)
+    if args.get("listen_host"):
+        from ..scenario import rebind
+
+        scenario = rebind(scenario, args["listen_host"])
+    sub = shard_scenario(scenario, args["index"], args["count"], args["token"],
+                         args.get("ports"))
+    elsewhere = Elsewhere(scenario, args.get("peers") or {})
+    farm = Farm(sub, args["state_dir"], elsewhere=elsewhere)
+    elsewhere.ctx = farm.ctx
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await farm.start()
+    except (OSError, StateError) as exc:
+        print(f"emulators shard {args['index']}: cannot start: {exc}", file=sys.stderr)
+        return 1
+    plane = ControlPlane(farm, "127.0.0.1", 0, token=args["token"])
+    plane.app_parts = {"tables": (routes,)}
+    await plane.start()
+    farm.control = plane
+    doc = farm.ready_document()
+    doc["shard"] = {"index": args["index"], "count": args["count"]}
+    from ..core.state import atomic_write_bytes, encode_state
+
+    atomic_write_bytes(Path(args["ready_file"]), encode_state(doc))
+    parent = os.getppid()
+
+    async def orphaned() -> None:  # the coordinator died without stopping us: stop too
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        log.error("shard %d: the coordinator is gone; stopping", args["index"])
+        stop.set()
+
+    watch = loop.create_task(orphaned())
+    try:
+        await stop.wait()
+    finally:
+        watch.cancel()
+        await farm.stop()
+    return farm.exit_status
+
+
+def main() -> int:
+    args = json.loads(sys.argv[1])
+    logging.basicConfig(level=args.get("log_level", "WARNING").upper(), stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s shard-{args['index']} %(name)s: "
+                               "%(message)s")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

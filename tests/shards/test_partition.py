@@ -1,0 +1,46 @@
+"""The partition of a scenario over shards: a pure function of the scenario and N."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulators import scenario
+from emulators.shards.partition import shard_of, slices
+
+SCENARIO = {
+    "name": "parted",
+    "servers": [{"name": "ftp", "kind": "ftp", "users": [{"name": "u", "password": "p"}]}],
+    "emulators": [
+        {"name": "cam", "kind": "instar-camera", "count": 5, "fleet": "ports",
+         "upload_server": "ftp"},
+        {"name": "acti", "kind": "acti-camera"},
+        {"name": "iotda", "kind": "iotda"},
+        {"name": "dev", "kind": "iotda-device", "cloud": "iotda", "count": 3,
+         "product_id": "p", "secret": "s12345678"},
+    ]}
+
+
+def test_fleets_are_dealt_out_and_the_rest_stays_on_shard_0() -> None:
+    loaded = scenario.load(SCENARIO)
+    assert slices(loaded, 2) == [
+        ["ftp", "cam-1", "cam-3", "cam-5", "acti", "iotda", "dev-1", "dev-2", "dev-3"],
+        ["cam-2", "cam-4"]]
+    assert slices(loaded, 3) == [
+        ["ftp", "cam-1", "cam-4", "acti", "iotda", "dev-1", "dev-2", "dev-3"],
+        ["cam-2", "cam-5"], ["cam-3"]]
+
+
+def test_one_shard_is_the_whole_farm_and_the_rule_is_pure() -> None:
+    loaded = scenario.load(SCENARIO)
+    assert slices(loaded, 1) == [[m.name for m in loaded.members]]
+    assert shard_of(scenario.load(SCENARIO), 4) == shard_of(loaded, 4)
+    assert sorted(n for part in slices(loaded, 8) for n in part) == sorted(
+        m.name for m in loaded.members)
+    with pytest.raises(ValueError):
+        shard_of(loaded, 0)
+
+
+def test_members_coupled_in_process_stay_together() -> None:
+    """iotda-device calls its cloud's code: the fleet and its cloud are never dealt out."""
+    owner = shard_of(scenario.load(SCENARIO), 4)
+    assert {owner[f"dev-{i}"] for i in (1, 2, 3)} == {owner["iotda"]} == {0}
