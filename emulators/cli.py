@@ -55,6 +55,40 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 1: one process); fleets are dealt out across them")
     run.add_argument("--log-level", default="WARNING")
 
+    shard = sub.add_parser("shard", help="run one shard of a sharded farm on its own (a "
+                                         "Kubernetes pod; `run --shards N` starts its own)")
+    shard.add_argument("scenario")
+    shard.add_argument("--count", type=int, required=True, help="how many shards the farm has")
+    which = shard.add_mutually_exclusive_group(required=True)
+    which.add_argument("--index", type=int, help="this shard's index, from 0")
+    which.add_argument("--index-from-hostname", action="store_true",
+                       help="the number ending the host name (a StatefulSet pod's ordinal)")
+    shard.add_argument("--state-dir", type=Path, required=True)
+    shard.add_argument("--control-host", default="127.0.0.1")
+    shard.add_argument("--control-port", type=int, default=9000)
+    shard.add_argument("--peer-host", required=True,
+                       help="where shard 0's servers are (their scenario ports on this host)")
+    shard.add_argument("--ca-from", default=None,
+                       help="shard 0's control plane, to take the farm CA from (shards > 0)")
+    shard.add_argument("--token-env", default="EMULATORS_SHARD_TOKEN",
+                       help="the environment variable holding the shards' control token")
+    shard.add_argument("--listen-host", default=None)
+    shard.add_argument("--ready-file", type=Path, default=None)
+    shard.add_argument("--log-level", default="WARNING")
+
+    front = sub.add_parser("front", help="serve a sharded farm's control plane in front of "
+                                         "shards started on their own (`emulators shard`)")
+    front.add_argument("scenario")
+    front.add_argument("--count", type=int, required=True)
+    front.add_argument("--shards-at", required=True,
+                       help="the shards' control planes, {i} their index "
+                            "(http://farm-shard-{i}.farm-shard:9000)")
+    front.add_argument("--token-env", default="EMULATORS_SHARD_TOKEN")
+    front.add_argument("--control-host", default=None)
+    front.add_argument("--control-port", type=int, default=None)
+    front.add_argument("--ready-file", type=Path, default=None)
+    front.add_argument("--log-level", default="WARNING")
+
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
     validate.add_argument("scenarios", nargs="+")
 
@@ -79,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind in sorted(KINDS):
             print(kind)
         return 0
+    if args.command in ("shard", "front"):
+        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return _shard_or_front(args)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -151,6 +189,90 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
             ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
     print("emulators: stopped", file=sys.stderr)
     return farm.exit_status  # 1 when a member died and could not be restarted
+
+
+def _shard_or_front(args: argparse.Namespace) -> int:
+    """`emulators shard` / `emulators front`: the two halves of a sharded farm started on their
+    own, as deploy/kubernetes/ runs them."""
+    import re
+
+    from . import scenario as scenario_mod
+
+    token = os.environ.get(args.token_env)
+    if not token:
+        print(f"emulators {args.command}: ${args.token_env} must hold the shards' token",
+              file=sys.stderr)
+        return 2
+    try:
+        scenario = scenario_mod.load(args.scenario)
+    except scenario_mod.ScenarioInvalid as exc:
+        print(exc.report(), file=sys.stderr)
+        return 2
+    source = str(Path(args.scenario).resolve()) if Path(args.scenario).exists() else args.scenario
+    if args.command == "front":
+        return asyncio.run(_front(scenario, source, args, token))
+    from .shards import worker
+
+    index = args.index
+    if args.index_from_hostname:
+        import socket
+
+        found = re.search(r"(\d+)$", socket.gethostname())
+        if not found:
+            print(f"emulators shard: host name {socket.gethostname()!r} ends in no number",
+                  file=sys.stderr)
+            return 2
+        index = int(found.group(1))
+    if not 0 <= index < args.count:
+        print(f"emulators shard: index {index} is not below --count {args.count}",
+              file=sys.stderr)
+        return 2
+    return asyncio.run(worker.run({
+        "scenario": source, "index": index, "count": args.count, "token": token,
+        "state_dir": str(args.state_dir), "ready_file": args.ready_file and str(args.ready_file),
+        "control_host": args.control_host, "control_port": args.control_port,
+        "peer_host": args.peer_host, "ca_from": args.ca_from, "listen_host": args.listen_host,
+        "spawned": False}))
+
+
+async def _front(scenario: scenario_mod.Scenario, source: str, args: argparse.Namespace,
+                 token: str) -> int:
+    from .shards.coordinator import Coordinator, ShardFailed
+    from .shards.front import FrontPlane
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    coordinator = Coordinator(scenario, source, args.count, None, attach=args.shards_at,
+                              token=token, log_level=args.log_level)
+    try:
+        await coordinator.start()
+    except (ShardFailed, OSError) as exc:
+        print(f"emulators front: {exc}", file=sys.stderr)
+        return 1
+    control = scenario.control
+    plane = FrontPlane(coordinator, args.control_host or control.host,
+                       control.port if args.control_port is None else args.control_port,
+                       control.token)
+    try:
+        await plane.start()
+    except OSError as exc:
+        await coordinator.stop()
+        print(f"emulators front: cannot start the control plane: {exc}", file=sys.stderr)
+        return 1
+    coordinator.control = plane
+    if args.ready_file is not None:
+        coordinator.write_ready_file(args.ready_file)
+    print(f"emulators front: {args.count} shards, control plane on {plane.url}",
+          file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await coordinator.stop()
+        if args.ready_file is not None:
+            args.ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
+    return 0
 
 
 async def _run_shards(scenario: scenario_mod.Scenario, args: argparse.Namespace) -> int:

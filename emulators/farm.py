@@ -50,6 +50,7 @@ class Farm:
         # A member this farm does not run but its members may look up (a shard's view of a
         # server on another shard): name -> an unstarted copy that knows its address.
         self.elsewhere = elsewhere
+        self.shard: dict[str, Any] | None = None  # {"index", "count", "incarnation"} in a shard
         self.clock = clock or Clock()
         self.store = StateStore(Path(state_dir) if state_dir is not None else None)
         self.journal = Journal(self.clock, scenario.journal.capacity,
@@ -233,6 +234,7 @@ class Farm:
                    if self.ctx._ca is not None else None),
             "emulators": [m.describe() for m in self.by_role("emulator")],
             "servers": [m.describe() for m in self.by_role("server")],
+            **({"shard": self.shard} if self.shard is not None else {}),
         }
 
     def _ca_file(self) -> str | None:

@@ -46,6 +46,7 @@ READY_TIMEOUT = 180.0  # seconds a shard may take to start (a 25,000-camera slic
 RESTART_LIMIT = 3  # as a member's (farm.py): at most this many restarts in RESTART_WINDOW
 RESTART_WINDOW = 60.0
 CALL_TIMEOUT = 60.0
+POLL_SHARDS = 1.0  # seconds between looks at shards the cluster runs
 
 
 class ShardFailed(RuntimeError):
@@ -64,10 +65,18 @@ class Shard:
         self.after = 0  # the shard journal's last entry pulled
         self.outbound_after = 0
 
+    base: str | None = None  # where the shard's control plane is, when not in its ready doc
+
     @property
     def api(self) -> str:
+        if self.base is not None:
+            return self.base.rstrip("/") + "/v1"
         assert self.ready is not None
         return str(self.ready["control"]["api"])
+
+    @property
+    def incarnation(self) -> str | None:
+        return ((self.ready or {}).get("shard") or {}).get("incarnation")
 
     def describe(self) -> dict[str, Any]:
         return {"index": self.index, "status": self.status,
@@ -81,7 +90,8 @@ class Coordinator:
     def __init__(self, scenario: Scenario, source: str | dict[str, Any], count: int,
                  state_dir: Path | None, *, control_port: int | None = None,
                  listen_host: str | None = None, free_ports: bool = False,
-                 log_level: str = "WARNING") -> None:
+                 log_level: str = "WARNING", attach: str | None = None,
+                 token: str | None = None) -> None:
         self.scenario = scenario
         self.source = str(source) if isinstance(source, Path) else source  # what shards load
         self.count = count
@@ -92,9 +102,17 @@ class Coordinator:
         self._temporary = state_dir is None
         self.root = Path(state_dir) if state_dir is not None else Path(
             tempfile.mkdtemp(prefix="emulators-shards-"))
-        self.token = secrets.token_urlsafe(24)  # the shards' control planes answer only us
+        # The shards' control planes answer only us: a token made here for shards we start, the
+        # one they were given (a Kubernetes Secret) for shards started on their own.
+        self.token = token or secrets.token_urlsafe(24)
         self.owner = shard_of(scenario, count)
         self.shards = [Shard(i, self.root / f"shard-{i}") for i in range(count)]
+        # attach: the shards run on their own (pods of a StatefulSet) at this URL pattern,
+        # "{i}" their index; the coordinator finds them there and starts none.
+        self.attach = attach
+        for shard in self.shards:
+            if attach is not None:
+                shard.base = attach.replace("{i}", str(shard.index))
         self.clock = Clock()
         self.journal = Journal(self.clock, scenario.journal.capacity,
                                scenario.journal.excerpt_bytes)
@@ -119,6 +137,16 @@ class Coordinator:
         self.session = aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT))
+        loop = asyncio.get_running_loop()
+        if self.attach is not None:
+            try:
+                await asyncio.gather(*(self._find(s) for s in self.shards))
+            except BaseException:
+                await self.stop()
+                raise
+            await self.push_clock()
+            self._watchers = [loop.create_task(self._poll(s)) for s in self.shards]
+            return self.ready_document()
         try:
             await self._spawn(self.shards[0])
             self.peers = {m["name"]: {"host": m["host"], "port": m["port"]}
@@ -127,9 +155,46 @@ class Coordinator:
         except BaseException:
             await self.stop()
             raise
-        loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self._watch(s)) for s in self.shards]
         return self.ready_document()
+
+    # -- shards started on their own (Kubernetes) ---------------------------------------------
+    async def _ready_of(self, shard: Shard) -> dict[str, Any] | None:
+        try:
+            status, doc = await self.call(shard, "GET", "/v1/farm")
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+        return doc if status == 200 and isinstance(doc, dict) else None
+
+    async def _find(self, shard: Shard) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while (doc := await self._ready_of(shard)) is None:
+            if time.monotonic() > deadline:
+                raise ShardFailed(f"shard {shard.index} not found at {shard.base} after "
+                                  f"{READY_TIMEOUT:g} s")
+            await asyncio.sleep(0.2)
+        shard.ready, shard.status = doc, "ok"
+
+    async def _poll(self, shard: Shard) -> None:
+        """A shard the cluster runs: reported while it does not answer; read again from the
+        start of its journal, and given the clock, when a new run of it answers."""
+        while not self.stopping:
+            await asyncio.sleep(POLL_SHARDS)
+            doc = await self._ready_of(shard)
+            if doc is None:
+                if shard.status == "ok":
+                    shard.status = "unreachable"
+                    shard.last_failure = f"no answer from {shard.base}"
+                    self._note(shard, "shard_failed", {"reason": shard.last_failure})
+                continue
+            fresh = (doc.get("shard") or {}).get("incarnation") != shard.incarnation
+            if fresh or shard.status != "ok":
+                shard.ready, shard.status = doc, "ok"
+                if fresh:
+                    shard.after = shard.outbound_after = 0
+                    shard.restarts.append(time.monotonic())
+                    self._note(shard, "shard_restarted", {"restarts": len(shard.restarts)})
+                await self.push_clock([shard])
 
     def _share_ca(self) -> None:
         """One farm CA for every shard: made (or read) in the state root, copied into each
@@ -231,15 +296,16 @@ class Coordinator:
                                  "process", event, detail=detail))
 
     async def stop(self) -> None:
-        """SIGTERM to every shard (each saves and stops as a farm does), then wait."""
+        """SIGTERM to every shard it started (each saves and stops as a farm does), then
+        wait; shards the cluster runs are the cluster's to stop."""
         self.stopping = True
         if self.control is not None:
             await self.control.stop()
             self.control = None
-        for shard in self.shards:
+        for shard in self.shards if self.attach is None else ():
             if shard.process is not None and shard.process.returncode is None:
                 shard.process.send_signal(signal.SIGTERM)
-        for shard in self.shards:
+        for shard in self.shards if self.attach is None else ():
             if shard.process is not None:
                 try:
                     await asyncio.wait_for(shard.process.wait(), 60)

@@ -49,6 +49,17 @@ async def shard_journal(request: web.Request) -> web.Response:
                               "more": len(entries) == PULL_LIMIT, "outbound": outbound})
 
 
+@routes.get("/v1/shard/ca", allow_head=False)
+async def shard_ca(request: web.Request) -> web.Response:
+    """The farm CA (certificate and key), for shards started on their own (Kubernetes): the
+    others take shard 0's, so a camera on one checks the certificate of a server on another."""
+    from ..core.farm_ca import STATE_NAME
+
+    farm = request.app[FARM]
+    farm.ctx.ca  # noqa: B018 - made now if no member needed it yet
+    return web.json_response(farm.store.load(STATE_NAME))
+
+
 @routes.put("/v1/shard/clock")
 async def shard_clock(request: web.Request) -> web.Response:
     farm = request.app[FARM]
@@ -61,7 +72,8 @@ async def shard_clock(request: web.Request) -> web.Response:
 
 
 def shard_scenario(scenario: Scenario, index: int, count: int, token: str,
-                   ports: dict[str, dict[str, Any]] | None = None) -> Scenario:
+                   ports: dict[str, dict[str, Any]] | None = None, *,
+                   control_host: str = "127.0.0.1", control_port: int = 0) -> Scenario:
     """The scenario of shard ``index``: its members (on the ports they had, when a restart
     gives them), its control plane private on loopback behind ``token``."""
     mine = set(slices(scenario, count)[index])
@@ -75,7 +87,7 @@ def shard_scenario(scenario: Scenario, index: int, count: int, token: str,
                 spec, port=kept["port"],
                 options=spec.options.model_copy(update=kept.get("options", {})))
         members.append(spec)
-    control = scenario.control.model_copy(update={"host": "127.0.0.1", "port": 0,
+    control = scenario.control.model_copy(update={"host": control_host, "port": control_port,
                                                   "token": token})
     return dataclasses.replace(scenario, members=tuple(members), control=control)
 
@@ -102,7 +114,45 @@ class Elsewhere:
         return self._made[name]
 
 
+def peers_at(scenario: Scenario, index: int, count: int, host: str) -> dict[str, Any]:
+    """Members of other shards at ``host`` on their scenario ports (a shard started on its own,
+    as a Kubernetes pod is: shard 0's servers behind one name)."""
+    mine = set(slices(scenario, count)[index])
+    return {m.name: {"host": host, "port": m.port} for m in scenario.members
+            if m.name not in mine}
+
+
+async def fetch_ca(url: str, token: str, directory: Path, timeout: float = 300) -> None:
+    """Shard 0's farm CA into this shard's state directory (kept there: a restart has it)."""
+    import aiohttp
+
+    from ..core.farm_ca import STATE_NAME
+    from ..core.state import StateStore
+
+    store = StateStore(directory)
+    try:
+        if store.load(STATE_NAME) is not None:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            while True:
+                try:
+                    async with http.get(url.rstrip("/") + "/v1/shard/ca") as reply:
+                        if reply.status == 200:
+                            store.save_now(STATE_NAME, await reply.json())
+                            return
+                except (aiohttp.ClientError, OSError):
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise OSError(f"no farm CA from {url} after {timeout:g} s")
+                await asyncio.sleep(1.0)
+    finally:
+        store.close()
+
+
 async def run(args: dict[str, Any]) -> int:
+    import uuid
+
     from ..control import ControlPlane
     from ..core.state import StateError
     from ..farm import Farm
@@ -117,9 +167,20 @@ async def run(args: dict[str, Any]) -> int:
         from ..scenario import rebind
 
         scenario = rebind(scenario, args["listen_host"])
-    sub = shard_scenario(scenario, args["index"], args["count"], args["token"],
-                         args.get("ports"))
-    elsewhere = Elsewhere(scenario, args.get("peers") or {})
+    index, count = args["index"], args["count"]
+    sub = shard_scenario(scenario, index, count, args["token"], args.get("ports"),
+                         control_host=args.get("control_host", "127.0.0.1"),
+                         control_port=args.get("control_port", 0))
+    peers = args.get("peers")
+    if peers is None and args.get("peer_host"):
+        peers = peers_at(scenario, index, count, args["peer_host"])
+    if args.get("ca_from") and index != 0:
+        try:
+            await fetch_ca(args["ca_from"], args["token"], Path(args["state_dir"]))
+        except OSError as exc:
+            print(f"emulators shard {index}: {exc}", file=sys.stderr)
+            return 1
+    elsewhere = Elsewhere(scenario, peers or {})
     farm = Farm(sub, args["state_dir"], elsewhere=elsewhere)
     elsewhere.ctx = farm.ctx
     loop = asyncio.get_running_loop()
@@ -129,30 +190,43 @@ async def run(args: dict[str, Any]) -> int:
     try:
         await farm.start()
     except (OSError, StateError) as exc:
-        print(f"emulators shard {args['index']}: cannot start: {exc}", file=sys.stderr)
+        print(f"emulators shard {index}: cannot start: {exc}", file=sys.stderr)
         return 1
-    plane = ControlPlane(farm, "127.0.0.1", 0, token=args["token"])
+    plane = ControlPlane(farm, sub.control.host, sub.control.port, token=args["token"])
     plane.app_parts = {"tables": (routes,)}
-    await plane.start()
+    try:
+        await plane.start()
+    except OSError as exc:
+        await farm.stop()
+        print(f"emulators shard {index}: cannot start its control plane: {exc}",
+              file=sys.stderr)
+        return 1
     farm.control = plane
+    # Which run of this shard it is: the coordinator starts reading a new run's journal
+    # from its beginning (a pod's process id is 1 every time, so that cannot say it).
+    incarnation = uuid.uuid4().hex
+    farm.shard = {"index": index, "count": count, "incarnation": incarnation}
     doc = farm.ready_document()
-    doc["shard"] = {"index": args["index"], "count": args["count"]}
     from ..core.state import atomic_write_bytes, encode_state
 
-    atomic_write_bytes(Path(args["ready_file"]), encode_state(doc))
+    if args.get("ready_file"):
+        atomic_write_bytes(Path(args["ready_file"]), encode_state(doc))
+    print(f"emulators shard {index}/{count}: ready, control plane on {plane.url}",
+          file=sys.stderr, flush=True)
     parent = os.getppid()
 
     async def orphaned() -> None:  # the coordinator died without stopping us: stop too
         while os.getppid() == parent:
             await asyncio.sleep(1.0)
-        log.error("shard %d: the coordinator is gone; stopping", args["index"])
+        log.error("shard %d: the coordinator is gone; stopping", index)
         stop.set()
 
-    watch = loop.create_task(orphaned())
+    watch = loop.create_task(orphaned()) if args.get("spawned", True) else None
     try:
         await stop.wait()
     finally:
-        watch.cancel()
+        if watch is not None:
+            watch.cancel()
         await farm.stop()
     return farm.exit_status
 
