@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen-host", default=None,
                      help="listen on this address instead of the scenario's hosts (a container "
                           "uses 0.0.0.0); fleets spread over addresses keep theirs")
+    run.add_argument("--free-ports", action="store_true",
+                     help="every listener on a free port, the control plane's too unless "
+                          "--control-port says (as tests want it)")
     run.add_argument("--shards", type=int, default=1,
                      help="run the farm as N worker processes behind one control plane "
                           "(default 1: one process); fleets are dealt out across them")
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except scenario_mod.ScenarioInvalid as exc:
         print(exc.report(), file=sys.stderr)
         return 2
+    if args.free_ports:
+        scenario = scenario_mod.with_free_ports(scenario)
     if args.listen_host:
         scenario = scenario_mod.rebind(scenario, args.listen_host)
     if args.shards < 1:
@@ -287,7 +292,8 @@ async def _run_shards(scenario: scenario_mod.Scenario, args: argparse.Namespace)
     if Path(source).exists():
         source = str(Path(source).resolve())
     coordinator = Coordinator(scenario, source, args.shards, args.state_dir,
-                              listen_host=args.listen_host, log_level=args.log_level)
+                              listen_host=args.listen_host, free_ports=args.free_ports,
+                              log_level=args.log_level)
     try:
         await coordinator.start()
     except (ShardFailed, OSError) as exc:

@@ -1,8 +1,10 @@
 """pytest fixtures for running emulators in-process on free ports (installed as a plugin).
 
-- ``farm_factory(scenario, state_dir=None, free_ports=True)``: start a farm from a file, a
-  built-in name or a dict, every listener on a free port unless ``free_ports=False``; every
-  farm it started is stopped after the test.
+- ``farm_factory(scenario, state_dir=None, free_ports=True, shards=1)``: start a farm from a
+  file, a built-in name or a dict, every listener on a free port unless ``free_ports=False``;
+  with ``shards=N`` > 1, ``emulators run --shards N`` in its own process (a ``ShardedFarm``:
+  the members' addresses, the journal, faults, clock, reset and snapshots through the control
+  plane). Every farm it started is stopped after the test.
 - ``emulator_factory(kind, name=None, **options)``: start one member alone.
 - ``farm``: the scenario of the test's ``@pytest.mark.emulators_scenario(...)`` marker, or
   the built-in default.
@@ -36,15 +38,20 @@ def emulators_loop() -> Iterator[LoopThread]:
 
 @pytest.fixture
 def farm_factory(emulators_loop: LoopThread) -> Iterator[Callable[..., RunningFarm]]:
-    from .testing import RunningFarm
+    from .testing import RunningFarm, ShardedFarm
 
-    started: list[RunningFarm] = []
+    started: list[Any] = []
 
     def start(source: str | Path | dict[str, Any] = "default",
-              state_dir: str | Path | None = None, **kwargs: Any) -> RunningFarm:
-        farm = RunningFarm.start(source, state_dir, loop=emulators_loop, **kwargs)
+              state_dir: str | Path | None = None, *, shards: int = 1,
+              **kwargs: Any) -> RunningFarm:
+        farm: Any
+        if shards > 1:
+            farm = ShardedFarm.start(source, shards, state_dir, **kwargs)
+        else:
+            farm = RunningFarm.start(source, state_dir, loop=emulators_loop, **kwargs)
         started.append(farm)
-        return farm
+        return farm  # type: ignore[no-any-return]
 
     yield start
     for farm in reversed(started):

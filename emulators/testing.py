@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from . import scenario as scenario_mod
 from .core.member import Member
@@ -285,6 +292,237 @@ class RunningFarm:
             self.loop.run(self.farm.stop())
 
     def __enter__(self) -> RunningFarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RemoteMember:
+    """A member of a sharded farm as a test holds it: where it listens and how to log in (it
+    runs in another process: its state and reset go through the control plane)."""
+
+    def __init__(self, farm: ShardedFarm, description: dict[str, Any]) -> None:
+        self._farm = farm
+        self.description = description
+        self.name = description["name"]
+        self.kind = description["kind"]
+        self.role = description["role"]
+        self.urls: dict[str, str] = description["urls"]
+        self.host: str = description["host"]
+        self.port: int = description["port"]
+        self.credentials: dict[str, Any] = description["credentials"]
+
+    @property
+    def farm(self) -> ShardedFarm:
+        return self._farm
+
+    @property
+    def url(self) -> str:
+        return next(iter(self.urls.values()))
+
+    def _route(self) -> str:
+        return f"/v1/{'servers' if self.role == 'server' else 'emulators'}/{self.name}"
+
+    def state(self) -> dict[str, Any]:
+        return self._farm.api("GET", self._route() + "/state")  # type: ignore[no-any-return]
+
+    def reset(self) -> None:
+        self._farm.api("POST", self._route() + "/reset")
+
+    def call(self, fn: Callable[[Member], Any]) -> Any:
+        raise TypeError(f"{self.name} runs in a shard's process: use its state() or the "
+                        "control plane, not call()")
+
+    def __repr__(self) -> str:
+        return f"<RemoteMember {self.kind} {self.name}>"
+
+
+class ShardedClock:
+    """The farm clock of a sharded farm, through its control plane."""
+
+    def __init__(self, farm: ShardedFarm) -> None:
+        self._farm = farm
+
+    def time(self) -> float:
+        return float(self._farm.api("GET", "/v1/clock")["time"])
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self._farm.api("GET", "/v1/clock")["frozen"])
+
+    def freeze(self, at: float | None = None) -> None:
+        self._farm.api("POST", "/v1/clock/freeze", {} if at is None else {"time": at})
+
+    def unfreeze(self) -> None:
+        self._farm.api("POST", "/v1/clock/unfreeze")
+
+    def set(self, at: float) -> None:
+        self._farm.api("POST", "/v1/clock/set", {"time": at})
+
+    def advance(self, seconds: float) -> None:
+        self._farm.api("POST", "/v1/clock/advance", {"seconds": seconds})
+
+    def reset(self) -> None:
+        self._farm.api("POST", "/v1/clock/reset")
+
+
+class ShardedFarm:
+    """``emulators run --shards N`` in a process of its own, driven from synchronous code
+    with the surface of ``RunningFarm`` that does not need the members in this process: the
+    members' addresses and credentials, the journal, faults, the clock, reset, snapshots,
+    uploads received. ``farm_factory(..., shards=N)`` starts one."""
+
+    def __init__(self, process: subprocess.Popen[bytes], ready: dict[str, Any],
+                 workdir: Path, cleanup: Any) -> None:
+        self.process = process
+        self.ready = ready
+        self.workdir = workdir
+        self._cleanup = cleanup
+        self.members = {m["name"]: RemoteMember(self, m)
+                        for m in (*ready["emulators"], *ready["servers"])}
+        self.clock = ShardedClock(self)
+
+    @classmethod
+    def start(cls, source: str | Path | dict[str, Any], shards: int,
+              state_dir: str | Path | None = None, *, free_ports: bool = True,
+              timeout: float = 120) -> ShardedFarm:
+        import tempfile
+
+        from . import scenario as scenario_mod
+
+        tmp = tempfile.TemporaryDirectory(prefix="emulators-sharded-")
+        workdir = Path(tmp.name)
+        if isinstance(source, dict):
+            scenario_mod.load(source)  # invalid: raised here, as RunningFarm.start does
+            path = workdir / "scenario.yaml"
+            path.write_text(yaml.safe_dump(source))
+            source = str(path)
+        ready_file = workdir / "ready.json"
+        args = [sys.executable, "-m", "emulators", "run", str(source), "--shards", str(shards),
+                "--ready-file", str(ready_file), "--control-port", "0"]
+        if free_ports:
+            args.append("--free-ports")
+        if state_dir is not None:
+            args += ["--state-dir", str(state_dir)]
+        with (workdir / "stderr").open("wb") as err:
+            process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + timeout
+        while not ready_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                message = (workdir / "stderr").read_text(errors="replace")[-2000:]
+                tmp.cleanup()
+                raise RuntimeError(f"the sharded farm did not start: {message}")
+            time.sleep(0.02)
+        return cls(process, json.loads(ready_file.read_text()), workdir, tmp.cleanup)
+
+    # -- the control plane -------------------------------------------------------------------
+    @property
+    def control_url(self) -> str:
+        return str(self.ready["control"]["api"])
+
+    def api(self, method: str, route: str, body: Any = None) -> Any:
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body if body is not None else {}).encode() if method in (
+            "POST", "PUT") else None
+        request = urllib.request.Request(self.control_url.removesuffix("/v1") + route,
+                                         data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return json.load(reply)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                doc = json.load(exc)
+            raise RuntimeError(f"{method} {route}: {exc.code} {doc}") from None
+
+    def __getitem__(self, name: str) -> RemoteMember:
+        return self.members[name]
+
+    @property
+    def emulators(self) -> list[RemoteMember]:
+        return [m for m in self.members.values() if m.role == "emulator"]
+
+    @property
+    def servers(self) -> list[RemoteMember]:
+        return [m for m in self.members.values() if m.role == "server"]
+
+    def group(self, name: str) -> list[RemoteMember]:
+        return [m for m in self.members.values() if m.description["group"] == name]
+
+    def shards(self) -> list[dict[str, Any]]:
+        return self.api("GET", "/v1/farm")["shards"]  # type: ignore[no-any-return]
+
+    def reset(self, name: str | None = None) -> None:
+        if name is None:
+            self.api("POST", "/v1/reset")
+        else:
+            self.members[name].reset()
+
+    def journal(self, **filters: Any) -> list[dict[str, Any]]:
+        import urllib.parse
+
+        query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
+        return self.api("GET", f"/v1/journal?{query}")["entries"]  # type: ignore[no-any-return]
+
+    def clear_journal(self) -> None:
+        self.api("DELETE", "/v1/journal")
+
+    def wait_for_upload(self, server: str | None = None, timeout: float = 5.0, *,
+                        path: str | None = None, user: str | None = None) -> dict[str, Any]:
+        """The first upload (journal entry) to ``server`` matching ``path`` (a shell pattern)
+        and ``user``, waiting up to ``timeout`` seconds for it."""
+        import fnmatch
+
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.journal(event="upload", member=server):
+                if (path is None or fnmatch.fnmatchcase(entry.get("path") or "", path)) and (
+                        user is None or entry.get("user") == user):
+                    return entry
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no upload to {server or 'any server'} matching {path!r}")
+            time.sleep(0.05)
+
+    def add_fault(self, **spec: Any) -> str:
+        return str(self.api("POST", "/v1/faults", spec)["id"])
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self.api("GET", "/v1/faults")["faults"]  # type: ignore[no-any-return]
+
+    def remove_fault(self, rule_id: str) -> None:
+        self.api("DELETE", f"/v1/faults/{rule_id}")
+
+    def clear_faults(self) -> None:
+        self.api("DELETE", "/v1/faults")
+
+    def snapshot(self, name: str, members: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if members is not None:
+            body["members"] = members
+        return self.api("POST", "/v1/snapshots", body)  # type: ignore[no-any-return]
+
+    def restore(self, name: str, members: list[str] | None = None) -> list[str]:
+        body = {"members": members} if members is not None else {}
+        return self.api("POST", f"/v1/snapshots/{name}/restore", body)["restored"]  # type: ignore[no-any-return]
+
+    def stop(self) -> int:
+        """SIGTERM, as a user stops it; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._cleanup()
+        return self.process.returncode
+
+    def __enter__(self) -> ShardedFarm:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from emulators.testing import ShardedFarm
 
 SCENARIO = {
     "name": "sharded", "control": {"port": 0},
@@ -30,157 +31,151 @@ SCENARIO = {
 }
 
 
-class Sharded:
-    def __init__(self, tmp: Path, shards: int = 2, state_dir: Path | None = None) -> None:
-        self.tmp = tmp
-        path = tmp / "scenario.yaml"
-        path.write_text(yaml.safe_dump(SCENARIO))
-        self.ready_file = tmp / "ready.json"
-        args = [sys.executable, "-m", "emulators", "run", str(path), "--shards", str(shards),
-                "--ready-file", str(self.ready_file)]
-        if state_dir is not None:
-            args += ["--state-dir", str(state_dir)]
-        with (tmp / "stderr").open("wb") as stderr:  # the child keeps its own copy
-            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
-        deadline = time.monotonic() + 90
-        while not self.ready_file.exists():
-            assert self.process.poll() is None, (tmp / "stderr").read_text()
-            assert time.monotonic() < deadline, "the sharded farm did not get ready"
-            time.sleep(0.05)
-        self.ready = json.loads(self.ready_file.read_text())
-        self.api = self.ready["control"]["api"]
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else (
-            b"{}" if method == "POST" else None)
-        request = urllib.request.Request(self.api + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                return reply.status, json.load(reply)
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, json.load(exc)
-
-    def get(self, path: str) -> Any:
-        status, doc = self.call("GET", path)
-        assert status == 200, doc
-        return doc
-
-    def camera(self, name: str) -> str:
-        return next(m["urls"]["http"] for m in self.ready["emulators"] if m["name"] == name)
-
-    def cgi(self, name: str, query: str) -> str:
-        return subprocess.run(["curl", "-sS", f"{self.camera(name)}/param.cgi?{query}"
-                               "&user=admin&pwd=instar"], capture_output=True, text=True,
-                              timeout=30, check=True).stdout
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(60)
+def call(farm: ShardedFarm, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else (
+        b"{}" if method == "POST" else None)
+    request = urllib.request.Request(farm.control_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.load(exc)
 
 
-@pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sharded]:
-    running = Sharded(tmp_path_factory.mktemp("sharded"))
+def get(farm: ShardedFarm, path: str) -> Any:
+    status, doc = call(farm, "GET", path)
+    assert status == 200, doc
+    return doc
+
+
+def cgi(farm: ShardedFarm, name: str, query: str) -> str:
+    return subprocess.run(["curl", "-sS", f"{farm[name].url}/param.cgi?{query}"
+                           "&user=admin&pwd=instar"], capture_output=True, text=True,
+                          timeout=30, check=True).stdout
+
+
+@pytest.fixture(scope="module", params=[1, 4], ids=["one-process", "4-shards"])
+def farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
+    """The same farm as `emulators run` runs it, on one process and on four shards: each
+    test below holds for both (cam-1..cam-4 on shards 0..3; the server on shard 0)."""
+    running = ShardedFarm.start(SCENARIO, request.param)
     try:
         yield running
     finally:
-        running.stop()
+        assert running.stop() == 0
 
 
-def test_the_members_of_every_shard_are_the_farms_in_scenario_order(farm: Sharded) -> None:
-    names = [m["name"] for m in farm.get("/emulators")["emulators"]]
+def test_the_members_of_every_shard_are_the_farms_in_scenario_order(farm: ShardedFarm) -> None:
+    names = [m["name"] for m in get(farm, "/emulators")["emulators"]]
     assert names == ["cam-1", "cam-2", "cam-3", "cam-4"]
-    shards = farm.get("/farm")["shards"]
-    assert [(s["index"], s["status"], s["members"]) for s in shards] == [(0, "ok", 3),
-                                                                         (1, "ok", 2)]
-    assert farm.get("/emulators/cam-2")["name"] == "cam-2"  # forwarded to shard 1
-    status, doc = farm.call("GET", "/emulators/cam-9")
+    if "shards" in farm.ready:
+        shards = get(farm, "/farm")["shards"]
+        assert [(s["index"], s["status"], s["members"]) for s in shards] == [
+            (0, "ok", 2), (1, "ok", 1), (2, "ok", 1), (3, "ok", 1)]
+    else:
+        assert "shards" not in get(farm, "/farm")
+    assert get(farm, "/emulators/cam-2")["name"] == "cam-2"  # forwarded to shard 1
+    status, doc = call(farm, "GET", "/emulators/cam-9")
     assert (status, doc["error"]["code"]) == (404, "not_found")
 
 
-def test_an_upload_across_shards_shares_one_correlation_id(farm: Sharded) -> None:
-    """cam-2 runs on shard 1, the FTPS server on shard 0: the camera's testftp, the login and
-    the upload it caused are one chain in the farm's journal, numbered farm-wide."""
-    farm.call("DELETE", "/journal")
-    assert 'result="0"' in farm.cgi("cam-2", "cmd=testftp")
-    [received] = farm.get("/servers/ftp/files")["files"]
+def test_an_upload_across_shards_shares_one_correlation_id(farm: ShardedFarm) -> None:
+    """cam-2 runs on shard 1 of four, the FTPS server on shard 0: the camera's testftp, the
+    login and the upload it caused are one chain in the farm's journal, numbered farm-wide."""
+    call(farm, "DELETE", "/journal")
+    assert 'result="0"' in cgi(farm, "cam-2", "cmd=testftp")
+    [received] = get(farm, "/servers/ftp/files")["files"]
     assert received["path"].endswith("Test-Snapshot.jpeg")
-    entries = farm.get("/journal")["entries"]
+    entries = get(farm, "/journal")["entries"]
     [request] = [e for e in entries if e["member"] == "cam-2"]
-    chain = farm.get(f"/journal?correlation_id={request['correlation_id']}")["entries"]
+    chain = get(farm, f"/journal?correlation_id={request['correlation_id']}")["entries"]
     assert {(e["member"], e["event"]) for e in chain} >= {
         ("cam-2", "request"), ("ftp", "login"), ("ftp", "upload")}
-    seqs = [e["seq"] for e in farm.get("/journal")["entries"]]
+    seqs = [e["seq"] for e in get(farm, "/journal")["entries"]]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
-def test_one_clock_reaches_every_shard_before_the_call_returns(farm: Sharded) -> None:
+def test_one_clock_reaches_every_shard_before_the_call_returns(farm: ShardedFarm) -> None:
     at = 1893456000.0  # 2030-01-01
-    status, doc = farm.call("POST", "/clock/freeze", {"time": at})
+    status, doc = call(farm, "POST", "/clock/freeze", {"time": at})
     assert (status, doc["frozen"]) == (200, True)
     try:
-        farm.call("DELETE", "/journal")
+        call(farm, "DELETE", "/journal")
         for name in ("cam-1", "cam-2"):  # shard 0 and shard 1
-            farm.cgi(name, "cmd=getserverinfo")
-        times = {e["member"]: e["time"] for e in farm.get("/journal")["entries"]}
+            cgi(farm, name, "cmd=getserverinfo")
+        times = {e["member"]: e["time"] for e in get(farm, "/journal")["entries"]}
         assert times == {"cam-1": at, "cam-2": at}
     finally:
-        farm.call("POST", "/clock/reset")
+        call(farm, "POST", "/clock/reset")
 
 
-def test_a_fault_rule_reaches_the_shard_of_its_member(farm: Sharded) -> None:
-    status, rule = farm.call("POST", "/faults", {"fault": "status", "member": "cam-4",
+def test_a_fault_rule_reaches_the_shard_of_its_member(farm: ShardedFarm) -> None:
+    status, rule = call(farm, "POST", "/faults", {"fault": "status", "member": "cam-4",
                                                  "status": 503})
     assert status == 201
     try:
         code = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                               farm.camera("cam-4") + "/param.cgi?cmd=getserverinfo"],
+                               farm["cam-4"].url + "/param.cgi?cmd=getserverinfo"],
                               capture_output=True, text=True, timeout=30).stdout
         assert code == "503"
-        [listed] = farm.get("/faults")["faults"]
+        [listed] = get(farm, "/faults")["faults"]
         assert (listed["id"], listed["fired"]) == (rule["id"], 1)
     finally:
-        assert farm.call("DELETE", f"/faults/{rule['id']}")[0] == 200
-    assert farm.get("/faults")["faults"] == []
+        assert call(farm, "DELETE", f"/faults/{rule['id']}")[0] == 200
+    assert get(farm, "/faults")["faults"] == []
 
 
-def test_reset_and_snapshots_span_every_shard(farm: Sharded) -> None:
+def test_reset_and_snapshots_span_every_shard(farm: ShardedFarm) -> None:
     def port(name: str) -> str:
-        return farm.cgi(name, "cmd=getftpattr").split('ft_port="')[1].split('"')[0]
+        return cgi(farm, name, "cmd=getftpattr").split('ft_port="')[1].split('"')[0]
 
     original = port("cam-2")
-    status, saved = farm.call("POST", "/snapshots", {"name": "before"})
+    status, saved = call(farm, "POST", "/snapshots", {"name": "before"})
     assert status == 201 and saved["members"] == ["cam-1", "cam-2", "cam-3", "cam-4", "ftp"]
     for name in ("cam-1", "cam-2"):
-        farm.cgi(name, "cmd=setftpattr&ft_port=2121")
-    status, doc = farm.call("POST", "/snapshots/before/restore")
+        cgi(farm, name, "cmd=setftpattr&ft_port=2121")
+    status, doc = call(farm, "POST", "/snapshots/before/restore")
     assert status == 200 and doc["restored"] == ["cam-1", "cam-2", "cam-3", "cam-4", "ftp"]
     assert port("cam-1") == port("cam-2") == original
-    farm.cgi("cam-2", "cmd=setftpattr&ft_port=2121")
-    status, doc = farm.call("POST", "/reset")
+    cgi(farm, "cam-2", "cmd=setftpattr&ft_port=2121")
+    status, doc = call(farm, "POST", "/reset")
     assert status == 200 and doc["reset"] == ["cam-1", "cam-2", "cam-3", "cam-4", "ftp"]
     assert port("cam-2") == original
-    assert farm.call("DELETE", "/snapshots/before")[0] == 200
+    assert call(farm, "DELETE", "/snapshots/before")[0] == 200
 
 
 def test_a_shard_that_dies_is_reported_and_restarted_with_its_state(tmp_path: Path) -> None:
-    farm = Sharded(tmp_path, state_dir=tmp_path / "state")
+    farm = ShardedFarm.start(SCENARIO, 2, tmp_path / "state")
     try:
-        assert '"200"' in farm.cgi("cam-2", "cmd=setftpattr&ft_port=2121")
+        assert '"200"' in cgi(farm, "cam-2", "cmd=setftpattr&ft_port=2121")
         os.kill(farm.ready["shards"][1]["pid"], signal.SIGKILL)
-        assert 'cmd="getserverinfo"' in farm.cgi("cam-1", "cmd=getserverinfo")  # shard 0 serves
+        assert 'cmd="getserverinfo"' in cgi(farm, "cam-1", "cmd=getserverinfo")  # shard 0 serves
         deadline = time.monotonic() + 30
-        while farm.get("/farm")["shards"][1]["restarts"] != 1 or \
-                farm.get("/farm")["shards"][1]["status"] != "ok":
-            assert time.monotonic() < deadline, farm.get("/farm")["shards"]
+        while (farm.shards()[1]["restarts"], farm.shards()[1]["status"]) != (1, "ok"):
+            assert time.monotonic() < deadline, farm.shards()
             time.sleep(0.1)
-        events = [(e["member"], e["event"]) for e in farm.get("/journal")["entries"]]
-        assert ("shard-1", "shard_failed") in events and ("shard-1", "shard_restarted") in events
-        assert 'ft_port="2121"' in farm.cgi("cam-2", "cmd=getftpattr")  # on the same port
-        pids = [s["pid"] for s in farm.get("/farm")["shards"]]
+        events = [(e["member"], e["event"]) for e in farm.journal(member="shard-1")]
+        assert events == [("shard-1", "shard_failed"), ("shard-1", "shard_restarted")]
+        assert 'ft_port="2121"' in cgi(farm, "cam-2", "cmd=getftpattr")  # on the same port
+        pids = [s["pid"] for s in farm.shards()]
     finally:
         assert farm.stop() == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_the_pytest_plugin_starts_a_sharded_farm(farm_factory: Any) -> None:
+    farm = farm_factory(SCENARIO, shards=2)
+    assert isinstance(farm, ShardedFarm)
+    assert [s["status"] for s in farm.shards()] == ["ok", "ok"]
+    assert 'result="0"' in cgi(farm, "cam-2", "cmd=testftp")
+    upload = farm.wait_for_upload("ftp", path="*Test-Snapshot.jpeg")
+    [request] = farm.journal(member="cam-2", path="/param.cgi")
+    assert upload["correlation_id"] == request["correlation_id"]
+    rule = farm.add_fault(fault="status", member="cam-1", status=503, times=1)
+    assert [f["id"] for f in farm.faults()] == [rule]
+    farm.clock.freeze(1893456000.0)
+    assert farm.clock.time() == 1893456000.0 and farm.clock.frozen
+    with pytest.raises(TypeError):
+        farm["cam-1"].call(lambda m: m)
