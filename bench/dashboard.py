@@ -17,7 +17,8 @@ pinned to one core, wrk and the browser to the others) with no dashboard, with o
 open (streaming the journal at its rate, redrawing its chart), and with a raw stream of every
 entry (curl on /v1/journal/stream without max_rate: what the dashboard would cost if it took
 everything); and curl reading the stream as the page does (max_rate=25), which is the farm's
-side of an open dashboard without the browser's own CPU on this 2-core machine. The three take turns on the same farm process, in rounds whose order alternates;
+side of an open dashboard without the browser's own CPU on this 2-core machine. The four
+take turns on the same farm process, in rounds whose order alternates;
 each ratio is the median of the rounds'; CPU per request of the farm process too. Target: the
 dashboard costs at most 5 %.
 """

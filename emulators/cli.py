@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.shards > 1:
+            # what the shards load: the file as an absolute path (they may start elsewhere)
+            found = Path(args.scenario)
+            args.scenario_source = str(found.resolve()) if found.exists() else args.scenario
             return asyncio.run(_run_shards(scenario, args))
         return asyncio.run(_run(scenario, args.state_dir, args.ready_file, args.control_port))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
@@ -288,10 +291,7 @@ async def _run_shards(scenario: scenario_mod.Scenario, args: argparse.Namespace)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    source = args.scenario
-    if Path(source).exists():
-        source = str(Path(source).resolve())
-    coordinator = Coordinator(scenario, source, args.shards, args.state_dir,
+    coordinator = Coordinator(scenario, args.scenario_source, args.shards, args.state_dir,
                               listen_host=args.listen_host, free_ports=args.free_ports,
                               log_level=args.log_level)
     try:

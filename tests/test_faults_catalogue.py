@@ -43,7 +43,7 @@ def test_required_parameters_are_what_a_rule_needs(fault: str) -> None:
               "bytes_per_second": 100, "after_bytes": 10, "connack": 3}
     required = CATALOGUE[fault]["required"]
     if required:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"needs {required[0]}"):
             FaultSpec.model_validate({"fault": fault})
     spec = FaultSpec.model_validate({"fault": fault, **{k: values[k] for k in required}})
     assert spec.fault == fault

@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from ..control.errors import ControlError
 from ..core.clock import Clock
 from ..core.journal import Entry, Journal
 from ..core.state import StateStore, atomic_write_bytes, encode_state
@@ -51,6 +52,14 @@ POLL_SHARDS = 1.0  # seconds between looks at shards the cluster runs
 
 class ShardFailed(RuntimeError):
     pass
+
+
+class ShardUnavailable(ControlError):
+    """A shard did not answer the front (it is down, or going down): 503 in the control
+    plane's error form."""
+
+    status = 503
+    code = "shard_unavailable"
 
 
 class Shard:
@@ -162,7 +171,7 @@ class Coordinator:
     async def _ready_of(self, shard: Shard) -> dict[str, Any] | None:
         try:
             status, doc = await self.call(shard, "GET", "/v1/farm")
-        except (aiohttp.ClientError, OSError, TimeoutError):
+        except ShardUnavailable:
             return None
         return doc if status == 200 and isinstance(doc, dict) else None
 
@@ -335,12 +344,16 @@ class Coordinator:
         """A JSON call to a shard's control plane: (status, document)."""
         assert self.session is not None
         url = shard.api.removesuffix("/v1") + path
-        async with self.session.request(method, url, json=body) as reply:
-            try:
-                doc = await reply.json(content_type=None)
-            except ValueError:
-                doc = None
-            return reply.status, doc
+        try:
+            async with self.session.request(method, url, json=body) as reply:
+                try:
+                    doc = await reply.json(content_type=None)
+                except ValueError:
+                    doc = None
+                return reply.status, doc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ShardUnavailable(f"shard {shard.index} did not answer: "
+                                   f"{type(exc).__name__}") from None
 
     async def everywhere(self, method: str, path: str, body: Any = None
                          ) -> list[tuple[Shard, int, Any]]:
@@ -374,7 +387,7 @@ class Coordinator:
                         status, doc = await self.call(
                             shard, "GET", f"/v1/shard/journal?after={shard.after}"
                                           f"&outbound_after={shard.outbound_after}")
-                    except (aiohttp.ClientError, TimeoutError):
+                    except ShardUnavailable:
                         break  # a shard going down: its watcher reports it
                     if status != 200 or not doc:
                         break

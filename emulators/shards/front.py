@@ -17,24 +17,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
 from ..control import clock as clock_routes
 from ..control import dashboard, journal
-from ..control.errors import BadRequest, ControlError, NotFound, read_json
+from ..control.errors import BadRequest, NotFound, read_json
 from ..control.keys import FARM
 from ..control.server import API_VERSION, ControlPlane
 from ..core.faults import FaultSpec
-from .coordinator import Coordinator, ShardFailed
+from .coordinator import Coordinator, ShardFailed, ShardUnavailable
 
 routes = web.RouteTableDef()
 SHARD_ROUTES = "/v1/shard/"
-
-
-class ShardUnavailable(ControlError):
-    status = 503
-    code = "shard_unavailable"
 
 
 def _coordinator(request: web.Request) -> Coordinator:
@@ -75,15 +71,23 @@ def _member_lists(plural: str) -> None:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() in ("content-type", "accept", "last-event-id")}
         url = shard.api.removesuffix("/v1") + request.raw_path
-        async with co.session.request(request.method, url, data=body, headers=headers) as reply:
-            response = web.StreamResponse(status=reply.status, headers={
-                k: v for k, v in reply.headers.items()
-                if k.lower() in ("content-type", "content-disposition", "cache-control")})
-            await response.prepare(request)
-            async for chunk in reply.content.iter_chunked(65536):
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+        response: web.StreamResponse | None = None
+        try:
+            async with co.session.request(request.method, url, data=body,
+                                          headers=headers) as reply:
+                response = web.StreamResponse(status=reply.status, headers={
+                    k: v for k, v in reply.headers.items()
+                    if k.lower() in ("content-type", "content-disposition", "cache-control")})
+                await response.prepare(request)
+                async for chunk in reply.content.iter_chunked(65536):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if response is not None and response.prepared:
+                raise  # the reply was under way: nothing else can be said on it
+            raise ShardUnavailable(f"shard {shard.index} did not answer: "
+                                   f"{type(exc).__name__}") from None
 
     for method in ("GET", "POST", "PUT", "DELETE"):
         routes.route(method, f"/v1/{plural}/{{name}}")(forward)

@@ -122,7 +122,7 @@ def peers_at(scenario: Scenario, index: int, count: int, host: str) -> dict[str,
             if m.name not in mine}
 
 
-async def fetch_ca(url: str, token: str, directory: Path, timeout: float = 300) -> None:
+async def fetch_ca(url: str, token: str, directory: Path, patience: float = 300) -> None:
     """Shard 0's farm CA into this shard's state directory (kept there: a restart has it)."""
     import aiohttp
 
@@ -133,7 +133,7 @@ async def fetch_ca(url: str, token: str, directory: Path, timeout: float = 300) 
     try:
         if store.load(STATE_NAME) is not None:
             return
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + patience
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
             while True:
                 try:
@@ -144,7 +144,7 @@ async def fetch_ca(url: str, token: str, directory: Path, timeout: float = 300) 
                 except (aiohttp.ClientError, OSError):
                     pass
                 if asyncio.get_running_loop().time() > deadline:
-                    raise OSError(f"no farm CA from {url} after {timeout:g} s")
+                    raise OSError(f"no farm CA from {url} after {patience:g} s")
                 await asyncio.sleep(1.0)
     finally:
         store.close()
@@ -216,7 +216,7 @@ async def run(args: dict[str, Any]) -> int:
     parent = os.getppid()
 
     async def orphaned() -> None:  # the coordinator died without stopping us: stop too
-        while os.getppid() == parent:
+        while os.getppid() == parent:  # noqa: ASYNC110 - no event says a parent died
             await asyncio.sleep(1.0)
         log.error("shard %d: the coordinator is gone; stopping", index)
         stop.set()

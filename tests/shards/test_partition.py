@@ -36,7 +36,7 @@ def test_one_shard_is_the_whole_farm_and_the_rule_is_pure() -> None:
     assert shard_of(scenario.load(SCENARIO), 4) == shard_of(loaded, 4)
     assert sorted(n for part in slices(loaded, 8) for n in part) == sorted(
         m.name for m in loaded.members)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one shard"):
         shard_of(loaded, 0)
 
 
