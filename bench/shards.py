@@ -93,10 +93,14 @@ def farm(scenario: dict[str, Any], shards: int, timeout: float = 600
             elapsed = time.perf_counter() - started
             yield proc, json.loads(ready_file.read_text()), elapsed
         finally:
+            stopping = time.perf_counter()
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(120)
+                proc.wait(300)
+                print(f"  (SIGTERM to exit {proc.returncode}: "
+                      f"{time.perf_counter() - stopping:.1f} s)", flush=True)
             except subprocess.TimeoutExpired:
+                print("  (SIGTERM: not stopped after 300 s; killed)", flush=True)
                 proc.kill()
                 proc.wait()
             if proc.stderr:

@@ -156,7 +156,7 @@ class HttpEmulator(Member):
             await self.runner.cleanup()
             self.runner = None
         self.sites.clear()
-        await self.ctx.store.flush()
+        await self.ctx.store.flush(self.name)
 
     async def before_stop(self) -> None:
         """Hook: cancel background tasks before the listeners close."""

@@ -306,9 +306,13 @@ class StateStore:
             await asyncio.to_thread(atomic_write_bytes, self._path(name), newest_raw)
             self._written[name] = newest
 
-    async def flush(self) -> None:
-        """Wait for every write under way."""
-        for lock in list(self._locks.values()):
+    async def flush(self, name: str | None = None) -> None:
+        """Wait for every write under way, or for those of member ``name``. (A member that
+        stops waits for its own: each of 12,500 cameras waiting for all 12,500 made a shard's
+        stop quadratic, minutes long; bench/README.md, "Shards".)"""
+        locks = list(self._locks.values()) if name is None else [
+            lock for lock in (self._locks.get(name),) if lock is not None]
+        for lock in locks:
             async with lock:
                 pass
 

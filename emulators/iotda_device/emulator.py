@@ -100,7 +100,7 @@ class IotdaDevice(Member):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.link = {"state": "stopped"}
-        await self.ctx.store.flush()
+        await self.ctx.store.flush(self.name)
 
     async def state_changed(self) -> None:
         """A reset or restore: the device reconnects with its new state."""

@@ -998,7 +998,7 @@ class FtpServer(ServerMember):
             await asyncio.to_thread(thread.join, 10)
         self._server = None
         await self.save_waiting_events()
-        await self.ctx.store.flush()
+        await self.ctx.store.flush(self.name)
 
     # -- description -------------------------------------------------------------------------
     def urls(self) -> dict[str, str]:

@@ -604,7 +604,7 @@ class SftpServer(ServerMember):
         for conn in conns:
             await conn.wait_closed()
         await self.save_waiting_events()
-        await self.ctx.store.flush()
+        await self.ctx.store.flush(self.name)
 
     # -- description -------------------------------------------------------------------------
     def urls(self) -> dict[str, str]:

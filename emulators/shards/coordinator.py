@@ -2,8 +2,9 @@
 them running, and serves the farm's one control plane in front of them (``front``).
 
 - **Start.** The farm CA is made once and given to every shard (a camera on one shard checks
-  the FTPS certificate of a server on another). Shard 0 (the servers and everything coupled,
-  ``partition``) starts first; its servers' addresses go to the others, which start together.
+  the FTPS certificate of a server on another). When every server has a port in the scenario
+  all shards start at once; otherwise shard 0 (the servers and everything coupled,
+  ``partition``) starts first and its servers' addresses go to the others.
   The ready file is written once every shard is ready.
 - **State.** Each shard keeps its state in ``<state dir>/shard-<i>/`` (a temporary directory
   when the farm has none, removed at stop): a shard that dies is restarted on the same ports
@@ -157,10 +158,16 @@ class Coordinator:
             self._watchers = [loop.create_task(self._poll(s)) for s in self.shards]
             return self.ready_document()
         try:
-            await self._spawn(self.shards[0])
-            self.peers = {m["name"]: {"host": m["host"], "port": m["port"]}
-                          for m in self.shards[0].ready["servers"]}  # type: ignore[index]
-            await asyncio.gather(*(self._spawn(s) for s in self.shards[1:]))
+            servers = [m for m in self.scenario.members if m.role == "server"]
+            if all(m.port for m in servers):
+                # Every server's address is in the scenario: all shards start at once.
+                self.peers = {m.name: {"host": m.host, "port": m.port} for m in servers}
+                await asyncio.gather(*(self._spawn(s) for s in self.shards))
+            else:  # shard 0 first: the others learn where its servers listen
+                await self._spawn(self.shards[0])
+                self.peers = {m["name"]: {"host": m["host"], "port": m["port"]}
+                              for m in self.shards[0].ready["servers"]}  # type: ignore[index]
+                await asyncio.gather(*(self._spawn(s) for s in self.shards[1:]))
         except BaseException:
             await self.stop()
             raise

@@ -24,8 +24,9 @@ def coupled(scenario: Scenario) -> set[str]:
     """Names of the members that must share shard 0: kinds with member_refs and what they
     name."""
     names: set[str] = set()
+    refs_of = {kind: resolve(kind).member_refs for kind in {m.kind for m in scenario.members}}
     for spec in scenario.members:
-        refs = resolve(spec.kind).member_refs
+        refs = refs_of[spec.kind]
         if refs:
             names.add(spec.name)
             for field_name in refs:
