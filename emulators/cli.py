@@ -235,8 +235,11 @@ def _shard_or_front(args: argparse.Namespace) -> int:
         print(f"emulators shard: index {index} is not below --count {args.count}",
               file=sys.stderr)
         return 2
+    from .shards.partition import Rule
+
     return asyncio.run(worker.run({
-        "scenario": source, "index": index, "count": args.count, "token": token,
+        "scenario": source, "plan": Rule.of(scenario, args.count).plan(), "index": index,
+        "count": args.count, "token": token,
         "state_dir": str(args.state_dir), "ready_file": args.ready_file and str(args.ready_file),
         "control_host": args.control_host, "control_port": args.control_port,
         "peer_host": args.peer_host, "ca_from": args.ca_from, "listen_host": args.listen_host,

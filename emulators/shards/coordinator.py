@@ -40,7 +40,7 @@ from ..core.clock import Clock
 from ..core.journal import Entry, Journal
 from ..core.state import StateStore, atomic_write_bytes, encode_state
 from ..scenario import Scenario
-from .partition import shard_of
+from .partition import Rule, shard_of
 
 log = logging.getLogger("emulators.shards")
 
@@ -115,7 +115,8 @@ class Coordinator:
         # The shards' control planes answer only us: a token made here for shards we start, the
         # one they were given (a Kubernetes Secret) for shards started on their own.
         self.token = token or secrets.token_urlsafe(24)
-        self.owner = shard_of(scenario, count)
+        self.rule = Rule.of(scenario, count)
+        self.owner = shard_of(scenario, count, self.rule)
         self.shards = [Shard(i, self.root / f"shard-{i}") for i in range(count)]
         # attach: the shards run on their own (pods of a StatefulSet) at this URL pattern,
         # "{i}" their index; the coordinator finds them there and starts none.
@@ -228,7 +229,8 @@ class Coordinator:
             store.close()
 
     def _args(self, shard: Shard, ports: dict[str, Any] | None) -> dict[str, Any]:
-        return {"scenario": self.source, "index": shard.index, "count": self.count,
+        return {"scenario": self.source, "plan": self.rule.plan(), "index": shard.index,
+                "count": self.count,
                 "token": self.token, "state_dir": str(shard.directory),
                 "ready_file": str(shard.directory / "ready.json"), "peers": self.peers,
                 "ports": ports, "listen_host": self.listen_host,

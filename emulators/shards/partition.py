@@ -16,43 +16,72 @@ knows the server's address (``worker``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..kinds import resolve
 from ..scenario import Scenario
 
 
-def coupled(scenario: Scenario) -> set[str]:
-    """Names of the members that must share shard 0: kinds with member_refs and what they
-    name."""
-    names: set[str] = set()
-    refs_of = {kind: resolve(kind).member_refs for kind in {m.kind for m in scenario.members}}
-    for spec in scenario.members:
-        refs = refs_of[spec.kind]
-        if refs:
-            names.add(spec.name)
-            for field_name in refs:
-                target = getattr(spec.options, field_name, None)
-                if target:
-                    names.add(str(target))
-    return names
+class Rule:
+    """The partition, from what is known before any member is stamped: which scenario entries
+    are coupled in-process (a kind with ``member_refs``) and which members such kinds name.
+    A shard stamps only its own members with it (``keep``); ``shard_of`` applies the same."""
+
+    def __init__(self, count: int, tied_groups: set[str], tied_names: set[str]) -> None:
+        if count < 1:
+            raise ValueError("a farm has at least one shard")
+        self.count = count
+        self.tied_groups = tied_groups
+        self.tied_names = tied_names
+
+    @classmethod
+    def of(cls, scenario: Scenario, count: int) -> Rule:
+        refs_of = {kind: resolve(kind).member_refs for kind in {m.kind for m in scenario.members}}
+        groups: set[str] = set()
+        names: set[str] = set()
+        for spec in scenario.members:
+            refs = refs_of[spec.kind]
+            if refs:
+                groups.add(spec.group)
+                for field_name in refs:
+                    target = getattr(spec.options, field_name, None)
+                    if target:
+                        names.add(str(target))
+        return cls(count, groups, names)
+
+    def plan(self) -> dict[str, Any]:
+        """What a shard started elsewhere needs to apply the same rule (JSON)."""
+        return {"count": self.count, "tied_groups": sorted(self.tied_groups),
+                "tied_names": sorted(self.tied_names)}
+
+    @classmethod
+    def from_plan(cls, plan: dict[str, Any]) -> Rule:
+        return cls(plan["count"], set(plan["tied_groups"]), set(plan["tied_names"]))
+
+    def owner(self, role: str, group: str, fleet: bool, index: int, name: str) -> int:
+        dealt = (role == "emulator" and fleet and group not in self.tied_groups
+                 and name not in self.tied_names and group not in self.tied_names)
+        return index % self.count if dealt else 0
+
+    def keep(self, shard: int) -> Any:
+        """scenario.load's ``keep`` for ``shard``: its own members, and every server and
+        coupled member (few: what its members may look up)."""
+        def keeps(group: str, role: str, count: int, index: int, name: str) -> bool:
+            return (role == "server" or name in self.tied_names
+                    or self.owner(role, group, count > 1, index, name) == shard)
+        return keeps
 
 
-def shard_of(scenario: Scenario, count: int) -> dict[str, int]:
+def shard_of(scenario: Scenario, count: int, rule: Rule | None = None) -> dict[str, int]:
     """member name -> shard index, for ``count`` shards."""
-    if count < 1:
-        raise ValueError("a farm has at least one shard")
-    tied = coupled(scenario)
-    fleets = {name for name in scenario.fleets}
-    owner: dict[str, int] = {}
-    for spec in scenario.members:
-        dealt = (spec.role == "emulator" and spec.group in fleets and spec.name not in tied
-                 and spec.group not in tied)
-        owner[spec.name] = spec.index % count if dealt else 0
-    return owner
+    rule = rule or Rule.of(scenario, count)
+    return {spec.name: rule.owner(spec.role, spec.group, spec.group in scenario.fleets,
+                                  spec.index, spec.name) for spec in scenario.members}
 
 
-def slices(scenario: Scenario, count: int) -> list[list[str]]:
+def slices(scenario: Scenario, count: int, rule: Rule | None = None) -> list[list[str]]:
     """The member names of each shard, in the scenario's start order."""
-    owner = shard_of(scenario, count)
+    owner = shard_of(scenario, count, rule)
     out: list[list[str]] = [[] for _ in range(count)]
     for spec in scenario.members:
         out[owner[spec.name]].append(spec.name)

@@ -27,7 +27,7 @@ from ..control.keys import FARM
 from ..core.member import Member, MemberSpec
 from ..kinds import resolve
 from ..scenario import Scenario
-from .partition import slices
+from .partition import Rule, slices
 
 log = logging.getLogger("emulators.shards")
 
@@ -73,10 +73,11 @@ async def shard_clock(request: web.Request) -> web.Response:
 
 def shard_scenario(scenario: Scenario, index: int, count: int, token: str,
                    ports: dict[str, dict[str, Any]] | None = None, *,
-                   control_host: str = "127.0.0.1", control_port: int = 0) -> Scenario:
+                   control_host: str = "127.0.0.1", control_port: int = 0,
+                   rule: Rule | None = None) -> Scenario:
     """The scenario of shard ``index``: its members (on the ports they had, when a restart
     gives them), its control plane private on loopback behind ``token``."""
-    mine = set(slices(scenario, count)[index])
+    mine = set(slices(scenario, count, rule)[index])
     members = []
     for spec in scenario.members:
         if spec.name not in mine:
@@ -114,10 +115,11 @@ class Elsewhere:
         return self._made[name]
 
 
-def peers_at(scenario: Scenario, index: int, count: int, host: str) -> dict[str, Any]:
+def peers_at(scenario: Scenario, index: int, count: int, host: str,
+             rule: Rule | None = None) -> dict[str, Any]:
     """Members of other shards at ``host`` on their scenario ports (a shard started on its own,
     as a Kubernetes pod is: shard 0's servers behind one name)."""
-    mine = set(slices(scenario, count)[index])
+    mine = set(slices(scenario, count, rule)[index])
     return {m.name: {"host": host, "port": m.port} for m in scenario.members
             if m.name not in mine}
 
@@ -158,7 +160,10 @@ async def run(args: dict[str, Any]) -> int:
     from ..farm import Farm
     from ..scenario import load
 
-    scenario = load(args["scenario"])
+    index, count = args["index"], args["count"]
+    rule = Rule.from_plan(args["plan"])
+    # Only what this shard runs or looks up is stamped (the coordinator checked the whole).
+    scenario = load(args["scenario"], keep=rule.keep(index))
     if args.get("free_ports"):
         from ..scenario import with_free_ports
 
@@ -167,13 +172,12 @@ async def run(args: dict[str, Any]) -> int:
         from ..scenario import rebind
 
         scenario = rebind(scenario, args["listen_host"])
-    index, count = args["index"], args["count"]
     sub = shard_scenario(scenario, index, count, args["token"], args.get("ports"),
                          control_host=args.get("control_host", "127.0.0.1"),
-                         control_port=args.get("control_port", 0))
+                         control_port=args.get("control_port", 0), rule=rule)
     peers = args.get("peers")
     if peers is None and args.get("peer_host"):
-        peers = peers_at(scenario, index, count, args["peer_host"])
+        peers = peers_at(scenario, index, count, args["peer_host"], rule)
     if args.get("ca_from") and index != 0:
         try:
             await fetch_ca(args["ca_from"], args["token"], Path(args["state_dir"]))

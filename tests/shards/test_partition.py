@@ -44,3 +44,20 @@ def test_members_coupled_in_process_stay_together() -> None:
     """iotda-device calls its cloud's code: the fleet and its cloud are never dealt out."""
     owner = shard_of(scenario.load(SCENARIO), 4)
     assert {owner[f"dev-{i}"] for i in (1, 2, 3)} == {owner["iotda"]} == {0}
+
+
+def test_a_shard_stamps_its_own_slice_and_what_it_looks_up() -> None:
+    """A shard loads the scenario with the rule's ``keep``: its members are stamped the same
+    as in the whole scenario, plus the servers and coupled members it may look up, nothing
+    else (a 100,000-camera scenario took 7.4 s to stamp whole, in every shard)."""
+    from emulators.shards.partition import Rule
+
+    whole = scenario.load(SCENARIO)
+    rule = Rule.from_plan(Rule.of(whole, 3).plan())
+    for shard, names in enumerate(slices(whole, 3)):
+        part = scenario.load(SCENARIO, keep=rule.keep(shard))
+        assert slices(part, 3, rule)[shard] == names
+        looked_up = {"ftp", "iotda"}
+        assert {m.name for m in part.members} == set(names) | looked_up
+        specs = {m.name: m for m in whole.members}
+        assert all(m == specs[m.name] for m in part.members)
