@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import fnmatch
 import itertools
 import json
@@ -19,7 +20,7 @@ import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from yarl import URL
@@ -311,7 +312,25 @@ class Entry:
             round(raw.seconds * 1000, 3), None, raw.detail or {})
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+        """The entry as the API shows it (fields that are set), copied so that changing the
+        document leaves the entry alone. By hand rather than ``dataclasses.asdict``: 5-8 us an
+        entry against 115 (a journal page, a shard's pull, a stream pay it per entry)."""
+        out: dict[str, Any] = {}
+        for name in _ENTRY_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if type(value) is list:
+                value = [list(item) if type(item) is list else item for item in value]
+            elif type(value) is dict:
+                if not value:
+                    continue
+                value = copy.deepcopy(value)
+            out[name] = value
+        return out
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 
 
 class Journal:
