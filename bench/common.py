@@ -41,16 +41,18 @@ def ensure_wrk() -> str:
 @contextmanager
 def farm_process(
     scenario: dict[str, Any], *, state_dir: Path | None = None, timeout: float = 120,
-    env: dict[str, str] | None = None, cwd: Path = ROOT,
+    env: dict[str, str] | None = None, cwd: Path = ROOT, extra: tuple[str, ...] = (),
+    stop_timeout: float = 30, report_stop: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], float]]:
-    """Run `emulators run` on ``scenario`` in its own process; yield (process, ready document,
-    seconds from process start to the ready file)."""
+    """Run `emulators run` on ``scenario`` (plus ``extra`` arguments) in its own process;
+    yield (process, ready document, seconds from process start to the ready file). With
+    ``report_stop`` it prints how long SIGTERM took to end it."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         path = Path(tmp) / "scenario.yaml"
         path.write_text(yaml.safe_dump(scenario))
         ready_file = Path(tmp) / "ready.json"
         args = [sys.executable, "-m", "emulators", "run", str(path), "--ready-file",
-                str(ready_file), "--control-port", "0"]
+                str(ready_file), "--control-port", "0", *extra]
         if state_dir is not None:
             args += ["--state-dir", str(state_dir)]
         started = time.perf_counter()
@@ -67,10 +69,17 @@ def farm_process(
             yield proc, json.loads(ready_file.read_text()), elapsed
         finally:
             if proc.poll() is None:
+                stopping = time.perf_counter()
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(30)
+                    proc.wait(stop_timeout)
+                    if report_stop:
+                        print(f"  (SIGTERM to exit {proc.returncode}: "
+                              f"{time.perf_counter() - stopping:.1f} s)", flush=True)
                 except subprocess.TimeoutExpired:
+                    if report_stop:
+                        print(f"  (SIGTERM: not stopped after {stop_timeout:g} s; killed)",
+                              flush=True)
                     proc.kill()
                     proc.wait()
             if proc.stderr:

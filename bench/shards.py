@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
-from common import cpu_seconds, env_note, rss_mb, show
+from common import cpu_seconds, env_note, farm_process, rss_mb, show
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -70,41 +68,14 @@ def fleet(cameras: int, addresses: bool = True) -> dict[str, Any]:
 
 
 @contextmanager
-def farm(scenario: dict[str, Any], shards: int, timeout: float = 600
+def farm(scenario: dict[str, Any], shards: int
          ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], float]]:
-    """`emulators run` on ``scenario`` with a state directory (a sharded farm always keeps
-    its shards' state on disk, so the one process does too: like for like)."""
-    with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
-        path = Path(tmp) / "scenario.yaml"
-        path.write_text(yaml.safe_dump(scenario))
-        ready_file = Path(tmp) / "ready.json"
-        started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "emulators", "run", str(path),
-                                 "--shards", str(shards), "--ready-file", str(ready_file),
-                                 "--control-port", "0", "--state-dir", str(Path(tmp) / "state")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            while not ready_file.exists():
-                if proc.poll() is not None:
-                    raise SystemExit(proc.stderr.read().decode()[-3000:])  # type: ignore[union-attr]
-                if time.perf_counter() - started > timeout:
-                    raise SystemExit(f"not ready after {timeout} s")
-                time.sleep(0.01)
-            elapsed = time.perf_counter() - started
-            yield proc, json.loads(ready_file.read_text()), elapsed
-        finally:
-            stopping = time.perf_counter()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(300)
-                print(f"  (SIGTERM to exit {proc.returncode}: "
-                      f"{time.perf_counter() - stopping:.1f} s)", flush=True)
-            except subprocess.TimeoutExpired:
-                print("  (SIGTERM: not stopped after 300 s; killed)", flush=True)
-                proc.kill()
-                proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+    """`emulators run --shards N` on ``scenario`` with a state directory (a sharded farm keeps
+    its shards' state on disk always, so the one process does too: like for like)."""
+    with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp, farm_process(
+            scenario, state_dir=Path(tmp), timeout=600, extra=("--shards", str(shards)),
+            stop_timeout=300, report_stop=True) as running:
+        yield running
 
 
 def pids(proc: subprocess.Popen[bytes], ready: dict[str, Any]) -> list[int]:

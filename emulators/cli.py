@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import keysmith
 
@@ -248,80 +248,60 @@ def _shard_or_front(args: argparse.Namespace) -> int:
 
 async def _front(scenario: scenario_mod.Scenario, source: str, args: argparse.Namespace,
                  token: str) -> int:
-    from .shards.coordinator import Coordinator, ShardFailed
-    from .shards.front import FrontPlane
+    from .shards.coordinator import Coordinator
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     coordinator = Coordinator(scenario, source, args.count, None, attach=args.shards_at,
                               token=token, log_level=args.log_level)
-    try:
-        await coordinator.start()
-    except (ShardFailed, OSError) as exc:
-        print(f"emulators front: {exc}", file=sys.stderr)
-        return 1
-    control = scenario.control
-    plane = FrontPlane(coordinator, args.control_host or control.host,
-                       control.port if args.control_port is None else args.control_port,
-                       control.token)
-    try:
-        await plane.start()
-    except OSError as exc:
-        await coordinator.stop()
-        print(f"emulators front: cannot start the control plane: {exc}", file=sys.stderr)
-        return 1
-    coordinator.control = plane
-    if args.ready_file is not None:
-        coordinator.write_ready_file(args.ready_file)
-    print(f"emulators front: {args.count} shards, control plane on {plane.url}",
-          file=sys.stderr, flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await coordinator.stop()
-        if args.ready_file is not None:
-            args.ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
-    return 0
+    return await _serve_sharded(coordinator, args.control_host, args.control_port,
+                                args.ready_file, "emulators front")
 
 
 async def _run_shards(scenario: scenario_mod.Scenario, args: argparse.Namespace) -> int:
-    from .shards.coordinator import Coordinator, ShardFailed
+    from .shards.coordinator import Coordinator
+
+    coordinator = Coordinator(scenario, args.scenario_source, args.shards, args.state_dir,
+                              listen_host=args.listen_host, free_ports=args.free_ports,
+                              log_level=args.log_level)
+    return await _serve_sharded(coordinator, args.listen_host, args.control_port,
+                                args.ready_file, "emulators")
+
+
+async def _serve_sharded(coordinator: Any, host: str | None, port: int | None,
+                         ready_file: Path | None, prog: str) -> int:
+    """A sharded farm until SIGINT / SIGTERM: the shards (started or found), the front control
+    plane on ``host``/``port`` (the scenario's where None), the ready file and document."""
+    from .shards.coordinator import ShardFailed
     from .shards.front import FrontPlane
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    coordinator = Coordinator(scenario, args.scenario_source, args.shards, args.state_dir,
-                              listen_host=args.listen_host, free_ports=args.free_ports,
-                              log_level=args.log_level)
     try:
         await coordinator.start()
     except (ShardFailed, OSError) as exc:
-        print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
+        print(f"{prog}: cannot start the farm: {exc}", file=sys.stderr)
         return 1
-    control = scenario.control
-    port = control.port if args.control_port is None else args.control_port
-    plane = FrontPlane(coordinator, args.listen_host or control.host, port, control.token)
+    control = coordinator.scenario.control
+    plane = FrontPlane(coordinator, host or control.host,
+                       control.port if port is None else port, control.token)
     try:
         await plane.start()
     except OSError as exc:
         await coordinator.stop()
-        print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
+        print(f"{prog}: cannot start the control plane: {exc}", file=sys.stderr)
         return 1
     coordinator.control = plane
-    if args.ready_file is not None:
-        coordinator.write_ready_file(args.ready_file)
+    if ready_file is not None:
+        coordinator.write_ready_file(ready_file)
     print(json.dumps(coordinator.ready_document(), indent=1), flush=True)
     try:
         await stop.wait()
     finally:
         await coordinator.stop()
-        if args.ready_file is not None:
-            args.ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
-    print("emulators: stopped", file=sys.stderr)
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
+    print(f"{prog}: stopped", file=sys.stderr)
     return coordinator.exit_status
 
 

@@ -215,6 +215,11 @@ def test_a_pod_that_restarts_is_found_again_with_its_state(topology: Topology) -
         while topology.get("/farm")["shards"][2]["status"] == "ok":
             assert time.monotonic() < deadline, "the front never saw the shard go"
             time.sleep(0.2)
+        # while it is down, a call that needs every shard says so instead of answering half
+        with pytest.raises(urllib.error.HTTPError) as down:
+            topology.get("/emulators")
+        with down.value as reply:
+            assert (reply.code, json.load(reply)["error"]["code"]) == (503, "shard_unavailable")
         topology.start_shard(2)  # as the kubelet restarts the pod, with its volume
         deadline = time.monotonic() + 60
         while topology.get("/farm")["shards"][2]["status"] != "ok":

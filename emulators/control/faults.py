@@ -12,6 +12,20 @@ from .keys import FARM
 routes = web.RouteTableDef()
 
 
+def spec_of(body: dict) -> FaultSpec:
+    """The fault rule a POST /v1/faults body gives, or a 400 naming its first problem."""
+    try:
+        return FaultSpec.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+def no_rule(rule_id: str) -> NotFound:
+    return NotFound(f"no fault rule {rule_id!r}")
+
+
 @routes.get("/v1/faults")
 async def list_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": [r.to_dict() for r in request.app[FARM].faults.list()]})
@@ -29,13 +43,9 @@ async def fault_types(request: web.Request) -> web.Response:
 
 @routes.post("/v1/faults")
 async def add_fault(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    spec = spec_of(await read_json(request))
     try:
-        rule = request.app[FARM].faults.add(FaultSpec.model_validate(body))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BadRequest(f"{where}: {first['msg']}" if where else first["msg"]) from None
+        rule = request.app[FARM].faults.add(spec)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     return web.json_response(rule.to_dict(), status=201)
@@ -44,7 +54,7 @@ async def add_fault(request: web.Request) -> web.Response:
 @routes.delete("/v1/faults/{id}")
 async def delete_fault(request: web.Request) -> web.Response:
     if not request.app[FARM].faults.remove(request.match_info["id"]):
-        raise NotFound(f"no fault rule {request.match_info['id']!r}")
+        raise no_rule(request.match_info["id"])
     return web.json_response({"deleted": request.match_info["id"]})
 
 

@@ -11,12 +11,21 @@ from .keys import FARM
 routes = web.RouteTableDef()
 
 
-def _members(body: dict) -> list[str] | None:
+def members_of(body: dict) -> list[str] | None:
+    """The ``members`` a snapshot call names (None: all), checked."""
     members = body.get("members")
     if members is not None and not (isinstance(members, list)
                                     and all(isinstance(m, str) for m in members)):
         raise BadRequest("members must be a list of member names")
     return members
+
+
+def name_of(body: dict) -> str:
+    """The ``name`` a snapshot save gives, checked."""
+    name = body.get("name")
+    if not isinstance(name, str):
+        raise BadRequest("name is required")
+    return name
 
 
 @routes.get("/v1/snapshots")
@@ -27,11 +36,9 @@ async def list_snapshots(request: web.Request) -> web.Response:
 @routes.post("/v1/snapshots")
 async def save_snapshot(request: web.Request) -> web.Response:
     body = await read_json(request)
-    name = body.get("name")
-    if not isinstance(name, str):
-        raise BadRequest("name is required")
+    name = name_of(body)
     try:
-        saved = await request.app[FARM].snapshots.save(name, _members(body))
+        saved = await request.app[FARM].snapshots.save(name, members_of(body))
     except SnapshotError as exc:
         raise NotFound(str(exc)) from None
     except ValueError as exc:
@@ -44,7 +51,7 @@ async def restore_snapshot(request: web.Request) -> web.Response:
     body = await read_json(request)
     try:
         restored = await request.app[FARM].snapshots.restore(request.match_info["name"],
-                                                             _members(body))
+                                                             members_of(body))
     except SnapshotError as exc:
         raise NotFound(str(exc)) from None
     return web.json_response({"restored": restored})

@@ -293,21 +293,12 @@ class Coordinator:
             if self.control is not None:
                 await self.push_clock([shard])
 
-    def _ports_of(self, shard: Shard) -> dict[str, Any]:
+    @staticmethod
+    def _ports_of(shard: Shard) -> dict[str, Any]:
         """The ports a shard's members listened on (a restarted device keeps its address)."""
-        ready = shard.ready or self._last_ready.get(shard.index) or {}
+        ready = shard.ready or {}
         return {m["name"]: {"port": m["port"]}
                 for m in (*ready.get("emulators", []), *ready.get("servers", []))}
-
-    @property
-    def _last_ready(self) -> dict[int, dict[str, Any]]:
-        out = {}
-        for shard in self.shards:
-            try:
-                out[shard.index] = json.loads((shard.directory / "ready.json").read_bytes())
-            except (OSError, ValueError):
-                continue
-        return out
 
     def _note(self, shard: Shard, event: str, detail: dict[str, Any]) -> None:
         self.journal.adopt(Entry(0, self.clock.time(), f"shard-{shard.index}", "shard",
@@ -352,6 +343,8 @@ class Coordinator:
                    ) -> tuple[int, Any]:
         """A JSON call to a shard's control plane: (status, document)."""
         assert self.session is not None
+        if shard.base is None and shard.ready is None:
+            raise ShardUnavailable(f"shard {shard.index} is {shard.status}")
         url = shard.api.removesuffix("/v1") + path
         try:
             async with self.session.request(method, url, json=body) as reply:
@@ -366,8 +359,12 @@ class Coordinator:
 
     async def everywhere(self, method: str, path: str, body: Any = None
                          ) -> list[tuple[Shard, int, Any]]:
-        """The same call to every live shard, concurrently."""
-        live = self.live()
+        """The same call to every shard, concurrently; 503 while one is down (a list would
+        miss its members, a change would reach only some shards)."""
+        down = [s for s in self.shards if s.status != "ok" or s.ready is None]
+        if down:
+            raise ShardUnavailable(f"shard {down[0].index} is {down[0].status}")
+        live = self.shards
         answers = await asyncio.gather(*(self.call(s, method, path, body) for s in live))
         return [(s, status, doc) for s, (status, doc) in zip(live, answers, strict=True)]
 

@@ -19,14 +19,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
 
 from ..control import clock as clock_routes
-from ..control import dashboard, journal
-from ..control.errors import BadRequest, NotFound, read_json
+from ..control import dashboard, faults, journal, snapshots
+from ..control.errors import read_json
 from ..control.keys import FARM
 from ..control.server import API_VERSION, ControlPlane
-from ..core.faults import FaultSpec
 from .coordinator import Coordinator, ShardFailed, ShardUnavailable
 
 routes = web.RouteTableDef()
@@ -145,12 +143,7 @@ async def list_faults(request: web.Request) -> web.Response:
 async def add_fault(request: web.Request) -> web.Response:
     co = _coordinator(request)
     body = await read_json(request)
-    try:
-        spec = FaultSpec.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BadRequest(f"{where}: {first['msg']}" if where else first["msg"]) from None
+    spec = faults.spec_of(body)  # refused here as one process refuses it
     if spec.id is None:  # one id on every shard
         co.fault_ids += 1
         body = {**body, "id": f"fault-{co.fault_ids}"}
@@ -176,7 +169,7 @@ async def delete_fault(request: web.Request) -> web.Response:
     rule = request.match_info["id"]
     answers = await _coordinator(request).everywhere("DELETE", f"/v1/faults/{rule}")
     if not any(status == 200 for _, status, _ in answers):
-        raise NotFound(f"no fault rule {rule!r}")
+        raise faults.no_rule(rule)
     return web.json_response({"deleted": rule})
 
 
@@ -199,20 +192,12 @@ async def list_snapshots(request: web.Request) -> web.Response:
     return web.json_response({"snapshots": sorted(merged.values(), key=lambda d: d["time"])})
 
 
-def _members_filter(body: dict[str, Any]) -> None:
-    members = body.get("members")
-    if members is not None and not (isinstance(members, list)
-                                    and all(isinstance(m, str) for m in members)):
-        raise BadRequest("members must be a list of member names")
-
-
 @routes.post("/v1/snapshots")
 async def save_snapshot(request: web.Request) -> web.Response:
     co = _coordinator(request)
     body = await read_json(request)
-    if not isinstance(body.get("name"), str):
-        raise BadRequest("name is required")
-    _members_filter(body)
+    snapshots.name_of(body)
+    snapshots.members_of(body)
     answers = await co.everywhere("POST", "/v1/snapshots", body)
     failed = _first_error(answers)
     if failed is not None:
@@ -226,7 +211,7 @@ async def save_snapshot(request: web.Request) -> web.Response:
 async def restore_snapshot(request: web.Request) -> web.Response:
     co = _coordinator(request)
     body = await read_json(request)
-    _members_filter(body)
+    snapshots.members_of(body)
     answers = await co.everywhere("POST", f"/v1/snapshots/{request.match_info['name']}/restore",
                                   body)
     failed = _first_error(answers)
