@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiohttp import web
 from ..control.errors import BadRequest, read_json
 from ..control.keys import FARM
 from ..core.member import Member, MemberSpec
+from ..core.state import atomic_write_bytes, encode_state
 from ..kinds import resolve
 from ..scenario import Scenario
 from .partition import Rule, slices
@@ -153,8 +155,6 @@ async def fetch_ca(url: str, token: str, directory: Path, patience: float = 300)
 
 
 async def run(args: dict[str, Any]) -> int:
-    import uuid
-
     from ..control import ControlPlane
     from ..core.state import StateError
     from ..farm import Farm
@@ -211,8 +211,6 @@ async def run(args: dict[str, Any]) -> int:
     incarnation = uuid.uuid4().hex
     farm.shard = {"index": index, "count": count, "incarnation": incarnation}
     doc = farm.ready_document()
-    from ..core.state import atomic_write_bytes, encode_state
-
     if args.get("ready_file"):
         atomic_write_bytes(Path(args["ready_file"]), encode_state(doc))
     print(f"emulators shard {index}/{count}: ready, control plane on {plane.url}",

@@ -4,7 +4,7 @@
 // entries a second: beyond that a person reads nothing more, and the farm builds nothing more
 // (a "skipped" event says how many it passed over; the journal still holds them).
 
-import { $, api, askForToken, changed, fill, headers, say, showDetail, when } from "./api.js";
+import { $, api, askForToken, cell, changed, fill, headers, say, showDetail, when } from "./api.js";
 import { farmTime } from "./actions.js";
 
 const MAX_ROWS = 500; // rows kept on the page
@@ -13,13 +13,6 @@ let stream = null; // the AbortController of the journal stream
 let skipped = 0;
 // Module scripts run once the document is parsed: the headings are there.
 const HEADINGS = [...$("#journal").tHead.rows[0].cells].map((th) => th.textContent);
-
-function cellOf(row, text) {
-  const td = document.createElement("td");
-  td.textContent = text ?? "";
-  row.append(td);
-  return td;
-}
 
 function entryRow(entry) {
   const row = document.createElement("tr");
@@ -32,15 +25,15 @@ function entryRow(entry) {
   open.textContent = entry.seq;
   open.setAttribute("aria-label", `show entry ${entry.seq}`);
   open.addEventListener("click", () => showEntry(entry));
-  cellOf(row, "").append(open);
-  cellOf(row, new Date(entry.time * 1000).toISOString().slice(11, 23));
-  cellOf(row, entry.member);
-  cellOf(row, entry.protocol);
-  cellOf(row, entry.event);
-  cellOf(row, [entry.method, entry.path, entry.user].filter(Boolean).join(" "));
-  cellOf(row, entry.status);
-  cellOf(row, entry.duration_ms != null ? entry.duration_ms.toFixed(1) : "");
-  const link = cellOf(row, "");
+  cell(row, "").append(open);
+  cell(row, new Date(entry.time * 1000).toISOString().slice(11, 23));
+  cell(row, entry.member);
+  cell(row, entry.protocol);
+  cell(row, entry.event);
+  cell(row, [entry.method, entry.path, entry.user].filter(Boolean).join(" "));
+  cell(row, entry.status);
+  cell(row, entry.duration_ms != null ? entry.duration_ms.toFixed(1) : "");
+  const link = cell(row, "");
   if (entry.correlation_id) {
     const chain = document.createElement("button");
     chain.type = "button";
