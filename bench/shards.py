@@ -15,7 +15,7 @@ front (medians; the first journal read, which pulls the 10,000 entries from the 
 Baseline: the same on one process.
 
 cpu: INSTAR getserverinfo with keep-alive, the same load for each shard count in --cpu-shards:
-one wrk -t1 -c16 per camera on cameras 0..K-1 (K the largest count; camera i on shard i % N):
+one wrk -t1 -c16 per camera on cameras 0..K-1 (K the largest count; camera i on shard (i + 1) % N):
 total req/s and the CPU per request of every process that served (coordinator included).
 Prints the cores: on two, wrk and the farm share
 them, so throughput cannot grow with shards here.
@@ -191,7 +191,7 @@ def cpu(args: argparse.Namespace) -> None:
                 proc, ready, _t):
             cams = ready["emulators"]
             # the same load for every shard count: one wrk per camera 0..K-1 (K the largest
-            # count asked for), camera i on shard i % N
+            # count asked for), camera i on shard (i + 1) % N
             targets = [cams[i]["urls"]["http"] + "/param.cgi?cmd=getserverinfo&user=admin"
                        "&pwd=instar" for i in range(max(args.cpu_shards))]
             served = pids(proc, ready)

@@ -2,12 +2,14 @@
 
 The rule (README, "Shards"):
 
-- A fleet of emulators (an entry with ``count`` > 1) is dealt out: its member number ``i``
-  (from 0) runs on shard ``i % N``.
-- Everything else runs on shard 0: every server, every single emulator, and every member
-  coupled in-process to another (a kind with ``member_refs``, such as ``iotda-device``, and
-  the members such a kind names), fleets of those included: they call each other's code,
-  not each other's sockets.
+- Emulators are dealt out in scenario order, fleets member by member: the ``k``-th (from 0)
+  runs on shard ``(k + 1) % N``. Dealing starts at shard 1 so that shard 0, which carries the
+  servers, is the last to get a device; the smallest scenario (one camera, one server) already
+  runs its camera on another shard than its server when N > 1, as a big fleet does.
+- Everything else runs on shard 0: every server, and every member coupled in-process to
+  another (a kind with ``member_refs``, such as ``iotda-device``, and the members such a kind
+  names), fleets of those included: they call each other's code, not each other's sockets.
+  Coupled members are not counted in ``k``.
 
 Members on other shards reach shard 0's servers over their sockets, as they reach them in one
 process; a member that looks up a server it does not run gets an unstarted copy of it that
@@ -27,12 +29,14 @@ class Rule:
     are coupled in-process (a kind with ``member_refs``) and which members such kinds name.
     A shard stamps only its own members with it (``keep``); ``shard_of`` applies the same."""
 
-    def __init__(self, count: int, tied_groups: set[str], tied_names: set[str]) -> None:
+    def __init__(self, count: int, tied_groups: set[str], tied_names: set[str],
+                 first: dict[str, int]) -> None:
         if count < 1:
             raise ValueError("a farm has at least one shard")
         self.count = count
         self.tied_groups = tied_groups
         self.tied_names = tied_names
+        self.first = first  # entry name -> the k of its first member (dealt entries only)
 
     @classmethod
     def of(cls, scenario: Scenario, count: int) -> Rule:
@@ -47,36 +51,44 @@ class Rule:
                     target = getattr(spec.options, field_name, None)
                     if target:
                         names.add(str(target))
-        return cls(count, groups, names)
+        # A fleet with one member named by a coupled kind stays whole on shard 0.
+        named = {spec.group for spec in scenario.members if spec.name in names}
+        first: dict[str, int] = {}
+        dealt = 0
+        for spec in scenario.members:
+            if spec.role == "emulator" and spec.group not in groups | named:
+                first.setdefault(spec.group, dealt)
+                dealt += 1
+        return cls(count, groups, names, first)
 
     def plan(self) -> dict[str, Any]:
         """What a shard started elsewhere needs to apply the same rule (JSON)."""
         return {"count": self.count, "tied_groups": sorted(self.tied_groups),
-                "tied_names": sorted(self.tied_names)}
+                "tied_names": sorted(self.tied_names), "first": self.first}
 
     @classmethod
     def from_plan(cls, plan: dict[str, Any]) -> Rule:
-        return cls(plan["count"], set(plan["tied_groups"]), set(plan["tied_names"]))
+        return cls(plan["count"], set(plan["tied_groups"]), set(plan["tied_names"]),
+                   {str(k): int(v) for k, v in plan["first"].items()})
 
-    def owner(self, role: str, group: str, fleet: bool, index: int, name: str) -> int:
-        dealt = (role == "emulator" and fleet and group not in self.tied_groups
-                 and name not in self.tied_names and group not in self.tied_names)
-        return index % self.count if dealt else 0
+    def owner(self, role: str, group: str, index: int) -> int:
+        first = self.first.get(group) if role == "emulator" else None
+        return 0 if first is None else (first + index + 1) % self.count
 
     def keep(self, shard: int) -> Any:
         """scenario.load's ``keep`` for ``shard``: its own members, and every server and
         coupled member (few: what its members may look up)."""
         def keeps(group: str, role: str, count: int, index: int, name: str) -> bool:
             return (role == "server" or name in self.tied_names
-                    or self.owner(role, group, count > 1, index, name) == shard)
+                    or self.owner(role, group, index) == shard)
         return keeps
 
 
 def shard_of(scenario: Scenario, count: int, rule: Rule | None = None) -> dict[str, int]:
     """member name -> shard index, for ``count`` shards."""
     rule = rule or Rule.of(scenario, count)
-    return {spec.name: rule.owner(spec.role, spec.group, spec.group in scenario.fleets,
-                                  spec.index, spec.name) for spec in scenario.members}
+    return {spec.name: rule.owner(spec.role, spec.group, spec.index)
+            for spec in scenario.members}
 
 
 def slices(scenario: Scenario, count: int, rule: Rule | None = None) -> list[list[str]]:

@@ -20,14 +20,20 @@ SCENARIO = {
     ]}
 
 
-def test_fleets_are_dealt_out_and_the_rest_stays_on_shard_0() -> None:
+def test_emulators_are_dealt_out_from_shard_1_and_servers_stay_on_shard_0() -> None:
+    """The k-th emulator (fleets member by member, coupled ones not counted) on shard
+    (k + 1) % N: the first device is never beside the servers."""
     loaded = scenario.load(SCENARIO)
     assert slices(loaded, 2) == [
-        ["ftp", "cam-1", "cam-3", "cam-5", "acti", "iotda", "dev-1", "dev-2", "dev-3"],
-        ["cam-2", "cam-4"]]
+        ["ftp", "cam-2", "cam-4", "acti", "iotda", "dev-1", "dev-2", "dev-3"],
+        ["cam-1", "cam-3", "cam-5"]]
     assert slices(loaded, 3) == [
-        ["ftp", "cam-1", "cam-4", "acti", "iotda", "dev-1", "dev-2", "dev-3"],
-        ["cam-2", "cam-5"], ["cam-3"]]
+        ["ftp", "cam-3", "acti", "iotda", "dev-1", "dev-2", "dev-3"],
+        ["cam-1", "cam-4"], ["cam-2", "cam-5"]]
+    one_camera = scenario.load({"name": "small", "servers": SCENARIO["servers"],
+                                "emulators": [{"name": "cam", "kind": "instar-camera",
+                                               "upload_server": "ftp"}]})
+    assert slices(one_camera, 4) == [["ftp"], ["cam"], [], []]
 
 
 def test_one_shard_is_the_whole_farm_and_the_rule_is_pure() -> None:

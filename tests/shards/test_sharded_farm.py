@@ -58,7 +58,8 @@ def cgi(farm: ShardedFarm, name: str, query: str) -> str:
 @pytest.fixture(scope="module", params=[1, 4], ids=["one-process", "4-shards"])
 def farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
     """The same farm as `emulators run` runs it, on one process and on four shards: each
-    test below holds for both (cam-1..cam-4 on shards 0..3; the server on shard 0)."""
+    test below holds for both (cam-1..cam-3 on shards 1..3; cam-4 beside the server on
+    shard 0)."""
     running = ShardedFarm.start(SCENARIO, request.param)
     try:
         yield running
@@ -75,13 +76,13 @@ def test_the_members_of_every_shard_are_the_farms_in_scenario_order(farm: Sharde
             (0, "ok", 2), (1, "ok", 1), (2, "ok", 1), (3, "ok", 1)]
     else:
         assert "shards" not in get(farm, "/farm")
-    assert get(farm, "/emulators/cam-2")["name"] == "cam-2"  # forwarded to shard 1
+    assert get(farm, "/emulators/cam-2")["name"] == "cam-2"  # forwarded to shard 2
     status, doc = call(farm, "GET", "/emulators/cam-9")
     assert (status, doc["error"]["code"]) == (404, "not_found")
 
 
 def test_an_upload_across_shards_shares_one_correlation_id(farm: ShardedFarm) -> None:
-    """cam-2 runs on shard 1 of four, the FTPS server on shard 0: the camera's testftp, the
+    """cam-2 runs on shard 2 of four, the FTPS server on shard 0: the camera's testftp, the
     login and the upload it caused are one chain in the farm's journal, numbered farm-wide."""
     call(farm, "DELETE", "/journal")
     assert 'result="0"' in cgi(farm, "cam-2", "cmd=testftp")
@@ -102,10 +103,10 @@ def test_one_clock_reaches_every_shard_before_the_call_returns(farm: ShardedFarm
     assert (status, doc["frozen"]) == (200, True)
     try:
         call(farm, "DELETE", "/journal")
-        for name in ("cam-1", "cam-2"):  # shard 0 and shard 1
+        for name in ("cam-4", "cam-1"):  # shard 0 and shard 1
             cgi(farm, name, "cmd=getserverinfo")
         times = {e["member"]: e["time"] for e in get(farm, "/journal")["entries"]}
-        assert times == {"cam-1": at, "cam-2": at}
+        assert times == {"cam-4": at, "cam-1": at}
     finally:
         call(farm, "POST", "/clock/reset")
 
@@ -148,16 +149,16 @@ def test_reset_and_snapshots_span_every_shard(farm: ShardedFarm) -> None:
 def test_a_shard_that_dies_is_reported_and_restarted_with_its_state(tmp_path: Path) -> None:
     farm = ShardedFarm.start(SCENARIO, 2, tmp_path / "state")
     try:
-        assert '"200"' in cgi(farm, "cam-2", "cmd=setftpattr&ft_port=2121")
+        assert '"200"' in cgi(farm, "cam-1", "cmd=setftpattr&ft_port=2121")
         os.kill(farm.ready["shards"][1]["pid"], signal.SIGKILL)
-        assert 'cmd="getserverinfo"' in cgi(farm, "cam-1", "cmd=getserverinfo")  # shard 0 serves
+        assert 'cmd="getserverinfo"' in cgi(farm, "cam-2", "cmd=getserverinfo")  # shard 0 serves
         deadline = time.monotonic() + 30
         while (farm.shards()[1]["restarts"], farm.shards()[1]["status"]) != (1, "ok"):
             assert time.monotonic() < deadline, farm.shards()
             time.sleep(0.1)
         events = [(e["member"], e["event"]) for e in farm.journal(member="shard-1")]
         assert events == [("shard-1", "shard_failed"), ("shard-1", "shard_restarted")]
-        assert 'ft_port="2121"' in cgi(farm, "cam-2", "cmd=getftpattr")  # on the same port
+        assert 'ft_port="2121"' in cgi(farm, "cam-1", "cmd=getftpattr")  # on the same port
         pids = [s["pid"] for s in farm.shards()]
     finally:
         assert farm.stop() == 0
