@@ -144,7 +144,29 @@ async def _start(farm: Farm, control_port: int | None) -> dict[str, Any]:
     return farm.ready_document()
 
 
-class RunningFarm:
+class JournalChecks:
+    """Assertions over ``journal(**filters)``, for a farm in this process or behind a control
+    plane alike."""
+
+    def journal(self, **filters: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def assert_requested(self, count: int | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Fail unless the journal has a matching entry (exactly ``count``, when given)."""
+        found = self.journal(**filters)
+        if not found or (count is not None and len(found) != count):
+            raise AssertionError(f"expected {count if count is not None else 'some'} journal "
+                                 f"entries matching {filters}, found {len(found)}")
+        return found
+
+    def assert_not_requested(self, **filters: Any) -> None:
+        found = self.journal(**filters)
+        if found:
+            raise AssertionError(f"expected no journal entry matching {filters}, found "
+                                 f"{len(found)}: first {found[0]}")
+
+
+class RunningFarm(JournalChecks):
     """A started farm, driven from synchronous code."""
 
     def __init__(self, farm: Farm, loop: LoopThread) -> None:
@@ -210,20 +232,6 @@ class RunningFarm:
         """Journal entries matching ``filters`` (member, kind, protocol, event, method, path,
         status, correlation_id, since, until, after_seq, limit), oldest first."""
         return self.loop.call(lambda: [e.to_dict() for e in self.farm.journal.query(**filters)])
-
-    def assert_requested(self, count: int | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Fail unless the journal has a matching entry (exactly ``count``, when given)."""
-        found = self.journal(**filters)
-        if not found or (count is not None and len(found) != count):
-            raise AssertionError(f"expected {count if count is not None else 'some'} journal "
-                                 f"entries matching {filters}, found {len(found)}")
-        return found
-
-    def assert_not_requested(self, **filters: Any) -> None:
-        found = self.journal(**filters)
-        if found:
-            raise AssertionError(f"expected no journal entry matching {filters}, found "
-                                 f"{len(found)}: first {found[0]}")
 
     def wait_for(self, timeout: float = 5.0, *, include_past: bool = True,
                  **filters: Any) -> dict[str, Any]:
@@ -367,7 +375,7 @@ class ShardedClock:
         self._farm.api("POST", "/v1/clock/reset")
 
 
-class ShardedFarm:
+class ShardedFarm(JournalChecks):
     """``emulators run --shards N`` in a process of its own, driven from synchronous code
     with the surface of ``RunningFarm`` that does not need the members in this process: the
     members' addresses and credentials, the journal, faults, the clock, reset, snapshots,
@@ -487,6 +495,59 @@ class ShardedFarm:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no upload to {server or 'any server'} matching {path!r}")
             time.sleep(0.05)
+
+    # -- what the servers received, through their control routes ------------------------------
+    def files(self, server: str, user: str | None = None) -> list[dict[str, Any]]:
+        """The files ``server`` received, oldest first (``GET /v1/servers/<name>/files``)."""
+        query = f"?user={user}" if user is not None else ""
+        return self.api("GET", f"/v1/servers/{server}/files{query}")["files"]  # type: ignore[no-any-return]
+
+    def file(self, server: str, user: str, path: str) -> bytes | None:
+        """The bytes of ``path`` under ``user``'s root on ``server``; None when there is no
+        such file (the route's 404)."""
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        route = f"/v1/servers/{server}/files/{user}/{urllib.parse.quote(path.lstrip('/'))}"
+        try:
+            with urllib.request.urlopen(self.control_url.removesuffix("/v1") + route,
+                                        timeout=60) as reply:
+                return reply.read()  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            with exc:
+                if exc.code == 404:
+                    return None
+                raise RuntimeError(f"GET {route}: {exc.code} {exc.read()[:200]!r}") from None
+
+    def events(self, server: str) -> list[dict[str, Any]]:
+        """A server's session events (logins, failures, uploads)."""
+        return self.api("GET", f"/v1/servers/{server}/events")["events"]  # type: ignore[no-any-return]
+
+    def set_authorized_keys(self, server: str, user: str, lines: list[str]) -> list[str]:
+        return self.api("PUT", f"/v1/servers/{server}/users/{user}/authorized_keys",  # type: ignore[no-any-return]
+                        {"authorized_keys": lines})["authorized_keys"]
+
+    def authorize_key(self, server: str, user: str, line: str) -> list[str]:
+        return self.api("POST", f"/v1/servers/{server}/users/{user}/authorized_keys",  # type: ignore[no-any-return]
+                        {"key": line})["authorized_keys"]
+
+    def alarm(self, name: str) -> dict[str, Any]:
+        """An INSTAR camera's alarm, as its motion detector would raise it."""
+        return self.api("POST", f"/v1/emulators/{name}/alarm")  # type: ignore[no-any-return]
+
+    # -- the clock, under RunningFarm's names ------------------------------------------------
+    def freeze_clock(self, at: float | None = None) -> None:
+        self.clock.freeze(at)
+
+    def advance_clock(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def set_clock(self, at: float) -> None:
+        self.clock.set(at)
+
+    def reset_clock(self) -> None:
+        self.clock.reset()
 
     def add_fault(self, **spec: Any) -> str:
         return str(self.api("POST", "/v1/faults", spec)["id"])

@@ -1,8 +1,10 @@
 """testftp over FTP and explicit FTPS against the farm's own servers: what arrives, and each
-result code from the real failure it names."""
+result code from the real failure it names. Both ways (tests/ways.py): one process, and four
+shards with the cameras on shards 1-3 and the servers on shard 0."""
 
 from __future__ import annotations
 
+import ftplib
 import hashlib
 import socket
 import subprocess
@@ -12,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from emulators.testing import LoopThread, MemberHandle, RunningFarm
+from emulators.testing import MemberHandle, RemoteMember, ShardedFarm
+from tests.ways import WAYS, both_ways
 
 from .clients import FIXTURE_JPEG, SilentServer, cgi, free_port
 
@@ -43,22 +46,21 @@ SCENARIO: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def farm(emulators_loop: LoopThread) -> Iterator[RunningFarm]:
-    running = RunningFarm.start(SCENARIO, loop=emulators_loop, control=False)
-    yield running
-    running.stop()
+@pytest.fixture(scope="module", params=WAYS)
+def farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
+    yield from both_ways(SCENARIO, request.param, across=["cam", "cam-cet", "cam-system-ca"])
 
 
 @pytest.fixture
-def cam(farm: RunningFarm) -> Iterator[MemberHandle]:
+def cam(farm: ShardedFarm) -> Iterator[RemoteMember]:
     handle = farm["cam"]
     handle.reset()
     yield handle
-    farm.loop.call(farm.clock.reset)
+    farm.reset_clock()
 
 
-def point(cam: MemberHandle, server: MemberHandle, **settings: Any) -> None:
+def point(cam: MemberHandle | RemoteMember, server: MemberHandle | RemoteMember,
+          **settings: Any) -> None:
     """Aim the camera at ``server`` (user cam) with extra setftpattr keys."""
     values = {"ft_server": server.host, "ft_port": server.port, "ft_username": "cam",
               "ft_password": "secret", **settings}
@@ -66,24 +68,32 @@ def point(cam: MemberHandle, server: MemberHandle, **settings: Any) -> None:
     assert cgi(cam.url, f"cmd=setftpattr&{query}").response == "200"
 
 
-def run_testftp(cam: MemberHandle, extra: str = "") -> dict[str, str]:
+def run_testftp(cam: RemoteMember | RemoteMember, extra: str = "") -> dict[str, str]:
     reply = cgi(cam.url, f"cmd=testftp{extra}")
     assert reply.status == 200
     assert reply.response == "200"
     return reply.values
 
 
-def arrived(server: MemberHandle) -> list[dict[str, Any]]:
-    return server.call(lambda m: m.received_files())  # type: ignore[no-any-return]
+def arrived(server: RemoteMember) -> list[dict[str, Any]]:
+    return server.farm.files(server.name)
 
 
-def stored_bytes(server: MemberHandle, user: str, path: str) -> bytes:
-    return server.call(lambda m: m.user_root(user) / path).read_bytes()  # type: ignore[no-any-return]
+def stored_bytes(server: RemoteMember, user: str, path: str) -> bytes | None:
+    return server.farm.file(server.name, user, path)
+
+
+def listing(server: RemoteMember, user: str, password: str) -> list[str]:
+    """The user's root as an FTP client lists it."""
+    with ftplib.FTP() as client:
+        client.connect(server.host, server.port, timeout=10)
+        client.login(user, password)
+        return client.nlst()
 
 
 # -- success ----------------------------------------------------------------------------------
 
-def test_the_seeds_reply_layout_for_plain_ftp(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_the_seeds_reply_layout_for_plain_ftp(cam: RemoteMember, farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0)
     reply = cgi(cam.url, "cmd=testftp")
     assert reply.body == 'cmd="testftp";\r\nresult="0";\r\nresponse="200";\r\n'
@@ -91,7 +101,7 @@ def test_the_seeds_reply_layout_for_plain_ftp(cam: MemberHandle, farm: RunningFa
 
 @pytest.mark.parametrize(("ft_mode", "data_mode"), [
     pytest.param(1, "passive", id="PASV"), pytest.param(0, "active", id="PORT")])
-def test_plain_ftp_upload_arrives_intact(cam: MemberHandle, farm: RunningFarm,
+def test_plain_ftp_upload_arrives_intact(cam: RemoteMember, farm: ShardedFarm,
                                          ft_mode: int, data_mode: str) -> None:
     server = farm["ftp"]
     before = len(arrived(server))
@@ -112,7 +122,7 @@ def test_plain_ftp_upload_arrives_intact(cam: MemberHandle, farm: RunningFarm,
 
 @pytest.mark.parametrize(("ft_mode", "data_mode"), [
     pytest.param(1, "passive", id="PASV"), pytest.param(0, "active", id="PORT")])
-def test_ftps_with_a_farm_ca_certificate_verifies(cam: MemberHandle, farm: RunningFarm,
+def test_ftps_with_a_farm_ca_certificate_verifies(cam: RemoteMember, farm: ShardedFarm,
                                                   ft_mode: int, data_mode: str) -> None:
     server = farm["ftps"]
     point(cam, server, ft_ssl=1, ft_insecure=0, ft_dirname="./", ft_mode=ft_mode)
@@ -123,59 +133,59 @@ def test_ftps_with_a_farm_ca_certificate_verifies(cam: MemberHandle, farm: Runni
     assert stored_bytes(server, "cam", record["path"]) == FIXTURE_JPEG
 
 
-def test_daily_folder_is_named_by_the_cameras_date(cam: MemberHandle, farm: RunningFarm) -> None:
-    farm.loop.call(lambda: farm.clock.set(1767225600 + 3600 * 23.5))  # 2026-01-01 23:30 UTC
+def test_daily_folder_is_named_by_the_cameras_date(cam: RemoteMember, farm: ShardedFarm) -> None:
+    farm.set_clock(1767225600 + 3600 * 23.5)  # 2026-01-01 23:30 UTC
     cet = farm["cam-cet"]  # 00:30 on the 2nd by the camera's own clock
     point(cet, farm["ftp"], ft_ssl=0, ft_dirmode=1, ft_dirname="daily", ft_autocreatedir=1)
     assert run_testftp(cet)["result"] == "0"
     assert arrived(farm["ftp"])[-1]["path"] == "daily/20260102/Test-Snapshot.jpeg"
 
 
-def test_absolute_folder_is_under_the_users_root(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_absolute_folder_is_under_the_users_root(cam: RemoteMember, farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0, ft_dirname="/abs/path", ft_dirmode=0)
     assert run_testftp(cam)["result"] == "0"
     assert arrived(farm["ftp"])[-1]["path"] == "abs/path/Test-Snapshot.jpeg"
 
 
-def test_self_signed_certificate_passes_with_ft_insecure(cam: MemberHandle,
-                                                         farm: RunningFarm) -> None:
+def test_self_signed_certificate_passes_with_ft_insecure(cam: RemoteMember,
+                                                         farm: ShardedFarm) -> None:
     point(cam, farm["ftps-self"], ft_ssl=1, ft_insecure=1, ft_dirname="./", ft_dirmode=0)
     assert run_testftp(cam)["result"] == "0"
 
 
 # -- failures, each from the real cause -------------------------------------------------------
 
-def test_minus_1_when_nothing_listens(cam: MemberHandle) -> None:
+def test_minus_1_when_nothing_listens(cam: RemoteMember) -> None:
     point_to = {"ft_server": "127.0.0.1", "ft_port": free_port()}
     cgi(cam.url, "cmd=setftpattr&" + "&".join(f"{k}={v}" for k, v in point_to.items()))
     assert run_testftp(cam)["result"] == "-1"
 
 
-def test_minus_1_without_a_server(cam: MemberHandle) -> None:
+def test_minus_1_without_a_server(cam: RemoteMember) -> None:
     assert cgi(cam.url, "cmd=setftpattr&ft_server=").response == "200"
     assert run_testftp(cam)["result"] == "-1"
 
 
-def test_minus_2_when_the_login_is_refused(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_minus_2_when_the_login_is_refused(cam: RemoteMember, farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0, ft_password="wrong")
     assert run_testftp(cam)["result"] == "-2"
 
 
-def test_minus_3_when_the_folder_is_missing_and_not_created(cam: MemberHandle,
-                                                           farm: RunningFarm) -> None:
+def test_minus_3_when_the_folder_is_missing_and_not_created(cam: RemoteMember,
+                                                           farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0, ft_dirname="not/there", ft_autocreatedir=0,
           ft_dirmode=0)
     assert run_testftp(cam)["result"] == "-3"
-    assert not farm["ftp"].call(lambda m: (m.user_root("cam") / "not").exists())
+    assert "not" not in listing(farm["ftp"], "cam", "secret")
 
 
-def test_minus_3_when_the_account_may_not_write(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_minus_3_when_the_account_may_not_write(cam: RemoteMember, farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0, ft_username="viewer", ft_password="look",
           ft_dirname="./", ft_dirmode=0)
     assert run_testftp(cam)["result"] == "-3"
 
 
-def test_minus_4_when_the_server_never_answers(cam: MemberHandle,
+def test_minus_4_when_the_server_never_answers(cam: RemoteMember,
                                                silent_server: SilentServer) -> None:
     cgi(cam.url, f"cmd=setftpattr&ft_server=127.0.0.1&ft_port={silent_server.port}&ft_ssl=0")
     started = time.monotonic()
@@ -184,7 +194,7 @@ def test_minus_4_when_the_server_never_answers(cam: MemberHandle,
 
 
 @pytest.mark.parametrize("server", ["ftps-self", "ftps-wrongname"])
-def test_minus_5_when_the_certificate_does_not_verify(cam: MemberHandle, farm: RunningFarm,
+def test_minus_5_when_the_certificate_does_not_verify(cam: RemoteMember, farm: ShardedFarm,
                                                       server: str) -> None:
     before = len(arrived(farm[server]))
     point(cam, farm[server], ft_ssl=1, ft_insecure=0, ft_dirname="./", ft_dirmode=0)
@@ -192,13 +202,13 @@ def test_minus_5_when_the_certificate_does_not_verify(cam: MemberHandle, farm: R
     assert len(arrived(farm[server])) == before
 
 
-def test_minus_5_when_the_farm_ca_is_not_in_the_trust_store(farm: RunningFarm) -> None:
+def test_minus_5_when_the_farm_ca_is_not_in_the_trust_store(farm: ShardedFarm) -> None:
     camera = farm["cam-system-ca"]
     point(camera, farm["ftps"], ft_ssl=1, ft_insecure=0, ft_dirname="./", ft_dirmode=0)
     assert run_testftp(camera)["result"] == "-5"
 
 
-def test_minus_6_and_213_while_a_testftp_runs(cam: MemberHandle,
+def test_minus_6_and_213_while_a_testftp_runs(cam: RemoteMember,
                                               silent_server: SilentServer) -> None:
     cgi(cam.url, f"cmd=setftpattr&ft_server=127.0.0.1&ft_port={silent_server.port}&ft_ssl=0")
     host = cam.url.removeprefix("http://")
@@ -217,19 +227,19 @@ def test_minus_6_and_213_while_a_testftp_runs(cam: MemberHandle,
     assert b'result="-4";' in out
 
 
-def test_minus_8_when_an_ftps_camera_meets_a_plain_server(cam: MemberHandle,
-                                                         farm: RunningFarm) -> None:
+def test_minus_8_when_an_ftps_camera_meets_a_plain_server(cam: RemoteMember,
+                                                         farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=1, ft_insecure=1)
     assert run_testftp(cam)["result"] == "-8"
 
 
-def test_minus_9_when_the_server_drops_the_transfer(cam: MemberHandle,
-                                                    farm: RunningFarm) -> None:
+def test_minus_9_when_the_server_drops_the_transfer(cam: RemoteMember,
+                                                    farm: ShardedFarm) -> None:
     server = farm["ftp-small"]
     point(cam, server, ft_ssl=0, ft_dirname="./", ft_dirmode=0)
     assert run_testftp(cam)["result"] == "-9"
     assert arrived(server) == []
-    assert not server.call(lambda m: (m.user_root("cam") / "Test-Snapshot.jpeg").exists())
+    assert stored_bytes(server, "cam", "Test-Snapshot.jpeg") is None
 
 
 @pytest.mark.parametrize(("server", "fault", "result"), [
@@ -240,7 +250,7 @@ def test_minus_9_when_the_server_drops_the_transfer(cam: MemberHandle,
     pytest.param("ftps", {"fault": "tls_expired"}, "-5", id="expired-certificate"),
     pytest.param("ftps", {"fault": "tls_wrong_name"}, "-5", id="wrong-name-certificate"),
 ])
-def test_server_faults_give_the_matching_result(cam: MemberHandle, farm: RunningFarm,
+def test_server_faults_give_the_matching_result(cam: RemoteMember, farm: ShardedFarm,
                                                 server: str, fault: dict[str, Any],
                                                 result: str) -> None:
     before = len(arrived(farm[server]))
@@ -255,7 +265,7 @@ def test_server_faults_give_the_matching_result(cam: MemberHandle, farm: Running
 
 
 def test_the_servers_events_carry_the_testftp_requests_correlation(
-        cam: MemberHandle, farm: RunningFarm) -> None:
+        cam: RemoteMember, farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0, ft_dirname="./", ft_dirmode=0)
     farm.clear_journal()
     assert run_testftp(cam)["result"] == "0"
@@ -266,8 +276,8 @@ def test_the_servers_events_carry_the_testftp_requests_correlation(
     assert {"login", "upload"} <= events
 
 
-def test_injected_vendor_error_is_the_cameras_own_form(cam: MemberHandle,
-                                                      farm: RunningFarm) -> None:
+def test_injected_vendor_error_is_the_cameras_own_form(cam: RemoteMember,
+                                                      farm: ShardedFarm) -> None:
     farm.add_fault(fault="vendor_error", member="cam", command="setftpattr", times=1)
     try:
         reply = cgi(cam.url, "cmd=setftpattr&ft_port=2121")
@@ -277,7 +287,7 @@ def test_injected_vendor_error_is_the_cameras_own_form(cam: MemberHandle,
     assert cgi(cam.url, "cmd=getftpattr").values["ft_port"] != "2121"
 
 
-def test_upload_log_in_the_control_view(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_upload_log_in_the_control_view(cam: RemoteMember, farm: ShardedFarm) -> None:
     point(cam, farm["ftp"], ft_ssl=0, ft_password="wrong")
     run_testftp(cam)
     entry = cam.state()["uploads"][-1]

@@ -1,5 +1,6 @@
 """Uploads the camera makes on its own: alarm snapshots (snapcount, cooldown) and the snapshot
-schedule on the farm clock, with the documented file names."""
+schedule on the farm clock, with the documented file names. Both ways (tests/ways.py): one
+process, and four shards with the camera on shard 1 and the FTP server on shard 0."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from emulators.testing import LoopThread, MemberHandle, RunningFarm
+from emulators.testing import RemoteMember, ShardedFarm
+from tests.ways import WAYS, both_ways
 
 from .clients import FIXTURE_JPEG, cgi
 
@@ -28,29 +30,27 @@ SCENARIO: dict[str, Any] = {
 MONDAY_BEFORE_TEN = dt.datetime(2026, 11, 23, 9, 59, 30, tzinfo=dt.UTC).timestamp()
 
 
-@pytest.fixture(scope="module")
-def farm(emulators_loop: LoopThread) -> Iterator[RunningFarm]:
-    running = RunningFarm.start(SCENARIO, loop=emulators_loop)
-    yield running
-    running.stop()
+@pytest.fixture(scope="module", params=WAYS)
+def farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
+    yield from both_ways(SCENARIO, request.param, across=["cam"])
 
 
 @pytest.fixture
-def cam(farm: RunningFarm) -> Iterator[MemberHandle]:
-    farm.loop.call(lambda: farm.clock.freeze(MONDAY_BEFORE_TEN))
+def cam(farm: ShardedFarm) -> Iterator[RemoteMember]:
+    farm.freeze_clock(MONDAY_BEFORE_TEN)
     handle = farm["cam"]
     handle.reset()
     farm["ftp"].reset()
     yield handle
     handle.reset()
-    farm.loop.call(farm.clock.reset)
+    farm.reset_clock()
 
 
-def arrived(farm: RunningFarm) -> list[dict[str, Any]]:
-    return farm["ftp"].call(lambda m: m.received_files())  # type: ignore[no-any-return]
+def arrived(farm: ShardedFarm) -> list[dict[str, Any]]:
+    return farm.files("ftp")
 
 
-def wait_for_files(farm: RunningFarm, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+def wait_for_files(farm: ShardedFarm, count: int, timeout: float = 5) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while len(files := arrived(farm)) < count:
         assert time.monotonic() < deadline, f"{len(files)} of {count} files arrived"
@@ -58,27 +58,29 @@ def wait_for_files(farm: RunningFarm, count: int, timeout: float = 5) -> list[di
     return files
 
 
-def advance(farm: RunningFarm, seconds: float) -> None:
-    farm.loop.call(lambda: farm.clock.advance(seconds))
+def advance(farm: ShardedFarm, seconds: float) -> None:
+    farm.advance_clock(seconds)
 
 
-def alarm(cam: MemberHandle) -> dict[str, Any]:
-    return cam.call(lambda m: m.trigger_alarm())  # type: ignore[no-any-return]
+def alarm(cam: RemoteMember) -> dict[str, Any]:
+    return cam.farm.alarm(cam.name)
 
 
-def stored(farm: RunningFarm, path: str) -> bytes:
-    return farm["ftp"].call(lambda m: m.user_root("cam") / path).read_bytes()  # type: ignore[no-any-return]
+def stored(farm: ShardedFarm, path: str) -> bytes:
+    data = farm.file("ftp", "cam", path)
+    assert data is not None, f"{path} is not on the server"
+    return data
 
 
 # -- alarms -----------------------------------------------------------------------------------
 
-def test_no_alarm_upload_while_snap_is_disabled(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_no_alarm_upload_while_snap_is_disabled(cam: RemoteMember, farm: ShardedFarm) -> None:
     assert alarm(cam)["skipped"] == "snap upload disabled"
     assert arrived(farm) == []
 
 
-def test_alarm_uploads_snapcount_snapshots_then_cools_down(cam: MemberHandle,
-                                                          farm: RunningFarm) -> None:
+def test_alarm_uploads_snapcount_snapshots_then_cools_down(cam: RemoteMember,
+                                                          farm: ShardedFarm) -> None:
     assert cgi(cam.url, "cmd=setftpaction&type=snap&enable=1&interval=60").response == "200"
     assert cgi(cam.url, "cmd=setftpactionattr&snapcount=3").response == "200"
     result = alarm(cam)
@@ -101,14 +103,14 @@ def test_alarm_uploads_snapcount_snapshots_then_cools_down(cam: MemberHandle,
     assert arrived(farm)[-1]["path"] == "alarms/A_20261123-100030_3.jpeg"
 
 
-def test_alarm_to_an_unreachable_server_is_logged(cam: MemberHandle) -> None:
+def test_alarm_to_an_unreachable_server_is_logged(cam: RemoteMember) -> None:
     cgi(cam.url, "cmd=setftpaction&type=snap&enable=1&interval=1")
     cgi(cam.url, "cmd=setftpattr&ft_password=wrong")
     assert alarm(cam)["result"] == -2
     assert cam.state()["uploads"][-1]["trigger"] == "alarm"
 
 
-def test_alarm_through_the_control_route(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_alarm_through_the_control_route(cam: RemoteMember, farm: ShardedFarm) -> None:
     cgi(cam.url, "cmd=setftpaction&type=snap&enable=1&interval=5")
     cgi(cam.url, "cmd=setftpactionattr&snapcount=1")
 
@@ -134,7 +136,7 @@ def test_alarm_through_the_control_route(cam: MemberHandle, farm: RunningFarm) -
     pytest.param("mode=0&prefix=1&name=door", "door_20261123-100000.jpeg", id="prefix"),
     pytest.param("mode=1&prefix=0&name=door", "door.jpeg", id="fixed-name"),
 ])
-def test_schedule_uploads_at_its_time(cam: MemberHandle, farm: RunningFarm, naming: str,
+def test_schedule_uploads_at_its_time(cam: RemoteMember, farm: ShardedFarm, naming: str,
                                       expected: str) -> None:
     cgi(cam.url, "cmd=setftpaction&type=timersnap&enable=1&interval=1")
     assert cgi(cam.url, f"cmd=setsnapschedftpattr&enable=1&times=36000-1&{naming}"
@@ -150,7 +152,7 @@ def test_schedule_uploads_at_its_time(cam: MemberHandle, farm: RunningFarm, nami
     assert stored(farm, record["path"])[:2] == b"\xff\xd8"
 
 
-def test_schedule_skips_days_outside_its_mask(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_schedule_skips_days_outside_its_mask(cam: RemoteMember, farm: ShardedFarm) -> None:
     cgi(cam.url, "cmd=setftpaction&type=timersnap&enable=1&interval=1")
     cgi(cam.url, "cmd=setsnapschedftpattr&enable=1&times=36000-2,36060-1")  # Tue 10:00, Mon 10:01
     advance(farm, 31)
@@ -160,18 +162,18 @@ def test_schedule_skips_days_outside_its_mask(cam: MemberHandle, farm: RunningFa
     assert wait_for_files(farm, 1)[0]["path"] == "alarms/T_20261123-100100.jpeg"
 
 
-def test_schedule_needs_the_timersnap_action(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_schedule_needs_the_timersnap_action(cam: RemoteMember, farm: ShardedFarm) -> None:
     cgi(cam.url, "cmd=setsnapschedftpattr&enable=1&times=36000-127")
     advance(farm, 31)
     time.sleep(0.2)
     assert arrived(farm) == []
 
 
-def test_schedule_follows_the_clock_back(cam: MemberHandle, farm: RunningFarm) -> None:
+def test_schedule_follows_the_clock_back(cam: RemoteMember, farm: ShardedFarm) -> None:
     cgi(cam.url, "cmd=setftpaction&type=timersnap&enable=1&interval=1")
     advance(farm, 3600)  # 10:59:30: today's 10:00 is gone, the next one is on Tuesday
     cgi(cam.url, "cmd=setsnapschedftpattr&enable=1&times=36000-127")
-    advance(farm, -3600)  # back to 09:59:30 Monday
+    farm.set_clock(MONDAY_BEFORE_TEN)  # back to 09:59:30 Monday
     time.sleep(0.1)
     advance(farm, 30)
     assert wait_for_files(farm, 1)[0]["path"] == "alarms/T_20261123-100000.jpeg"
