@@ -312,22 +312,32 @@ class RemoteMember:
 
     def __init__(self, farm: ShardedFarm, description: dict[str, Any]) -> None:
         self._farm = farm
-        self.description = description
         self.name = description["name"]
         self.kind = description["kind"]
         self.role = description["role"]
-        self.urls: dict[str, str] = description["urls"]
+        self.group: str = description["group"]
         self.host: str = description["host"]
         self.port: int = description["port"]
-        self.credentials: dict[str, Any] = description["credentials"]
+        # Its first URL (the device's own address) does not change while the farm runs.
+        self.url: str = next(iter(description["urls"].values()))
 
     @property
     def farm(self) -> ShardedFarm:
         return self._farm
 
     @property
-    def url(self) -> str:
-        return next(iter(self.urls.values()))
+    def description(self) -> dict[str, Any]:
+        """What the control plane says of the member now (``GET /v1/<plural>/<name>``)."""
+        return self._farm.api("GET", self._route())  # type: ignore[no-any-return]
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Its URLs now (an ACTi camera's ``https`` comes and goes with its certificate)."""
+        return self.description["urls"]  # type: ignore[no-any-return]
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        return self.description["credentials"]  # type: ignore[no-any-return]
 
     def _route(self) -> str:
         return f"/v1/{'servers' if self.role == 'server' else 'emulators'}/{self.name}"
@@ -460,7 +470,7 @@ class ShardedFarm(JournalChecks):
         return [m for m in self.members.values() if m.role == "server"]
 
     def group(self, name: str) -> list[RemoteMember]:
-        return [m for m in self.members.values() if m.description["group"] == name]
+        return [m for m in self.members.values() if m.group == name]
 
     def shards(self) -> list[dict[str, Any]]:
         return self.api("GET", "/v1/farm")["shards"]  # type: ignore[no-any-return]

@@ -1,17 +1,18 @@
 """The update CGI's rules: root-only credentials, one command per URL, the spec's ERROR
-forms, HTTPS_CSR_CREATE's arguments, and URLs no CGI answers."""
+forms, HTTPS_CSR_CREATE's arguments, and URLs no CGI answers. The camera with USERS runs
+both ways (tests/ways.py): one process, and shard 1 of four."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from emulators import pki
-from emulators.acti.models import read_certificate_upload
-from emulators.testing import MemberHandle
+from emulators.testing import MemberHandle, RemoteMember, ShardedFarm
+from tests.ways import WAYS, both_ways
 
-from .clients import ADMIN, body_of, curl, get, raw_exchange
+from .clients import ADMIN, body_of, curl, get, raw_exchange, upload
 
 USERS = [{"user": "admin", "password": "123456", "root": True},
          {"user": "viewer", "password": "viewer", "root": False},
@@ -25,9 +26,18 @@ def plain(body: bytes, status: bytes = b"200 OK") -> bytes:
             + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+@pytest.fixture(scope="module", params=WAYS)
+def farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
+    yield from both_ways({"name": "acti-cgi", "emulators": [
+        {"name": "camera", "kind": "acti-camera", "https_port": 0, "users": USERS}]},
+        request.param, across=["camera"])
+
+
 @pytest.fixture
-def camera(emulator_factory: Callable[..., MemberHandle]) -> MemberHandle:
-    return emulator_factory("acti-camera", users=USERS)
+def camera(farm: ShardedFarm) -> RemoteMember:
+    handle = farm["camera"]
+    handle.reset()
+    return handle
 
 
 BAD_CREDENTIALS = [
@@ -51,8 +61,7 @@ BAD_CREDENTIALS = [
 @pytest.mark.parametrize("command", ["HTTPS_CER", "HTTPS_CER=remove", "FACTORY_DEFAULT"])
 def test_bad_credentials_are_refused(camera: MemberHandle, self_signed, credentials: str,
                                      command: str) -> None:
-    camera.call(lambda m: m.set_https_files(
-        m.https_files.with_upload(read_certificate_upload(self_signed.combined))))
+    assert upload(camera.url, self_signed.combined).endswith(b"\r\n\r\nOK\n")
     query = f"{credentials}&{command}" if credentials else command
     assert get(camera.url, query) == REFUSED
     assert camera.state()["https"]["active"] is True  # nothing was removed
@@ -180,7 +189,7 @@ def test_bad_csr_arguments(camera: MemberHandle, self_signed, args: str, detail:
     assert camera.state()["files"]["key"] is None  # nothing made, nothing removed
 
 
-def test_csr_create_answers_the_csr_and_keeps_the_key(camera: MemberHandle) -> None:
+def test_csr_create_answers_the_csr_and_keeps_the_key(camera: MemberHandle, test_ca) -> None:
     reply = get(camera.url, f"{ADMIN}&HTTPS_CSR_CREATE=tw,%E5%8F%B0%E5%8C%97,Neihu,ACTi,"
                             "R%26D,cam.example,2048")
     csr_pem = body_of(reply).decode()
@@ -190,9 +199,13 @@ def test_csr_create_answers_the_csr_and_keeps_the_key(camera: MemberHandle) -> N
     assert csr.subject.rfc4514_string() == "CN=cam.example,OU=R&D,O=ACTi,L=Neihu,ST=台北,C=TW"
     saved = camera.state()["https_files"]
     assert saved["csr"] == csr_pem
-    key = pki.load_key(saved["key"])
-    assert key.public_key() == csr.public_key()  # type: ignore[comparison-overlap]
+    assert saved["key"] == "[private key withheld]"  # the control plane never shows it
     assert body_of(get(camera.url, f"{ADMIN}&HTTPS_CSR_CREATE")) == csr_pem.encode()
+    # The key it kept is the CSR's: a certificate for the CSR alone brings HTTPS up.
+    assert body_of(upload(camera.url, test_ca.sign_csr(csr_pem).encode(),
+                          filename="camera.crt")) == b"OK\n"
+    assert camera.state()["https"]["active"] is True
+    assert camera.state()["files"]["key"] == {"source": "csr"}
 
 
 @pytest.mark.parametrize("raw_path", [b"/%FF%FE", b"/cgi-bin/%75pdate/x", b"/" + b"a" * 4000],
