@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from emulators import pki
 from emulators.enos import sdk as enos_sdk
-from emulators.testing import MemberHandle
+from emulators.testing import MemberHandle, RemoteMember
 
 _default_https = ssl._create_default_https_context
 from poseidon import poseidon  # noqa: E402 - imported after saving what it overwrites
@@ -102,7 +102,7 @@ def sha256hex(text: str) -> str:
 class Enos:
     """A test's view of one EnOS emulator: SDK calls, raw calls, signed calls, the clock."""
 
-    def __init__(self, handle: MemberHandle) -> None:
+    def __init__(self, handle: MemberHandle | RemoteMember) -> None:
         self.handle = handle
         self.url = handle.url
         self._last_token_ms = 0
@@ -153,6 +153,8 @@ class Enos:
         return reply  # type: ignore[no-any-return]
 
     def now_ms(self) -> int:
+        if isinstance(self.handle, RemoteMember):
+            return int(self.handle.farm.clock.time() * 1000)
         return int(self.handle.call(lambda m: m.clock.time()) * 1000)
 
     def token_body(self, ts: int | None = None, key: str = APP_KEY,
@@ -184,7 +186,25 @@ class Enos:
         return status, reply
 
     def advance(self, seconds: float) -> None:
-        self.handle.call(lambda m: m.clock.advance(seconds))
+        if isinstance(self.handle, RemoteMember):
+            self.handle.farm.advance_clock(seconds)
+        else:
+            self.handle.call(lambda m: m.clock.advance(seconds))
+
+    @property
+    def ca_pem(self) -> str:
+        """The farm CA that issued the emulator's TLS certificates (devices trust it)."""
+        if isinstance(self.handle, RemoteMember):
+            return str(self.handle.farm.ready["ca"]["pem"])
+        return str(self.handle.member.ctx.ca.pem)
+
+    def inject_internal_errors(self, count: int) -> None:
+        """The next ``count`` certificate calls fail with 99500 (the control route)."""
+        if isinstance(self.handle, RemoteMember):
+            self.handle.farm.api("POST", f"/v1/emulators/{self.handle.name}/enos/faults",
+                                 {"internal_errors": count})
+        else:
+            self.handle.call(lambda m: m.inject_internal_errors(count))
 
     def state(self) -> dict[str, Any]:
         return self.handle.state()

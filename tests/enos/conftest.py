@@ -11,8 +11,9 @@ import pytest
 
 from emulators import pki
 from emulators.enos.models.ca import make_root
-from emulators.testing import LoopThread, MemberHandle, RunningFarm
+from emulators.testing import MemberHandle, ShardedFarm
 from tests.enos.clients import Enos, base_options, ec_key, rsa_key
+from tests.ways import WAYS, both_ways
 
 
 @pytest.fixture(scope="session")
@@ -28,19 +29,19 @@ def roots() -> dict[str, dict[str, str]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def enos_farm(emulators_loop: LoopThread, roots: dict[str, Any]) -> Iterator[RunningFarm]:
+@pytest.fixture(scope="module", params=WAYS)
+def enos_farm(request: pytest.FixtureRequest, roots: dict[str, Any]) -> Iterator[ShardedFarm]:
+    """The module's farm of one EnOS emulator, both ways (tests/ways.py): one process, and
+    shard 1 of four."""
     scenario = {"name": "enos-tests", "emulators": [
         {"name": "enos", "kind": "enos", **base_options(roots)}]}
-    farm = RunningFarm.start(scenario, loop=emulators_loop, control=False)
-    yield farm
-    farm.stop()
+    yield from both_ways(scenario, request.param, across=["enos"])
 
 
 @pytest.fixture
-def enos(enos_farm: RunningFarm) -> Enos:
+def enos(enos_farm: ShardedFarm) -> Enos:
     """The module's emulator, back at its scenario state and the real time."""
-    enos_farm.clock.reset()
+    enos_farm.reset_clock()
     handle = enos_farm["enos"]
     handle.reset()
     return Enos(handle)

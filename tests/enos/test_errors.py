@@ -353,7 +353,7 @@ def test_probability_one_fails_every_call_and_injection_at_run_time(start_enos,
     always = start_enos(faults={"probability": 1.0})
     for _ in range(3):
         fail(always.sdk("list"), 99500, "Internal error of certificate service.")
-    enos.handle.call(lambda m: m.inject_internal_errors(1))
+    enos.inject_internal_errors(1)
     fail(enos.sdk("list"), 99500, "Internal error of certificate service.")
     assert enos.sdk("list")["code"] == 0
 

@@ -1,6 +1,7 @@
 """EnOS device access over MQTT, driven by the vendor's device SDK (enos-mqtt-sdk-python, on
 paho-mqtt) and by paho itself: secret login on 11883, certificates on 18883, dynamic
-activation, measure points, attributes, service invocation from the cloud side, revocation."""
+activation, measure points, attributes, service invocation from the cloud side, revocation.
+Both ways (tests/ways.py): one process, and the emulator on shard 1 of four."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from enos.core.internal.Profile import Profile
+from enos.core.message.IConnectCallback import IConnectCallback
 from enos.core.MqttClient import MqttClient
 from enos.message.downstream.tsl.ServiceInvocationCommand import ServiceInvocationCommand
 from enos.message.downstream.tsl.ServiceInvocationReply import ServiceInvocationReply
@@ -24,9 +26,10 @@ from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRe
 
 from emulators import pki
 from emulators.enos.models.access import Login, signature
-from emulators.testing import MemberHandle, RunningFarm
+from emulators.testing import MemberHandle, RemoteMember, RunningFarm, ShardedFarm
 from tests.enos.clients import ORG, Enos, base_options, ec_key, make_csr
 from tests.iotda.clients import CONNACK_BY_NAME, wait_for
+from tests.ways import WAYS, both_ways
 
 # The vendor SDK runs on paho's deprecated callback API 1 and asks for ssl.PROTOCOL_SSLv23.
 pytestmark = [
@@ -39,8 +42,8 @@ SECRET_M = "DevMSecret0001"
 PRODUCT_SECRET = "OneWayProductSecret1"
 
 
-@pytest.fixture
-def mqtt_enos(farm_factory: Callable[..., RunningFarm], roots: dict[str, Any]) -> Enos:
+@pytest.fixture(scope="module", params=WAYS)
+def mqtt_farm(request: pytest.FixtureRequest, roots: dict[str, Any]) -> Iterator[ShardedFarm]:
     options = base_options(roots)
     options["products"] = [dict(p) for p in options["products"]]
     options["products"][2]["productSecret"] = PRODUCT_SECRET  # POneWay1
@@ -51,12 +54,23 @@ def mqtt_enos(farm_factory: Callable[..., RunningFarm], roots: dict[str, Any]) -
     options["devices"][3]["deviceSecret"] = SECRET_M  # devM, one-way
     options["devices"][2]["deviceSecret"] = "DevSSecret0001"  # devS: a sub-device of devM
     options["command_timeout"] = 3
-    farm = farm_factory({"name": "enos-mqtt", "emulators": [
-        {"name": "enos", "kind": "enos", **options}]}, control=True)
-    return Enos(farm["enos"])
+    yield from both_ways({"name": "enos-mqtt", "emulators": [
+        {"name": "enos", "kind": "enos", **options}]}, request.param, across=["enos"])
 
 
-def port(handle: MemberHandle, label: str) -> int:
+@pytest.fixture
+def mqtt_enos(mqtt_farm: ShardedFarm) -> Enos:
+    """The module's emulator with MQTT devices, back at its scenario state (no sessions) and
+    the real time."""
+    mqtt_farm.reset_clock()
+    mqtt_farm.clear_faults()
+    mqtt_farm.clear_journal()
+    handle = mqtt_farm["enos"]
+    handle.reset()
+    return Enos(handle)
+
+
+def port(handle: MemberHandle | RemoteMember, label: str) -> int:
     return int(handle.urls[label].rsplit(":", 1)[1])
 
 
@@ -93,11 +107,34 @@ def secret_client(enos: Enos, made: list[MqttClient], product_key: str, device_k
     return client
 
 
+def connect(client: MqttClient) -> None:
+    """The SDK's own connection, waited for. ``MqttClient.connect()`` waits on a condition
+    with no predicate: a CONNACK that comes before the wait starts (a quick broker, one in
+    another process) is missed and connect() sits out its 10 s timeout, connected all along.
+    The SDK's asynchronous connect (``connect(callback)``) and a wait for ``is_connected()``
+    avoid the race."""
+    client.connect(_Quiet())
+    wait_for(client.is_connected)
+
+
+class _Quiet(IConnectCallback):
+    """The SDK's connection callbacks, without the base class's prints."""
+
+    def on_connect(self) -> None:
+        pass
+
+    def on_disconnect(self) -> None:
+        pass
+
+    def on_connect_failed(self) -> None:
+        pass
+
+
 def tls_client(enos: Enos, made: list[MqttClient], tmp_path: Path, device_key: str,
                secret: str, cert_pem: str, key_pem: str) -> MqttClient:
     """As the SDK's secure_login sample: ssl://host:18883, the CA file, cert and key."""
     ca = tmp_path / "edge_ca.pem"
-    ca.write_text(enos.handle.member.ctx.ca.pem)
+    ca.write_text(enos.ca_pem)
     cert_file, key_file = tmp_path / f"{device_key}.pem", tmp_path / f"{device_key}.key"
     cert_file.write_text(cert_pem)
     key_file.write_text(key_pem)
@@ -130,7 +167,7 @@ def paho_login(enos: Enos, product_key: str, device_key: str, secret: str, *,
         cert_file, key_file = tmp_path / "paho.pem", tmp_path / "paho.key"
         cert_file.write_text(tls[0])
         key_file.write_text(tls[1])
-        ctx = pki.client_context(enos.handle.member.ctx.ca.pem)
+        ctx = pki.client_context(enos.ca_pem)
         ctx.check_hostname = False
         ctx.load_cert_chain(str(cert_file), str(key_file))
         client.tls_set_context(ctx)
@@ -164,7 +201,7 @@ def refusals(enos: Enos) -> list[str]:
 def test_one_way_device_logs_in_with_its_secret_and_posts_measure_points(
         mqtt_enos: Enos, sdk_clients: list[MqttClient]) -> None:
     client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
-    client.connect()
+    connect(client)
     assert client.is_connected()
     reply = client.publish(MeasurepointPostRequest.builder()
                            .add_measurepoint("power", 42.5).set_timestamp(1700000000000)
@@ -177,7 +214,7 @@ def test_one_way_device_logs_in_with_its_secret_and_posts_measure_points(
 
 def test_events_and_attributes(mqtt_enos: Enos, sdk_clients: list[MqttClient]) -> None:
     client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
-    client.connect()
+    connect(client)
     assert client.publish(EventPostRequest.builder().set_event_identifier("overheat")
                           .add_value("temp", 90).build()).get_code() == 200
     assert client.publish(AttributeUpdateRequest.builder().add_attribute("site", "Shanghai")
@@ -229,13 +266,13 @@ def test_dynamic_activation_answers_the_device_secret(mqtt_enos: Enos,
     sdk_clients.append(client)
     got: list[str] = []
     client.on_device_dynamic_active = got.append
-    client.connect()
+    client.connect(_Quiet())
     secret = wait_for(lambda: got)[0]
     assert secret == things(mqtt_enos)["POneWay1/devNew"]["deviceSecret"]
     client.close()
     # With it, the device now logs in as any other (securemode 2).
     again = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devNew", secret)
-    again.connect()
+    connect(again)
     assert again.is_connected()
 
 
@@ -263,7 +300,7 @@ def test_certificate_story_apply_connect_post_invoke_revoke(
             "result", params["left"] * params["right"]).set_code(200).build()
 
     client.register_arrived_message_handler(ServiceInvocationCommand.get_class(), multiply)
-    client.connect()
+    connect(client)
     assert client.is_connected(), mqtt_enos.handle.farm.journal(member="enos", event="refused")
     # 3. post measure points: visible in the state
     reply = client.publish(MeasurepointPostRequest.builder().add_measurepoint("temp", 21)
@@ -336,7 +373,7 @@ def test_a_rest_revoke_and_the_connection_it_ends_share_a_correlation_id(
     applied = mqtt_enos.sdk("apply", {"csr": make_csr(key, "devA"), "issueAuthority": "ECC"})
     client = tls_client(mqtt_enos, sdk_clients, tmp_path, "devA", SECRET_A,
                         applied["data"]["cert"], pki.key_pem(key))
-    client.connect()
+    connect(client)
     assert client.is_connected()
     mqtt_enos.sdk("revoke", {"certSn": int(applied["data"]["certSN"])})
     farm = mqtt_enos.handle.farm
@@ -357,7 +394,7 @@ def test_mqtt_fault_rules_reach_enos_devices(mqtt_enos: Enos) -> None:
 def test_reset_ends_sessions_and_forgets_what_devices_posted(mqtt_enos: Enos,
                                                     sdk_clients: list[MqttClient]) -> None:
     client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
-    client.connect()
+    connect(client)
     client.publish(MeasurepointPostRequest.builder().add_measurepoint("power", 1).build())
     assert things(mqtt_enos)["POneWay1/devM"]["measurepoints"]
     mqtt_enos.handle.reset()
@@ -409,7 +446,7 @@ def test_resume_batch_and_ota_inform(mqtt_enos: Enos, sdk_clients: list[MqttClie
     )
 
     client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
-    client.connect()
+    connect(client)
     resumed = client.publish(MeasurepointResumeRequest.builder().add_measure_point("e", 7)
                              .set_timestamp(1600000000000).build())
     assert resumed.get_code() == 200
@@ -433,7 +470,7 @@ def test_measure_point_set_from_the_cloud_reaches_the_sdks_handler(
 
     client = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
     client.register_arrived_message_handler(MeasurepointSetCommand.get_class(), on_set)
-    client.connect()
+    connect(client)
     status, body = post(f"{mqtt_enos.handle.farm.control_url}/emulators/enos/enos/devices/"
                         "assetM/measurepoints", {"measurepoints": {"setpoint": 55}})
     assert status == 200, body
