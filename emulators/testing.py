@@ -319,7 +319,7 @@ class RemoteMember:
         self.host: str = description["host"]
         self.port: int = description["port"]
         # Its first URL (the device's own address) does not change while the farm runs.
-        self.url: str = next(iter(description["urls"].values()))
+        self._url: str | None = next(iter(description["urls"].values()), None)
 
     @property
     def farm(self) -> ShardedFarm:
@@ -338,6 +338,13 @@ class RemoteMember:
     @property
     def credentials(self) -> dict[str, Any]:
         return self.description["credentials"]  # type: ignore[no-any-return]
+
+    @property
+    def url(self) -> str:
+        """The member's first URL (``http://...`` for a device)."""
+        if self._url is None:
+            raise LookupError(f"{self.name} listens on nothing of its own")
+        return self._url
 
     def _route(self) -> str:
         return f"/v1/{'servers' if self.role == 'server' else 'emulators'}/{self.name}"

@@ -12,7 +12,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.region.region import Region
 from huaweicloudsdkiotda.v5 import IoTDAClient
 
-from emulators.testing import MemberHandle
+from emulators.testing import MemberHandle, RemoteMember
 from tests.iotda.clients import (
     AK,
     DEVICE,
@@ -74,11 +74,14 @@ def client(make_client: ClientFactory) -> IoTDAClient:
 # -- MQTT: a test module that drives devices defines its own ``iotda`` (MQTT_OPTIONS) ------------
 
 @pytest.fixture
-def ca_file(iotda: MemberHandle, tmp_path: Path) -> Path:
+def ca_file(iotda: MemberHandle | RemoteMember, tmp_path: Path) -> Path:
     """The CA file a device is given: the farm CA that issued the member's server certificate
     (the platform hands devices its root.pem the same way)."""
     path = tmp_path / "root.pem"
-    path.write_text(iotda.member.ctx.ca.pem)
+    if isinstance(iotda, RemoteMember):  # a farm run from outside: its ready document says
+        path.write_text(iotda.farm.ready["ca"]["pem"])
+    else:
+        path.write_text(iotda.member.ctx.ca.pem)
     return path
 
 

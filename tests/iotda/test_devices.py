@@ -1,9 +1,10 @@
-"""Products and devices (device management) through the official SDK."""
+"""Products and devices (device management) through the official SDK. Both ways
+(tests/ways.py): one process, and the emulator on shard 1 of four."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ from huaweicloudsdkiotda.v5 import (
     UpdateDeviceShadowDesiredDataRequest,
 )
 
-from emulators.testing import MemberHandle, single_member_scenario
+from emulators.testing import MemberHandle, RemoteMember, ShardedFarm, single_member_scenario
+from tests.ways import WAYS, both_ways
 
 from .clients import OPTIONS, OTHER_AK, OTHER_PROJECT, OTHER_SK, ClientFactory
 
@@ -77,6 +79,22 @@ def add_device(client: Any, node_id: str = "cam-001", product_id: str = "camera"
 
 def show(client: Any, device_id: str) -> Any:
     return client.show_device(ShowDeviceRequest(device_id=device_id))
+
+
+@pytest.fixture(scope="module", params=WAYS)
+def iotda_farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
+    yield from both_ways({"name": "iotda-devices", "emulators": [
+        {"name": "iotda", "kind": "iotda", **OPTIONS}]}, request.param, across=["iotda"])
+
+
+@pytest.fixture
+def iotda(iotda_farm: ShardedFarm) -> RemoteMember:
+    """The module's emulator, back at its scenario state (no products or devices added) and
+    the farm clock at real time."""
+    iotda_farm.reset_clock()
+    handle = iotda_farm["iotda"]
+    handle.reset()
+    return handle
 
 
 @pytest.fixture
@@ -139,11 +157,17 @@ def test_add_device_with_everything(client: Any, product: Any) -> None:
         "s3cret_-s3cret", False, 300)
 
 
-def test_certificate_device_fingerprint(client: Any, iotda: MemberHandle, product: Any) -> None:
+def test_certificate_device_fingerprint(make_client: ClientFactory,
+                                       emulator_factory: Callable[..., MemberHandle]) -> None:
+    """(One process: it reads the emulator's device record to check how a fingerprint is
+    matched; what the SDK sees runs both ways in the other tests.)"""
+    local = emulator_factory("iotda", **OPTIONS)
+    client = make_client(endpoint=local.url)
+    add_product(client)
     made = add_device(client, auth_info=AuthInfo(auth_type="CERTIFICATES", fingerprint=SHA1))
     assert made.auth_info.fingerprint == SHA1
     assert made.auth_info.secret is None
-    record = iotda.call(lambda m: m.devices.device(m.options.credentials[0].project_id,
+    record = local.call(lambda m: m.devices.device(m.options.credentials[0].project_id,
                                                    made.device_id))
     assert record.fingerprint_matches(SHA1.lower())
     assert not record.fingerprint_matches(SHA256)

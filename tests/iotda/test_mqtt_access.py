@@ -1,13 +1,14 @@
 """IoTDA device access over MQTT: paho-mqtt configured as the vendor's device SDK configures it
 connects to the member's real listeners, and the official application SDK
-(huaweicloudsdkiotda) sees what the device did."""
+(huaweicloudsdkiotda) sees what the device did. Both ways (tests/ways.py): one process, and the
+emulator on shard 1 of four."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ from huaweicloudsdkiotda.v5 import (
 )
 
 from emulators import pki
-from emulators.testing import MemberHandle
+from emulators.testing import MemberHandle, RemoteMember, ShardedFarm
+from tests.ways import WAYS, both_ways
 
 from .clients import (
     CA,
@@ -59,9 +61,24 @@ def error_of(call: Callable[[], Any]) -> tuple[int, str, str]:
     return caught.value.status_code, caught.value.error_code, caught.value.error_msg
 
 
+@pytest.fixture(scope="module", params=WAYS)
+def iotda_farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
+    """One IoTDA emulator with MQTT, both ways (tests/ways.py): one process, and shard 1 of
+    four."""
+    yield from both_ways({"name": "iotda-mqtt", "emulators": [
+        {"name": "iotda", "kind": "iotda", **MQTT_OPTIONS}]}, request.param, across=["iotda"])
+
+
 @pytest.fixture
-def iotda(emulator_factory: Callable[..., MemberHandle]) -> MemberHandle:
-    return emulator_factory("iotda", **MQTT_OPTIONS)
+def iotda(iotda_farm: ShardedFarm) -> RemoteMember:
+    """The module's emulator back at its scenario state (no devices added, no sessions), the
+    farm clock at real time, no fault rules, an empty journal."""
+    iotda_farm.reset_clock()
+    iotda_farm.clear_faults()
+    iotda_farm.clear_journal()
+    handle = iotda_farm["iotda"]
+    handle.reset()
+    return handle
 
 
 def show(client: Any, device_id: str = DEVICE) -> Any:
@@ -413,7 +430,7 @@ def test_control_plane_lists_sessions(iotda: MemberHandle,
                                       devices: Callable[..., SdkDevice]) -> None:
     device = devices()
     assert device.connect() == 0
-    sessions = iotda.call(lambda m: m.access.sessions())
+    sessions = iotda.farm.api("GET", f"/v1/emulators/{iotda.name}/iotda/sessions")["sessions"]
     assert [s["identity"] for s in sessions] == [DEVICE]
     assert sessions[0]["tls"] is True
     assert PROJECT

@@ -1,5 +1,7 @@
 """The iotda-device kind: a fleet of emulated devices connects by itself to the farm's IoTDA
-member over real MQTTS, and the official application SDK sees and drives them."""
+member over real MQTTS, and the official application SDK sees and drives them. Both ways
+(tests/ways.py): one process, and four shards (the fleet and its cloud are coupled in-process,
+so both run on shard 0; the control plane and the members' routes go through the front)."""
 
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from huaweicloudsdkiotda.v5 import (
     UpdateDeviceShadowDesiredDataRequest,
 )
 
-from emulators.testing import RunningFarm
+from emulators.testing import RunningFarm, ShardedFarm
 from tests.iotda.clients import wait_for
 from tests.sdk_clients import close_iotda
+from tests.ways import WAYS, both_ways
 
 AK, SK = "IOTDAEMULATORAK00001", "IotdaEmulatorSecretKey000000000000000001"
 PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -38,13 +41,22 @@ def scenario(**device: Any) -> dict[str, Any]:
          "service_id": "Climate", "properties": {"temp": 21}, "min_backoff": 0.2, **device}]}
 
 
-@pytest.fixture
-def fleet(farm_factory: Callable[..., RunningFarm]) -> RunningFarm:
-    return farm_factory(scenario())
+@pytest.fixture(scope="module", params=WAYS)
+def fleet_farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
+    yield from both_ways(scenario(), request.param, across=[])
 
 
 @pytest.fixture
-def client(fleet: RunningFarm) -> Iterator[IoTDAClient]:
+def fleet(fleet_farm: ShardedFarm) -> ShardedFarm:
+    """The module's farm reset whole: the cloud back at its scenario state, the devices
+    registering and connecting again by themselves."""
+    fleet_farm.reset()
+    fleet_farm.clear_journal()
+    return fleet_farm
+
+
+@pytest.fixture
+def client(fleet: ShardedFarm) -> Iterator[IoTDAClient]:
     made = IoTDAClient.new_builder().with_credentials(BasicCredentials(AK, SK, PROJECT)) \
         .with_endpoints([fleet["iot"].url]).build()
     yield made
@@ -56,7 +68,7 @@ def online(client: IoTDAClient) -> list[str]:
     return sorted(d.device_id for d in devices if d.status == "ONLINE")
 
 
-def test_a_fleet_registers_connects_and_reports_by_itself(fleet: RunningFarm,
+def test_a_fleet_registers_connects_and_reports_by_itself(fleet: ShardedFarm,
                                                           client: IoTDAClient) -> None:
     expected = ["sensor_sensor-1", "sensor_sensor-2", "sensor_sensor-3"]
     assert wait_for(lambda: online(client) == expected, timeout=15)
@@ -65,11 +77,12 @@ def test_a_fleet_registers_connects_and_reports_by_itself(fleet: RunningFarm,
     assert shadow[0].service_id == "Climate"
     assert shadow[0].reported.properties == {"temp": 21}
     assert fleet["sensor-2"].description["link"]["state"] == "connected"
-    sessions = fleet["iot"].call(lambda m: m.access.sessions())
+    sessions = fleet.api("GET", "/v1/emulators/iot/iotda/sessions")["sessions"]
+    assert len(sessions) == 3
     assert all(s["tls"] for s in sessions)  # over 8883's TLS, the farm CA checked
 
 
-def test_the_device_answers_commands_and_takes_desired_properties(fleet: RunningFarm,
+def test_the_device_answers_commands_and_takes_desired_properties(fleet: ShardedFarm,
                                                                   client: IoTDAClient) -> None:
     wait_for(lambda: "sensor_sensor-1" in online(client))
     answer = client.create_command(CreateCommandRequest(
@@ -89,7 +102,7 @@ def test_the_device_answers_commands_and_takes_desired_properties(fleet: Running
     assert fleet["sensor-1"].state()["properties"] == {"temp": 21, "target": 19}
 
 
-def test_messages_reach_the_device_state(fleet: RunningFarm, client: IoTDAClient) -> None:
+def test_messages_reach_the_device_state(fleet: ShardedFarm, client: IoTDAClient) -> None:
     wait_for(lambda: "sensor_sensor-3" in online(client))
     client.create_message(CreateMessageRequest(device_id="sensor_sensor-3",
                                                body=DeviceMessageRequest(message="hello")))
@@ -99,20 +112,21 @@ def test_messages_reach_the_device_state(fleet: RunningFarm, client: IoTDAClient
 
 
 def test_after_the_clouds_reset_the_devices_register_and_connect_again(
-        fleet: RunningFarm, client: IoTDAClient) -> None:
+        fleet: ShardedFarm, client: IoTDAClient) -> None:
     wait_for(lambda: len(online(client)) == 3)
     fleet.reset("iot")
     assert wait_for(lambda: len(online(client)) == 3, timeout=15)
 
 
+@pytest.mark.parametrize("shards", WAYS)
 def test_a_device_refused_with_bad_credentials_gives_up_as_the_sdk_does(
-        farm_factory: Callable[..., RunningFarm]) -> None:
+        farm_factory: Callable[..., RunningFarm | ShardedFarm], shards: int) -> None:
     farm = farm_factory({"name": "refused", "emulators": [
         {"name": "iot", "kind": "iotda", "products": [{"product_id": "sensor", "name": "S"}],
          "devices": [{"node_id": "lonely", "product_id": "sensor",
                       "auth_info": {"auth_type": "SECRET", "secret": "TheRealSecret1"}}]},
         {"name": "lonely", "kind": "iotda-device", "cloud": "iot", "product_id": "sensor",
-         "secret": "NotTheSecret1", "min_backoff": 0.2}]})
+         "secret": "NotTheSecret1", "min_backoff": 0.2}]}, shards=shards)
     link = wait_for(lambda: farm["lonely"].description["link"]["state"] == "refused"
                     and farm["lonely"].description["link"])
     assert "4" in link["reason"] or "password" in link["reason"].lower()
