@@ -28,10 +28,10 @@ def other_self_signed() -> SelfSigned:
     return make_self_signed("other-camera.test")
 
 
-@pytest.fixture(scope="module", params=WAYS)
+@pytest.fixture(scope="session", params=WAYS)
 def acti_farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
     """A farm of one camera with the default options, both ways (tests/ways.py): on one
-    process, and on shard 1 of four."""
+    process, and on shard 1 of four; the ACTi modules share it (``camera`` resets it)."""
     yield from both_ways({"name": "acti", "emulators": [
         {"name": "camera", "kind": "acti-camera", "https_port": 0}]},
         request.param, across=["camera"])

@@ -1,4 +1,5 @@
-"""EnOS test fixtures: one farm per module (reset before each test), roots made once for the
+"""EnOS test fixtures: one farm each way for the session (reset before each test), roots made
+once for the
 session, and emulators of a test's own. The helpers they use are in clients.py."""
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ def roots() -> dict[str, dict[str, str]]:
     return out
 
 
-@pytest.fixture(scope="module", params=WAYS)
+@pytest.fixture(scope="session", params=WAYS)
 def enos_farm(request: pytest.FixtureRequest, roots: dict[str, Any]) -> Iterator[ShardedFarm]:
-    """The module's farm of one EnOS emulator, both ways (tests/ways.py): one process, and
-    shard 1 of four."""
+    """The farm of one EnOS emulator the EnOS modules share, both ways (tests/ways.py): one
+    process, and shard 1 of four (each test resets it: the ``enos`` fixture)."""
     scenario = {"name": "enos-tests", "emulators": [
         {"name": "enos", "kind": "enos", **base_options(roots)}]}
     yield from both_ways(scenario, request.param, across=["enos"])

@@ -422,7 +422,7 @@ def test_sub_device_login_lets_the_gateway_post_for_it_and_logout(
     from enos.message.upstream.status.SubDeviceLogoutRequest import SubDeviceLogoutRequest
 
     gateway = secret_client(mqtt_enos, sdk_clients, "POneWay1", "devM", SECRET_M)
-    gateway.connect()
+    connect(gateway)
     login = gateway.publish(SubDeviceLoginRequest.builder().set_sub_device_info(
         "PShort01", "devS", "DevSSecret0001").build())
     assert login.get_code() == 200
