@@ -1,6 +1,5 @@
 """EnOS test fixtures: one farm each way for the session (reset before each test), roots made
-once for the
-session, and emulators of a test's own. The helpers they use are in clients.py."""
+once for the session, and emulators of a test's own. The helpers they use are in clients.py."""
 
 from __future__ import annotations
 
