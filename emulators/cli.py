@@ -160,16 +160,23 @@ def _validate(paths: list[str]) -> int:
     return status
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set: every serving loop (a farm, a sharded farm, one shard)
+    waits on it, then stops what it runs."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,
                control_port: int | None) -> int:
     from .control import ControlPlane
     from .core.state import StateError
     from .farm import Farm
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     farm = Farm(scenario, state_dir)
     try:
         await farm.start()
@@ -273,10 +280,7 @@ async def _serve_sharded(coordinator: Any, host: str | None, port: int | None,
     from .shards.coordinator import ShardFailed
     from .shards.front import FrontPlane
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await coordinator.start()
     except (ShardFailed, OSError) as exc:

@@ -448,7 +448,8 @@ class ShardedFarm(JournalChecks):
     def control_url(self) -> str:
         return str(self.ready["control"]["api"])
 
-    def api(self, method: str, route: str, body: Any = None) -> Any:
+    def _request(self, method: str, route: str, body: Any = None) -> tuple[int, bytes]:
+        """``route`` on the control plane: the status and the reply's bytes (errors too)."""
         import urllib.error
         import urllib.request
 
@@ -459,11 +460,17 @@ class ShardedFarm(JournalChecks):
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=60) as reply:
-                return json.load(reply)
+                return reply.status, reply.read()
         except urllib.error.HTTPError as exc:
             with exc:
-                doc = json.load(exc)
-            raise RuntimeError(f"{method} {route}: {exc.code} {doc}") from None
+                return exc.code, exc.read()
+
+    def api(self, method: str, route: str, body: Any = None) -> Any:
+        """The JSON answer of ``route``; RuntimeError with the control error when not 2xx."""
+        status, raw = self._request(method, route, body)
+        if status >= 300:
+            raise RuntimeError(f"{method} {route}: {status} {raw[:500].decode(errors='replace')}")
+        return json.loads(raw)
 
     def __getitem__(self, name: str) -> RemoteMember:
         return self.members[name]
@@ -516,26 +523,23 @@ class ShardedFarm(JournalChecks):
     # -- what the servers received, through their control routes ------------------------------
     def files(self, server: str, user: str | None = None) -> list[dict[str, Any]]:
         """The files ``server`` received, oldest first (``GET /v1/servers/<name>/files``)."""
-        query = f"?user={user}" if user is not None else ""
+        import urllib.parse
+
+        query = "?" + urllib.parse.urlencode({"user": user}) if user is not None else ""
         return self.api("GET", f"/v1/servers/{server}/files{query}")["files"]  # type: ignore[no-any-return]
 
     def file(self, server: str, user: str, path: str) -> bytes | None:
         """The bytes of ``path`` under ``user``'s root on ``server``; None when there is no
         such file (the route's 404)."""
-        import urllib.error
         import urllib.parse
-        import urllib.request
 
         route = f"/v1/servers/{server}/files/{user}/{urllib.parse.quote(path.lstrip('/'))}"
-        try:
-            with urllib.request.urlopen(self.control_url.removesuffix("/v1") + route,
-                                        timeout=60) as reply:
-                return reply.read()  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as exc:
-            with exc:
-                if exc.code == 404:
-                    return None
-                raise RuntimeError(f"GET {route}: {exc.code} {exc.read()[:200]!r}") from None
+        status, raw = self._request("GET", route)
+        if status == 404:
+            return None
+        if status != 200:
+            raise RuntimeError(f"GET {route}: {status} {raw[:200]!r}")
+        return raw
 
     def events(self, server: str) -> list[dict[str, Any]]:
         """A server's session events (logins, failures, uploads)."""

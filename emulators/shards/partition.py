@@ -52,11 +52,11 @@ class Rule:
                     if target:
                         names.add(str(target))
         # A fleet with one member named by a coupled kind stays whole on shard 0.
-        named = {spec.group for spec in scenario.members if spec.name in names}
+        kept_whole = groups | {spec.group for spec in scenario.members if spec.name in names}
         first: dict[str, int] = {}
         dealt = 0
         for spec in scenario.members:
-            if spec.role == "emulator" and spec.group not in groups | named:
+            if spec.role == "emulator" and spec.group not in kept_whole:
                 first.setdefault(spec.group, dealt)
                 dealt += 1
         return cls(count, groups, names, first)

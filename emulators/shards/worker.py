@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..cli import stop_on_signals
 from ..control.errors import BadRequest, read_json
 from ..control.keys import FARM
 from ..core.member import Member, MemberSpec
@@ -187,10 +187,7 @@ async def run(args: dict[str, Any]) -> int:
     elsewhere = Elsewhere(scenario, peers or {})
     farm = Farm(sub, args["state_dir"], elsewhere=elsewhere)
     elsewhere.ctx = farm.ctx
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await farm.start()
     except (OSError, StateError) as exc:
@@ -223,7 +220,7 @@ async def run(args: dict[str, Any]) -> int:
         log.error("shard %d: the coordinator is gone; stopping", index)
         stop.set()
 
-    watch = loop.create_task(orphaned()) if args.get("spawned", True) else None
+    watch = asyncio.create_task(orphaned()) if args.get("spawned", True) else None
     try:
         await stop.wait()
     finally:

@@ -4,7 +4,6 @@ shards with the cameras on shards 1-3 and the servers on shard 0."""
 
 from __future__ import annotations
 
-import ftplib
 import hashlib
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from emulators.testing import MemberHandle, RemoteMember, ShardedFarm
+from tests.servers.clients import ftp_login
 from tests.ways import WAYS, both_ways
 
 from .clients import FIXTURE_JPEG, SilentServer, cgi, free_port
@@ -85,9 +85,7 @@ def stored_bytes(server: RemoteMember, user: str, path: str) -> bytes | None:
 
 def listing(server: RemoteMember, user: str, password: str) -> list[str]:
     """The user's root as an FTP client lists it."""
-    with ftplib.FTP() as client:
-        client.connect(server.host, server.port, timeout=10)
-        client.login(user, password)
+    with ftp_login(server, user, password) as client:  # type: ignore[arg-type]
         return client.nlst()
 
 
