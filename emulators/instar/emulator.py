@@ -70,6 +70,7 @@ class InstarCamera(HttpEmulator):
         self.uploads: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=UPLOAD_LOG_SIZE)
         self.testftp_running = False
+        self._address_moved = False  # the upload server's address differs from the loaded one
         self._scheduler: asyncio.Task[None] | None = None
         self._key_task: asyncio.Task[None] | None = None
 
@@ -78,7 +79,11 @@ class InstarCamera(HttpEmulator):
         await super().start()  # loads the saved key, when there is one
         if self.ssh_key is None and self.options.ssh_key_generation == "at-start":
             self._start_key_task()
-        await self.save()
+        if self._address_moved:
+            # Only then does the state differ from what is on flash (or from the initial
+            # state, which a start without a saved file makes again): a save per camera at
+            # every start was a write and two fsyncs times 100,000 (bench/shards.py).
+            await self.save()
         self._restart_scheduler()
 
     async def _make_ssh_key(self) -> None:
@@ -202,6 +207,7 @@ class InstarCamera(HttpEmulator):
         """A farm server on a free port gets a new one at every start: settings still holding
         the address it had are moved along (an address the user set stays)."""
         now = self._upload_server_address()
+        self._address_moved = saved != now
         if saved and now:
             moved = {k: now[k] for k in ADDRESS_KEYS
                      if str(getattr(self.ftp, k)) == saved.get(k) != now[k]}

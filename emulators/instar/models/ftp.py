@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import Any
 
@@ -36,7 +36,9 @@ class FtpSettings:
     ft_insecure: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict (21 us against about 2; every camera's initial
+        # state and every save make one: bench/shards.py's start of 100,000 cameras).
+        return {name: getattr(self, name) for name in FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FtpSettings:
@@ -75,3 +77,6 @@ class FtpSettings:
             elif key in ("ft_mode", "ft_autocreatedir", "ft_dirmode", "ft_insecure"):
                 changes[key] = values.switch(key, raw)
         return replace(self, **changes)
+
+
+FIELDS = tuple(f.name for f in fields(FtpSettings))
