@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parent.parent
 
@@ -214,3 +215,24 @@ def test_a_damaged_state_file_is_named_not_replaced(tmp_path: Path, content: str
     assert f"emulators: cannot start the farm: {expected}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (state / "c.json").read_text() == content  # left as it was, for the user to see
+
+
+def test_a_farm_past_the_open_file_limit_says_so_instead_of_a_traceback(tmp_path: Path) -> None:
+    """asyncio takes a failing socket() for a bad address family and leaves a server with no
+    socket: the farm names the limit and exits 1 (it was an AssertionError traceback)."""
+    import resource
+
+    scenario = tmp_path / "many.yaml"
+    scenario.write_text(yaml.safe_dump({"name": "many", "emulators": [
+        {"name": "cam", "kind": "instar-camera", "count": 300, "fleet": "ports",
+         "host": "127.0.0.1", "port": 0}]}))
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (150, 150))
+
+    done = subprocess.run([sys.executable, "-m", "emulators", "run", str(scenario),
+                           "--control-port", "0"], capture_output=True, text=True, timeout=120,
+                          preexec_fn=low_limit)
+    assert done.returncode == 1
+    assert "no socket could be made (the open-file limit, 150, reached?)" in done.stderr
+    assert "Traceback" not in done.stderr
