@@ -16,6 +16,7 @@ from . import keysmith
 
 if TYPE_CHECKING:
     from . import scenario as scenario_mod
+from .core.memory import release_free_memory
 
 log = logging.getLogger("emulators")
 
@@ -193,6 +194,8 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
     if ready_file is not None:
         farm.write_ready_file(ready_file)
     print(json.dumps(document, indent=1), flush=True)
+    del document
+    release_free_memory()
     from . import keypool
 
     await keypool.take_forked_keys()  # spare keys into the pool; the child is reaped
@@ -299,6 +302,7 @@ async def _serve_sharded(coordinator: Any, host: str | None, port: int | None,
     if ready_file is not None:
         coordinator.write_ready_file(ready_file)
     print(json.dumps(coordinator.ready_document(), indent=1), flush=True)
+    release_free_memory()
     try:
         await stop.wait()
     finally:

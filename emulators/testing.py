@@ -441,7 +441,13 @@ class ShardedFarm(JournalChecks):
                 tmp.cleanup()
                 raise RuntimeError(f"the sharded farm did not start: {message}")
             time.sleep(0.02)
-        return cls(process, json.loads(ready_file.read_text()), workdir, tmp.cleanup)
+        try:
+            return cls(process, json.loads(ready_file.read_text()), workdir, tmp.cleanup)
+        except BaseException:  # a farm nobody holds must not outlive the call
+            process.kill()
+            process.wait()
+            tmp.cleanup()
+            raise
 
     # -- the control plane -------------------------------------------------------------------
     @property

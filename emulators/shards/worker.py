@@ -26,6 +26,7 @@ from ..cli import stop_on_signals
 from ..control.errors import BadRequest, read_json
 from ..control.keys import FARM
 from ..core.member import Member, MemberSpec
+from ..core.memory import release_free_memory
 from ..core.state import atomic_write_bytes, encode_state
 from ..kinds import resolve
 from ..scenario import Scenario
@@ -212,6 +213,7 @@ async def run(args: dict[str, Any]) -> int:
         atomic_write_bytes(Path(args["ready_file"]), encode_state(doc))
     print(f"emulators shard {index}/{count}: ready, control plane on {plane.url}",
           file=sys.stderr, flush=True)
+    release_free_memory()
     parent = os.getppid()
 
     async def orphaned() -> None:  # the coordinator died without stopping us: stop too
