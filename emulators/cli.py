@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from . import keysmith
 
 if TYPE_CHECKING:
     from . import scenario as scenario_mod
-from .core.memory import release_free_memory
+from .core.process import release_free_memory, stop_on_signals
 
 log = logging.getLogger("emulators")
 
@@ -159,16 +158,6 @@ def _validate(paths: list[str]) -> int:
             continue
         print(f"{path}: ok ({len(scenario.members)} members)")
     return status
-
-
-def stop_on_signals() -> asyncio.Event:
-    """An event SIGINT and SIGTERM set: every serving loop (a farm, a sharded farm, one shard)
-    waits on it, then stops what it runs."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,

@@ -7,9 +7,8 @@ import asyncio
 import collections
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncssh
 from aiohttp import web
 
 from .. import keypool, pki
@@ -29,6 +28,9 @@ from .models.schedule import (
 from .options import InstarOptions, UserOption
 from .picture import TEST_SNAPSHOT, snapshot
 from .wire import render
+
+if TYPE_CHECKING:
+    import asyncssh
 
 log = logging.getLogger("emulators.instar")
 
@@ -148,6 +150,8 @@ class InstarCamera(HttpEmulator):
         return reply
 
     def _set_ssh_key(self, pem: str) -> None:
+        import asyncssh  # here, not at the top: see uploader's docstring
+
         self._ssh_key_pem = pem
         self.ssh_key = asyncssh.import_private_key(pem)
 

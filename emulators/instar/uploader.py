@@ -1,4 +1,6 @@
 """The camera's upload client: FTP, explicit FTPS (ftplib in a thread) and sFTP (asyncssh).
+asyncssh is imported on a camera's first sFTP upload, not with this module: a process of
+cameras that never speak SSH does not load it (about 8 MB a process; bench/README.md "Shards").
 
 Every testftp result code comes from the real failure it names; ``classify`` ladders below
 are the one place where a library exception becomes a camera code.
@@ -9,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import ftplib
+import functools
 import logging
 import posixpath
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import asyncssh
+from typing import TYPE_CHECKING, Any
 
 from .models.ftp import MODE_PASV, SSL_FTPS, SSL_SFTP, FtpSettings
+
+if TYPE_CHECKING:
+    import asyncssh
 
 log = logging.getLogger("emulators.instar.upload")
 
@@ -263,8 +267,20 @@ def parse_key_blob(text: str) -> str:
     return algorithm
 
 
-class _HostKeyCheck(asyncssh.SSHClient):
-    """Records the server's key and accepts it when pinned, or when not verifying at all."""
+@functools.cache
+def _host_key_check() -> type[Any]:
+    """``_HostKeyCheck``, made on the first sFTP upload (it subclasses asyncssh's client)."""
+    import asyncssh
+
+    class HostKeyCheck(_HostKeyCheck, asyncssh.SSHClient):
+        pass
+
+    return HostKeyCheck
+
+
+class _HostKeyCheck:
+    """Records the server's key and accepts it when pinned, or when not verifying at all (an
+    ``asyncssh.SSHClient`` through ``_host_key_check``)."""
 
     def __init__(self, pinned: str | None, insecure: bool, password: str,
                  on_connect: Callable[[tuple[str, int]], None] | None = None) -> None:
@@ -296,6 +312,8 @@ class _HostKeyCheck(asyncssh.SSHClient):
 
 
 def _classify_sftp(phase: str, exc: BaseException) -> int:
+    import asyncssh
+
     if isinstance(exc, TimeoutError):
         return TIMEOUT
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
@@ -320,8 +338,10 @@ def _classify_sftp(phase: str, exc: BaseException) -> int:
 
 
 async def _sftp_upload(job: UploadJob) -> UploadOutcome:
+    import asyncssh
+
     s = job.settings
-    check = _HostKeyCheck(job.pinned_hostkey, bool(s.ft_insecure), s.ft_password,
+    check = _host_key_check()(job.pinned_hostkey, bool(s.ft_insecure), s.ft_password,
                           job.on_connect)
     phase = "connect"
     uploaded: list[str] = []

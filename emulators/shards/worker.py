@@ -22,11 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..cli import stop_on_signals
 from ..control.errors import BadRequest, read_json
 from ..control.keys import FARM
 from ..core.member import Member, MemberSpec
-from ..core.memory import release_free_memory
+from ..core.process import release_free_memory, stop_on_signals
 from ..core.state import atomic_write_bytes, encode_state
 from ..kinds import resolve
 from ..scenario import Scenario
