@@ -253,6 +253,12 @@ class StateStore:
         assert self.directory is not None
         return self.directory / f"{_component(name)}.json"
 
+    def has(self, name: str) -> bool:
+        """Whether the member has saved (or is saving) a document."""
+        if self.directory is None:
+            return name in self._memory
+        return name in self._pending or name in self._written or self._path(name).exists()
+
     def load(self, name: str) -> dict[str, Any] | None:
         """The member's saved document, or None when it has never saved."""
         if self.directory is None:
