@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -198,7 +197,9 @@ class Member:
         """Take state from a saved document (or from the scenario's initial state)."""
 
     def initial_state(self) -> dict[str, Any]:
-        """The scenario's initial state, as ``dump_state`` would write it."""
+        """The scenario's initial state, as ``dump_state`` would write it: a new document at
+        each call, which ``load_state`` may keep (no copy is made of it: a deep copy was half
+        of a camera's reset, bench/shards.py --part control)."""
         return {}
 
     async def reset(self) -> None:
@@ -206,7 +207,7 @@ class Member:
         A member that never saved has nothing to write: a start without a saved document
         makes the initial state again (a farm reset of 800 untouched cameras was 800 writes
         and 1,600 fsyncs, about 1 s; bench/shards.py --part control)."""
-        self.load_state(copy.deepcopy(self.initial_state()))
+        self.load_state(self.initial_state())
         await self.state_changed()
         if self.ctx.store.has(self.name):
             await self.save()
@@ -218,7 +219,7 @@ class Member:
         """Load the saved document when there is one, else the initial state."""
         saved = self.ctx.store.load(self.name)
         if saved is None:
-            self.load_state(copy.deepcopy(self.initial_state()))
+            self.load_state(self.initial_state())
             return
         try:
             self.load_state(saved)
