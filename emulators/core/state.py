@@ -238,6 +238,10 @@ class StateStore:
         self._scratch: Path | None = None
         self._pending: dict[str, tuple[int, bytes]] = {}
         self._written: dict[str, int] = {}
+        # Members with a document on disk: listed on the first ``has``, kept by the writes
+        # (a stat a member made a farm reset of 800 cameras 7 ms slower; the store owns its
+        # directory while it is open).
+        self._saved: set[str] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._version = 0
         self.swept: list[Path] = []
@@ -257,7 +261,18 @@ class StateStore:
         """Whether the member has saved (or is saving) a document."""
         if self.directory is None:
             return name in self._memory
-        return name in self._pending or name in self._written or self._path(name).exists()
+        if self._saved is None:
+            with os.scandir(self.directory) as entries:
+                self._saved = {e.name[:-5] for e in entries
+                               if e.name.endswith(".json") and e.is_file()}
+        return name in self._pending or name in self._saved
+
+    def _on_disk(self, name: str, present: bool = True) -> None:
+        if self._saved is not None:
+            if present:
+                self._saved.add(name)
+            else:
+                self._saved.discard(name)
 
     def load(self, name: str) -> dict[str, Any] | None:
         """The member's saved document, or None when it has never saved."""
@@ -285,6 +300,7 @@ class StateStore:
             self._memory[name] = raw
         else:
             atomic_write_bytes(self._path(name), raw)
+            self._on_disk(name)
 
     async def save(self, name: str, data: dict[str, Any]) -> None:
         """Persist ``data``; returns once a write containing it is on disk.
@@ -311,6 +327,7 @@ class StateStore:
             newest, newest_raw = self._pending.pop(name)
             await asyncio.to_thread(atomic_write_bytes, self._path(name), newest_raw)
             self._written[name] = newest
+            self._on_disk(name)
 
     async def flush(self, name: str | None = None) -> None:
         """Wait for every write under way, or for those of member ``name``. (A member that
@@ -327,6 +344,7 @@ class StateStore:
             self._memory.pop(name, None)
         else:
             self._path(name).unlink(missing_ok=True)
+            self._on_disk(name, present=False)
 
     def files_dir(self, name: str) -> Path:
         """A folder of the member's own for files (created on demand)."""
