@@ -84,6 +84,27 @@ def test_reset_one_member_or_all_through_the_control_plane(
     assert farm["b"].state() == {"value": 2}
 
 
+
+def test_an_untouched_camera_writes_nothing_at_start_or_reset_and_a_changed_one_does(
+        farm_factory: Callable[..., RunningFarm], tmp_path: Path) -> None:
+    """A start or reset of a member that never saved leaves no file (the initial state is made
+    again at the next start); once it saved, a farm reset writes its initial state."""
+    scenario = {"emulators": [{"name": "cam", "kind": "instar-camera", "count": 2,
+                               "fleet": "ports", "host": "127.0.0.1", "port": 0}]}
+    farm = farm_factory(scenario, tmp_path)
+    assert not list(tmp_path.glob("cam-*.json"))
+    farm.reset()
+    assert not list(tmp_path.glob("cam-*.json"))
+    url = farm["cam-1"].url + "/param.cgi?user=admin&pwd=instar&cmd="
+    with urllib.request.urlopen(url + "setftpattr&ft_port=2121", timeout=10) as reply:
+        assert b'response="200"' in reply.read()
+    assert json.loads((tmp_path / "cam-1.json").read_text())["ftp"]["ft_port"] == 2121
+    farm.reset()
+    assert json.loads((tmp_path / "cam-1.json").read_text())["ftp"]["ft_port"] == 21
+    assert not (tmp_path / "cam-2.json").exists()
+    with urllib.request.urlopen(url + "getftpattr", timeout=10) as reply:
+        assert b'ft_port="21"' in reply.read()
+
 def test_control_plane_lists_describes_and_reads_state(
         farm_factory: Callable[..., RunningFarm]) -> None:
     farm = farm_factory({"emulators": [{"name": "a", "kind": COUNTER, "start": 4}]})
