@@ -252,11 +252,22 @@ class Farm:
     async def reset(self, name: str | None = None) -> None:
         """Back to the scenario's initial state: one member, or all of them."""
         targets = [self.members[name]] if name is not None else list(self.members.values())
-        # Together: each waits for its own write to be on disk, and those overlap (800 cameras
-        # one after another took 629 ms on a sharded farm, bench/README.md "Shards"); and a
-        # member's reset may wait on another's (an iotda-device re-registering with its cloud),
-        # so none may wait for the ones after it (awaiting them in turn hung the fleet tests).
-        await asyncio.gather(*(member.reset() for member in targets))
+        # In start order (servers and clouds before the devices that use them), so a member
+        # whose reset waits on another's (an iotda-device reconnecting to its cloud) finds
+        # that one already reset. One that saved will write: it becomes a task, and the
+        # writes overlap (800 cameras one write after another took 629 ms on a sharded farm);
+        # the sleep lets its synchronous part (the initial state loaded) run before the next
+        # member's, as gather did. One that never saved writes nothing and resets inline: a
+        # task each was most of a reset of untouched cameras (800 over 8 shards: 49.7 ms
+        # with a task each, 17-20 ms inline; bench/shards.py --part control, bench/README.md).
+        writes: list[asyncio.Future[None]] = []
+        for member in targets:
+            if self.store.has(member.name):
+                writes.append(asyncio.ensure_future(member.reset()))
+                await asyncio.sleep(0)
+            else:
+                await member.reset()
+        await asyncio.gather(*writes)
 
     def ready_document(self) -> dict[str, Any]:
         """The ready file's content; its shape is documented in README.md."""

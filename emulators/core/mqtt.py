@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .asyncio_internals import shrink_tls_read_buffer
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("emulators.mqtt")
 
@@ -502,9 +503,7 @@ class MqttListener:
     async def _finish(self, session: MqttSession, reason: str) -> None:
         self._end(session, reason)
         if session._acker is not None:
-            session._acker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await session._acker
+            await cancel_and_wait(session._acker)
         session._pubacks.clear()
         for waiter in session._acks.values():
             if not waiter.done():

@@ -17,7 +17,6 @@ where the SDK gives up; so does it, and says so in its description.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .. import pki
 from ..core.member import Member
 from ..core.mqtt_client import MqttClient, MqttRefused
+from ..core.tasks import cancel_and_wait
 from ..iotda import topics
 from ..iotda.exceptions import IotdaError
 from ..iotda.models.access import password_for
@@ -96,18 +96,14 @@ class IotdaDevice(Member):
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self.link = {"state": "stopped"}
         await self.ctx.store.flush(self.name)
 
     async def state_changed(self) -> None:
         """A reset or restore: the device reconnects with its new state."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = asyncio.get_running_loop().create_task(self._run())
             self._task.add_done_callback(self._ended)
 
@@ -201,9 +197,7 @@ class IotdaDevice(Member):
                 await asyncio.wait({reader}, timeout=self.options.report_seconds)
             await reader  # raises why the connection ended
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await reader
+            await cancel_and_wait(reader)
 
     async def report(self, client: MqttClient) -> None:
         await client.publish(f"{topics.base(self.device_id)}{topics.PROPERTIES_REPORT}",
