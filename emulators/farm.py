@@ -261,12 +261,16 @@ class Farm:
         # task each was most of a reset of untouched cameras (800 over 8 shards: 49.7 ms
         # with a task each, 17-20 ms inline; bench/shards.py --part control, bench/README.md).
         writes: list[asyncio.Future[None]] = []
-        for member in targets:
-            if self.store.has(member.name):
-                writes.append(asyncio.ensure_future(member.reset()))
-                await asyncio.sleep(0)
-            else:
-                await member.reset()
+        try:
+            for member in targets:
+                if self.store.has(member.name):
+                    writes.append(asyncio.ensure_future(member.reset()))
+                    await asyncio.sleep(0)
+                else:
+                    await member.reset()
+        except BaseException:
+            await asyncio.gather(*writes, return_exceptions=True)  # none left running
+            raise
         await asyncio.gather(*writes)
 
     def ready_document(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ async def _suppressing(task: asyncio.Future[None]) -> None:
         await task
 
 
-@pytest.mark.parametrize("wait, swallowed", [(_suppressing, True), (cancel_and_wait, False)])
+@pytest.mark.parametrize(("wait", "swallowed"), [(_suppressing, True), (cancel_and_wait, False)])
 async def test_a_cancellation_of_the_caller_while_it_waits_is_not_swallowed(
         wait: object, swallowed: bool) -> None:
     inner = asyncio.ensure_future(_slow_to_end(asyncio.Event()))
