@@ -159,6 +159,12 @@ class Member:
     def credentials(self) -> dict[str, Any]:
         return {}
 
+    def bound_ports(self) -> dict[str, int]:
+        """The kind's ``{label}_port`` listener options as bound now (a free port, 0, made a
+        number): a shard that is restarted starts the member on these, so its clients find
+        it where it was (the entry's own ``port`` is kept apart)."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """This member's entry in the ready file and the control plane's lists."""
         doc: dict[str, Any] = {

@@ -313,9 +313,11 @@ class Coordinator:
 
     @staticmethod
     def _ports_of(shard: Shard) -> dict[str, Any]:
-        """The ports a shard's members listened on (a restarted device keeps its address)."""
+        """The ports a shard's members listened on, their listener options' too (a restarted
+        device keeps its addresses: an MQTT client reconnects where it was)."""
         members = shard.members()
-        return {m["name"]: {"port": m["port"]}
+        bound = ((shard.ready or {}).get("shard") or {}).get("bound_ports") or {}
+        return {m["name"]: {"port": m["port"], "options": bound.get(m["name"], {})}
                 for m in (*members["emulators"], *members["servers"])}
 
     def _note(self, shard: Shard, event: str, detail: dict[str, Any]) -> None:

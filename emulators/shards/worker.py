@@ -206,7 +206,11 @@ async def run(args: dict[str, Any]) -> int:
     # Which run of this shard it is: the coordinator starts reading a new run's journal
     # from its beginning (a pod's process id is 1 every time, so that cannot say it).
     incarnation = uuid.uuid4().hex
-    farm.shard = {"index": index, "count": count, "incarnation": incarnation}
+    # The listener options each member bound (free ports made numbers): a restart of this
+    # shard starts them there again (the coordinator gives them back as ``ports``).
+    bound = {m.name: ports for m in farm.members.values() if (ports := m.bound_ports())}
+    farm.shard = {"index": index, "count": count, "incarnation": incarnation,
+                  "bound_ports": bound}
     doc = farm.ready_document()
     if args.get("ready_file"):
         atomic_write_bytes(Path(args["ready_file"]), encode_state(doc))

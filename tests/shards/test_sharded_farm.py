@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
+from emulators.scenario import load
+from emulators.shards.partition import shard_of
 from emulators.testing import ShardedFarm
+from tests.iotda.clients import SdkDevice
 
 SCENARIO = {
     "name": "sharded", "control": {"port": 0},
@@ -163,6 +166,34 @@ def test_a_shard_that_dies_is_reported_and_restarted_with_its_state(tmp_path: Pa
     finally:
         assert farm.stop() == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_a_restarted_shard_keeps_the_free_ports_its_listeners_had(tmp_path: Path) -> None:
+    """An IoTDA cloud on free MQTT ports (``mqtt_port: 0``): after its shard is killed and
+    restarted, the MQTT and MQTTS listeners are where they were, and a device connecting
+    as the vendor's SDK does reaches the broker there."""
+    scenario = {"name": "ports", "control": {"port": 0}, "emulators": [
+        {"name": "iot", "kind": "iotda", "port": 0, "mqtt_port": 0, "mqtts_port": 0},
+        {"name": "cam", "kind": "instar-camera", "port": 0}]}
+    assert shard_of(load(scenario), 2)["iot"] == 1
+    farm = ShardedFarm.start(scenario, 2, tmp_path / "state")
+    try:
+        before = farm["iot"].urls
+        assert {"mqtt", "mqtts"} <= set(before)
+        os.kill(farm.ready["shards"][1]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (farm.shards()[1]["restarts"], farm.shards()[1]["status"]) != (1, "ok"):
+            assert time.monotonic() < deadline, farm.shards()
+            time.sleep(0.1)
+        assert farm["iot"].urls == before
+        port = int(before["mqtt"].rsplit(":", 1)[1])
+        device = SdkDevice("sensor_unknown", "127.0.0.1", port, secret="NotRegistered1")
+        try:
+            assert device.connect() == 4  # a broker answers there: bad user name or password
+        finally:
+            device.close()
+    finally:
+        assert farm.stop() == 0
 
 
 def test_the_pytest_plugin_starts_a_sharded_farm(farm_factory: Any) -> None:
