@@ -210,8 +210,16 @@ def _shard_or_front(args: argparse.Namespace) -> int:
         print(f"emulators {args.command}: ${args.token_env} must hold the shards' token",
               file=sys.stderr)
         return 2
+    from .shards.partition import Rule
+
+    if args.command == "shard" and args.count < 1:
+        print("emulators shard: --count must be at least 1", file=sys.stderr)
+        return 2
     try:
-        scenario = scenario_mod.load(args.scenario)
+        if args.command == "front":
+            scenario = scenario_mod.load(args.scenario)
+        else:  # a pod stamps its own members only (the front checks the whole)
+            rule, scenario = Rule.of_source(args.scenario, args.count)
     except scenario_mod.ScenarioInvalid as exc:
         print(exc.report(), file=sys.stderr)
         return 2
@@ -234,10 +242,8 @@ def _shard_or_front(args: argparse.Namespace) -> int:
         print(f"emulators shard: index {index} is not below --count {args.count}",
               file=sys.stderr)
         return 2
-    from .shards.partition import Rule
-
     return asyncio.run(worker.run({
-        "scenario": source, "plan": Rule.of(scenario, args.count).plan(), "index": index,
+        "scenario": source, "plan": rule.plan(), "index": index,
         "count": args.count, "token": token,
         "state_dir": str(args.state_dir), "ready_file": args.ready_file and str(args.ready_file),
         "control_host": args.control_host, "control_port": args.control_port,

@@ -21,12 +21,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from emulators.testing import RunningFarm
+from emulators.testing import RunningFarm, ShardedFarm
+from tests.ways import WAYS, both_ways
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("EMULATORS_ARTIFACTS", ROOT / "artifacts")) / "dashboard"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+AnyFarm = RunningFarm | ShardedFarm
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,27 @@ def farm(farm_factory: Callable[..., RunningFarm]) -> RunningFarm:
     return farm_factory("default")
 
 
+@pytest.fixture(scope="module")
+def sharded_default() -> Iterator[ShardedFarm]:
+    """The default farm on four shards, the camera away from the servers, started once."""
+    yield from both_ways("default", 4, across=["instar-camera"])
+
+
+@pytest.fixture(params=WAYS)
+def either(request: pytest.FixtureRequest,
+           farm_factory: Callable[..., RunningFarm]) -> AnyFarm:
+    """The default farm on one process (a new one), or on four shards (the module's, back at
+    its scenario: members reset, journal, faults and clock cleared): the page is the same."""
+    if request.param == 1:
+        return farm_factory("default")
+    farm: ShardedFarm = request.getfixturevalue("sharded_default")
+    farm.reset()
+    farm.clear_faults()
+    farm.reset_clock()
+    farm.clear_journal()
+    return farm
+
+
 def shot(driver: webdriver.Chrome, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
@@ -71,14 +94,15 @@ def errors_in_console(driver: webdriver.Chrome) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def open_page(driver: webdriver.Chrome, farm: RunningFarm) -> None:
+def open_page(driver: webdriver.Chrome, farm: AnyFarm) -> None:
     driver.get(farm.control_url.removesuffix("/v1") + "/ui")
     WebDriverWait(driver, 15).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "#members tr[data-member='instar-camera']"))
 
 
-def test_the_page_loads_shows_every_member_and_logs_no_error(browser: webdriver.Chrome,
-                                                             farm: RunningFarm) -> None:
+def test_the_page_loads_shows_every_member_and_logs_no_error(
+        browser: webdriver.Chrome, either: AnyFarm) -> None:
+    farm = either
     open_page(browser, farm)
     names = {row.get_attribute("data-member")
              for row in browser.find_elements(By.CSS_SELECTOR, "#members tbody tr")}
@@ -90,8 +114,9 @@ def test_the_page_loads_shows_every_member_and_logs_no_error(browser: webdriver.
     assert errors_in_console(browser) == []
 
 
-def test_a_curl_request_appears_in_the_journal_without_a_reload(browser: webdriver.Chrome,
-                                                                farm: RunningFarm) -> None:
+def test_a_curl_request_appears_in_the_journal_without_a_reload(
+        browser: webdriver.Chrome, either: AnyFarm) -> None:
+    farm = either
     open_page(browser, farm)
     instar = farm["instar-camera"]
     creds = instar.credentials
@@ -106,8 +131,9 @@ def test_a_curl_request_appears_in_the_journal_without_a_reload(browser: webdriv
     assert errors_in_console(browser) == []
 
 
-def test_a_fault_added_through_the_form_is_met_by_a_real_client(browser: webdriver.Chrome,
-                                                                farm: RunningFarm) -> None:
+def test_a_fault_added_through_the_form_is_met_by_a_real_client(
+        browser: webdriver.Chrome, either: AnyFarm) -> None:
+    farm = either
     open_page(browser, farm)
     Select(browser.find_element(By.ID, "fault-type")).select_by_visible_text("status")
     member = browser.find_element(By.ID, "fault-member")
@@ -126,8 +152,9 @@ def test_a_fault_added_through_the_form_is_met_by_a_real_client(browser: webdriv
     assert status == "503"
 
 
-def test_the_clock_buttons_move_the_farm_clock(browser: webdriver.Chrome,
-                                               farm: RunningFarm) -> None:
+def test_the_clock_buttons_move_the_farm_clock(
+        browser: webdriver.Chrome, either: AnyFarm) -> None:
+    farm = either
     open_page(browser, farm)
     browser.find_element(By.ID, "clock-freeze").click()
     WebDriverWait(browser, 5).until(lambda d: "(frozen)" in d.find_element(By.ID, "clock").text)
@@ -204,7 +231,7 @@ def curl(url: str, *args: str) -> str:
                           timeout=20, check=True).stdout
 
 
-def api(farm: RunningFarm, method: str, route: str) -> dict:  # type: ignore[type-arg]
+def api(farm: AnyFarm, method: str, route: str) -> dict:  # type: ignore[type-arg]
     request = urllib.request.Request(farm.control_url.removesuffix("/v1") + route, method=method,
                                      data=b"{}" if method == "POST" else None,
                                      headers={"Content-Type": "application/json"})
@@ -212,7 +239,7 @@ def api(farm: RunningFarm, method: str, route: str) -> dict:  # type: ignore[typ
         return json.load(reply)  # type: ignore[no-any-return]
 
 
-def instar_cgi(farm: RunningFarm, query: str) -> str:
+def instar_cgi(farm: AnyFarm, query: str) -> str:
     instar = farm["instar-camera"]
     creds = instar.credentials
     return curl(f"{instar.url}/param.cgi?{query}&user={creds['user']}&pwd={creds['password']}")
@@ -329,10 +356,11 @@ def test_a_clock_move_marks_a_certificate_expired(browser: webdriver.Chrome,
     assert errors_in_console(browser) == []
 
 
-def test_snapshots_and_resets_from_the_page(browser: webdriver.Chrome,
-                                            farm: RunningFarm) -> None:
+def test_snapshots_and_resets_from_the_page(
+        browser: webdriver.Chrome, either: AnyFarm) -> None:
     """Save a snapshot, change the camera, restore: the change is gone; change it again and
     reset the member, then the farm: back to the scenario; delete the snapshot."""
+    farm = either
     def ftp_port() -> str:
         return instar_cgi(farm, "cmd=getftpattr").split('ft_port="')[1].split('"')[0]
 

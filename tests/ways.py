@@ -25,7 +25,7 @@ from emulators.testing import ShardedFarm
 WAYS = [pytest.param(1, id="one-process"), pytest.param(4, id="4-shards")]
 
 
-def both_ways(scenario: dict[str, Any], shards: int, *, across: list[str],
+def both_ways(scenario: str | dict[str, Any], shards: int, *, across: list[str],
               state_dir: Path | None = None) -> Iterator[ShardedFarm]:
     """Start ``scenario`` on ``shards`` shards, yield it, stop it with SIGTERM (exit 0). On
     more than one shard, every member named in ``across`` must run on another shard than the

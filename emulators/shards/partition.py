@@ -61,6 +61,43 @@ class Rule:
                 dealt += 1
         return cls(count, groups, names, first)
 
+    @classmethod
+    def of_source(cls, source: str | Any, count: int) -> tuple[Rule, Scenario]:
+        """The rule for the scenario at ``source`` without stamping its fleets: a shard started
+        on its own (a Kubernetes pod) needs the rule, not the million members of the whole
+        (the front, which checks the whole, has those). Stamps every server and singleton
+        and each fleet's first member (a fleet's members share their entry's kind and
+        references), and counts the rest; returns the rule and that partial scenario. Where
+        a coupled kind names a fleet member past the first, the partial one does not
+        validate and the whole scenario is stamped instead (same rule, slower)."""
+        from ..scenario import ScenarioInvalid, load
+
+        sizes: dict[str, tuple[str, int]] = {}  # entry -> (role, count), in scenario order
+
+        def first_of_each(group: str, role: str, size: int, index: int, name: str) -> bool:
+            sizes.setdefault(group, (role, size))
+            return role == "server" or index == 0
+
+        try:
+            partial = load(source, keep=first_of_each)
+        except ScenarioInvalid:
+            whole = load(source)
+            return cls.of(whole, count), whole
+        refs_of = {kind: resolve(kind).member_refs for kind in {m.kind for m in partial.members}}
+        groups = {spec.group for spec in partial.members if refs_of[spec.kind]}
+        names = {str(target) for spec in partial.members
+                 for field_name in refs_of[spec.kind]
+                 if (target := getattr(spec.options, field_name, None))}
+        group_of = {spec.name: spec.group for spec in partial.members}
+        kept_whole = groups | {group_of[name] for name in names if name in group_of}
+        first: dict[str, int] = {}
+        dealt = 0
+        for group, (role, size) in sizes.items():
+            if role == "emulator" and group not in kept_whole:
+                first[group] = dealt
+                dealt += size
+        return cls(count, groups, names, first), partial
+
     def plan(self) -> dict[str, Any]:
         """What a shard started elsewhere needs to apply the same rule (JSON)."""
         return {"count": self.count, "tied_groups": sorted(self.tied_groups),

@@ -67,3 +67,36 @@ def test_a_shard_stamps_its_own_slice_and_what_it_looks_up() -> None:
         assert {m.name for m in part.members} == set(names) | looked_up
         specs = {m.name: m for m in whole.members}
         assert all(m == specs[m.name] for m in part.members)
+
+
+@pytest.mark.parametrize("source", [
+    SCENARIO,
+    # a coupled kind naming a fleet member past its first: the whole is stamped instead
+    {**SCENARIO, "emulators": [*SCENARIO["emulators"][:2],
+                               {"name": "iotda", "kind": "iotda", "count": 2},
+                               {**SCENARIO["emulators"][3], "cloud": "iotda-2"}]},
+    "default", "iotda"])
+def test_a_pod_finds_the_rule_without_stamping_the_fleets(source: object) -> None:
+    """`emulators shard` (a pod) takes the rule from a scenario stamped partly: every server
+    and singleton, each fleet's first member; the rule is the one of the whole scenario."""
+    from emulators.shards.partition import Rule
+
+    whole = scenario.load(source)  # type: ignore[arg-type]
+    for count in (1, 2, 3, 8):
+        rule, partial = Rule.of_source(source, count)
+        assert rule.plan() == Rule.of(whole, count).plan()
+        assert shard_of(whole, count, rule) == shard_of(whole, count)
+    if source is SCENARIO:  # 5 cameras and 3 devices: one of each fleet stamped
+        assert [m.name for m in partial.members] == ["ftp", "cam-1", "acti", "iotda", "dev-1"]
+
+
+def test_a_pod_of_a_100000_camera_scenario_stamps_one_camera_a_fleet() -> None:
+    from emulators.shards.partition import Rule
+
+    big = {"name": "big", "emulators": [
+        {"name": f"cam{k}", "kind": "instar-camera", "count": 50_000, "fleet": "addresses",
+         "host": f"127.{k}.0.1", "port": 8080} for k in (1, 2)]}
+    rule, partial = Rule.of_source(big, 6)
+    assert [m.name for m in partial.members] == ["cam1-00001", "cam2-00001"]
+    assert rule.plan() == {"count": 6, "tied_groups": [], "tied_names": [],
+                           "first": {"cam1": 0, "cam2": 50_000}}
