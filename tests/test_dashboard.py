@@ -208,6 +208,24 @@ def test_the_journal_stream_is_server_sent_events_with_resume(farm: RunningFarm)
     assert f"id: {seq}\n" in resumed
 
 
+def test_a_stream_from_the_last_seq_of_a_query_misses_nothing_recorded_between(
+        either: AnyFarm) -> None:
+    """What the page does: read the journal, then follow it from the ``last_seq`` that read
+    gave. A request made between the two is streamed (the stream's own "now" would pass it
+    over: on shards it is pulled in as the stream opens, and the page missed it)."""
+    farm = either
+    first = api(farm, "GET", "/v1/journal?member=instar-camera&limit=100")
+    assert first["entries"] == [] and isinstance(first["last_seq"], int)
+    instar_cgi(farm, "cmd=getserverinfo")  # before the stream opens
+    events = subprocess.run(
+        ["curl", "-sN", "--max-time", "2", f"{farm.control_url}/journal/stream?"
+         f"member=instar-camera&after_seq={first['last_seq']}&max_rate=25"],
+        capture_output=True, text=True, timeout=15).stdout
+    assert '"path": "/param.cgi"' in events and "event: skipped" not in events
+    later = api(farm, "GET", "/v1/journal?member=acti-camera")
+    assert later["last_seq"] >= int(events.split("id: ")[1].split("\n")[0])
+
+
 def test_certificates_are_judged_on_the_farm_clock(farm: RunningFarm) -> None:
     """GET /v1/certificates: EnOS's roots and its bound device certificate, valid now and
     expired once the farm clock passes their end."""

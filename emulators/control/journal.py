@@ -58,8 +58,11 @@ def filters_from(query: web.Request | dict) -> dict:
 async def query_journal(request: web.Request) -> web.Response:
     journal = request.app[FARM].journal
     entries = journal.query(**filters_from(request))
+    # ``last_seq``: the newest entry's seq, filter or not; a stream asked for after_seq=last_seq
+    # misses nothing recorded since this query (without it a stream starts at its own "now").
     return web.json_response({"entries": [e.to_dict() for e in entries],
-                              "size": len(journal), "capacity": journal.capacity})
+                              "size": len(journal), "capacity": journal.capacity,
+                              "last_seq": journal.last_seq})
 
 
 @routes.delete("/v1/journal")

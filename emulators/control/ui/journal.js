@@ -120,8 +120,9 @@ export async function follow() {
   const q = filterQuery();
   const first = await api("GET", `/v1/journal?${q}&limit=100`);
   fill($("#journal"), first.entries.map(entryRow).reverse());
-  const last = first.entries.length ? first.entries[first.entries.length - 1].seq : 0;
-  if (last) q.set("after_seq", last);
+  // From the journal's end when it was read, not the stream's own "now": an entry recorded
+  // between the two (on a sharded farm, pulled in as the stream opens) is not lost.
+  q.set("after_seq", first.last_seq);
   q.set("max_rate", MAX_RATE);
   listen(q, controller).catch((err) => say(err.message));
 }
