@@ -1,7 +1,8 @@
 """Issue 21: a sharded farm (`emulators run --shards N`) against one process.
 
-    python bench/shards.py [--part scale,control,cpu] [--cameras 100000] [--scale-shards 6]
+    python bench/shards.py [--part scale,control,cpu,pod] [--cameras 100000] [--scale-shards 6]
                            [--control-shards 8] [--cpu-shards 1,2,4] [--seconds 3]
+                           [--pod-cameras 1000000]
 
 scale: --cameras INSTAR cameras, one loopback address each (127.1.0.1 up, port 8080), dealt
 over --scale-shards shards (6: the fewest whose share of 100,000 fits this machine's
@@ -21,6 +22,12 @@ one wrk -t1 -c16 per camera on cameras 0..K-1 (K the largest count; camera i on 
 total req/s and the CPU per request of every process that served (coordinator included).
 Prints the cores: on two, wrk and the farm share
 them, so throughput cannot grow with shards here.
+
+pod: what `emulators shard` (a Kubernetes pod) spends on the scenario before its members
+start, for --pod-cameras cameras over 60 pods: the partition rule from the scenario stamped
+partly (servers, singletons, each fleet's first member) and then its own slice stamped, each
+in a fresh process (seconds, peak RSS over the RSS before). Baseline: the whole scenario stamped to find the
+rule, as pods did before, in the same run.
 """
 
 from __future__ import annotations
@@ -218,6 +225,42 @@ def cpu(args: argparse.Namespace) -> None:
     show(f"cpu ({env_note()}: wrk and the farm share these cores)", rows)
 
 
+POD_ONE = """
+import json, resource, sys, time
+from emulators import scenario
+from emulators.shards.partition import Rule
+source, how = json.loads(sys.argv[1]), sys.argv[2]
+scenario.load({"name": "warm", "emulators": [{"name": "c", "kind": "instar-camera"}]})
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+before, started = rss(), time.perf_counter()
+if how == "whole":
+    rule = Rule.of(scenario.load(source), 60)
+else:
+    rule, _ = Rule.of_source(source, 60)
+mine = scenario.load(source, keep=rule.keep(1))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": time.perf_counter() - started, "mb": peak - before,
+                  "slice": len(mine.members)}))
+"""
+
+
+def pod(args: argparse.Namespace) -> None:
+    source = json.dumps(fleet(args.pod_cameras))
+    got = {}
+    for how in ("whole", "partial"):
+        out = subprocess.run([sys.executable, "-c", POD_ONE, source, how], check=True,
+                             capture_output=True, text=True).stdout
+        got[how] = json.loads(out)
+    rows = [(label, f"{got[how]['seconds']:.2f} s, peak +{got[how]['mb']:.0f} MiB (its slice: "
+                    f"{got[how]['slice']:,} cameras)")
+            for how, label in (("whole", "whole scenario stamped (baseline)"),
+                               ("partial", "rule from a partial stamp"))]
+    rows.append(("ratio", f"{got['partial']['seconds'] / got['whole']['seconds']:.3f}x time, "
+                          f"{got['partial']['mb'] / max(got['whole']['mb'], 1):.3f}x memory"))
+    show(f"pod start, {args.pod_cameras:,} cameras over 60 pods ({env_note()})", rows)
+
+
 WRK_ONE = f"""
 import json, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -236,6 +279,7 @@ def main() -> None:
     parser.add_argument("--cpu-shards", type=lambda s: [int(x) for x in s.split(",")],
                         default=[1, 2, 4])
     parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--pod-cameras", type=int, default=1_000_000)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores")
     parts = args.part.split(",")
@@ -245,6 +289,8 @@ def main() -> None:
         cpu(args)
     if "scale" in parts:
         scale(args)
+    if "pod" in parts:
+        pod(args)
 
 
 if __name__ == "__main__":
