@@ -26,8 +26,8 @@ them, so throughput cannot grow with shards here.
 pod: what `emulators shard` (a Kubernetes pod) spends on the scenario before its members
 start, for --pod-cameras cameras over 60 pods: the partition rule from the scenario stamped
 partly (servers, singletons, each fleet's first member) and then its own slice stamped, each
-in a fresh process (seconds, peak RSS over the RSS before). Baseline: the whole scenario stamped to find the
-rule, as pods did before, in the same run.
+in a fresh process (seconds, peak RSS over the RSS before). Baseline: the whole scenario
+stamped to find the rule, as pods did before, in the same run.
 """
 
 from __future__ import annotations
