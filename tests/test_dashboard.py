@@ -187,8 +187,8 @@ def test_the_journal_stream_is_server_sent_events_with_resume(farm: RunningFarm)
     """GET /v1/journal/stream as curl reads it: an event per new entry, its seq the id;
     Last-Event-ID resumes after it; filters as for GET /v1/journal."""
     base = farm.control_url
-    stream = subprocess.Popen(["curl", "-sN", "--max-time", "5",
-                               f"{base}/journal/stream?member=instar-camera"],
+    stream = subprocess.Popen(["curl", "-sN", "--max-time", "10",  # the farm ends it first
+                               f"{base}/journal/stream?member=instar-camera&seconds=2.5"],
                               stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
@@ -202,8 +202,8 @@ def test_the_journal_stream_is_server_sent_events_with_resume(farm: RunningFarm)
     assert len(events) == 1  # the ACTi request is filtered out
     seq = int(events[0].split("id: ")[1].split("\n")[0])
     assert '"member": "instar-camera"' in events[0] and '"path": "/param.cgi"' in events[0]
-    resumed = subprocess.run(["curl", "-sN", "--max-time", "2", "-H", f"Last-Event-ID: {seq - 1}",
-                              f"{base}/journal/stream?member=instar-camera"],
+    resumed = subprocess.run(["curl", "-sN", "--max-time", "10", "-H", f"Last-Event-ID: {seq - 1}",
+                              f"{base}/journal/stream?member=instar-camera&seconds=1"],
                              capture_output=True, text=True, timeout=15).stdout
     assert f"id: {seq}\n" in resumed
 
@@ -218,8 +218,8 @@ def test_a_stream_from_the_last_seq_of_a_query_misses_nothing_recorded_between(
     assert first["entries"] == [] and isinstance(first["last_seq"], int)
     instar_cgi(farm, "cmd=getserverinfo")  # before the stream opens
     events = subprocess.run(
-        ["curl", "-sN", "--max-time", "2", f"{farm.control_url}/journal/stream?"
-         f"member=instar-camera&after_seq={first['last_seq']}&max_rate=25"],
+        ["curl", "-sN", "--max-time", "10", f"{farm.control_url}/journal/stream?"
+         f"member=instar-camera&after_seq={first['last_seq']}&max_rate=25&seconds=1"],
         capture_output=True, text=True, timeout=15).stdout
     assert '"path": "/param.cgi"' in events and "event: skipped" not in events
     later = api(farm, "GET", "/v1/journal?member=acti-camera")
