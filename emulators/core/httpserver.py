@@ -161,11 +161,6 @@ class HttpEmulator(Member):
     async def before_stop(self) -> None:
         """Hook: cancel background tasks before the listeners close."""
 
-    def bound_ports(self) -> dict[str, int]:
-        options = type(self.options).model_fields
-        return {f"{label}_port": port for label, (_, port) in self.bound.items()
-                if label != "http" and f"{label}_port" in options}
-
     def urls(self) -> dict[str, str]:
         urls = {}
         for label, (host, port) in self.bound.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,13 @@ class MemberSpec:
     group: str  # the scenario entry's name; equal to ``name`` unless stamped from a fleet
     index: int = 0  # position in the fleet, from 0
     raw_options: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def _port_options(options: type[BaseModel]) -> tuple[str, ...]:
+    """A kind's ``*_port`` options (looked at per class: iterating a camera's options at each
+    shard start was 6 us a camera)."""
+    return tuple(name for name in options.model_fields if name.endswith("_port"))
 
 
 @dataclass
@@ -160,10 +168,15 @@ class Member:
         return {}
 
     def bound_ports(self) -> dict[str, int]:
-        """The kind's ``{label}_port`` listener options as bound now (a free port, 0, made a
-        number): a shard that is restarted starts the member on these, so its clients find
-        it where it was (the entry's own ``port`` is kept apart)."""
-        return {}
+        """The kind's free listener options (``{label}_port: 0``) as bound now, read from
+        ``urls()``: a shard that is restarted starts the member on these, so its clients find
+        it where it was (the entry's own ``port`` is kept apart; a fixed one needs nothing)."""
+        free = {name for name in _port_options(type(self.options))
+                if (value := getattr(self.options, name)) == 0 and type(value) is int}
+        if not free:  # most members (a fleet's cameras): no urls() built at a shard's start
+            return {}
+        return {f"{label}_port": int(url.rsplit(":", 1)[1]) for label, url in self.urls().items()
+                if f"{label}_port" in free}
 
     def describe(self) -> dict[str, Any]:
         """This member's entry in the ready file and the control plane's lists."""

@@ -191,10 +191,6 @@ class MqttAccess(MqttHooks):
         return {label: f"{label}://{listener.host}:{listener.port}"
                 for label, listener in self.listeners.items()}
 
-    def bound_ports(self) -> dict[str, int]:
-        """The listeners as the member's ``mqtt_port`` / ``mqtts_port`` options."""
-        return {f"{label}_port": listener.port for label, listener in self.listeners.items()}
-
     def sessions(self) -> list[dict[str, Any]]:
         """The live sessions, for the control plane."""
         out = []

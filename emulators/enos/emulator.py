@@ -151,9 +151,6 @@ class EnosService(HttpEmulator):
     def urls(self) -> dict[str, str]:
         return {**super().urls(), **self.access.urls()}
 
-    def bound_ports(self) -> dict[str, int]:
-        return {**super().bound_ports(), **self.access.bound_ports()}
-
     async def _sdk_key(self) -> None:
         """The key enos-poseidon's tokens are encrypted to: the scenario's, else the genesis's
         (made once, in an executor; a state saved before there was one gets one now)."""

@@ -167,9 +167,6 @@ class IotdaService(HttpEmulator):
     def urls(self) -> dict[str, str]:
         return {**super().urls(), **self.access.urls()}
 
-    def bound_ports(self) -> dict[str, int]:
-        return {**super().bound_ports(), **self.access.bound_ports()}
-
     def extra_description(self) -> dict[str, Any]:
         return {"mqtt_sessions": len(self.access.by_identity)}
 

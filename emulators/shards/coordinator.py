@@ -90,8 +90,18 @@ class Shard:
         return str(self.ready["control"]["api"])
 
     @property
+    def _own(self) -> dict[str, Any]:
+        """The ``shard`` part of its ready document (empty before it is ready)."""
+        return (self.ready or {}).get("shard") or {}
+
+    @property
     def incarnation(self) -> str | None:
-        return ((self.ready or {}).get("shard") or {}).get("incarnation")
+        return self._own.get("incarnation")
+
+    @property
+    def bound_ports(self) -> dict[str, dict[str, int]]:
+        """member -> the free listener options it bound (``Member.bound_ports``)."""
+        return self._own.get("bound_ports") or {}
 
     def take_ready(self, doc: dict[str, Any]) -> None:
         """The shard's ready document (its ``/v1/farm`` or ready file), now it answers."""
@@ -315,8 +325,7 @@ class Coordinator:
     def _ports_of(shard: Shard) -> dict[str, Any]:
         """The ports a shard's members listened on, their listener options' too (a restarted
         device keeps its addresses: an MQTT client reconnects where it was)."""
-        members = shard.members()
-        bound = ((shard.ready or {}).get("shard") or {}).get("bound_ports") or {}
+        members, bound = shard.members(), shard.bound_ports
         return {m["name"]: {"port": m["port"], "options": bound.get(m["name"], {})}
                 for m in (*members["emulators"], *members["servers"])}
 

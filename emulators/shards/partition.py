@@ -18,8 +18,11 @@ knows the server's address (``worker``).
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
+from ..core.member import MemberSpec
 from ..kinds import resolve
 from ..scenario import Scenario
 
@@ -40,26 +43,9 @@ class Rule:
 
     @classmethod
     def of(cls, scenario: Scenario, count: int) -> Rule:
-        refs_of = {kind: resolve(kind).member_refs for kind in {m.kind for m in scenario.members}}
-        groups: set[str] = set()
-        names: set[str] = set()
-        for spec in scenario.members:
-            refs = refs_of[spec.kind]
-            if refs:
-                groups.add(spec.group)
-                for field_name in refs:
-                    target = getattr(spec.options, field_name, None)
-                    if target:
-                        names.add(str(target))
-        # A fleet with one member named by a coupled kind stays whole on shard 0.
-        kept_whole = groups | {spec.group for spec in scenario.members if spec.name in names}
-        first: dict[str, int] = {}
-        dealt = 0
-        for spec in scenario.members:
-            if spec.role == "emulator" and spec.group not in kept_whole:
-                first.setdefault(spec.group, dealt)
-                dealt += 1
-        return cls(count, groups, names, first)
+        roles = {spec.group: spec.role for spec in scenario.members}
+        counts = Counter(spec.group for spec in scenario.members)  # in scenario order
+        return cls._from(scenario.members, {g: (roles[g], n) for g, n in counts.items()}, count)
 
     @classmethod
     def of_source(cls, source: str | Any, count: int) -> tuple[Rule, Scenario]:
@@ -72,7 +58,7 @@ class Rule:
         validate and the whole scenario is stamped instead (same rule, slower)."""
         from ..scenario import ScenarioInvalid, load
 
-        sizes: dict[str, tuple[str, int]] = {}  # entry -> (role, count), in scenario order
+        sizes: dict[str, tuple[str, int]] = {}
 
         def first_of_each(group: str, role: str, size: int, index: int, name: str) -> bool:
             sizes.setdefault(group, (role, size))
@@ -83,20 +69,34 @@ class Rule:
         except ScenarioInvalid:
             whole = load(source)
             return cls.of(whole, count), whole
-        refs_of = {kind: resolve(kind).member_refs for kind in {m.kind for m in partial.members}}
-        groups = {spec.group for spec in partial.members if refs_of[spec.kind]}
-        names = {str(target) for spec in partial.members
-                 for field_name in refs_of[spec.kind]
-                 if (target := getattr(spec.options, field_name, None))}
-        group_of = {spec.name: spec.group for spec in partial.members}
-        kept_whole = groups | {group_of[name] for name in names if name in group_of}
+        return cls._from(partial.members, sizes, count), partial
+
+    @classmethod
+    def _from(cls, specs: Sequence[MemberSpec], sizes: dict[str, tuple[str, int]],
+              count: int) -> Rule:
+        """The rule from ``specs`` (at least one member of every entry: a fleet's members
+        share kind and references) and ``sizes`` (entry -> role and member count, in scenario
+        order)."""
+        refs_of = {kind: resolve(kind).member_refs for kind in {m.kind for m in specs}}
+        groups: set[str] = set()
+        names: set[str] = set()
+        for spec in specs:
+            refs = refs_of[spec.kind]
+            if refs:
+                groups.add(spec.group)
+                for field_name in refs:
+                    target = getattr(spec.options, field_name, None)
+                    if target:
+                        names.add(str(target))
+        # A fleet with one member named by a coupled kind stays whole on shard 0.
+        kept_whole = groups | {spec.group for spec in specs if spec.name in names}
         first: dict[str, int] = {}
         dealt = 0
         for group, (role, size) in sizes.items():
             if role == "emulator" and group not in kept_whole:
                 first[group] = dealt
                 dealt += size
-        return cls(count, groups, names, first), partial
+        return cls(count, groups, names, first)
 
     def plan(self) -> dict[str, Any]:
         """What a shard started elsewhere needs to apply the same rule (JSON)."""
