@@ -225,23 +225,23 @@ def cpu(args: argparse.Namespace) -> None:
     show(f"cpu ({env_note()}: wrk and the farm share these cores)", rows)
 
 
-POD_ONE = """
-import json, resource, sys, time
+POD_ONE = f"""
+import json, os, resource, sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from common import rss_mb
 from emulators import scenario
 from emulators.shards.partition import Rule
 source, how = json.loads(sys.argv[1]), sys.argv[2]
-scenario.load({"name": "warm", "emulators": [{"name": "c", "kind": "instar-camera"}]})
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-before, started = rss(), time.perf_counter()
+scenario.load({{"name": "warm", "emulators": [{{"name": "c", "kind": "instar-camera"}}]}})
+before, started = rss_mb(os.getpid()), time.perf_counter()
 if how == "whole":
     rule = Rule.of(scenario.load(source), 60)
 else:
     rule, _ = Rule.of_source(source, 60)
 mine = scenario.load(source, keep=rule.keep(1))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": time.perf_counter() - started, "mb": peak - before,
-                  "slice": len(mine.members)}))
+print(json.dumps({{"seconds": time.perf_counter() - started, "mb": peak - before,
+                   "slice": len(mine.members)}}))
 """
 
 
