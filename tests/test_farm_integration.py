@@ -22,7 +22,6 @@ from huaweicloudsdkcore.exceptions import exceptions as sdk_errors
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
-from emulators.enos.sdk import poseidon_trusting
 from emulators.testing import RunningFarm
 from tests.leaks import open_sockets
 from tests.sdk_clients import close_iotda
@@ -47,12 +46,10 @@ def get(url: str, timeout: float = 10) -> bytes:
 
 
 def enos_list(farm: RunningFarm) -> Any:
-    """List through enos-poseidon, encrypting its token to the member's own key (the ready
-    file's ``sdkPublicKey``), as a client pointed at the farm does."""
+    """List through enos-poseidon as published, as a client pointed at the farm does."""
     query = urllib.parse.urlencode({"action": "list", "orgId": ENOS_ORG, "assetId": ENOS_ASSET})
-    with poseidon_trusting(farm["enos"].credentials["sdkPublicKey"]):
-        return poseidon.urlopen(ENOS_KEY, ENOS_SECRET,
-                                f"{farm['enos'].url}/connect-service/v2.0/certificates?{query}")
+    return poseidon.urlopen(ENOS_KEY, ENOS_SECRET,
+                            f"{farm['enos'].url}/connect-service/v2.0/certificates?{query}")
 
 
 def iotda_client(farm: RunningFarm, timeout: float | None = None) -> IoTDAClient:

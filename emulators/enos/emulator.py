@@ -93,7 +93,7 @@ class EnosService(HttpEmulator):
                      p.productSecret) for p in opts.products],
             [Device(d.orgId, d.assetId, d.productKey, d.deviceKey, d.name)
              for d in opts.devices])
-        self.tokens = TokenService([App(a.appKey, a.appSecret) for a in opts.apps],
+        self.tokens = TokenService([App(a.appKey, a.appSecret, a.orgId) for a in opts.apps],
                                    opts.token_expire)
         self.faults = Faults(probability=opts.faults.probability, service=opts.faults.service,
                              rng=random.Random(opts.faults.seed))

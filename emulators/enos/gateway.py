@@ -3,7 +3,9 @@
 A signed call (``apim-timestamp``/``apim-signature`` present) must carry a token this gateway
 issued, unexpired, with a correct signature. A call with only ``apim-accesstoken`` must carry
 a genuine token: one this gateway issued and unexpired, or (``accept_sdk_tokens``) one
-enos-poseidon derived from an app of this gateway and encrypted to this member's key (see
+enos-poseidon made: by default any token of the form the published SDK sends (encrypted to
+Envision's key, which only Envision can read), or one derived from an app of this gateway and
+encrypted to this member's key (the only kind ``sdk_token_check: farm-key`` accepts; see
 ``sdk.py``). Anything else is refused. The CA download paths are public, as on the portal.
 """
 
@@ -47,10 +49,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise TokenMissing()
     else:
         # Not genuine: 4012, "get a new one", enos-poseidon's retry path.
+        options = member.options
         app = member.tokens.authorize(token, member.clock.time(),
-                                      sdk_tokens=member.options.accept_sdk_tokens)
+                                      sdk_tokens=options.accept_sdk_tokens,
+                                      by_form=options.sdk_token_check == "form",
+                                      org_id=_org_of(request))
         request[CALLER] = app.app_key
     return await handler(request)
+
+
+def _org_of(request: web.Request) -> str | None:
+    """The organisation a call is about (every Connection Service call names its orgId)."""
+    return request.query.get("orgId", "").strip() or None
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

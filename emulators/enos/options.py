@@ -98,6 +98,9 @@ class AppOptions(KindOptions):
 
     appKey: str
     appSecret: str
+    # The organisation the app belongs to: a bare call carrying the SDK's unreadable token is
+    # taken as a call of an app of the call's organisation (its orgId).
+    orgId: str | None = None
 
     @field_validator("appKey", "appSecret")
     @classmethod
@@ -176,10 +179,16 @@ class EnosOptions(WebServerOptions):
     token_expire: int = Field(default=7200, ge=1)
     # Business calls must pass the gateway (a signed call, or an SDK token); false = open.
     require_auth: bool = True
-    # Accept enos-poseidon's own tokens on bare calls: only genuine ones, derived the SDK's way
-    # from an app above and encrypted to this member's key (``sdkPublicKey`` in the ready
-    # file; set it as ``poseidon.poseidon.pubkey``). false: only tokens the token service issued.
+    # Accept enos-poseidon's own tokens on bare calls (false: only tokens the token service
+    # issued).
     accept_sdk_tokens: bool = True
+    # How such a token is judged. "form": the SDK as published encrypts it to Envision's key,
+    # which nobody else can read, so a token of that form (one ciphertext block of Envision's
+    # key in canonical base64) is let in as a call of the gateway's app; a token encrypted to
+    # this member's key is opened and checked as in "farm-key". "farm-key" (stricter): only a
+    # token encrypted to this member's key (``sdkPublicKey`` in the ready file, set as
+    # ``poseidon.poseidon.pubkey``) and naming an app above with its secret.
+    sdk_token_check: Literal["form", "farm-key"] = "form"
     # That key (PEM, RSA of at least 2048 bits); default: one made at first start and kept
     # with the CA (a reset or a restart keeps it).
     sdk_token_key: str | None = None
@@ -253,4 +262,7 @@ class EnosOptions(WebServerOptions):
         app_keys = [a.appKey for a in self.apps]
         if len(set(app_keys)) != len(app_keys):
             raise ValueError("apps: duplicate appKey")
+        for a in self.apps:
+            if a.orgId is not None and a.orgId not in orgs:
+                raise ValueError(f"apps: {a.appKey!r} names unknown org {a.orgId!r}")
         return self

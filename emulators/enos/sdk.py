@@ -9,9 +9,14 @@ The SDK never calls the token service. ``urlopen`` derives the token itself::
 
 ``sk`` is a constant of the SDK and ``pubkey`` Envision's RSA key (PyCryptodome's
 ``PKCS1_OAEP``: SHA-1, MGF1-SHA-1). Only the private key's holder can read a token, and what
-makes it genuine is inside: the app's key *and secret*. So the farm holds a key pair of its
-own; a client encrypts to the farm's public key (``poseidon.poseidon.pubkey``, a module
-global the SDK reads on every call), and the gateway decrypts and checks the app.
+makes it genuine is inside: the app's key *and secret*.
+
+The SDK as published encrypts to Envision's key, which nobody else can read; so by default the
+gateway judges such a token by its form alone (``has_sdk_form``: one ciphertext block of that
+key, in canonical base64) and lets it in as a call of the gateway's app. The stricter mode
+gives the farm a key pair of its own: a client encrypts to the farm's public key
+(``poseidon.poseidon.pubkey``, a module global the SDK reads on every call) and the gateway
+decrypts and checks the app (``read_token``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,14 @@ REFRESH_LIFETIME_MS = 30 * 24 * 60 * 60 * 1000
 # PyCryptodome's PKCS1_OAEP.new(key) defaults.
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# Envision's public key as enos-poseidon 0.2.0 ships it (``poseidon.poseidon.pubkey``): what every
+# unmodified SDK encrypts its token to.
+ENVISION_PUBLIC_KEY = (
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAokFjy0wLMKH0/39hxPN6JYRkMDXzvVIGQh55Keo2LIsP/jRU"
+    "/yZHT/Vkg34yU9koNjSaacPvooXEoI5eFGuRrsBMrotZ5xfejCrTbGvZqjhnMPBheDmxfflIZzRrF/zoQvF0nIbmGNkx"
+    "EfROHtDDkgNuGRdthXrNavCgfM2z3LNF83UT9CGpxJWBeKK3pXfYLsQ4f8uyrQRcy2BhKfJ/PKai1mocXYqr07JfQ0XZ"
+    "M4xIzuQ7E4ybNk5IFreDuuhF63wXAi1uonGzqjEYcbC1xT2boNiZORoOQWpAHhSbIRpljmW/uHBvoKZ573PQbbxE62hX"
+    "v1Z1iVky0dtAV65dXwIDAQAB")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
@@ -79,6 +92,38 @@ class SdkToken:
     refresh: str
 
 
+def _modulus(public_key: str) -> int:
+    key = serialization.load_der_public_key(base64.b64decode(public_key))
+    assert isinstance(key, rsa.RSAPublicKey)
+    return key.public_numbers().n
+
+
+_ENVISION_MODULUS = _modulus(ENVISION_PUBLIC_KEY)
+_ENVISION_BLOCK = (_ENVISION_MODULUS.bit_length() + 7) // 8
+
+
+def _canonical_block(token: str, size: int) -> bytes | None:
+    """``token`` as the one ``size``-byte block it spells in canonical base64, or None."""
+    if len(token) != 4 * ((size + 2) // 3) or not _BASE64.fullmatch(token):
+        return None
+    try:
+        block = base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(block) != size or base64.b64encode(block).decode() != token:
+        return None
+    return block
+
+
+def has_sdk_form(token: str) -> bool:
+    """Whether ``token`` is what an unmodified SDK sends: an RSA-OAEP ciphertext for
+    Envision's key, i.e. exactly one block of that key's size in canonical (padded, standard
+    alphabet) base64, whose value is below the key's modulus as every ciphertext's is. Without
+    Envision's private key nothing more can be known, and nothing less is the SDK's."""
+    block = _canonical_block(token, _ENVISION_BLOCK)
+    return block is not None and int.from_bytes(block, "big") < _ENVISION_MODULUS
+
+
 class NotGenuine(ValueError):
     """The token does not open with the farm's key, or does not name an app with its secret."""
 
@@ -87,13 +132,8 @@ def read_token(token: str, key: rsa.RSAPrivateKey, apps: Mapping[str, str]) -> S
     """Open ``token`` with the farm's key and check it the SDK's way against ``apps``
     (appKey -> appSecret). The token must be exactly the SDK's text: canonical base64 of one
     RSA block, no other spelling of the same bytes."""
-    if not _BASE64.fullmatch(token):
-        raise NotGenuine("not base64")
-    try:
-        block = base64.b64decode(token, validate=True)
-    except (binascii.Error, ValueError):
-        raise NotGenuine("not base64") from None
-    if len(block) != key.key_size // 8 or base64.b64encode(block).decode() != token:
+    block = _canonical_block(token, key.key_size // 8)
+    if block is None:
         raise NotGenuine("not one RSA block in canonical base64")
     try:
         plain = key.decrypt(block, OAEP).decode("utf-8")
@@ -118,9 +158,11 @@ def read_token(token: str, key: rsa.RSAPrivateKey, apps: Mapping[str, str]) -> S
 @contextmanager
 def poseidon_trusting(public_key: str) -> Iterator[None]:
     """enos-poseidon encrypting to ``public_key`` (the ready file's ``sdkPublicKey``) for the
-    duration: ``with poseidon_trusting(key): poseidon.urlopen(...)``. For good, assign it:
-    ``poseidon.poseidon.pubkey = key``. (Importing poseidon switches TLS verification off for
-    the whole process, as the SDK does; a client of the SDK has imported it already.)"""
+    duration, for a member in ``sdk_token_check: farm-key`` mode (the default mode needs
+    nothing: the SDK works as it ships): ``with poseidon_trusting(key): poseidon.urlopen(...)``.
+    For good, assign it: ``poseidon.poseidon.pubkey = key``. (Importing poseidon switches TLS
+    verification off for the whole process, as the SDK does; a client of the SDK has imported
+    it already.)"""
     from poseidon import poseidon  # a client's library, not a dependency of the farm
 
     saved = poseidon.pubkey

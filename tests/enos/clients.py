@@ -111,21 +111,28 @@ class Enos:
     def sdk(self, action: str, data: dict[str, Any] | None = None, *, org: str = ORG,
             key: str = APP_KEY, secret: str = APP_SECRET, no_device: bool = False,
             **device: str) -> Any:
-        """One call through enos-poseidon; the device is assetA unless named (or no_device)."""
+        """One call through enos-poseidon as published (its token encrypted to Envision's
+        key); the device is assetA unless named (or no_device)."""
         if not device and not no_device:
             device = {"assetId": "assetA"}
         query = {"action": action, "orgId": org, **device}
         url = f"{self.url}{CERTS}?{urllib.parse.urlencode(query)}"
-        with enos_sdk.poseidon_trusting(self.public_key):
-            return poseidon.urlopen(key, secret, url, data=data)
+        return poseidon.urlopen(key, secret, url, data=data)
 
     @property
     def public_key(self) -> str:
-        """What the ready file tells a client to encrypt its SDK tokens to."""
+        """The member's own key, for ``sdk_token_check: farm-key`` (the ready file's
+        ``sdkPublicKey``)."""
         return self.handle.credentials["sdkPublicKey"]  # type: ignore[no-any-return]
 
     def sdk_token(self, key: str = APP_KEY, secret: str = APP_SECRET, **kw: Any) -> str:
-        """A token as enos-poseidon makes it, for raw calls."""
+        """A token as the published enos-poseidon makes it (for Envision's key), for raw
+        calls."""
+        return enos_sdk.make_token(key, secret, enos_sdk.ENVISION_PUBLIC_KEY, **kw)
+
+    def farm_token(self, key: str = APP_KEY, secret: str = APP_SECRET, **kw: Any) -> str:
+        """A token made the SDK's way but encrypted to this member's own key (what the
+        stricter ``farm-key`` mode reads)."""
         return enos_sdk.make_token(key, secret, self.public_key, **kw)
 
     # plain HTTP

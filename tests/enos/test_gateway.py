@@ -276,8 +276,6 @@ def test_https_with_the_farm_ca(start_enos, monkeypatch) -> None:
     import ssl
     import urllib.request
 
-    from emulators.enos.sdk import poseidon_trusting
-
     from .clients import poseidon
 
     enos = start_enos(https_port=0)
@@ -293,9 +291,7 @@ def test_https_with_the_farm_ca(start_enos, monkeypatch) -> None:
     # The SDK over HTTPS, as it runs in the field: it switches verification off on import.
     monkeypatch.setattr(ssl, "_create_default_https_context", ssl._create_unverified_context)
     url = f"{https}{CERTS}?{urllib.parse.urlencode({**LIST, 'action': 'apply'})}"
-    with poseidon_trusting(enos.public_key):
-        reply = poseidon.urlopen(APP_KEY, APP_SECRET, url,
-                                 data={"csr": make_csr(rsa_key(), "tls")})
+    reply = poseidon.urlopen(APP_KEY, APP_SECRET, url, data={"csr": make_csr(rsa_key(), "tls")})
     assert reply["code"] == 0, reply
     assert reply["data"]["certChainURL"] == f"{https}/enos/CA/cacert/RSA"
     with urllib.request.urlopen(reply["data"]["certChainURL"], timeout=10,

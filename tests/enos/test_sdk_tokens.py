@@ -1,7 +1,9 @@
-"""Bare calls (``apim-accesstoken`` alone, what enos-poseidon sends): only genuine tokens get
-through. Genuine is a token the token service issued (unexpired, not retired by a refresh),
-or one enos-poseidon derived from an app of this gateway and encrypted to this member's key
-(``sdkPublicKey`` in the ready file). Everything else gets the gateway's refusal."""
+"""Bare calls (``apim-accesstoken`` alone, what enos-poseidon sends). By default the SDK works
+as it ships: its token, encrypted to Envision's key, is judged by its form (one ciphertext
+block of that key in canonical base64) and taken as a call of the gateway's app; anything of
+another form is refused. The stricter ``sdk_token_check: farm-key`` lets in only tokens the
+token service issued or the SDK's tokens encrypted to this member's own key (``sdkPublicKey``
+in the ready file), naming an app with its secret."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from .clients import (
     CERTS,
     ORG,
     OTHER_KEY,
+    OTHER_ORG,
     OTHER_SECRET,
     Enos,
     base_options,
@@ -43,6 +46,9 @@ EMPTY = {"status": 1202, "msg": "The parameter is empty.", "business": "apim-gat
 # What poseidon.py ships as Envision's key: a token for it is what the unconfigured SDK sends.
 ENVISION_KEY = (poseidon.pubkey if isinstance(poseidon.pubkey, str)
                 else poseidon.pubkey.decode())
+# A block that is one RSA-2048 ciphertext's size but no ciphertext of Envision's key (above
+# its modulus).
+ABOVE_MODULUS = base64.b64encode(b"\xff" * 256).decode()
 # An app the gateway does not know (the SDK's UUID form).
 STRANGER_KEY = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 STRANGER_SECRET = "aa11bb22-cc33-4d44-8e55-ff6677889900"
@@ -87,12 +93,109 @@ def test_a_token_made_by_poseidons_own_code_opens_with_the_farm_key() -> None:
         sdk.read_token(token, rsa_key(2048, 8), apps)  # another key cannot read it
 
 
-# -- hostile tokens on every certificate call -------------------------------------------------------
+def test_the_emulator_knows_the_key_the_published_sdk_encrypts_to() -> None:
+    assert sdk.ENVISION_PUBLIC_KEY == ENVISION_KEY
+    token = getattr(poseidon, "__accesstoken")(sdk.pin(APP_KEY, APP_SECRET), APP_KEY, APP_SECRET,
+                                               "a" * 64, "b" * 64)
+    assert sdk.has_sdk_form(token)  # what poseidon's own code makes, unmodified
+
+
+# -- the default: the SDK as published ---------------------------------------------------------------
+
+FORM_REFUSED: dict[str, Callable[[Enos], str]] = {
+    "made-up-word": lambda e: "sdk-token",
+    "made-up-hex": lambda e: "f" * 64,
+    "a-token-service-signature": lambda e: e.token_body()["encryption"],
+    "base64-of-one-block-above-envision-s-modulus": lambda e: ABOVE_MODULUS,
+    "base64-one-byte-short": lambda e: base64.b64encode(os.urandom(255)).decode(),
+    "base64-one-byte-long": lambda e: base64.b64encode(os.urandom(257)).decode(),
+    "base64-of-an-rsa-4096-block": lambda e: base64.b64encode(b"\x01" * 512).decode(),
+    "sdk-token-without-padding": lambda e: e.sdk_token().rstrip("="),
+    "sdk-token-url-safe-alphabet": lambda e: _url_safe(e),
+    "sdk-token-with-an-inner-space": lambda e: (t := e.sdk_token())[:100] + " " + t[100:],
+    "sdk-token-twice": lambda e: (t := e.sdk_token()) + t,
+    "sdk-token-cut-short": lambda e: e.sdk_token()[:-4],
+    "sdk-token-with-non-ascii": lambda e: e.sdk_token()[:-3] + "\u00e9==",
+}
+
+
+@pytest.mark.parametrize("row", list(FORM_REFUSED))
+def test_by_default_a_token_not_of_the_sdk_s_form_is_refused(enos: Enos, row: str) -> None:
+    before = enos.state()["certificates"]
+    assert call(enos, "revoke", FORM_REFUSED[row](enos), certSn=bound_sn(enos)) == UNKNOWN
+    assert call(enos, "list", "   ") == EMPTY
+    assert enos.state()["certificates"] == before  # nothing revoked
+
+
+def test_by_default_enos_poseidon_as_published_applies_renews_revokes_and_lists(
+        enos: Enos, capsys: Any) -> None:
+    """No key given to the SDK, nothing patched: the calls a user makes from the seed."""
+    applied = enos.sdk("apply", {"csr": make_csr(rsa_key(), "as-published")})
+    assert applied["code"] == 0, applied
+    sn = int(applied["data"]["certSN"])
+    renewed = enos.sdk("renew", {"certSn": sn})
+    assert renewed["code"] == 0, renewed
+    revoked = enos.sdk("revoke", {"certSn": sn, "reason": 1})
+    assert revoked["code"] == 0, revoked
+    listed = {c["certSN"]: c for c in enos.sdk("list")["data"]}
+    # Two apps, none tied to an organisation: the call counts as the first app's.
+    assert (listed[str(sn)]["certStatus"], listed[str(sn)]["revoker"],
+            listed[str(sn)]["revokerReason"]) == (1, APP_KEY, 1)
+    assert "the second time request" not in capsys.readouterr().out  # no 4011/4012 retry
+
+
+def test_a_bare_sdk_call_counts_as_the_app_of_its_organisation(
+        start_enos: Callable[..., Enos]) -> None:
+    enos = start_enos(apps=[{"appKey": APP_KEY, "appSecret": APP_SECRET, "orgId": OTHER_ORG},
+                            {"appKey": OTHER_KEY, "appSecret": OTHER_SECRET, "orgId": ORG}])
+    # Any of the gateway's apps may call: the token cannot say which, the organisation does.
+    revoked = enos.sdk("revoke", {"certSn": bound_sn(enos)}, assetId="assetB")
+    assert revoked["code"] == 0, revoked
+    [entry] = [c for c in enos.sdk("list", assetId="assetB")["data"]
+               if c["certSN"] == str(bound_sn(enos))]
+    assert entry["revoker"] == OTHER_KEY  # the app of org ORG, not the first one
+
+
+def test_an_app_naming_an_unknown_organisation_is_a_scenario_error(
+        roots: dict[str, Any]) -> None:
+    from .clients import base_options
+    with pytest.raises(ValidationError, match="names unknown org 'o-nowhere'"):
+        EnosOptions(**{**base_options(roots),
+                       "apps": [{"appKey": APP_KEY, "appSecret": APP_SECRET,
+                                 "orgId": "o-nowhere"}]})
+
+
+def test_switched_off_sdk_tokens_leave_issued_ones(start_enos: Callable[..., Enos]) -> None:
+    strict = start_enos(accept_sdk_tokens=False)
+    assert call(strict, "list", strict.sdk_token()) == UNKNOWN
+    assert call(strict, "list", strict.farm_token()) == UNKNOWN
+    assert call(strict, "list", strict.token())["code"] == 0
+
+
+# -- the stricter mode: only tokens encrypted to the farm's own key ---------------------------------
+
+@pytest.fixture(scope="module")
+def farm_key_farm(emulators_loop: LoopThread, roots: dict[str, Any]) -> Iterator[RunningFarm]:
+    """An EnOS member in ``sdk_token_check: farm-key`` mode (its SDK key: base_options')."""
+    farm = RunningFarm.start({"name": "enos-farm-key", "emulators": [
+        {"name": "enos", "kind": "enos", **base_options(roots), "sdk_token_check": "farm-key"}]},
+        loop=emulators_loop, control=False)
+    yield farm
+    farm.stop()
+
+
+@pytest.fixture
+def strict(farm_key_farm: RunningFarm) -> Enos:
+    farm_key_farm.reset_clock()
+    farm_key_farm["enos"].reset()
+    return Enos(farm_key_farm["enos"])
+
 
 @pytest.fixture(scope="module")
 def other_farm(emulators_loop: LoopThread, roots: dict[str, Any]) -> Iterator[RunningFarm]:
     """A second EnOS member with the same apps but its own SDK key and token service."""
-    options = {**base_options(roots), "sdk_token_key": pki.key_pem(rsa_key(2048, 8))}
+    options = {**base_options(roots), "sdk_token_key": pki.key_pem(rsa_key(2048, 8)),
+               "sdk_token_check": "farm-key"}
     farm = RunningFarm.start({"name": "enos-other", "emulators": [
         {"name": "enos2", "kind": "enos", **options}]}, loop=emulators_loop, control=False)
     yield farm
@@ -129,10 +232,11 @@ def _retired(enos: Enos, other: Enos) -> str:
     return token
 
 
-def _url_safe(enos: Enos) -> str:
+def _url_safe(enos: Enos, farm_key: bool = False) -> str:
     """A genuine token respelled in the URL-safe alphabet (one with a ``+`` or ``/`` in it:
     about 1 in 50,000 tokens has neither)."""
-    token = next(t for t in iter(enos.sdk_token, None) if "+" in t or "/" in t)
+    make = enos.farm_token if farm_key else enos.sdk_token
+    token = next(t for t in iter(make, None) if "+" in t or "/" in t)
     return token.replace("+", "-").replace("/", "_")
 
 
@@ -155,27 +259,27 @@ HOSTILE: dict[str, tuple[Callable[[Enos, Enos], str], dict[str, Any] | None]] = 
         (lambda e, o: sdk.make_token(APP_KEY, APP_SECRET, ENVISION_KEY), UNKNOWN),
     # another app
     "sdk-token-of-an-app-this-gateway-does-not-know":
-        (lambda e, o: e.sdk_token(STRANGER_KEY, STRANGER_SECRET), UNKNOWN),
-    "sdk-token-with-another-app-s-secret": (lambda e, o: e.sdk_token(APP_KEY, OTHER_SECRET),
+        (lambda e, o: e.farm_token(STRANGER_KEY, STRANGER_SECRET), UNKNOWN),
+    "sdk-token-with-another-app-s-secret": (lambda e, o: e.farm_token(APP_KEY, OTHER_SECRET),
                                             UNKNOWN),
     "signature-instead-of-a-token": (lambda e, o: e.token_body()["encryption"], UNKNOWN),
     # another member
     "issued-by-another-member": (lambda e, o: o.token(), UNKNOWN),
-    "sdk-token-for-another-member-s-key": (lambda e, o: o.sdk_token(), UNKNOWN),
+    "sdk-token-for-another-member-s-key": (lambda e, o: o.farm_token(), UNKNOWN),
     # no longer valid
     "issued-then-retired-by-a-refresh": (_retired, UNKNOWN),
     "issued-and-expired": (_used_then_expired(lambda e: e.token()), None),
-    "sdk-token-first-used-7201-s-ago": (_used_then_expired(lambda e: e.sdk_token()), None),
+    "sdk-token-first-used-7201-s-ago": (_used_then_expired(lambda e: e.farm_token()), None),
     # whitespace, case, spelling
     "issued-upper-case": (lambda e, o: e.token().upper(), UNKNOWN),
     "issued-with-an-inner-space": (lambda e, o: e.token()[:10] + " " + e.token()[10:], UNKNOWN),
     "issued-with-a-trailing-nbsp": (lambda e, o: e.token() + "\xa0", UNKNOWN),
-    "sdk-token-case-changed": (lambda e, o: _swapcase_base64(e.sdk_token()), UNKNOWN),
+    "sdk-token-case-changed": (lambda e, o: _swapcase_base64(e.farm_token()), UNKNOWN),
     "sdk-token-with-an-inner-space":
-        (lambda e, o: (t := e.sdk_token())[:100] + " " + t[100:], UNKNOWN),
-    "sdk-token-without-padding": (lambda e, o: e.sdk_token().rstrip("="), UNKNOWN),
-    "sdk-token-url-safe-alphabet": (lambda e, o: _url_safe(e), UNKNOWN),
-    "sdk-token-twice": (lambda e, o: (t := e.sdk_token()) + t, UNKNOWN),
+        (lambda e, o: (t := e.farm_token())[:100] + " " + t[100:], UNKNOWN),
+    "sdk-token-without-padding": (lambda e, o: e.farm_token().rstrip("="), UNKNOWN),
+    "sdk-token-url-safe-alphabet": (lambda e, o: _url_safe(e, farm_key=True), UNKNOWN),
+    "sdk-token-twice": (lambda e, o: (t := e.farm_token()) + t, UNKNOWN),
     # empty
     "empty": (lambda e, o: "", EMPTY),
     "only-spaces": (lambda e, o: "   ", EMPTY),
@@ -209,8 +313,9 @@ def action_body(enos: Enos, action: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("action", ["list", "revoke", "apply", "renew"])
 @pytest.mark.parametrize("row", list(HOSTILE))
-def test_a_bare_call_without_a_genuine_token_is_refused(enos: Enos, other: Enos, row: str,
-                                                        action: str) -> None:
+def test_farm_key_mode_refuses_a_bare_call_without_a_genuine_token(strict: Enos, other: Enos,
+                                                                   row: str, action: str) -> None:
+    enos = strict
     make, refusal = HOSTILE[row]
     before = enos.state()["certificates"]
     token = make(enos, other)
@@ -229,14 +334,15 @@ GENUINE: dict[str, Callable[[Enos], str]] = {
     "issued-by-another-app-of-this-gateway":
         lambda e: e.token_call("get", e.token_body(key=OTHER_KEY, secret=OTHER_SECRET))
         ["data"]["accessToken"],
-    "sdk-derived-by-poseidon-s-code": lambda e: e.sdk_token(),
-    "sdk-derived-for-another-app-of-this-gateway": lambda e: e.sdk_token(OTHER_KEY, OTHER_SECRET),
-    "sdk-derived-surrounded-by-spaces (HTTP strips them)": lambda e: f"  {e.sdk_token()}  ",
+    "sdk-derived-by-poseidon-s-code": lambda e: e.farm_token(),
+    "sdk-derived-for-another-app-of-this-gateway": lambda e: e.farm_token(OTHER_KEY, OTHER_SECRET),
+    "sdk-derived-surrounded-by-spaces (HTTP strips them)": lambda e: f"  {e.farm_token()}  ",
 }
 
 
 @pytest.mark.parametrize("row", list(GENUINE))
-def test_a_bare_call_with_a_genuine_token_is_let_in(enos: Enos, row: str) -> None:
+def test_farm_key_mode_lets_a_bare_call_with_a_genuine_token_in(strict: Enos, row: str) -> None:
+    enos = strict
     token = GENUINE[row](enos)
     assert call(enos, "list", token)["code"] == 0
     revoked = call(enos, "revoke", token, certSn=bound_sn(enos))
@@ -249,8 +355,9 @@ def test_a_bare_call_with_a_genuine_token_is_let_in(enos: Enos, row: str) -> Non
 
 
 def test_an_sdk_token_lives_two_hours_from_its_first_use_then_poseidon_s_retry_gets_in(
-        enos: Enos) -> None:
-    token = enos.sdk_token()
+        strict: Enos) -> None:
+    enos = strict
+    token = enos.farm_token()
     assert call(enos, "list", token)["code"] == 0
     enos.advance(7190)
     assert call(enos, "list", token)["code"] == 0
@@ -259,23 +366,21 @@ def test_an_sdk_token_lives_two_hours_from_its_first_use_then_poseidon_s_retry_g
     refresh = reply["apim_refreshtoken"]
     assert reply == expired(refresh)
     # poseidon's answer to 4011: a new access HMAC with the gateway's refresh token.
-    retry = enos.sdk_token(refresh=refresh)
+    retry = enos.farm_token(refresh=refresh)
     assert call(enos, "list", retry)["code"] == 0
 
 
-def test_switched_off_sdk_tokens_leave_issued_ones(start_enos: Callable[..., Enos]) -> None:
-    strict = start_enos(accept_sdk_tokens=False)
-    assert call(strict, "list", strict.sdk_token()) == UNKNOWN
-    assert call(strict, "list", strict.token())["code"] == 0
 
 
 # -- enos-poseidon itself, end to end --------------------------------------------------------------
 
-def test_poseidon_with_the_farm_s_own_key_end_to_end(start_enos: Callable[..., Enos],
-                                                     tmp_path: Path, capsys: Any) -> None:
-    """A member with no key in its scenario makes one at first start; the ready file gives
-    it; the SDK pointed at it applies, lists, renews and revokes. Without it, 4012."""
-    enos = start_enos(state_dir=tmp_path, sdk_token_key=None)
+def test_farm_key_mode_with_poseidon_pointed_at_the_farm_s_own_key_end_to_end(
+        start_enos: Callable[..., Enos], tmp_path: Path, capsys: Any) -> None:
+    """The stricter option: a member with no key in its scenario makes one at first start;
+    the ready file gives it; the SDK pointed at it (the only test that changes the SDK's key:
+    that is what this mode asks of a user) applies, lists, renews and revokes. The SDK as
+    published gets 4012, after its own retry."""
+    enos = start_enos(state_dir=tmp_path, sdk_token_key=None, sdk_token_check="farm-key")
     public_key = enos.handle.credentials["sdkPublicKey"]
     assert public_key != sdk.public_key_text(rsa_key(2048, 7))
     url = enos.url + CERTS + "?"
@@ -306,7 +411,7 @@ def test_poseidon_with_the_farm_s_own_key_end_to_end(start_enos: Callable[..., E
     enos.handle.reset()
     assert enos.handle.credentials["sdkPublicKey"] == public_key
     enos.handle._farm.stop()
-    again = start_enos(state_dir=tmp_path, sdk_token_key=None)
+    again = start_enos(state_dir=tmp_path, sdk_token_key=None, sdk_token_check="farm-key")
     assert again.handle.credentials["sdkPublicKey"] == public_key
     with sdk.poseidon_trusting(public_key):
         assert again.sdk("list")["code"] == 0

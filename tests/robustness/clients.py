@@ -28,15 +28,14 @@ IOTDA_PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 IOTDA_TOKEN = "MIIRobustnessToken"
 FTP_USER, FTP_PASSWORD = "cam", "s3cret"
 SFTP_USER, SFTP_PASSWORD = "ipcamera", "password"
-# The EnOS member's key for enos-poseidon's tokens, fixed so a client can make genuine ones.
-_ENOS_SDK_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-ENOS_SDK_KEY_PEM = pki.key_pem(_ENOS_SDK_KEY)
-ENOS_SDK_PUBLIC_KEY = enos_sdk.public_key_text(_ENOS_SDK_KEY)
+# The EnOS member's own key for farm-key tokens, given so that its start makes none.
+ENOS_SDK_KEY_PEM = pki.key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 def enos_sdk_token() -> str:
-    """A fresh genuine token, exactly as enos-poseidon makes one for the robustness app."""
-    return enos_sdk.make_token(ENOS_APP_KEY, ENOS_APP_SECRET, ENOS_SDK_PUBLIC_KEY)
+    """A fresh genuine token, exactly as the published enos-poseidon makes one for the
+    robustness app (encrypted to Envision's key)."""
+    return enos_sdk.make_token(ENOS_APP_KEY, ENOS_APP_SECRET, enos_sdk.ENVISION_PUBLIC_KEY)
 
 # How long any reply may take: a hostile request is answered at once or it is a hang.
 REPLY_TIMEOUT = 5.0
