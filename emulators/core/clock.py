@@ -46,6 +46,15 @@ class Clock:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.time(), UTC)
 
+    def readings(self) -> tuple[float, ...]:
+        """The instants a client's own timestamp may be judged against for freshness: the farm
+        clock, and the host's wall clock when the farm clock has been moved off it. A client
+        (a vendor SDK) stamps with the host's clock and cannot know a test moved the farm's."""
+        farm = self.time()
+        if self.time is time.time:
+            return (farm,)
+        return (farm, time.time())
+
     @property
     def frozen(self) -> bool:
         return self._frozen_at is not None

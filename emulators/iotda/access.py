@@ -104,10 +104,11 @@ class IotdaAccess(MqttAccess):
         now = self.member.clock.time()
         if device.frozen:
             return self.refuse("frozen", "the device is frozen")
-        if client.check_time and not timestamp_fits(
-                client.timestamp, now, self.member.options.mqtt_clock_tolerance):
+        tolerance = self.member.options.mqtt_clock_tolerance
+        if client.check_time and not any(timestamp_fits(client.timestamp, reading, tolerance)
+                                         for reading in self.member.freshness_readings()):
             return self.refuse("clock_skew", f"timestamp {client.timestamp} is not the farm "
-                                             "clock's hour")
+                                             "clock's hour (nor the host's)")
         record: str | None = None
         if device.auth_type == "SECRET":
             if device.secure_access and not info.tls:

@@ -183,9 +183,10 @@ class Authenticator:
     max_skew: float = 900.0  # the gateway accepts X-Sdk-Date within 15 minutes
 
     def authenticate(self, *, method: str, path: str, raw_query: str, headers: Headers,
-                     body: bytes, now: float) -> Principal:
+                     body: bytes, nows: tuple[float, ...]) -> Principal:
         """``path`` is the path as sent (still percent-encoded): Signer signs
-        ``quote(unquote(path))`` per segment, so decoding it first would decode twice."""
+        ``quote(unquote(path))`` per segment, so decoding it first would decode twice.
+        ``X-Sdk-Date`` is fresh when it lies within ``max_skew`` of any of ``nows``."""
         authorizations = headers.getall("Authorization", [])
         if not authorizations:
             tokens = headers.getall("X-Auth-Token", [])
@@ -215,7 +216,7 @@ class Authenticator:
             signed_at = datetime.strptime(sdk_date, DATE_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             raise SignatureFailed(f"bad X-Sdk-Date {sdk_date!r}") from None
-        if abs(signed_at.timestamp() - now) > self.max_skew:
+        if all(abs(signed_at.timestamp() - now) > self.max_skew for now in nows):
             raise SignatureFailed(f"X-Sdk-Date {sdk_date} is more than 15 minutes off")
         canonical = canonical_request(method, path, query_pairs(raw_query), lines,
                                       signed_headers, body)
@@ -249,7 +250,7 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     principal = service.authenticator.authenticate(
         method=request.method, path=request.rel_url.raw_path,
         raw_query=request.rel_url.raw_query_string, headers=request.headers, body=body,
-        now=service.clock.time())
+        nows=service.freshness_readings())
     # X-Project-Id and Instance-Id count only as signed (a token's request: as sent, once).
     header_projects = principal.header("X-Project-Id", request.headers)
     instance_ids = principal.header("Instance-Id", request.headers)

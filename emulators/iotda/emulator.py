@@ -59,6 +59,12 @@ class IotdaService(HttpEmulator):
         self.devices = DeviceStore(default_app_id=self.options.default_app_id, ids=self.ids)
         self.access = IotdaAccess(self)
 
+    def freshness_readings(self) -> tuple[float, ...]:
+        """The instants a client's own timestamp is judged against (``freshness_clocks``)."""
+        if self.options.freshness_clocks == "farm":
+            return (self.clock.time(),)
+        return self.clock.readings()
+
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
         products, devices = self.scenario_devices()

@@ -118,6 +118,11 @@ class IotdaOptions(WebServerOptions):
     update_resets_verification: bool = True
     # How far X-Sdk-Date may be from the farm clock, in seconds.
     max_clock_skew: float = Field(default=900.0, gt=0)
+    # Which clocks a client's own timestamp (X-Sdk-Date, a "_1_" client id's hour) may fit:
+    # "wall-or-farm" (default) the farm clock or the host's wall clock, since the vendor SDKs
+    # stamp with the host's clock and a test that moves the farm clock would otherwise lock
+    # them out; "farm" only the farm clock (stricter: a moved clock refuses the SDK).
+    freshness_clocks: Literal["wall-or-farm", "farm"] = "wall-or-farm"
     # The products and devices of the initial state (what a reset returns to).
     products: list[ScenarioProduct] = Field(default_factory=list)
     devices: list[ScenarioDevice] = Field(default_factory=list)

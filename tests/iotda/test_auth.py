@@ -14,14 +14,25 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import DerivationAKSKSigner, Signer
 from huaweicloudsdkiotda.v5 import (
+    IoTDAClient,
     ListCertificatesRequest,
     ListServerCertificateRequest,
 )
 
 from emulators.iotda import auth
 from emulators.testing import MemberHandle
+from tests.sdk_clients import close_iotda
 
-from .clients import AK, INSTANCE, OPTIONS, OTHER_PROJECT, PROJECT, SK, TOKEN, ClientFactory
+from .clients import (
+    AK,
+    INSTANCE,
+    OPTIONS,
+    OTHER_PROJECT,
+    PROJECT,
+    SK,
+    TOKEN,
+    ClientFactory,
+)
 
 SIGNATURE_FAIL = "Incorrect IAM authentication information: verify aksk signature fail"
 
@@ -105,20 +116,38 @@ def test_bad_keys_get_the_gateway_401(make_client: ClientFactory, ak: str, sk: s
     assert len(error.request_id or "") == 32
 
 
+YEAR = 365 * 86400
+
+
+def test_the_sdk_as_shipped_gets_in_after_a_test_moves_the_farm_clock(
+        iotda: MemberHandle, client: Any) -> None:
+    """The SDK stamps X-Sdk-Date with the host's clock; a test that moves the farm clock a
+    year (to expire a certificate, say) must not lock it out."""
+    for jump in (YEAR, -2 * YEAR):
+        iotda.call(lambda m, jump=jump: m.clock.advance(jump))
+        assert client.list_server_certificate(ListServerCertificateRequest()).status_code == 200
+
+
 @pytest.mark.parametrize(("skew", "accepted"), [
     pytest.param(14 * 60, True, id="14-minutes-ok"),
     pytest.param(16 * 60, False, id="16-minutes-refused"),
     pytest.param(-16 * 60, False, id="16-minutes-ahead-refused"),
 ])
-def test_sdk_date_must_be_within_15_minutes_of_the_farm_clock(
-        iotda: MemberHandle, client: Any, skew: float, accepted: bool) -> None:
-    iotda.call(lambda m: m.clock.advance(skew))
-    if accepted:
-        client.list_server_certificate(ListServerCertificateRequest())
-        return
-    with pytest.raises(ClientRequestException) as caught:
-        client.list_server_certificate(ListServerCertificateRequest())
-    assert caught.value.error_code == "APIGW.0301"
+def test_with_freshness_clocks_farm_sdk_date_must_be_within_15_minutes_of_the_farm_clock(
+        emulator_factory: Any, skew: float, accepted: bool) -> None:
+    iotda = emulator_factory("iotda", freshness_clocks="farm", **OPTIONS)
+    client = (IoTDAClient.new_builder().with_credentials(BasicCredentials(AK, SK, PROJECT))
+              .with_endpoints([iotda.url]).build())
+    try:
+        iotda.call(lambda m: m.clock.advance(skew))
+        if accepted:
+            client.list_server_certificate(ListServerCertificateRequest())
+            return
+        with pytest.raises(ClientRequestException) as caught:
+            client.list_server_certificate(ListServerCertificateRequest())
+        assert caught.value.error_code == "APIGW.0301"
+    finally:
+        close_iotda(client)
 
 
 def test_another_projects_path_is_forbidden(make_client: ClientFactory) -> None:

@@ -164,14 +164,18 @@ def test_frozen_device_is_connack_5_and_freezing_ends_its_session(
     assert devices().connect() == 5
 
 
-def test_client_id_hour_is_checked_against_the_farm_clock(
+def test_client_id_hour_is_checked_against_the_host_clock_or_the_farm_clock(
         iotda: MemberHandle, devices: Callable[..., SdkDevice]) -> None:
     three_hours_ago = sdk_timestamp(time.time() - 3 * 3600)
     assert devices(timestamp=three_hours_ago).connect() == 5  # _1_: checked
     assert devices(timestamp=three_hours_ago, check_timestamp="0").connect() == 0  # _0_: not
     iotda.farm.clock.advance(3 * 3600)
-    assert devices().connect() == 5  # the device's real hour is now behind the farm's
+    # The SDK as shipped stamps the host's hour: a test that moved the farm clock keeps it in.
+    assert devices().connect() == 0
     assert devices(timestamp=sdk_timestamp(iotda.farm.clock.time())).connect() == 0
+    assert devices(timestamp=three_hours_ago).connect() == 5  # neither clock's hour
+    iotda.farm.clock.set(time.time() - 3 * 3600)  # the farm three hours behind: its hour fits
+    assert devices(timestamp=three_hours_ago).connect() == 0
 
 
 def test_client_id_not_in_the_sdk_form_is_connack_2(devices: Callable[..., SdkDevice]) -> None:

@@ -18,6 +18,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -293,13 +294,49 @@ def test_a_captured_get_in_a_wire_equivalent_form_is_accepted(iotda: MemberHandl
     pytest.param(16 * 60, False, id="replayed-16-minutes-later"),
     pytest.param(-16 * 60, False, id="replayed-to-a-clock-16-minutes-behind"),
 ])
-def test_a_captured_request_replayed_outside_the_skew_is_refused(
-        iotda: MemberHandle, skew: float, accepted: bool) -> None:
+def test_a_captured_request_replayed_outside_the_skew_of_the_farm_clock_is_refused(
+        emulator_factory: Any, skew: float, accepted: bool) -> None:
+    """With ``freshness_clocks: farm`` the farm clock alone judges X-Sdk-Date."""
+    iotda = emulator_factory("iotda", freshness_clocks="farm", **OPTIONS)
     captured = capture(LIST)
     iotda.call(lambda m: m.clock.advance(skew))
     reply = replay(iotda, captured)
     if accepted:  # the gateway keeps no nonces: a replay inside the window is let in
         assert reply[0] == 200
+    else:
+        assert_signature_refused(reply)
+
+
+def _dated(offset: float, *, farm: bool = False) -> Callable[[MemberHandle], str]:
+    """An X-Sdk-Date ``offset`` seconds from the host's clock (or the farm's)."""
+    def date(iotda: MemberHandle) -> str:
+        base = iotda.call(lambda m: m.clock.time()) if farm else time.time()
+        return dt.datetime.fromtimestamp(base + offset, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return date
+
+
+YEAR = 365 * 86400
+
+
+@pytest.mark.parametrize(("moved", "date", "accepted"), [
+    pytest.param(YEAR, _dated(0), True, id="farm-a-year-ahead-dated-by-the-host"),
+    pytest.param(YEAR, _dated(0, farm=True), True, id="farm-a-year-ahead-dated-by-the-farm"),
+    pytest.param(YEAR, _dated(-14 * 60), True, id="farm-ahead-dated-14-minutes-ago"),
+    pytest.param(YEAR, _dated(-16 * 60), False, id="farm-ahead-dated-16-minutes-ago"),
+    pytest.param(YEAR, _dated(16 * 60, farm=True), False,
+                 id="farm-ahead-dated-16-minutes-after-the-farm"),
+    pytest.param(0, _dated(16 * 60), False, id="unmoved-dated-16-minutes-ahead"),
+    pytest.param(-YEAR, _dated(-16 * 60), False, id="farm-behind-dated-16-minutes-ago"),
+])
+def test_by_default_x_sdk_date_fits_the_host_clock_or_the_farm_clock(
+        iotda: MemberHandle, moved: float, date: Callable[[MemberHandle], str],
+        accepted: bool) -> None:
+    iotda.call(lambda m: m.clock.advance(moved))
+    signed = sdk_signed(iotda, "GET", f"/v5/iot/{PROJECT}/certificates", b"",
+                        {"X-Sdk-Date": date(iotda), "Instance-Id": INSTANCE})
+    reply = replay(iotda, signed)
+    if accepted:
+        assert reply[0] == 200, reply
     else:
         assert_signature_refused(reply)
 
