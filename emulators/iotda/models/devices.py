@@ -594,8 +594,11 @@ class DeviceStore:
         product = self.products.get((device.project_id, device.product_id))
         model: dict[str, frozenset[str]] = {}
         for capability in product.service_capabilities if product is not None else ():
+            service_id = capability.get("service_id") if isinstance(capability, dict) else None
+            if not isinstance(service_id, str):
+                continue
             properties = capability.get("properties")
-            model[capability["service_id"]] = frozenset(
+            model[service_id] = frozenset(
                 p["property_name"] for p in properties if isinstance(p, dict)
                 and isinstance(p.get("property_name"), str)
             ) if isinstance(properties, list) else frozenset()
