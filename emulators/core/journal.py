@@ -35,6 +35,8 @@ SECRET_KEYS = frozenset({
     "pwd", "password", "passwd", "pass", "ft_password", "secret", "appsecret", "app_secret",
     "private_key", "private_key_password", "privatekey", "sk", "secret_key", "token",
     "accesstoken", "access_token", "encryption", "verify_content_key",
+    # EnOS device access: dynamic activation hands a device its secret in a message.
+    "devicesecret", "device_secret", "productsecret", "product_secret",
 })
 SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-auth-token",

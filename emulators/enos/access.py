@@ -5,8 +5,11 @@ certificate issued by this emulator for bi-directional products), on the farm's 
 What a device's messages do (README.md "Device access (MQTT)"): measure points (single, batch,
 resume) and events are kept as the device's last values, attributes are updated, queried and
 deleted, sub-devices log in and out, OTA messages are answered; each request gets
-``{"id", "code": 200, "data"}`` on its topic plus ``_reply``. From the cloud side a service
-invocation or a measure point set (a control-plane route) waits for the device's reply.
+``{"id", "code": 200, "data"}`` on its topic plus ``_reply`` (through a subscription to it).
+A message for a device that is neither the session's nor one of its logged-in sub-devices
+writes nothing and is answered 1009 ``Publish to topic with no write permission``. From the
+cloud side a service invocation or a measure point set (a control-plane route) waits for the
+device's reply.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
-from ..core.mqtt import ConnectInfo, MqttSession
+from ..core.mqtt import Action, ConnectInfo, MqttSession
 from ..core.mqttaccess import MqttAccess, Verdict
 from . import topics
+from .exceptions import MqttReplyError, NoWritePermission
 from .models.access import (
     certificate_serial,
     parse_client_id,
@@ -58,6 +62,9 @@ class EnosAccess(MqttAccess):
         self.serials: dict[str, int] = {}  # identity -> the certificate its session used
         self.pending: dict[str, Pending] = {}  # message id of a cloud request -> its waiter
         self._ids = iter(range(1, 1 << 62))
+        # Sessions at their subscription limit: id(session) -> filters refused since the one
+        # journalled (the first of a burst is journalled, the rest counted).
+        self._capped: dict[int, int] = {}
 
     # -- listeners -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -113,8 +120,23 @@ class EnosAccess(MqttAccess):
                 return self.refuse("certificate", "not a certificate bound to this device")
             if record.status(self.member.clock.now()) != VALID:
                 return self.refuse("certificate", "revoked or expired on the farm clock")
+        holder = self._client_id_holder(info)
+        if holder is not None and holder != identity_of(device):
+            # MQTT's take-over by client id (3.1.4-2) is for the same client; EnOS knows a
+            # device by its login, so another device's reuse of the string must not end it.
+            return self.refuse("client_id_in_use", f"client id {info.client_id!r} is the live "
+                                                   f"session of {holder}")
         self._accepted[info.client_id] = (activating, serial)
         return Verdict.accept(identity_of(device))
+
+    def _client_id_holder(self, info: ConnectInfo) -> str | None:
+        """The device whose session on this connection's listener has ``info``'s client id
+        (the broker would displace it), accepted or between its CONNECT and CONNACK."""
+        listener = self.listeners.get(self.protocol(info))
+        old = listener.sessions.get(info.client_id) if listener is not None else None
+        if old is None:
+            return None
+        return self._identity.get(id(old)) or self._pending_identity.get(info.client_id)
 
     # -- sessions ------------------------------------------------------------------------------
     async def connected(self, session: MqttSession, identity: str) -> None:
@@ -137,19 +159,56 @@ class EnosAccess(MqttAccess):
         await self.member.save()
 
     async def disconnected(self, session: MqttSession, identity: str, reason: str) -> None:
+        more = self._capped.pop(id(session), 0)
+        if more:
+            self.record(session.info, "refused", detail={
+                "client_id": session.client_id, "action": "subscribe", "refused": more,
+                "reason": f"{more} more subscriptions over the limit of "
+                          f"{self.member.options.mqtt_max_subscriptions} were refused"})
         self.serials.pop(identity, None)
         device = self.member.things.by_identity(identity)
         if device is not None and self.session_of(identity) is None:
             self.member.things.went_offline(device, self.member.clock.time())
             await self.member.save()
 
-    def may(self, session: MqttSession, identity: str, action: str, topic: str) -> bool:
-        """A device uses only its own ``/sys/{pk}/{dk}/...`` and ``/ext/session/{pk}/{dk}/...``
-        topics (a gateway also those of its sub-devices that logged in)."""
+    def may(self, session: MqttSession, identity: str, action: Action, topic: str) -> bool:
+        """A device subscribes only to its own ``/sys/{pk}/{dk}/...`` and
+        ``/ext/session/{pk}/{dk}/...`` topics (a gateway also those of its sub-devices that
+        logged in). It may publish to any such topic: ``handle`` answers one that is not its
+        own with 1009, as EnOS does; other topics are refused here (journalled, dropped)."""
         m = topics.UPSTREAM.fullmatch(topic)
         if m is None:
             return False
-        return f"{m['pk']}/{m['dk']}" in (identity, *self.member.things.sub_devices(identity))
+        return action == "publish" or self.speaks_for(identity, m["pk"], m["dk"])
+
+    def speaks_for(self, identity: str, product_key: str, device_key: str) -> bool:
+        """Whether the session of ``identity`` may write for that device: itself, or a
+        sub-device it logged in."""
+        key = f"{product_key}/{device_key}"
+        return key == identity or key in self.member.things.sub_devices(identity)
+
+    async def authorize(self, session: MqttSession, action: Action, topic: str) -> bool:
+        """A subscription over ``mqtt_max_subscriptions`` is refused (SUBACK 0x80 for that filter,
+        all MQTT 3.1.1 has), journalled once when the session reaches the limit and counted
+        after that, so a flood of SUBSCRIBEs cannot flush the journal."""
+        if action == "subscribe":
+            limit = self.member.options.mqtt_max_subscriptions
+            held = session.subscriptions
+            if len(held) < limit:
+                self._capped.pop(id(session), None)  # below it again: a new burst
+            elif topic not in held:  # re-subscribing a held filter adds nothing
+                refused = self._capped.get(id(session))
+                if refused is None:
+                    self._capped[id(session)] = 0
+                    self.record(session.info, "refused", path=topic, detail={
+                        "client_id": session.client_id, "action": action,
+                        "reason": f"subscription limit of {limit} reached; further filters "
+                                  "over it are counted, not journalled, until the session "
+                                  "holds fewer"})
+                else:
+                    self._capped[id(session)] = refused + 1
+                return False
+        return await super().authorize(session, action, topic)
 
     def correlation_for(self, identity: str, topic: str) -> str | None:
         if not topic.endswith("_reply"):
@@ -166,20 +225,50 @@ class EnosAccess(MqttAccess):
         self.record_message(session, "down", topic, payload, 1, correlation_id)
         await session.publish(topic, payload, 1)
 
+    async def reply(self, session: MqttSession, request_topic: str, doc: Any, *,
+                    unsolicited: bool = False) -> None:
+        """A request's answer on its ``_reply`` topic, delivered as a subscription asks for
+        it (``replies_need_subscription``); journalled either way. ``unsolicited``: the
+        session could not have subscribed (a topic not its own), so it is answered directly."""
+        topic = topics.reply_topic(request_topic)
+        if (unsolicited or not self.member.options.replies_need_subscription
+                or session.subscribed(topic)):
+            await self.send(session, topic, doc)
+            return
+        payload = json.dumps(doc, ensure_ascii=False).encode()
+        self.record_message(session, "down", topic, payload, 1, delivered=False,
+                            reason="no subscription matches the reply topic")
+
+    async def refuse_message(self, session: MqttSession, topic: str, doc: Any,
+                             error: MqttReplyError) -> None:
+        """A request refused: journalled, answered with EnOS's code and message, nothing
+        written. A device's own reply (``..._reply``) is not answered."""
+        self.record(session.info, "refused", path=topic, detail={
+            "client_id": session.client_id, "action": "publish", "code": error.code,
+            "reason": f"{error.msg}: {error.detail}"})
+        if topic.endswith("_reply"):
+            return
+        request_id = doc.get("id") if isinstance(doc, dict) else None
+        await self.reply(session, topic, {"id": request_id, "code": error.code,
+                                          "message": error.msg, "data": None},
+                         unsolicited=True)
+
     # -- upstream ------------------------------------------------------------------------------
     async def handle(self, session: MqttSession, identity: str, topic: str,
                      payload: bytes) -> Awaitable[Any] | None:
         m = topics.UPSTREAM.fullmatch(topic)
         if m is None:
             return None
-        device = self.member.things.device(m["pk"], m["dk"])
-        if device is None:
-            return None
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, ValueError):
             doc = None
-        if not isinstance(doc, dict):
+        if not self.speaks_for(identity, m["pk"], m["dk"]):
+            await self.refuse_message(session, topic, doc, NoWritePermission(
+                f"{m['pk']}/{m['dk']} is not {identity} nor one of its logged-in sub-devices"))
+            return None
+        device = self.member.things.device(m["pk"], m["dk"])
+        if device is None or not isinstance(doc, dict):
             return None
         rest, things = m["rest"], self.member.things
         now = self.member.clock.time()
@@ -196,11 +285,24 @@ class EnosAccess(MqttAccess):
         if rest in (topics.MEASUREPOINT_POST, topics.MEASUREPOINT_RESUME):
             things.measure_points(device, params, now)
         elif rest in (topics.MEASUREPOINT_POST_BATCH, topics.MEASUREPOINT_RESUME_BATCH):
+            # "A gateway device reports the measurement point data of its sub-devices" (the
+            # batch pages); "if part of the data fails to be reported, the entire request
+            # will fail": every entry's device is checked before any is written.
+            targets: list[tuple[Device, Any]] = []
             for item in params if isinstance(params, list) else ():
                 target = device
                 if isinstance(item, dict) and item.get("deviceKey"):
-                    target = things.device(str(item.get("productKey") or device.product_key),
-                                           str(item["deviceKey"])) or device
+                    pk = str(item.get("productKey") or device.product_key)
+                    dk = str(item["deviceKey"])
+                    named = things.device(pk, dk) if self.speaks_for(identity, pk, dk) else None
+                    if named is None:
+                        await self.refuse_message(session, topic, doc, NoWritePermission(
+                            f"entry for {pk}/{dk}, which is not {identity} nor one of its "
+                            "logged-in sub-devices"))
+                        return None
+                    target = named
+                targets.append((target, item))
+            for target, item in targets:
                 things.measure_points(target, item, now)
         elif (e := topics.EVENT_POST.fullmatch(rest)) is not None:
             things.event(device, e["event"], params, now)
@@ -223,7 +325,7 @@ class EnosAccess(MqttAccess):
         reply: dict[str, Any] = {"id": doc.get("id"), "code": code, "data": data}
         if code != 200:
             reply["message"] = data.pop("message", "") if isinstance(data, dict) else ""
-        await self.send(session, topics.reply_topic(topic), reply)
+        await self.reply(session, topic, reply)
         return self.member.saving()
 
     # -- from the cloud ------------------------------------------------------------------------

@@ -12,6 +12,12 @@ points (``thing.service.measurepoint.set``). Both answer the device's reply (``{
 {"id", "code", "data"}}``), 409 when it is not connected, 504 when it does not answer within
 ``command_timeout`` (or the body's ``timeout`` seconds). Both are journalled with one
 correlation id for the request and the reply.
+
+``GET /v1/emulators/{name}/enos/devices/{asset_id}/keys`` answers the private keys the member
+made for that device's bound certificates (scenario ``certificates`` without ``csr`` or
+``key``), each with its certificate: ``{"assetId", "keys": [{"certSN", "issueAuthority",
+"cert", "key"}]}``. State views withhold every private key; a test device needs these to log
+in over MQTTS, so they are asked for by name here. The CA keys are never handed out.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ OPENAPI.update({
         params=("name", "asset_id"), body={"type": "object", "properties": {
             "measurepoints": {"type": "object"}, "timeout": {"type": "number"}},
             "required": ["measurepoints"]})}})
+OPENAPI["/v1/emulators/{name}/enos/devices/{asset_id}/keys"] = {"get": operation(
+    "EnOS: the private keys the member made for a device's bound certificates, with them",
+    params=("name", "asset_id"))}
 MAX_ERRORS = 1_000_000
 MAX_WAIT = 600.0
 
@@ -88,3 +97,12 @@ async def invoke_service(request: web.Request) -> web.Response:
 @routes.post("/v1/emulators/{name}/enos/devices/{asset_id}/measurepoints")
 async def set_measurepoints(request: web.Request) -> web.Response:
     return await _invoke(request, "measurepoint/set", "measurepoints")
+
+
+@routes.get("/v1/emulators/{name}/enos/devices/{asset_id}/keys")
+async def device_keys(request: web.Request) -> web.Response:
+    member = cast("EnosService", owner_of(request, routes, "enos emulator"))
+    asset_id = request.match_info["asset_id"]
+    if member.registry.device_by_asset(asset_id) is None:
+        raise NotFound(f"{member.name} has no device {asset_id!r}")
+    return web.json_response({"assetId": asset_id, "keys": member.device_keys(asset_id)})

@@ -295,6 +295,21 @@ class EnosService(HttpEmulator):
             "mqtt_sessions": self.access.sessions(),
         }
 
+    def device_keys(self, asset_id: str) -> list[dict[str, str]]:
+        """The keys this member made at its first start for ``asset_id``'s bound
+        certificates, each with its certificate: what the device needs to log in on 18883.
+        The state view holds them too, but the control plane withholds every private key
+        there; this is the one place it hands out (``GET .../enos/devices/{asset_id}/keys``)."""
+        assert self._genesis is not None
+        made: dict[str, str] = self._genesis.get("device_keys", {})
+        out = []
+        for sn, key in made.items():
+            record = self.book.get(int(sn))
+            if record is not None and record.asset_id == asset_id:
+                out.append({"certSN": sn, "issueAuthority": record.issue_authority,
+                            "cert": record.cert, "key": key})
+        return out
+
     async def write_state(self) -> None:
         await self.ctx.store.save_encoded(self.name, self.encoded_state())
         await self.serials.save()

@@ -155,6 +155,30 @@ def connect_errors() -> list[type[ConnectError]]:
     return found
 
 
+# -- Device access over MQTT: a reply's {"id", "code", "message", "data"} ------------------
+
+
+class MqttReplyError(Exception):
+    """A device's request refused in its ``_reply``: EnOS's "Common Return Codes" of its MQTT
+    reference (device-connection/.../reference/mqtt/common_param), code and exact message."""
+
+    code: ClassVar[int] = 1009
+    msg: ClassVar[str] = ""
+
+    def __init__(self, detail: str = "") -> None:
+        self.detail = detail  # for the journal only; the wire carries ``msg``
+        super().__init__(self.msg)
+
+
+class NoWritePermission(MqttReplyError):
+    """"The MQTT topic is not supported, or the device that tried to publish to the topic
+    has not logged in to EnOS": a topic (or a batch entry) naming a device that is neither
+    the session's nor one of its logged-in sub-devices."""
+
+    code = 1009
+    msg = "Publish to topic with no write permission"
+
+
 # -- API gateway (APIM): {"status", "msg", "business", ...} ---------------------------------
 
 

@@ -161,6 +161,9 @@ class EnosConnack(KindOptions):
     insecure: int = Field(default=5, ge=1, le=5)  # a bi-directional product on 11883
     no_certificate: int = Field(default=5, ge=1, le=5)
     certificate: int = Field(default=5, ge=1, le=5)  # not this device's, revoked or expired
+    # The client id string of another device's live session: MQTT's "Identifier rejected"
+    # (3.1.1, 3.2.2.3) rather than a take-over, since EnOS knows a device by its login.
+    client_id_in_use: int = Field(default=2, ge=1, le=5)
 
 
 class EnosOptions(WebServerOptions):
@@ -206,6 +209,14 @@ class EnosOptions(WebServerOptions):
     mqtt_port: int | None = Field(default=11883, ge=0, le=65535)
     mqtts_port: int | None = Field(default=18883, ge=0, le=65535)
     mqtt_connack: EnosConnack = Field(default_factory=lambda: EnosConnack())
+    # Subscriptions one MQTT session may hold; a SUBSCRIBE beyond it is granted 0x80 for each
+    # filter over. No EnOS source gives a number; the SDK holds one reply topic per request
+    # kind per device it publishes for, so a gateway's grows with its sub-devices.
+    mqtt_max_subscriptions: int = Field(default=1000, ge=1, le=1_000_000)
+    # A request's ``_reply`` reaches a session only through a subscription matching it (what
+    # MQTT does; enos-mqtt-sdk-python subscribes to each reply topic before its request).
+    # false: every reply is sent to the requesting session, subscribed or not.
+    replies_need_subscription: bool = True
     # How long a service invocation or measure point set waits for the device's reply.
     command_timeout: float = Field(default=10.0, gt=0, le=600)
     # Renew leaves the old certificate valid ("keep") or revokes it as superseded.

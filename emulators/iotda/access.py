@@ -200,8 +200,17 @@ class IotdaAccess(MqttAccess):
         now = self.member.clock.time()
         if rest == topics.PROPERTIES_REPORT:
             doc = _json(payload)
-            if isinstance(doc, dict) and self.member.devices.report(
-                    device, doc.get("services"), now):
+            if not isinstance(doc, dict):
+                return None
+            limit = self.member.options.shadow_unmodelled_properties
+            taken, dropped = self.member.devices.report(device, doc.get("services"), now, limit)
+            if dropped:
+                self.record(session.info, "dropped", path=topic, detail={
+                    "client_id": session.client_id, "dropped": len(dropped),
+                    "properties": dropped[:20],
+                    "reason": f"properties the product model does not define, over the "
+                              f"shadow's {limit} (shadow_unmodelled_properties)"})
+            if taken:
                 await self.push_delta(session, device)
                 return self.member.saving()
         elif rest == topics.MESSAGES_UP:

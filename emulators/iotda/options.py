@@ -136,6 +136,10 @@ class IotdaOptions(WebServerOptions):
     mqtt_connack: MqttConnack = Field(default_factory=MqttConnack)
     # Spec: "100 subscriptions per connection"; a 101st is answered 0x80 (failure).
     mqtt_max_subscriptions: int = Field(default=100, ge=1)
+    # Reported properties a device shadow keeps that the product model does not define
+    # (the platform stores what complies with the model; the emulator keeps others too, up to
+    # this many per device, and journals what it drops beyond). 0: only modelled ones.
+    shadow_unmodelled_properties: int = Field(default=1000, ge=0, le=1_000_000)
     # How long CreateCommand, UpdateProperties and ListProperties wait for the device's
     # response before IOTDA.014111 (chosen: no public source gives the platform's).
     command_timeout: float = Field(default=20.0, gt=0, le=600)

@@ -28,7 +28,7 @@ from ... import pki
 
 Refusal = Literal["bad_client_id", "unknown_device", "bad_signature", "not_activated",
                   "already_activated", "no_product_secret", "insecure", "no_certificate",
-                  "certificate"]
+                  "certificate", "client_id_in_use"]
 
 CLIENT_ID = re.compile(r"(?P<client>[^|]{1,64})\|(?P<options>[^|]*)\|")
 SECURE_MODES = (2, 3)

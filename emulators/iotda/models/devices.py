@@ -53,6 +53,10 @@ MESSAGES_KEPT = 20  # spec: ListDeviceMessages keeps the last 20 per device
 # whole day when the request gives no ttl.
 DEFAULT_TTL_MINUTES = 1440
 MAX_SHADOW_SERVICES = 64  # chosen bound on one shadow update
+# Chosen: reported properties outside the product model one shadow keeps (the option
+# shadow_unmodelled_properties); a device reporting new names without end grew its shadow
+# by 370 MB in 40 s.
+UNMODELLED_KEPT = 1000
 
 
 def now_text(now: float) -> str:
@@ -67,6 +71,12 @@ def _second_text(second: int) -> str:
 
 def new_secret() -> str:
     return secrets.token_hex(16)
+
+
+def _unmodelled(device: Device, model: dict[str, frozenset[str]]) -> int:
+    """How many reported properties of ``device``'s shadow its product model does not name."""
+    return sum(1 for sid, entry in device.shadow.items()
+               for name in entry.get("reported") or () if name not in model.get(sid, ()))
 
 
 def _int_field(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
@@ -527,13 +537,23 @@ class DeviceStore:
         self.touch(device)
         return device
 
-    def report(self, device: Device, services: Any, now: float) -> int:
+    def report(self, device: Device, services: Any, now: float,
+               unmodelled_max: int = UNMODELLED_KEPT) -> tuple[int, list[str]]:
         """A properties report (``{"services": [{"service_id", "properties", "event_time"}]}``)
-        into the reported side of the shadow; the number of services taken. Entries that are
-        not a service with properties are skipped (the platform drops what its model lacks)."""
+        into the reported side of the shadow: the number of services taken, and the
+        properties dropped (``service_id/name``). Entries that are not a service with
+        properties are skipped.
+
+        The platform "stores the data that complies with the product model definition": a
+        property the product's model names is always kept. One it does not name (or a model
+        with no property list) is kept too, the emulator's leniency, but at most
+        ``unmodelled_max`` of them per device shadow; a new one beyond that is dropped."""
         if not isinstance(services, list):
-            return 0
+            return 0, []
         taken = 0
+        dropped: list[str] = []
+        model: dict[str, frozenset[str]] | None = None
+        unmodelled = -1  # counted when first needed
         for service in services[:MAX_SHADOW_SERVICES]:
             if not isinstance(service, dict):
                 continue
@@ -544,14 +564,45 @@ class DeviceStore:
                 continue
             entry = device.shadow.setdefault(
                 service_id, {"desired": {}, "desired_time": None, "version": 0})
-            entry.setdefault("reported", {}).update(properties)
+            reported = entry.setdefault("reported", {})
+            for name, value in properties.items():
+                if name in reported:
+                    reported[name] = value
+                    continue
+                if model is None:
+                    model = self._model(device)
+                if name in model.get(service_id, ()):
+                    reported[name] = value
+                    continue
+                if unmodelled < 0:
+                    unmodelled = _unmodelled(device, model)
+                if unmodelled < unmodelled_max:
+                    reported[name] = value
+                    unmodelled += 1
+                else:
+                    dropped.append(f"{service_id}/{name}")
             event_time = service.get("event_time")
             entry["reported_time"] = (event_time if isinstance(event_time, str)
                                       and len(event_time) <= 32 else now_text(now))
             taken += 1
         if taken:
             self.touch(device)
-        return taken
+        return taken, dropped
+
+    def _model(self, device: Device) -> dict[str, frozenset[str]]:
+        """The property names the device's product model defines, by service id."""
+        product = self.products.get((device.project_id, device.product_id))
+        model: dict[str, frozenset[str]] = {}
+        for capability in product.service_capabilities if product is not None else ():
+            service_id = capability.get("service_id") if isinstance(capability, dict) else None
+            if not isinstance(service_id, str):
+                continue
+            properties = capability.get("properties")
+            model[service_id] = frozenset(
+                p["property_name"] for p in properties if isinstance(p, dict)
+                and isinstance(p.get("property_name"), str)
+            ) if isinstance(properties, list) else frozenset()
+        return model
 
     def went_online(self, device: Device, now: float, record_fingerprint: str | None) -> None:
         device.online = True
