@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -28,6 +29,10 @@ FORKED_KEYS = 5
 # Where `emulators run` writes its ready file when --ready-file is not given: a CI job or a
 # container can run README's command as it is and still wait for the file.
 READY_FILE_ENV = "EMULATORS_READY_FILE"
+# The dashboard's page on the control plane (control/dashboard.py serves ui/index.html there).
+DASHBOARD = "/ui"
+# What a newcomer whose port is taken (another farm, a local broker on 1883) can do about it.
+IN_USE_HINT = "stop what uses it or run with --free-ports"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -164,12 +169,15 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
                control_port: int | None) -> int:
     from .control import ControlPlane
     from .core.state import StateError
-    from .farm import Farm
+    from .farm import Farm, PortInUse
 
     stop = stop_on_signals()
     farm = Farm(scenario, state_dir)
     try:
         await farm.start()
+    except PortInUse as exc:
+        print(f"emulators run: {exc}; {IN_USE_HINT}", file=sys.stderr)
+        return 1
     except (OSError, StateError) as exc:
         print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
         return 1
@@ -177,12 +185,21 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
         await ControlPlane.serve(farm, control_port)
     except OSError as exc:
         await farm.stop()
-        print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            control = scenario.control
+            port = control.port if control_port is None else control_port
+            print(f"emulators run: the control plane's port {port} is already in use "
+                  f"({control.host}:{port}); stop what uses it, or run with --control-port 0 "
+                  "or --free-ports", file=sys.stderr)
+        else:
+            print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
         return 1
     document = farm.ready_document()
     if ready_file is not None:
         farm.write_ready_file(ready_file)
     print(json.dumps(document, indent=1), flush=True)
+    print(f"emulators run: ready; the dashboard is at {document['control']['url']}{DASHBOARD}",
+          file=sys.stderr, flush=True)
     del document
     release_free_memory()
     from . import keypool
@@ -296,7 +313,11 @@ async def _serve_sharded(coordinator: Any, host: str | None, port: int | None,
     coordinator.control = plane
     if ready_file is not None:
         coordinator.write_ready_file(ready_file)
-    print(json.dumps(coordinator.ready_document(), indent=1), flush=True)
+    document = coordinator.ready_document()
+    print(json.dumps(document, indent=1), flush=True)
+    print(f"{prog}: ready; the dashboard is at {document['control']['url']}{DASHBOARD}",
+          file=sys.stderr, flush=True)
+    del document
     release_free_memory()
     try:
         await stop.wait()
