@@ -35,6 +35,28 @@ DASHBOARD = "/ui"
 IN_USE_HINT = "stop what uses it or run with --free-ports"
 
 
+CONTROL_TOKEN_HELP = ("the environment variable holding the control plane's bearer token "
+                      "(instead of the scenario's control.token: a Kubernetes Secret, say)")
+
+
+def _with_control_token(scenario: scenario_mod.Scenario, name: str | None,
+                        prog: str) -> scenario_mod.Scenario | None:
+    """``scenario`` whose control plane requires the token in ``$name`` (None: as it is);
+    None with the reason on stderr when the variable is unset or shorter than a scenario's
+    token may be."""
+    import dataclasses
+
+    if name is None:
+        return scenario
+    token = os.environ.get(name, "")
+    if len(token) < 8:
+        print(f"{prog}: ${name} must hold the control plane's token (8 characters or more)",
+              file=sys.stderr)
+        return None
+    return dataclasses.replace(scenario,
+                               control=scenario.control.model_copy(update={"token": token}))
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import ctl
     from . import scenario as scenario_mod
@@ -61,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shards", type=int, default=1,
                      help="run the farm as N worker processes behind one control plane "
                           "(default 1: one process); fleets are dealt out across them")
+    run.add_argument("--control-token-env", default=None, metavar="NAME",
+                     help=CONTROL_TOKEN_HELP)
     run.add_argument("--log-level", default="WARNING")
 
     shard = sub.add_parser("shard", help="run one shard of a sharded farm on its own (a "
@@ -94,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     front.add_argument("--token-env", default="EMULATORS_SHARD_TOKEN")
     front.add_argument("--control-host", default=None)
     front.add_argument("--control-port", type=int, default=None)
+    front.add_argument("--control-token-env", default=None, metavar="NAME",
+                       help=CONTROL_TOKEN_HELP)
     front.add_argument("--ready-file", type=Path, default=None)
     front.add_argument("--log-level", default="WARNING")
 
@@ -132,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     except scenario_mod.ScenarioInvalid as exc:
         print(exc.report(), file=sys.stderr)
         return 2
+    with_token = _with_control_token(scenario, args.control_token_env, "emulators run")
+    if with_token is None:
+        return 2
+    scenario = with_token
     if args.free_ports:
         scenario = scenario_mod.with_free_ports(scenario)
     if args.listen_host:
@@ -242,7 +272,10 @@ def _shard_or_front(args: argparse.Namespace) -> int:
         return 2
     source = str(Path(args.scenario).resolve()) if Path(args.scenario).exists() else args.scenario
     if args.command == "front":
-        return asyncio.run(_front(scenario, source, args, token))
+        with_token = _with_control_token(scenario, args.control_token_env, "emulators front")
+        if with_token is None:
+            return 2
+        return asyncio.run(_front(with_token, source, args, token))
     from .shards import worker
 
     index = args.index

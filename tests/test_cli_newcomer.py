@@ -85,3 +85,42 @@ def test_run_prints_the_dashboard_url_once_ready(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_run_takes_the_control_token_from_the_environment(tmp_path: Path) -> None:
+    """--control-token-env NAME: the control plane requires $NAME (a Kubernetes Secret's
+    value), never written in a file or on the command line."""
+    import os
+    import urllib.error
+
+    path = tmp_path / "farm.yaml"
+    path.write_text(yaml.safe_dump({"control": {"port": 0},
+                                    "emulators": [{"name": "cam", "kind": "acti-camera"}]}))
+    command = [sys.executable, "-m", "emulators", "run", str(path), "--control-token-env",
+               "FARM_TOKEN"]
+    unset = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in os.environ.items() if k != "FARM_TOKEN"})
+    assert unset.returncode == 2
+    assert ("emulators run: $FARM_TOKEN must hold the control plane's token (8 characters or "
+            "more)") in unset.stderr
+    ready_file = tmp_path / "ready.json"
+    proc = subprocess.Popen([*command, "--ready-file", str(ready_file)], cwd=ROOT,
+                            env={**os.environ, "FARM_TOKEN": "s3cret-token"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        api = json.loads(ready_file.read_text())["control"]["api"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(api + "/farm", timeout=30)
+        with refused.value as reply:
+            assert reply.code == 401
+        request = urllib.request.Request(api + "/farm",
+                                         headers={"Authorization": "Bearer s3cret-token"})
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert json.load(reply)["control"]["token_required"] is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
