@@ -7,9 +7,13 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY emulators ./emulators
 COPY scenarios ./scenarios
-RUN pip install --no-cache-dir . && useradd --system --home /state farm \
- && mkdir -p /state && chown farm /state
-USER farm
+# A numeric non-root user: Kubernetes' runAsNonRoot can check a number, not a name
+# (deploy/kubernetes runs as 10001 too).
+RUN pip install --no-cache-dir . \
+ && groupadd --system --gid 10001 farm \
+ && useradd --system --uid 10001 --gid 10001 --home /state farm \
+ && mkdir -p /state && chown 10001:10001 /state
+USER 10001:10001
 VOLUME ["/state"]
 # Inside the container every member listens on 0.0.0.0; the compose file publishes the ports
 # on the host's loopback only.

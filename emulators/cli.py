@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -28,6 +29,32 @@ FORKED_KEYS = 5
 # Where `emulators run` writes its ready file when --ready-file is not given: a CI job or a
 # container can run README's command as it is and still wait for the file.
 READY_FILE_ENV = "EMULATORS_READY_FILE"
+# The dashboard's page on the control plane (control/dashboard.py serves ui/index.html there).
+DASHBOARD = "/ui"
+# What a newcomer whose port is taken (another farm, a local broker on 1883) can do about it.
+IN_USE_HINT = "stop what uses it or run with --free-ports"
+
+
+CONTROL_TOKEN_HELP = ("the environment variable holding the control plane's bearer token "
+                      "(instead of the scenario's control.token: a Kubernetes Secret, say)")
+
+
+def _with_control_token(scenario: scenario_mod.Scenario, name: str | None,
+                        prog: str) -> scenario_mod.Scenario | None:
+    """``scenario`` whose control plane requires the token in ``$name`` (None: as it is);
+    None with the reason on stderr when the variable is unset or shorter than a scenario's
+    token may be."""
+    import dataclasses
+
+    if name is None:
+        return scenario
+    token = os.environ.get(name, "")
+    if len(token) < 8:
+        print(f"{prog}: ${name} must hold the control plane's token (8 characters or more)",
+              file=sys.stderr)
+        return None
+    return dataclasses.replace(scenario,
+                               control=scenario.control.model_copy(update={"token": token}))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shards", type=int, default=1,
                      help="run the farm as N worker processes behind one control plane "
                           "(default 1: one process); fleets are dealt out across them")
+    run.add_argument("--control-token-env", default=None, metavar="NAME",
+                     help=CONTROL_TOKEN_HELP)
     run.add_argument("--log-level", default="WARNING")
 
     shard = sub.add_parser("shard", help="run one shard of a sharded farm on its own (a "
@@ -89,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     front.add_argument("--token-env", default="EMULATORS_SHARD_TOKEN")
     front.add_argument("--control-host", default=None)
     front.add_argument("--control-port", type=int, default=None)
+    front.add_argument("--control-token-env", default=None, metavar="NAME",
+                       help=CONTROL_TOKEN_HELP)
     front.add_argument("--ready-file", type=Path, default=None)
     front.add_argument("--log-level", default="WARNING")
 
@@ -127,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     except scenario_mod.ScenarioInvalid as exc:
         print(exc.report(), file=sys.stderr)
         return 2
+    with_token = _with_control_token(scenario, args.control_token_env, "emulators run")
+    if with_token is None:
+        return 2
+    scenario = with_token
     if args.free_ports:
         scenario = scenario_mod.with_free_ports(scenario)
     if args.listen_host:
@@ -164,12 +199,15 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
                control_port: int | None) -> int:
     from .control import ControlPlane
     from .core.state import StateError
-    from .farm import Farm
+    from .farm import Farm, PortInUse
 
     stop = stop_on_signals()
     farm = Farm(scenario, state_dir)
     try:
         await farm.start()
+    except PortInUse as exc:
+        print(f"emulators run: {exc}; {IN_USE_HINT}", file=sys.stderr)
+        return 1
     except (OSError, StateError) as exc:
         print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
         return 1
@@ -177,12 +215,21 @@ async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_fi
         await ControlPlane.serve(farm, control_port)
     except OSError as exc:
         await farm.stop()
-        print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            control = scenario.control
+            port = control.port if control_port is None else control_port
+            print(f"emulators run: the control plane's port {port} is already in use "
+                  f"({control.host}:{port}); stop what uses it, or run with --control-port 0 "
+                  "or --free-ports", file=sys.stderr)
+        else:
+            print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
         return 1
     document = farm.ready_document()
     if ready_file is not None:
         farm.write_ready_file(ready_file)
     print(json.dumps(document, indent=1), flush=True)
+    print(f"emulators run: ready; the dashboard is at {document['control']['url']}{DASHBOARD}",
+          file=sys.stderr, flush=True)
     del document
     release_free_memory()
     from . import keypool
@@ -225,7 +272,10 @@ def _shard_or_front(args: argparse.Namespace) -> int:
         return 2
     source = str(Path(args.scenario).resolve()) if Path(args.scenario).exists() else args.scenario
     if args.command == "front":
-        return asyncio.run(_front(scenario, source, args, token))
+        with_token = _with_control_token(scenario, args.control_token_env, "emulators front")
+        if with_token is None:
+            return 2
+        return asyncio.run(_front(with_token, source, args, token))
     from .shards import worker
 
     index = args.index
@@ -296,7 +346,11 @@ async def _serve_sharded(coordinator: Any, host: str | None, port: int | None,
     coordinator.control = plane
     if ready_file is not None:
         coordinator.write_ready_file(ready_file)
-    print(json.dumps(coordinator.ready_document(), indent=1), flush=True)
+    document = coordinator.ready_document()
+    print(json.dumps(document, indent=1), flush=True)
+    print(f"{prog}: ready; the dashboard is at {document['control']['url']}{DASHBOARD}",
+          file=sys.stderr, flush=True)
+    del document
     release_free_memory()
     try:
         await stop.wait()

@@ -10,8 +10,11 @@ when it cannot be: never left dead in silence.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any
 from .core.clock import Clock
 from .core.faults import FaultEngine
 from .core.journal import Journal
-from .core.member import FarmContext, Member, MemberSpec
+from .core.member import FarmContext, Member, MemberSpec, fixed_ports
 from .core.observe import HttpObserver
 from .core.state import StateStore, atomic_write_bytes, encode_state
 from .kinds import resolve
@@ -40,6 +43,57 @@ RESTART_WINDOW = 60.0
 # cameras took 8.0 s to start and 4.9 s to stop against 3.1 s / 0.6 s in memory
 # (bench/README.md, "Shards").
 FLEET_BATCH = 64
+
+
+class PortInUse(OSError):
+    """A member could not start because one of its listeners' addresses is taken: which
+    member, which option and which address, so the message can say what to change."""
+
+    def __init__(self, member: str, option: str | None, host: str, port: int | None) -> None:
+        self.member, self.option, self.host, self.port = member, option, host, port
+        where = f"{option} {port} is" if option else "a port is"
+        at = f" ({host}:{port})" if port else ""
+        super().__init__(errno.EADDRINUSE, f"member {member!r}: {where} already in use{at}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def with_cause(self, cause: BaseException) -> PortInUse:
+        self.__cause__ = cause
+        return self
+
+    @classmethod
+    def of(cls, spec: MemberSpec, exc: OSError) -> PortInUse:
+        """Which listener of ``spec`` failed with ``exc``: the port asyncio names in its
+        message ("... bind on address ('127.0.0.1', 1883) ..."), else the only fixed one, else
+        the one that still cannot be bound (pyftpdlib's error names no address)."""
+        ports = fixed_ports(spec)
+        named = {int(p) for p in re.findall(r"\('[^']*', (\d+)", str(exc))}
+        found = [(o, p) for o, p in ports if p in named]
+        if not found and len(ports) == 1:
+            found = ports
+        if not found:
+            found = [(o, p) for o, p in ports if not _bindable(spec.host, p)]
+        option, port = found[0] if found else (None, None)
+        return cls(spec.name, option, spec.host, port)
+
+
+def _address_in_use(exc: OSError) -> bool:
+    """EADDRINUSE, also as pyftpdlib raises it (an OSError whose one argument is the OSError
+    that has the errno)."""
+    inner = exc.args[0] if exc.errno is None and exc.args else exc
+    return isinstance(inner, OSError) and inner.errno == errno.EADDRINUSE
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class Farm:
@@ -97,6 +151,9 @@ class Farm:
                                                 return_exceptions=True)
                 failed = None
                 for member, outcome in zip(members, outcomes, strict=True):
+                    if (isinstance(outcome, OSError) and not isinstance(outcome, PortInUse)
+                            and _address_in_use(outcome)):
+                        outcome = PortInUse.of(member.spec, outcome).with_cause(outcome)
                     if isinstance(outcome, BaseException):
                         failed = failed or outcome
                     else:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .core.faults import FaultSpec
-from .core.member import KindOptions, Member, MemberSpec, Role
+from .core.member import KindOptions, Member, MemberSpec, Role, fixed_ports
 from .core.state import NAME_RE
 from .kinds import UnknownKind, resolve
 
@@ -255,6 +255,7 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
     entry_names: set[str] = set()
     refs: list[tuple[Path_, str]] = []
     kind_refs: list[tuple[Path_, str, str]] = []
+    entry_paths: dict[str, Path_] = {}  # entry name -> its path, for problems of its members
     for role, section in (("server", top.servers), ("emulator", top.emulators)):
         section_key = "servers" if role == "server" else "emulators"
         for i, raw in enumerate(section):
@@ -262,32 +263,42 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
             if not isinstance(raw, dict):
                 problems.append(Problem(prefix, "each entry is a mapping"))
                 continue
+            # Every check of an entry runs even when an earlier one failed (a bad port does
+            # not hide an unknown option of the same entry); only a sound entry is stamped.
+            sound = True
             raw_name = raw.get("name")
             if isinstance(raw_name, str):
                 if raw_name in entry_names:
                     problems.append(Problem((*prefix, "name"), f"duplicate name {raw_name!r}"))
-                    continue
+                    sound = False
                 entry_names.add(raw_name)
+            entry: EntrySpec | None = None
             try:
                 entry = EntrySpec.model_validate(raw)
             except ValidationError as exc:
                 problems.extend(_pydantic_problems(exc, prefix))
-                continue
+                sound = False
+            kind = entry.kind if entry is not None else raw.get("kind")
+            if not isinstance(kind, str):
+                continue  # EntrySpec said so
             try:
-                cls = resolve(entry.kind)
+                cls = resolve(kind)
             except UnknownKind as exc:
                 problems.append(Problem((*prefix, "kind"), str(exc)))
                 continue
             if cls.role != role:
                 problems.append(Problem((*prefix, "kind"),
-                                        f"{entry.kind!r} is a {cls.role}, list it under "
+                                        f"{kind!r} is a {cls.role}, list it under "
                                         f"'{'servers' if cls.role == 'server' else 'emulators'}'"))
                 continue
-            extra = dict(entry.model_extra or {})
+            extra = (dict(entry.model_extra or {}) if entry is not None
+                     else {k: v for k, v in raw.items() if k not in EntrySpec.model_fields})
             try:
                 options = cls.Options.model_validate(extra)
             except ValidationError as exc:
                 problems.extend(_pydantic_problems(exc, prefix))
+                continue
+            if entry is None or not sound:
                 continue
             for field_name in cls.server_refs:
                 value = getattr(options, field_name, None)
@@ -305,6 +316,7 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
             if entry.count > 1:
                 fleets[entry.name] = entry.fleet
             members.extend(stamped)
+            entry_paths[entry.name] = prefix
 
     servers = {m.name for m in members if m.role == "server"} | {
         m.group for m in members if m.role == "server"}
@@ -323,23 +335,48 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
         if m.name in seen and seen[m.name] != m.group:
             problems.append(Problem((), f"name {m.name!r} is used twice"))
         seen[m.name] = m.group
-    bound: dict[tuple[str, int], str] = {}
-    for m in members:
-        if m.port == 0:
-            continue
-        key = (m.host, m.port)
-        if key in bound and bound[key] != m.name:
-            problems.append(Problem((), f"{m.name!r} and {bound[key]!r} both listen on "
-                                        f"{m.host}:{m.port}"))
-        bound[key] = m.name
-    if (isinstance(top.control.port, int) and top.control.port
-            and (top.control.host, top.control.port) in bound):
-        problems.append(Problem(("control", "port"), "the control plane's port is taken by "
-                                f"{bound[(top.control.host, top.control.port)]!r}"))
+    problems.extend(_port_clashes(members, entry_paths, top.control))
     if problems:
         raise fail()
     return Scenario(top.name, top.description, top.control, tuple(members), fleets, source,
                     top.journal, tuple(top.faults), top.fault_seed)
+
+
+def _port_clashes(members: list[MemberSpec], entry_paths: dict[str, Path_],
+                  control: ControlSpec) -> list[Problem]:
+    """Two listeners on one host:port, which would fail at run time: two members, two
+    listener options of one member (a fleet's, member by member), or a member and the control
+    plane. Port 0 (a free port) never clashes; 0.0.0.0 / :: clash with every host."""
+    problems: list[Problem] = []
+    taken: dict[int, list[tuple[str, str]]] = {}  # port -> [(host, who)]
+
+    def clash(host: str, port: int) -> str | None:
+        for other_host, who in taken.get(port, ()):
+            if host == other_host or _unspecified(host) or _unspecified(other_host):
+                return who
+        return None
+
+    for m in members:
+        for option, port in fixed_ports(m):
+            who = f"{m.name!r}" if option == "port" else f"{m.name!r} {option}"
+            other = clash(m.host, port)
+            if other is not None:
+                problems.append(Problem((*entry_paths.get(m.group, ()), option),
+                                        f"{who} and {other} both listen on {m.host}:{port}"))
+            taken.setdefault(port, []).append((m.host, who))
+    if isinstance(control.port, int) and control.port:
+        other = clash(control.host, control.port)
+        if other is not None:
+            problems.append(Problem(("control", "port"),
+                                    f"the control plane's port is taken by {other}"))
+    return problems
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _stamp(entry: EntrySpec, cls: type[Member], options: KindOptions, role: Role,

@@ -155,3 +155,56 @@ def test_a_ports_fleet_moves_every_listener_along_with_the_port() -> None:
         {"name": "iot", "kind": "iotda", "count": 2, "host": "127.0.3.1", "port": 9000}]})
     assert [(m.host, m.options.mqtts_port) for m in spread.members] == [
         ("127.0.3.1", 8883), ("127.0.3.2", 8883)]
+
+
+def test_validate_reports_all_six_problems_of_a_file_with_their_lines() -> None:
+    """A bad option beside a bad port, a bad option of a duplicate, and port clashes that
+    would only fail at run time: every one, in one run."""
+    out = subprocess.run([sys.executable, "-m", "emulators", "validate",
+                          str(FIXTURES / "bad-six.yaml")], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, timeout=60)
+    assert out.returncode == 1
+    where = f"{FIXTURES / 'bad-six.yaml'}"
+    assert out.stdout.splitlines() == [
+        f"{where}:7: emulators[0].port: Input should be greater than or equal to 0",
+        f"{where}:8: emulators[0].colour: unknown key",
+        f"{where}:9: emulators[1].name: duplicate name 'cam'",
+        f"{where}:11: emulators[1].speed: unknown key",
+        f"{where}:15: emulators[2].mqtts_port: 'iot' mqtts_port and 'iot' mqtt_port both "
+        "listen on 127.0.0.1:1883",
+        f"{where}:25: emulators[4].port: 'other' and 'fleet-2' mqtt_port both listen on "
+        "127.0.0.1:2884"], out.stdout
+
+
+@pytest.mark.parametrize(("entries", "expected"), [
+    pytest.param([{"name": "a", "kind": "iotda"}, {"name": "b", "kind": "iotda", "port": 0}],
+                 ["emulators[1].mqtt_port: 'b' mqtt_port and 'a' mqtt_port both listen on "
+                  "127.0.0.1:1883",
+                  "emulators[1].mqtts_port: 'b' mqtts_port and 'a' mqtts_port both listen on "
+                  "127.0.0.1:8883"], id="two-members-options"),
+    pytest.param([{"name": "a", "kind": "acti-camera", "port": 9000},
+                  {"name": "b", "kind": "acti-camera", "host": "0.0.0.0", "port": 9000}],
+                 ["emulators[1].port: 'b' and 'a' both listen on 0.0.0.0:9000"],
+                 id="wildcard-takes-every-address"),
+    pytest.param([{"name": "f", "kind": "iotda", "count": 3, "fleet": "ports", "port": 9000,
+                   "mqtt_port": 9001, "mqtts_port": 0}],
+                 ["emulators[0].port: 'f-2' and 'f-1' mqtt_port both listen on 127.0.0.1:9001",
+                  "emulators[0].port: 'f-3' and 'f-2' mqtt_port both listen on "
+                  "127.0.0.1:9002"], id="fleet-counted-per-member"),
+])
+def test_listeners_on_one_address_are_reported(entries: list[dict[str, object]],
+                                               expected: list[str]) -> None:
+    assert problems_of({"emulators": entries}) == expected
+
+
+@pytest.mark.parametrize("entries", [
+    pytest.param([{"name": "a", "kind": "iotda", "port": 0, "mqtt_port": 0, "mqtts_port": 0},
+                  {"name": "b", "kind": "iotda", "port": 0, "mqtt_port": 0,
+                   "mqtts_port": 0}], id="port-0-never-clashes"),
+    pytest.param([{"name": "a", "kind": "iotda", "host": "127.0.3.1"},
+                  {"name": "b", "kind": "iotda", "host": "127.0.3.2"}], id="other-addresses"),
+    pytest.param([{"name": "f", "kind": "iotda", "count": 3, "fleet": "ports", "port": 9000}],
+                 id="ports-fleet-moves-every-listener"),
+])
+def test_listeners_that_do_not_clash_pass(entries: list[dict[str, object]]) -> None:
+    scenario.validate({"emulators": entries})

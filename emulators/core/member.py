@@ -58,6 +58,18 @@ def _port_options(options: type[BaseModel]) -> tuple[str, ...]:
     return tuple(name for name in options.model_fields if name.endswith("_port"))
 
 
+def fixed_ports(spec: MemberSpec) -> list[tuple[str, int]]:
+    """The fixed ports ``spec`` binds at start, each with the option that names it: the
+    entry's ``port`` and every ``*_port`` option (0 and null are free or no listener). What a
+    scenario checks for clashes and a port in use is reported by."""
+    found = [("port", spec.port)] if spec.port else []
+    for name in _port_options(type(spec.options)):
+        value = getattr(spec.options, name)
+        if type(value) is int and value:
+            found.append((name, value))
+    return found
+
+
 @dataclass
 class FarmContext:
     """What a member may use of the farm around it."""

@@ -21,6 +21,7 @@ from ..core.httpserver import HttpEmulator
 from ..core.state import StateStore, encode_document, encode_state
 from . import control, gateway, urls
 from .access import EnosAccess
+from .models.access import ready_login
 from .models.ca import AUTHORITIES, Authority, RootCA, make_root
 from .models.certificates import (
     DEFAULT_VALID_DAY,
@@ -358,11 +359,27 @@ class EnosService(HttpEmulator):
     def credentials(self) -> dict[str, Any]:
         apps = [{"appKey": a.app_key, "appSecret": a.app_secret}
                 for a in self.tokens.apps.values()]
-        doc: dict[str, Any] = {"apps": apps, **(apps[0] if apps else {})}
+        doc: dict[str, Any] = {"apps": apps, **(apps[0] if apps else {}),
+                               "devices": self.device_logins()}
         if self.tokens.sdk_key is not None:
             # enos-poseidon's ``pubkey`` for this member: ``poseidon.poseidon.pubkey = ...``.
             doc["sdkPublicKey"] = public_key_text(self.tokens.sdk_key)
         return doc
+
+    def device_logins(self) -> list[dict[str, Any]]:
+        """The scenario's devices with a secret, each with an MQTT login ready to paste (a
+        device of a bi-directional product logs in on the TLS port, with its certificate)."""
+        out = []
+        for device in self.options.devices:
+            if not device.deviceSecret:
+                continue
+            product = next(p for p in self.options.products
+                           if p.productKey == device.productKey)
+            out.append({"assetId": device.assetId, "productKey": device.productKey,
+                        "deviceKey": device.deviceKey,
+                        "certificate_required": product.biDirectionalAuth,
+                        **ready_login(device.deviceKey, device.productKey, device.deviceSecret)})
+        return out
 
     def certificates(self) -> list[dict[str, Any]]:
         roots = [{"role": f"{a} root CA", "pem": r.pem} for a, r in self.roots.items()]

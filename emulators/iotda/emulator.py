@@ -19,6 +19,7 @@ from .access import IotdaAccess
 from .auth import Authenticator, KeyPair, auth_middleware
 from .exceptions import ALL_ERRORS, BadRequestFormat, DeviceOffline, InternalError
 from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
+from .models.access import LOGIN_HOUR, password_for
 from .models.common import IdSource
 from .options import IotdaOptions
 from .urls import ROUTES
@@ -208,4 +209,24 @@ class IotdaService(HttpEmulator):
             "keys": [k.model_dump() for k in self.options.credentials],
             "tokens": [t.model_dump() for t in self.options.tokens],
             "instances": list(self.options.instances),
+            "devices": self.device_logins(),
         }
+
+    def device_logins(self) -> list[dict[str, Any]]:
+        """The scenario's secret devices with an MQTT login ready to paste: a ``_0_`` client id
+        (the platform does not compare its hour with the clock) with a fixed hour, and the
+        password for that hour."""
+        default = self.options.credentials[0].project_id
+        out = []
+        for device in self.options.devices:
+            info = device.auth_info
+            if info.auth_type != "SECRET" or not info.secret:
+                continue
+            device_id = device.device_id or f"{device.product_id}_{device.node_id}"
+            out.append({
+                "device_id": device_id, "node_id": device.node_id,
+                "product_id": device.product_id, "project_id": device.project_id or default,
+                "auth_type": info.auth_type, "secure_access": info.secure_access,
+                "client_id": f"{device_id}_0_0_{LOGIN_HOUR}", "username": device_id,
+                "password": password_for(info.secret, LOGIN_HOUR)})
+        return out

@@ -74,6 +74,21 @@ def parse_username(raw: str | None) -> tuple[str, str] | None:
     return (device_key, product_key) if device_key and product_key else None
 
 
+# The timestamp of the ready file's ready-to-paste logins: signed as sent and never compared
+# with a clock, so one fixed login works on any day.
+LOGIN_TIMESTAMP = "1700000000000"
+
+
+def ready_login(device_key: str, product_key: str, secret: str) -> dict[str, str]:
+    """A securemode-2 MQTT login of the device, as the SDK would send it (client id, user name,
+    password), with ``LOGIN_TIMESTAMP``."""
+    login = Login(device_key, 2, "sha256", LOGIN_TIMESTAMP)
+    return {"client_id": f"{device_key}|securemode=2,signmethod=sha256,"
+                         f"timestamp={LOGIN_TIMESTAMP}|",
+            "username": f"{device_key}&{product_key}",
+            "password": signature(login, device_key, product_key, secret)}
+
+
 def signature(login: Login, device_key: str, product_key: str, secret: str) -> str:
     content = (f"clientId{login.client_id}deviceKey{device_key}productKey{product_key}"
                f"timestamp{login.timestamp}{secret}")

@@ -70,6 +70,13 @@ def timestamp_fits(timestamp: str, now: float, tolerance: float) -> bool:
     return start is not None and start - tolerance <= now < start + 3600 + tolerance
 
 
+# The hour of the ready file's ready-to-paste logins: the vendor docs' sample client id
+# (``D39564861q3gDa_0_0_2018072417``). With signature type 0 the platform does not compare the
+# hour with its clock (the device SDK's ``psw_sig_type``: "0" means do not check), so one fixed
+# login works on any day.
+LOGIN_HOUR = "2018072417"
+
+
 def password_for(secret: str, timestamp: str) -> str:
     """The SDK's ``sha256_mac(secret, timestamp)``."""
     return hmac.new(timestamp.encode(), secret.encode(), hashlib.sha256).hexdigest()
