@@ -32,7 +32,8 @@ def recipes() -> dict[str, tuple[str, str]]:
     found = {m["name"]: (m["lang"], m["body"])
              for m in RECIPE.finditer((ROOT / "README.md").read_text())}
     assert set(found) == {"iotda-mosquitto-pub", "iotda-mosquitto-sub", "iotda-paho",
-                          "enos-mosquitto-pub", "enos-mosquitto-sub", "enos-paho"}
+                          "enos-mosquitto-pub", "enos-mosquitto-sub", "enos-paho",
+                          "iotda-certificate", "enos-certificate"}
     return found
 
 
@@ -59,15 +60,16 @@ def as_here(body: str, farm: RunningFarm) -> str:
         return farm[member].urls[label].rsplit(":", 1)[1]
 
     body = re.sub(r"(?<![\d.])(?:1883|8883|11883|18883)(?!\d)", port, body)
+    body = body.replace("http://127.0.0.1:8700/v1", farm.control_url)
     return body.replace("state/farm-ca.pem", farm.ready["ca"]["file"])
 
 
-def run(name: str, farm: RunningFarm) -> subprocess.Popen[str]:
+def run(name: str, farm: RunningFarm, cwd: Path | None = None) -> subprocess.Popen[str]:
     lang, body = recipes()[name]
-    command = ["bash", "-c", as_here(body, farm)] if lang == "sh" else [
+    command = ["bash", "-c", "set -eo pipefail\n" + as_here(body, farm)] if lang == "sh" else [
         sys.executable, "-c", as_here(body, farm)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ})
+                            env={**os.environ}, cwd=cwd)
 
 
 def finish(process: subprocess.Popen[str]) -> str:
@@ -94,9 +96,11 @@ def connected(farm: RunningFarm, member: str, identity: str) -> None:
 
 def test_the_ready_file_gives_readmes_logins(farm: RunningFarm) -> None:
     iotda = farm["iotda"].credentials["devices"]
-    assert [(d["client_id"], d["username"], d["password"]) for d in iotda] == [
+    assert [(d["client_id"], d["username"], d.get("password"), d.get("keys")) for d in iotda] == [
         ("EmulatorSensor_sensor01_0_0_2018072417", "EmulatorSensor_sensor01",
-         "e707c6df9f757deae85f13726abc74e2537639261f4c53467a99a4478550a22c")]
+         "e707c6df9f757deae85f13726abc74e2537639261f4c53467a99a4478550a22c", None),
+        ("EmulatorSensor_camera01_0_0_2018072417", "EmulatorSensor_camera01", None,
+         "/v1/emulators/iotda/iotda/devices/EmulatorSensor_camera01/keys")]
     enos = {d["deviceKey"]: d for d in farm["enos"].credentials["devices"]}
     assert (enos["meter01"]["client_id"], enos["meter01"]["username"],
             enos["meter01"]["password"]) == (
@@ -104,13 +108,15 @@ def test_the_ready_file_gives_readmes_logins(farm: RunningFarm) -> None:
         "d5d9fd14dd35eedc4db890fb5881021927d6acc958f9765d9807601942b59554")
     assert enos["inverter01"]["certificate_required"] is True
     readme = (ROOT / "README.md").read_text()
-    for login in (*iotda, enos["meter01"]):
+    for login in (iotda[0], enos["meter01"], enos["inverter01"]):
         assert login["password"] in readme
+    assert iotda[1]["keys"] in readme
 
 
 def test_iotda_mosquitto_pub_reports_a_property(farm: RunningFarm) -> None:
     finish(run("iotda-mosquitto-pub", farm))
-    [device] = farm["iotda"].state()["devices"]
+    [device] = [d for d in farm["iotda"].state()["devices"]
+                if d["device_id"] == "EmulatorSensor_sensor01"]
     assert "21.5" in json.dumps(device), device  # the reported side of its shadow
 
 
@@ -179,3 +185,18 @@ def test_enos_mosquitto_sub_receives_a_service_call(farm: RunningFarm) -> None:
 def test_enos_paho_posts_and_reads_the_reply(farm: RunningFarm) -> None:
     reply = json.loads(finish(run("enos-paho", farm)))
     assert (reply["id"], reply["code"]) == ("1", 200)
+
+
+def test_iotda_certificate_device_reports_with_the_keys_the_control_plane_gives(
+        farm: RunningFarm, tmp_path: Path) -> None:
+    finish(run("iotda-certificate", farm, cwd=tmp_path))
+    [device] = [d for d in farm["iotda"].state()["devices"]
+                if d["device_id"] == "EmulatorSensor_camera01"]
+    assert '"zoom": 3' in json.dumps(device), device
+
+
+def test_enos_certificate_device_posts_with_the_keys_the_control_plane_gives(
+        farm: RunningFarm, tmp_path: Path) -> None:
+    finish(run("enos-certificate", farm, cwd=tmp_path))
+    things = farm["enos"].state()["things"]
+    assert "7.5" in json.dumps(things), things

@@ -65,6 +65,7 @@ RULES: dict[str, Rule] = {
     "certificate_id": _label("certificate id"),
     "asset_id": _label("asset id"),
     "service_id": _label("service id"),
+    "device_id": _label("device id"),
 }
 _PARAM = re.compile(r"\{(\w+)")
 

@@ -8,6 +8,8 @@ certificate stores, the products and the devices, saved after every change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +21,7 @@ from .access import IotdaAccess
 from .auth import Authenticator, KeyPair, auth_middleware
 from .exceptions import ALL_ERRORS, BadRequestFormat, DeviceOffline, InternalError
 from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
+from .models import issued as issued_certificates
 from .models.access import LOGIN_HOUR, password_for
 from .models.common import IdSource
 from .options import IotdaOptions
@@ -59,6 +62,10 @@ class IotdaService(HttpEmulator):
             update_resets_verification=self.options.update_resets_verification, ids=self.ids)
         self.devices = DeviceStore(default_app_id=self.options.default_app_id, ids=self.ids)
         self.access = IotdaAccess(self)
+        # The certificates issued for scenario devices (models/issued.py): made once, kept in
+        # the state, reused by every reset.
+        self.issued: dict[str, Any] = {}
+        self._issued_new = False
 
     def freshness_readings(self) -> tuple[float, ...]:
         """The instants a client's own timestamp is judged against (``freshness_clocks``)."""
@@ -68,28 +75,52 @@ class IotdaService(HttpEmulator):
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
-        products, devices = self.scenario_devices()
-        return {"last_id": None, "server_certificates": {"records": []},
-                "device_cas": {"records": []}, "products": products, "devices": devices}
+        products, devices, cas = self.scenario_devices()
+        doc: dict[str, Any] = {"last_id": None, "server_certificates": {"records": []},
+                               "device_cas": {"records": cas}, "products": products,
+                               "devices": devices}
+        if self.issued:
+            doc["issued"] = self.issued
+        return doc
 
-    def scenario_devices(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _device_id(self, device: Any) -> str:
+        return device.device_id or f"{device.product_id}_{device.node_id}"
+
+    def scenario_devices(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                        list[dict[str, Any]]]:
         """The scenario's ``products:`` and ``devices:``, added as AddProduct and AddDevice
-        would (a bad entry stops the member with the error it would answer)."""
+        would (a bad entry stops the member with the error it would answer); and the device
+        CAs of the certificates issued for devices that ask for one, uploaded and verified."""
         store = DeviceStore(default_app_id=self.options.default_app_id, ids=self.ids)
         now = self.clock.time()
         default_project = self.options.credentials[0].project_id
+        wanted = [(d.project_id or default_project, self._device_id(d))
+                  for d in self.options.devices if d.auth_info.issue_certificate]
+        if issued_certificates.issue_missing(self.issued, wanted, now):
+            self._issued_new = True
+        cas = DeviceCAs(quota=self.options.device_ca_quota, code_ttl_days=1,
+                        default_app_id=self.options.default_app_id,
+                        update_resets_verification=False, ids=self.ids)
+        for project_id in dict.fromkeys(project for project, _ in wanted):
+            ca = cas.add(project_id, {"content": self.issued["cas"][project_id]["cert"]}, now)
+            cas.records[ca.certificate_id] = replace(ca, status=True)
         for product in self.options.products:
             body = product.model_dump(exclude={"project_id"})
             store.add_product(product.project_id or default_project, body, now)
         for device in self.options.devices:
             body = device.model_dump(exclude={"project_id", "frozen"}, exclude_none=True)
-            body["auth_info"] = device.auth_info.model_dump(exclude_none=True)
+            body["auth_info"] = device.auth_info.model_dump(exclude_none=True,
+                                                             exclude={"issue_certificate"})
+            if device.auth_info.issue_certificate:
+                body["auth_info"]["fingerprint"] = issued_certificates.fingerprint(
+                    self.issued["devices"][self._device_id(device)]["cert"])
             project_id = device.project_id or default_project
             record = store.add_device(project_id, body, now)
             record.frozen = device.frozen
-        return store.dump()
+        return (*store.dump(), cas.dump()["records"])
 
     def load_state(self, data: dict[str, Any]) -> None:
+        self.issued = data.get("issued") or self.issued
         self.ids.above(data.get("last_id"))
         self.server_certificates.load(data.get("server_certificates", {}))
         self.device_cas.load(data.get("device_cas", {}))
@@ -97,19 +128,25 @@ class IotdaService(HttpEmulator):
 
     def dump_state(self) -> dict[str, Any]:
         products, devices = self.devices.dump()
-        return {"last_id": self.ids.last, "server_certificates": self.server_certificates.dump(),
-                "device_cas": self.device_cas.dump(), "products": products,
-                "devices": devices}
+        doc = {"last_id": self.ids.last, "server_certificates": self.server_certificates.dump(),
+               "device_cas": self.device_cas.dump(), "products": products,
+               "devices": devices}
+        if self.issued:
+            doc["issued"] = self.issued
+        return doc
 
     def encoded_state(self) -> bytes:
         """``encode_state(self.dump_state())``, with the devices that did not change since the
         last save copied rather than encoded again (``DeviceStore.encoded``)."""
-        return encode_document({
+        parts: dict[str, Sequence[bytes | bytearray]] = {
             "last_id": [encode_state(self.ids.last)],
             "server_certificates": [encode_state(self.server_certificates.dump())],
             "device_cas": [encode_state(self.device_cas.dump())],
             "products": [encode_state([p.to_dict() for p in self.devices.products.values()])],
-            "devices": self.devices.encoded.parts()})
+            "devices": self.devices.encoded.parts()}
+        if self.issued:
+            parts["issued"] = [encode_state(self.issued)]
+        return encode_document(parts)
 
     async def write_state(self) -> None:
         await self.ctx.store.save_encoded(self.name, self.encoded_state())
@@ -141,7 +178,18 @@ class IotdaService(HttpEmulator):
 
     # -- device access (MQTT) ------------------------------------------------------------------
     async def after_start(self) -> None:
+        if self._issued_new:  # a restart must find the same device certificates and keys
+            self._issued_new = False
+            await self.save()
         await self.access.start()
+
+    def issued_for(self, device_id: str) -> dict[str, str] | None:
+        """The certificate, key and CA the member issued for a scenario device, or None."""
+        record = self.issued.get("devices", {}).get(device_id)
+        if record is None:
+            return None
+        return {"device_id": device_id, "cert": record["cert"], "key": record["key"],
+                "ca_cert": self.issued["cas"][record["project_id"]]["cert"]}
 
     async def before_stop(self) -> None:
         await self.access.stop()
@@ -213,20 +261,24 @@ class IotdaService(HttpEmulator):
         }
 
     def device_logins(self) -> list[dict[str, Any]]:
-        """The scenario's secret devices with an MQTT login ready to paste: a ``_0_`` client id
-        (the platform does not compare its hour with the clock) with a fixed hour, and the
-        password for that hour."""
+        """The scenario's secret devices, and its certificate devices the member issued a
+        certificate for, with an MQTT login ready to paste: a ``_0_`` client id (the platform
+        does not compare its hour with the clock) with a fixed hour, and the password for that
+        hour, or where the control plane hands out the certificate and its key."""
         default = self.options.credentials[0].project_id
         out = []
         for device in self.options.devices:
             info = device.auth_info
-            if info.auth_type != "SECRET" or not info.secret:
+            device_id = self._device_id(device)
+            if info.auth_type == "SECRET" and info.secret:
+                login: dict[str, Any] = {"password": password_for(info.secret, LOGIN_HOUR)}
+            elif info.issue_certificate:
+                login = {"keys": f"/v1/emulators/{self.name}/iotda/devices/{device_id}/keys"}
+            else:
                 continue
-            device_id = device.device_id or f"{device.product_id}_{device.node_id}"
             out.append({
                 "device_id": device_id, "node_id": device.node_id,
                 "product_id": device.product_id, "project_id": device.project_id or default,
                 "auth_type": info.auth_type, "secure_access": info.secure_access,
-                "client_id": f"{device_id}_0_0_{LOGIN_HOUR}", "username": device_id,
-                "password": password_for(info.secret, LOGIN_HOUR)})
+                "client_id": f"{device_id}_0_0_{LOGIN_HOUR}", "username": device_id, **login})
         return out

@@ -49,6 +49,18 @@ class ScenarioAuthInfo(KindOptions):
         default=None, pattern=r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$")
     secure_access: bool = True
     timeout: int = Field(default=0, ge=0, le=2_147_483_647)
+    # Not AddDevice's: the member issues this CERTIFICATES device a client certificate of a
+    # device CA of its project (uploaded and verified for it), and records its fingerprint; the
+    # control plane hands out the certificate and its key (models/issued.py).
+    issue_certificate: bool = False
+
+    @model_validator(mode="after")
+    def _issue_for_certificates(self) -> ScenarioAuthInfo:
+        if self.issue_certificate and self.auth_type != "CERTIFICATES":
+            raise ValueError("issue_certificate is for auth_type CERTIFICATES")
+        if self.issue_certificate and self.fingerprint:
+            raise ValueError("issue_certificate sets the fingerprint: give none")
+        return self
 
 
 class ScenarioDevice(KindOptions):
