@@ -487,8 +487,8 @@ class MqttListener:
     # at most as long again, then is closed.
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     # TLS handshakes in flight at once; later connections wait for a slot with their
-    # ClientHello unread (an accepted socket waiting costs about 2 KB, a handshake about
-    # 30 KB; bench/mqtt.py --only halfopen).
+    # ClientHello unread (a waiting socket costs a few KB, a handshake in flight about
+    # 100 KB; bench/mqtt.py --only halfopen).
     max_handshakes: int = 128
     # The largest CONNECT read before authentication. MQTT allows strings of 65,535 bytes,
     # but the longest IoTDA or EnOS login is under 512 bytes (a 128-character device id twice,
