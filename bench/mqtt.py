@@ -1,7 +1,8 @@
 """Issue 18: IoTDA device access over MQTT, against Mosquitto measured in the same run.
 
     python bench/mqtt.py [--sessions 10000] [--seconds 5] [--runs 3] [--processes 4]
-                         [--only sessions,connect,publish] [--secret-over tls|tcp]
+                         [--only sessions,connect,publish,halfopen] [--secret-over tls|tcp]
+                         [--halfopen 1000] [--waves 3]
 
 1. **Concurrent sessions.** One farm process (`emulators run`, a state directory) whose IoTDA
    member lists --sessions devices in its scenario: half CERTIFICATES devices with no
@@ -32,6 +33,14 @@
    state directory (what `emulators run --state-dir` does: every report is saved, fsync
    included, before its PUBACK) and without one (state in memory), to show where its time
    goes. Broker and client are pinned to a core each; the runs alternate.
+
+4. **Half-open MQTTS connections** (``--only halfopen``; not in the default set). A farm
+   whose IoTDA member has an MQTTS listener; --waves waves of --halfopen TCP connections to it
+   that never send a ClientHello (what a port scan, a stalled client or a SYN-and-wait attack
+   leaves). Printed: the farm's RSS before any (the baseline), with each wave open, and 3 s
+   after each wave was closed (after the broker's heap trim), as MB and as a ratio to the
+   baseline; then the same with ``mqtt_max_handshakes`` above --halfopen, so that every
+   connection is a handshake in flight, to show what one costs.
 
 Every figure is the median of --runs runs of --seconds (sessions: one run). The clients of
 parts 1 and 2 are a raw asyncio MQTT 3.1.1 client (CONNECT, CONNACK, PINGREQ, DISCONNECT), not
@@ -1094,6 +1103,43 @@ def part_publish(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
                               f"with paho {paho_ratio:.3f}x (in memory {paho_mem_ratio:.3f}x)")]
 
 
+# -- part 4: half-open MQTTS connections ----------------------------------------------------------
+
+def part_halfopen(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    summary = []
+    for label, options in (("default bound", {}),
+                           ("every one in flight", {"mqtt_max_handshakes": args.halfopen + 1})):
+        doc = scenario([secret_device("d-0")])
+        doc["emulators"][0].update(options)
+        with farm(doc, tmp / f"halfopen-{len(options)}", state=False) as (proc, ready, _, log):
+            port = port_of(member_of(ready)["urls"]["mqtts"])
+            baseline = settled_rss(proc.pid, 3)
+            rows.append((f"{label}: baseline", f"{baseline:.0f} MB"))
+            for wave in range(1, args.waves + 1):
+                socks = [socket.create_connection(("127.0.0.1", port))
+                         for _ in range(args.halfopen)]
+                time.sleep(1)  # every accept and handshake start has run
+                held = settled_rss(proc.pid, 3)
+                for sock in socks:
+                    sock.close()
+                time.sleep(3)  # the handshakes fail, then the trim a second later
+                after = settled_rss(proc.pid, 3)
+                per = (held - baseline) * 1024 / args.halfopen
+                rows.append((f"  wave {wave}: {args.halfopen} open",
+                             f"{held:.0f} MB ({held / baseline:.2f}x baseline, "
+                             f"{per:.0f} KB each)"))
+                rows.append((f"  wave {wave}: closed", f"{after:.0f} MB "
+                             f"({after / baseline:.2f}x baseline)"))
+            problems = log_problems(log)
+            rows.append((f"{label}: farm log", f"{len(problems)} ERROR lines"))
+            summary.append(f"{label}: {baseline:.0f} -> {held:.0f} open -> {after:.0f} MB "
+                           f"closed ({after / baseline:.2f}x)")
+    show(f"4. Half-open MQTTS connections: {args.waves} waves of {args.halfopen} that never "
+         f"send a ClientHello ({env_note()})", rows)
+    return [("half-open MQTTS", "; ".join(summary))]
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         worker_main()
@@ -1106,12 +1152,17 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4,
                         help="client processes for parts 1 and 2")
     parser.add_argument("--only", default="sessions,connect,publish")
+    parser.add_argument("--halfopen", type=int, default=1000,
+                        help="part 4: half-open connections per wave")
+    parser.add_argument("--waves", type=int, default=3, help="part 4: waves")
     parser.add_argument("--secret-over", choices=("tls", "tcp"), default="tls",
                         help="part 1's SECRET devices: secure_access over TLS (default), or "
                              "secure_access: false over plain TCP")
     args = parser.parse_args()
     args.secret_tls = args.secret_over == "tls"
-    if not Path(MOSQUITTO).exists() and shutil.which("mosquitto") is None:
+    parts = set(args.only.split(","))
+    if parts & {"connect", "publish"} and not Path(MOSQUITTO).exists() and shutil.which(
+            "mosquitto") is None:
         raise SystemExit(f"bench: {MOSQUITTO} is needed (apt-get install mosquitto)")
     raise_nofile()  # the farm, Mosquitto and the clients inherit it
     print(machine_line())
@@ -1119,7 +1170,6 @@ def main() -> None:
           f"python bench/mqtt.py {' '.join(sys.argv[1:])}")
     ca_key = pki.ec_key()
     ca_cert = pki.make_ca(pki.name(CN="Bench Device CA", O="Emulator Farm", C="CN"), ca_key)
-    parts = set(args.only.split(","))
     summary: list[tuple[str, str]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp_name:
@@ -1130,6 +1180,8 @@ def main() -> None:
             summary += part_connect(args, ca_cert, ca_key, tmp)
         if "publish" in parts:
             summary += part_publish(args, tmp)
+        if "halfopen" in parts:
+            summary += part_halfopen(args, tmp)
     summary.append(("whole run", f"{time.perf_counter() - started:.0f} s"))
     show("summary", summary)
 

@@ -9,10 +9,13 @@ import queue
 import socket
 import ssl
 import struct
+import subprocess
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import gmqtt
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -31,6 +34,7 @@ class Recorder(MqttHooks):
         self.published: list[tuple[str, str, bytes, int]] = []
         self.subscribed: list[tuple[str, str, int]] = []
         self.disconnects: list[tuple[str, str]] = []
+        self.refusals: list[broker.Refusal] = []
 
     async def authenticate(self, info: ConnectInfo) -> int:
         self.connects.append(info)
@@ -48,6 +52,9 @@ class Recorder(MqttHooks):
 
     async def on_disconnect(self, session: MqttSession, reason: str) -> None:
         self.disconnects.append((session.client_id, reason))
+
+    async def on_refused(self, refusal: broker.Refusal) -> None:
+        self.refusals.append(refusal)
 
 
 async def eventually(check: Callable[[], Any]) -> None:
@@ -108,8 +115,13 @@ class Paho:
 
 
 @contextlib.asynccontextmanager
-async def running(hooks: MqttHooks, **kwargs: Any) -> AsyncIterator[MqttListener]:
-    listener = MqttListener(hooks, "127.0.0.1", 0, **kwargs)
+async def running(hooks: MqttHooks, *, tls: Callable[[], ssl.SSLContext] | None = None,
+                  **limits: Any) -> AsyncIterator[MqttListener]:
+    """A listener on a free port; ``limits`` set its documented attributes before start."""
+    listener = MqttListener(hooks, "127.0.0.1", 0, tls=tls)
+    for name, value in limits.items():
+        assert hasattr(listener, name)
+        setattr(listener, name, value)
     await listener.start()
     try:
         yield listener
@@ -321,6 +333,167 @@ async def test_unsupported_protocol_level_gets_connack_1() -> None:
         assert reply == bytes([0x20, 2, 0, 1])
 
 
+def subscribe_packet(packet_id: int, topic: str, qos: int) -> bytes:
+    body = struct.pack("!HH", packet_id, len(topic)) + topic.encode() + bytes([qos])
+    return bytes([0x82]) + broker.remaining_length(len(body)) + body
+
+
+def unsubscribe_packet(packet_id: int, topic: str) -> bytes:
+    body = struct.pack("!HH", packet_id, len(topic)) + topic.encode()
+    return bytes([0xA2]) + broker.remaining_length(len(body)) + body
+
+
+# Packets MQTT 3.1.1 says close the connection, each after a good CONNECT; the id names the
+# normative statement. Before, each was answered (UNSUBACK, SUBACK 0x80, PINGRESP) or taken.
+VIOLATIONS = [
+    pytest.param(bytes([0xA2, 2, 0, 1]), id="MQTT-3.10.3-2-unsubscribe-without-topic"),
+    pytest.param(subscribe_packet(1, "t", 3), id="MQTT-3.8.3-4-subscribe-qos-3"),
+    pytest.param(bytes([0xC1, 0]), id="MQTT-2.2.2-2-pingreq-reserved-flags"),
+    pytest.param(bytes([0x42, 2, 0, 1]), id="MQTT-2.2.2-2-puback-reserved-flags"),
+    pytest.param(bytes([0xE2, 0]), id="MQTT-3.14.1-1-disconnect-reserved-flags"),
+    pytest.param(subscribe_packet(0, "t", 1), id="MQTT-2.3.1-1-subscribe-packet-id-0"),
+    pytest.param(unsubscribe_packet(0, "t"), id="MQTT-2.3.1-1-unsubscribe-packet-id-0"),
+    pytest.param(bytes([0x32, 5, 0, 1, ord("t"), 0, 0]), id="MQTT-2.3.1-1-publish-packet-id-0"),
+    pytest.param(bytes([0x38, 4, 0, 1, ord("t"), ord("x")]), id="MQTT-3.3.1-2-dup-on-qos-0"),
+]
+
+
+@pytest.mark.parametrize("packet", VIOLATIONS)
+async def test_protocol_violations_close_the_connection_unanswered(packet: bytes) -> None:
+    """MQTT-4.8.0-1: a protocol violation closes the network connection; nothing answers it,
+    the hooks see none of it, and the session ends as ``malformed: ...``."""
+    hooks = Recorder()
+    async with running(hooks) as listener:
+        reply = await asyncio.to_thread(raw_exchange, listener.port, connect_packet("v") + packet)
+        assert reply == bytes([0x20, 2, 0, 0])  # the CONNACK, then the close
+        await eventually(lambda: len(hooks.disconnects) == 1)
+        assert hooks.disconnects[0][0] == "v"
+        assert hooks.disconnects[0][1].startswith("malformed: ")
+        assert hooks.published == [] and hooks.subscribed == []
+        async with paho("after") as client:
+            assert await client.connect(listener.port) == 0
+
+
+async def test_password_without_a_user_name_closes_without_a_connack() -> None:
+    """MQTT-3.1.2-22 (user name flag 0: password flag 0), and MQTT-3.1.4-1: a CONNECT that
+    does not conform is closed without a CONNACK; the refusal is reported."""
+    hooks = Recorder()
+    async with running(hooks) as listener:
+        reply = await asyncio.to_thread(raw_exchange, listener.port, connect_packet(
+            "p", flags=0x42, tail=b"\x00\x06s3cret"))
+        assert reply == b""
+        await eventually(lambda: hooks.refusals)
+        assert [(r.code, r.reason) for r in hooks.refusals] == [
+            (None, "malformed: password without a user name")]
+        assert hooks.connects == []
+
+
+# -- protocol levels -----------------------------------------------------------------------
+
+def mosquitto_pub(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), *args],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+async def test_mosquitto_pub_in_mqtt5_mode_hears_unsupported_protocol_version() -> None:
+    """MQTT-3.1.2-2: CONNACK 0x01 and a close for a protocol level not served. Before, the
+    MQTT 5 CONNECT was parsed as 3.1.1, failed on its properties, and the client got
+    silence."""
+    hooks = Recorder()
+    async with running(hooks) as listener:
+        done = await asyncio.to_thread(mosquitto_pub, listener.port, "-V", "mqttv5",
+                                       "-i", "dev-5", "-u", "user-5", "-t", "up", "-m", "x")
+        # What mosquitto_pub 2.0.11 prints for a 3.1.1 CONNACK 1 to its MQTT 5 CONNECT.
+        assert done.stderr.startswith("Connection error: Unsupported Protocol Version. Try "
+                                      "connecting to an MQTT v5 broker, or use MQTT v3.x mode.")
+        assert done.returncode != 0
+        await eventually(lambda: hooks.refusals)
+        refusal = hooks.refusals[0]
+        assert (refusal.code, refusal.protocol, refusal.protocol_level, refusal.client_id,
+                refusal.username) == (broker.UNACCEPTABLE_PROTOCOL, "MQTT", 5, "dev-5", "user-5")
+        assert refusal.reason.startswith("unacceptable protocol version: MQTT level 5 (MQTT 5.0)")
+        assert hooks.connects == [] and listener.sessions == {}
+
+
+async def test_gmqtt_falls_back_from_mqtt5_then_publishes_and_receives_as_311() -> None:
+    """gmqtt speaks MQTT 5 by default; on CONNACK 1 it connects again as 3.1.1."""
+    hooks = Recorder()
+    async with running(hooks) as listener:
+        client = gmqtt.Client("gm-1")
+        client.set_config({"reconnect_delay": 0})  # its retry after the downgrade, at once
+        received: asyncio.Future[tuple[str, bytes, int]] = (
+            asyncio.get_running_loop().create_future())
+
+        def on_message(c: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+            if not received.done():
+                received.set_result((topic, payload, qos))
+            return 0
+
+        client.on_message = on_message
+        await asyncio.wait_for(client.connect("127.0.0.1", listener.port), 30)
+        try:
+            assert [(r.code, r.protocol_level) for r in hooks.refusals] == [(1, 5)]
+            assert [(i.client_id, i.protocol_level) for i in hooks.connects] == [("gm-1", 4)]
+            client.publish("up/gm", b"from gmqtt", qos=1)
+            await eventually(lambda: hooks.published)
+            assert hooks.published == [("gm-1", "up/gm", b"from gmqtt", 1)]
+            await listener.send("gm-1", "down/gm", b"to gmqtt", qos=1)  # its PUBACK came
+            assert await asyncio.wait_for(received, 10) == ("down/gm", b"to gmqtt", 1)
+        finally:
+            await client.disconnect()
+
+
+async def test_mqtt31_is_served_as_311_unless_switched_off() -> None:
+    """MQIsdp level 3 (MQTT 3.1, which IoTDA documents) is served; a listener whose
+    ``protocol_levels`` leaves it out answers it CONNACK 1."""
+    hooks = Recorder()
+    async with running(hooks) as listener:
+        done = await asyncio.to_thread(mosquitto_pub, listener.port, "-V", "mqttv31",
+                                       "-i", "dev-31", "-q", "1", "-t", "up/31", "-m", "hello")
+        assert done.returncode == 0, done.stderr
+        await eventually(lambda: hooks.published)
+        assert [i.protocol_level for i in hooks.connects] == [3]
+        assert hooks.published == [("dev-31", "up/31", b"hello", 1)]
+    hooks = Recorder()
+    async with running(hooks, protocol_levels=frozenset({4})) as listener:
+        done = await asyncio.to_thread(mosquitto_pub, listener.port, "-V", "mqttv31",
+                                       "-i", "dev-31", "-t", "up/31", "-m", "hello")
+        assert "Connection Refused: unacceptable protocol version" in done.stderr
+        assert [(r.code, r.protocol, r.protocol_level) for r in hooks.refusals] == [
+            (1, "MQIsdp", 3)]
+
+
+# -- what a client costs before it logs in ------------------------------------------------
+
+async def test_connect_over_the_cap_is_refused_from_its_header_unread() -> None:
+    """A CONNECT declaring more than ``max_connect`` bytes is closed at once, without waiting
+    for (or buffering) its body; one of exactly ``max_connect`` bytes (a will fills it) is
+    served."""
+    hooks = Recorder()
+    # The connect timeout is not what closes it.
+    async with running(hooks, connect_timeout=120.0) as listener:
+        cap = listener.max_connect
+        assert cap == 8 * 1024
+
+        def header_only() -> bytes:
+            with socket.create_connection(("127.0.0.1", listener.port), timeout=60) as sock:
+                sock.sendall(bytes([0x10]) + broker.remaining_length(cap + 1))
+                return sock.recv(10)
+
+        assert await asyncio.to_thread(header_only) == b""
+        assert [(r.code, r.reason) for r in hooks.refusals] == [
+            (None, f"CONNECT too large: {cap + 1} bytes declared, at most {cap} are read "
+                   "before authentication")]
+        # 10 bytes of protocol name, level, flags and keep-alive; the client id "big" (5), the
+        # will topic "w" (3) and the will payload's length (2): the payload fills the rest.
+        will = b"\x00\x01w" + struct.pack("!H", cap - 20) + b"w" * (cap - 20)
+        packet = connect_packet("big", flags=0x06, tail=will)
+        assert len(packet) == 1 + 2 + cap
+        reply = await asyncio.to_thread(raw_exchange, listener.port, packet, until=4)
+        assert reply == bytes([0x20, 2, 0, 0])
+        assert hooks.connects[0].will_payload == b"w" * (cap - 20)
+
+
 async def test_a_hook_that_raises_costs_its_connection_only() -> None:
     class Broken(Recorder):
         async def authenticate(self, info: ConnectInfo) -> int:
@@ -409,6 +582,88 @@ async def test_tls_without_client_certificate_is_refused_in_the_handshake(
         ctx = pki.client_context(pki.cert_pem(keys.server_ca))
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         await handshake_refused(listener.port, ctx)
+
+
+def half_open_closed(port: int) -> bool:
+    """A TCP connection that never sends a ClientHello: whether the server closed it (within
+    a minute; the handshake timeout the test set is far shorter)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        try:
+            return sock.recv(10) == b""
+        except ConnectionResetError:
+            return True
+
+
+async def test_tls_handshakes_over_the_bound_wait_for_a_slot(tmp_path: Path) -> None:
+    """With ``max_handshakes`` in flight a new connection waits, its ClientHello unread, and
+    is served once a slot frees."""
+    keys = Pki(tmp_path)
+    hooks = Recorder()
+    async with running(hooks, tls=keys.server_factory(["ca-1"]), max_handshakes=1) as listener:
+        holder = socket.create_connection(("127.0.0.1", listener.port))  # never says hello
+        try:
+            await eventually(lambda: listener._handshakes == 1)
+            ctx = keys.device("dev-1", "ca-1")
+            handshaken = threading.Event()
+
+            def late_client() -> bytes:
+                with socket.create_connection(("127.0.0.1", listener.port), timeout=60) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                        handshaken.set()
+                        sock.sendall(connect_packet("late"))
+                        return sock.recv(4)
+
+            late = asyncio.ensure_future(asyncio.to_thread(late_client))
+            await asyncio.sleep(0.5)
+            assert not handshaken.is_set()  # waiting behind the half-open one
+        finally:
+            holder.close()  # its handshake ends: the slot is free
+        assert await late == bytes([0x20, 2, 0, 0])
+        assert [i.client_id for i in hooks.connects] == ["late"]
+
+
+async def test_half_open_tls_connections_are_closed_at_the_handshake_timeout(
+        tmp_path: Path) -> None:
+    """One in a slot and one waiting for it: both closed (real clock, a short timeout), and
+    the listener then serves a real TLS client."""
+    keys = Pki(tmp_path)
+    hooks = Recorder()
+    async with running(hooks, tls=keys.server_factory(["ca-1"]), max_handshakes=1,
+                       handshake_timeout=0.5) as listener:
+        closed = await asyncio.gather(asyncio.to_thread(half_open_closed, listener.port),
+                                      asyncio.to_thread(half_open_closed, listener.port))
+        assert closed == [True, True]
+        assert listener._handshakes == 0
+        async with paho("dev-1", tls=keys.device("dev-1", "ca-1")) as client:
+            assert await client.connect(listener.port) == 0
+
+
+# -- a client that stops reading -----------------------------------------------------------
+
+async def test_a_client_that_stops_reading_is_closed_at_the_write_timeout() -> None:
+    """Downstream messages to a client that reads nothing fill the buffers; the write that
+    waits ``write_timeout`` for room ends the session, its sender gets ConnectionError, and
+    the end is reported as ``write timeout: ...``."""
+    hooks = Recorder()
+    async with running(hooks, write_timeout=0.5) as listener:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            await asyncio.to_thread(sock.connect, ("127.0.0.1", listener.port))
+            await asyncio.to_thread(sock.sendall, connect_packet("stuck", keep_alive=0))
+            assert await asyncio.to_thread(sock.recv, 4) == bytes([0x20, 2, 0, 0])
+
+            async def flood() -> None:
+                for _ in range(100):  # 100 MB at most: the buffers fill long before
+                    await listener.send("stuck", "down", b"x" * 1024 * 1024, qos=0)
+
+            # From here the client reads nothing.
+            with pytest.raises(ConnectionError):
+                await flood()
+            await eventually(lambda: hooks.disconnects)
+            assert hooks.disconnects[0][0] == "stuck"
+            assert hooks.disconnects[0][1].startswith("write timeout: ")
+            assert listener.sessions == {}
 
 
 # -- stop ----------------------------------------------------------------------------------

@@ -33,6 +33,20 @@ party; a member relays with ``send`` if it wants to).
 
 TLS is done here, per connection, from a context factory: the set of trusted client CAs can
 change between two handshakes without restarting the listener (Mosquitto cannot reload it).
+
+Protocol levels: 3.1.1 (``MQTT``, level 4) and 3.1 (``MQIsdp``, level 3; served as 3.1.1, whose
+packets are the same bytes for everything this broker does). Any other level of either name,
+MQTT 5.0 included, is answered CONNACK 1 (unacceptable protocol version) and closed
+[MQTT-3.1.2-2]; the rest of that CONNECT is not parsed as 3.1.1 (an MQTT 5 CONNECT carries
+properties 3.1.1 has no place for). A client that falls back (gmqtt, paho's MQTT 5 mode with a
+retry) connects again as 3.1.1.
+
+What a client may cost before it has logged in is bounded: a CONNECT larger than
+``max_connect`` is refused from its fixed header, unread; TLS handshakes in flight are at most
+``max_handshakes`` (later connections wait, unread, for a slot), each with a 16 KiB read buffer
+and ``handshake_timeout`` to finish; and when a wave of handshakes has ended, the heap's free
+pages are handed back (``core/process.release_free_memory``). A session whose client stops
+reading is closed once a write has waited ``write_timeout`` (its callers get ConnectionError).
 """
 
 from __future__ import annotations
@@ -48,7 +62,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .asyncio_internals import shrink_tls_read_buffer
+from .asyncio_internals import shrink_tls_read_buffer, start_tls_small
+from .process import release_free_memory
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("emulators.mqtt")
@@ -73,10 +88,41 @@ Action = Literal["publish", "subscribe"]
 HANDSHAKE_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 10.0  # from accept (after TLS) to a whole CONNECT packet
 ACK_TIMEOUT = 10.0
+WRITE_TIMEOUT = 30.0
+
+# The protocol levels served, by protocol name (MQTT 3.1.1 section 3.1.2.1-2).
+PROTOCOL_LEVELS = {"MQTT": 4, "MQIsdp": 3}
+
+# Packet types whose fixed-header flags are fixed, and the value [MQTT-2.2.2-1]; others than
+# these close the connection [MQTT-2.2.2-2]. PUBLISH's flags carry DUP, QoS and RETAIN.
+FIXED_FLAGS = {CONNECT: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBSCRIBE: 2,
+               UNSUBSCRIBE: 2, PINGREQ: 0, DISCONNECT: 0}
+PACKET_NAMES = {CONNECT: "CONNECT", CONNACK: "CONNACK", PUBLISH: "PUBLISH", PUBACK: "PUBACK",
+                PUBREC: "PUBREC", PUBREL: "PUBREL", PUBCOMP: "PUBCOMP", SUBSCRIBE: "SUBSCRIBE",
+                SUBACK: "SUBACK", UNSUBSCRIBE: "UNSUBSCRIBE", UNSUBACK: "UNSUBACK",
+                PINGREQ: "PINGREQ", PINGRESP: "PINGRESP", DISCONNECT: "DISCONNECT"}
 
 
 class MalformedPacket(Exception):
     """A packet that breaks MQTT 3.1.1: the connection is closed (MQTT-4.8.0-1)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A connection the broker itself ended before a session began, by MQTT's rules rather
+    than a member's: ``code`` is the CONNACK return code it sent (1 for a protocol level it
+    does not serve, 2 for an empty client id without clean session), None when it closed
+    without one (a malformed or oversized CONNECT, or another packet first). What the CONNECT
+    named is given when it could be read."""
+
+    peer: tuple[str, int]
+    tls: bool
+    code: int | None
+    reason: str
+    protocol: str | None = None
+    protocol_level: int | None = None
+    client_id: str | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +180,13 @@ class MqttHooks:
     async def on_disconnect(self, session: MqttSession, reason: str) -> None:
         """The end of an accepted session: ``disconnect`` (the client said so), ``displaced``
         (the same client id connected again), ``connection lost``, ``keep-alive timeout``,
-        ``message too large``, ``malformed: ...``, ``closed: ...`` (``close()``), ``stopped``."""
+        ``message too large``, ``malformed: ...``, ``write timeout: ...`` (the client stopped
+        reading), ``closed: ...`` (``close()``), ``stopped``."""
+
+    async def on_refused(self, refusal: Refusal) -> None:
+        """A connection ended before ``authenticate`` was asked (see ``Refusal``). A connection
+        that closes before sending a byte, or sends no whole packet in ``connect_timeout``, is
+        not reported (port probes and health checks do that)."""
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -201,6 +253,13 @@ class _Reader:
         return value
 
 
+def _packet_id(r: _Reader) -> int:
+    packet_id = r.u16()
+    if not packet_id:
+        raise MalformedPacket("packet identifier 0")  # MQTT-2.3.1-1
+    return packet_id
+
+
 def remaining_length(n: int) -> bytes:
     """MQTT's variable-length encoding of a packet's remaining length (2.2.3)."""
     out = bytearray()
@@ -222,6 +281,55 @@ def _text(value: str) -> bytes:
 
 def _done(awaitable: Awaitable[Any]) -> bool:
     return isinstance(awaitable, asyncio.Future) and awaitable.done()
+
+
+class _Unsupported(Exception):
+    """A CONNECT of a protocol level this broker does not serve: CONNACK 1, then closed."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+def _peek_v5(r: _Reader) -> tuple[str | None, str | None]:
+    """The client id and user name of an MQTT 5.0 CONNECT, for the journal of its refusal
+    (MQTT 5.0 section 3.1: properties after the keep-alive and before the will topic), or
+    Nones where it is not what 5.0 says."""
+    try:
+        cflags = r.u8()
+        r.u16()  # keep-alive
+        r.take(_varint(r))  # properties
+        client_id = r.text()
+        if cflags & 0x04:
+            r.take(_varint(r))  # will properties
+            r.text()
+            r.binary()
+        return client_id, r.text() if cflags & 0x80 else None
+    except MalformedPacket:
+        return None, None
+
+
+def _varint(r: _Reader) -> int:
+    value, shift = 0, 0
+    for _ in range(4):
+        byte = r.u8()
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value
+        shift += 7
+    raise MalformedPacket("variable byte integer longer than 4 bytes")
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """A failed handshake's exception (and those it chains) holds its traceback, whose frames
+    hold the handshake's waiter, which holds the exception: a cycle that keeps the transport,
+    protocol and SSL object (about 100 KB) until a full garbage collection, which a busy farm
+    runs rarely. Dropping the tracebacks frees them at once."""
+    seen = 0
+    while exc is not None and seen < 8:
+        exc.__traceback__ = None
+        exc = exc.__context__ or exc.__cause__
+        seen += 1
 
 
 class _Closed(Exception):
@@ -250,6 +358,8 @@ class MqttSession:
     _pubacks: deque[tuple[Awaitable[Any] | None, bytes]] = field(default_factory=deque,
                                                                  repr=False)
     _acker: asyncio.Task[None] | None = field(default=None, repr=False)
+    # The wait for room to write, while the transport's buffer is full (see ``_write``).
+    _drainer: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def client_id(self) -> str:
@@ -264,9 +374,41 @@ class MqttSession:
         return any(topic_matches(f, topic) for f in self.subscriptions)
 
     async def _write(self, data: bytes) -> None:
+        """Write ``data`` and wait until the transport has room again. A client that stops
+        reading fills the socket's buffers, then the transport's: the wait for room is a task
+        of the session's own (``_drain``), with a deadline of ``write_timeout``, which a
+        caller that gives up first (a REST call's own timeout) does not cancel. At the
+        deadline the session ends, and this writer and every one queued behind it get
+        ConnectionError. Below the transport's low-water mark ``drain`` does not wait, and
+        neither task nor timer is made: the hot path pays for neither."""
         async with self._lock:
-            self._writer.write(data)
-            await self._writer.drain()
+            if self._ended is not None:
+                raise ConnectionError(f"session {self.client_id!r} ended: {self._ended}")
+            writer = self._writer
+            writer.write(data)
+            transport = writer.transport
+            if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
+                await writer.drain()
+                return
+            draining = self._drainer
+            if draining is None or draining.done():
+                draining = self._drainer = asyncio.get_running_loop().create_task(
+                    self._drain())
+            await asyncio.shield(draining)
+            if self._ended is not None:
+                raise ConnectionError(f"session {self.client_id!r} ended: {self._ended}")
+
+    async def _drain(self) -> None:
+        timeout = self._listener.write_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError:
+            waiting = self._writer.transport.get_write_buffer_size()
+            self._listener._end(self, f"write timeout: {waiting} bytes unsent after "
+                                      f"{timeout:g} s (the client stopped reading)")
+        except ConnectionError:
+            pass  # the connection is gone: its reader reports it
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, *,
                       ack_timeout: float = ACK_TIMEOUT) -> None:
@@ -341,7 +483,26 @@ class MqttListener:
     # connection instead (what AWS IoT does).
     disconnect_on_refused_publish: bool = False
     connect_timeout: float = CONNECT_TIMEOUT
+    # A TLS handshake's deadline, once it has a slot; a connection waiting for a slot waits
+    # at most as long again, then is closed.
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    # TLS handshakes in flight at once; later connections wait for a slot with their
+    # ClientHello unread (a waiting socket costs a few KB, a handshake in flight about
+    # 100 KB; bench/mqtt.py --only halfopen).
+    max_handshakes: int = 128
+    # The largest CONNECT read before authentication. MQTT allows strings of 65,535 bytes,
+    # but the longest IoTDA or EnOS login is under 512 bytes (a 128-character device id twice,
+    # a 64-hex password; EnOS's signed client id and ``deviceKey&productKey``); 8 KiB leaves
+    # room for a will of a few KB. A larger one is refused from its fixed header, unread.
+    max_connect: int = 8 * 1024
+    # How long a write may wait for the client to take what was sent before (see
+    # ``MqttSession._write``): longer than a slow link needs for a 1 MB message.
+    write_timeout: float = WRITE_TIMEOUT
+    # The protocol levels served; any other is answered CONNACK 1 (MQTT-3.1.2-2).
+    protocol_levels: frozenset[int] = frozenset(PROTOCOL_LEVELS.values())
+    # After this many handshakes have ended with none in flight, the heap's free pages go
+    # back to the system (a wave of half-open connections left 600 MB behind otherwise).
+    trim_after_handshakes: int = 64
 
     def __init__(self, hooks: MqttHooks, host: str = "127.0.0.1", port: int = 0, *,
                  tls: Callable[[], ssl.SSLContext] | None = None) -> None:
@@ -356,10 +517,15 @@ class MqttListener:
         # even those whose task has not run yet.
         self._connections: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.Transport] = set()
+        self._handshake_slots: asyncio.Semaphore | None = None
+        self._handshakes = 0  # in flight now
+        self._handshakes_ended = 0  # since the last trim
+        self._trim: asyncio.TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         self._stopping = False
+        self._handshake_slots = asyncio.Semaphore(self.max_handshakes)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Handover(self), self.host, self.port, reuse_address=True)
@@ -372,6 +538,9 @@ class MqttListener:
         self._stopping = True
         if server is not None:
             server.close()
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
         # A connection the loop accepted just before close() gets its transport a few
         # iterations later (``_accept_connection2`` is a task), and Python 3.11's
         # ``wait_closed`` does not wait for it: let those arrive, to be refused.
@@ -413,14 +582,10 @@ class MqttListener:
         certificate: bytes | None = None
         try:
             if self.tls is not None:
-                try:
-                    tls = await loop.start_tls(transport, protocol, self.tls(), server_side=True,
-                                               ssl_handshake_timeout=self.handshake_timeout)
-                except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
-                    return  # a failed handshake: what a TLS server does, nothing more
+                tls = await self._handshake(transport, protocol)
                 if tls is None:
-                    return
-                shrink_tls_read_buffer(tls)  # 256 KiB -> 16 KiB per session
+                    return  # a failed handshake: what a TLS server does, nothing more
+                shrink_tls_read_buffer(tls)  # where start_tls_small could not: 256 -> 16 KiB
                 transport = tls
                 protocol.connection_made(transport)
                 ssl_object = transport.get_extra_info("ssl_object")
@@ -441,19 +606,84 @@ class MqttListener:
             raw.abort()
             self._transports.discard(raw)
 
+    async def _handshake(self, raw: asyncio.Transport, protocol: asyncio.BaseProtocol
+                         ) -> asyncio.Transport | None:
+        """The TLS handshake of one connection, in one of ``max_handshakes`` slots: the TLS
+        transport, or None when it failed, timed out or found no slot in time."""
+        slots, context = self._handshake_slots, self.tls
+        assert slots is not None
+        assert context is not None
+        try:
+            async with asyncio.timeout(self.handshake_timeout):
+                await slots.acquire()
+        except TimeoutError:
+            return None
+        self._handshakes += 1
+        try:
+            return await start_tls_small(raw, protocol, context(),
+                                         handshake_timeout=self.handshake_timeout)
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            _drop_tracebacks(exc)
+            return None
+        finally:
+            self._handshakes -= 1
+            slots.release()
+            self._handshake_ended()
+
+    def _handshake_ended(self) -> None:
+        """After a wave of handshakes (none in flight, ``trim_after_handshakes`` ended), give
+        the heap's free pages back, once, a second later and off the loop: what a wave of
+        half-open connections freed otherwise stays in glibc's heap (bench/mqtt.py --only
+        halfopen)."""
+        self._handshakes_ended += 1
+        if (self._handshakes or self._handshakes_ended < self.trim_after_handshakes
+                or self._trim is not None or self._stopping):
+            return
+        loop = asyncio.get_running_loop()
+
+        def trim() -> None:
+            self._trim = None
+            if self._handshakes:  # a new wave began: its end trims
+                return
+            self._handshakes_ended = 0
+            loop.run_in_executor(None, release_free_memory)
+
+        self._trim = loop.call_later(1.0, trim)
+
+    async def _refused(self, refusal: Refusal) -> None:
+        try:
+            await self.hooks.on_refused(refusal)
+        except Exception:
+            log.exception("on_refused hook failed for %s", refusal.peer)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      certificate: bytes | None) -> None:
         peer = writer.get_extra_info("peername")[:2]
+        tls = self.tls is not None
         try:
             async with asyncio.timeout(self.connect_timeout):
-                kind, flags, body = await self._read_packet(reader)
-            if kind != CONNECT:
-                return  # MQTT-3.1.0-1: the first packet must be CONNECT
+                kind, flags, body = await self._read_packet(reader, first=True)
             info, code = self._parse_connect(flags, body, peer, certificate)
-        except (MalformedPacket, _Closed, TimeoutError, asyncio.IncompleteReadError,
-                ConnectionError):
+        except (MalformedPacket, _Closed) as exc:
+            # MQTT-3.1.4-1: a CONNECT that does not conform is closed without a CONNACK.
+            reason = exc.reason if isinstance(exc, _Closed) else f"malformed: {exc}"
+            await self._refused(Refusal(peer, tls, None, reason))
             return
-        if code == ACCEPTED:
+        except _Unsupported as exc:
+            writer.write(_packet(CONNACK, 0, bytes([0, UNACCEPTABLE_PROTOCOL])))
+            with contextlib.suppress(ConnectionError):
+                async with asyncio.timeout(self.connect_timeout):
+                    await writer.drain()
+            await self._refused(exc.refusal)
+            return
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return
+        if code != ACCEPTED:
+            await self._refused(Refusal(
+                peer, tls, code, "identifier rejected: an empty client id needs clean session",
+                "MQTT" if info.protocol_level == 4 else "MQIsdp", info.protocol_level,
+                None, info.username))
+        else:
             try:
                 code = await self.hooks.authenticate(info)
             except Exception:
@@ -504,6 +734,8 @@ class MqttListener:
         self._end(session, reason)
         if session._acker is not None:
             await cancel_and_wait(session._acker)
+        if session._drainer is not None:
+            await cancel_and_wait(session._drainer)
         session._pubacks.clear()
         for waiter in session._acks.values():
             if not waiter.done():
@@ -514,9 +746,16 @@ class MqttListener:
         except Exception:
             log.exception("on_disconnect hook of %s failed", session.client_id)
 
-    async def _read_packet(self, reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
+    async def _read_packet(self, reader: asyncio.StreamReader, *, first: bool = False
+                           ) -> tuple[int, int, bytes]:
+        """One packet: (type, fixed-header flags, body). ``first``: the connection's first
+        packet, which must be a CONNECT of at most ``max_connect`` bytes; neither is read
+        past its fixed header when it is not."""
         # The fixed header is at least 2 bytes; a longer remaining length follows byte by byte.
-        first, byte = await reader.readexactly(2)
+        head, byte = await reader.readexactly(2)
+        if first and head >> 4 != CONNECT:
+            # MQTT-3.1.0-1: the first packet must be CONNECT
+            raise MalformedPacket(f"the first packet is of type {head >> 4}, not CONNECT")
         length, multiplier = byte & 0x7F, 128
         for _ in range(3):
             if not byte & 0x80:
@@ -527,25 +766,36 @@ class MqttListener:
         else:
             if byte & 0x80:
                 raise MalformedPacket("remaining length longer than 4 bytes")
-        kind = first >> 4
-        # Room for the topic and packet id around the largest payload accepted.
-        limit = self.max_message + 65_537 + 2 if kind in (PUBLISH, CONNECT) else 65_600
-        if length > limit:
+        kind = head >> 4
+        if first:
+            if length > self.max_connect:
+                raise _Closed(f"CONNECT too large: {length} bytes declared, at most "
+                              f"{self.max_connect} are read before authentication")
+        elif length > (self.max_message + 65_537 + 2 if kind == PUBLISH else 65_600):
+            # Room for the topic and packet id around the largest payload accepted.
             raise _Closed("message too large")
         body = await reader.readexactly(length) if length else b""
-        return kind, first & 0x0F, body
+        return kind, head & 0x0F, body
 
     def _parse_connect(self, flags: int, body: bytes, peer: tuple[str, int],
                        certificate: bytes | None) -> tuple[ConnectInfo, int]:
         r = _Reader(body)
         protocol = r.text()
         level = r.u8()
-        if (protocol, level) not in (("MQTT", 4), ("MQIsdp", 3)):
-            if protocol not in ("MQTT", "MQIsdp"):
-                raise MalformedPacket(f"protocol name {protocol!r}")
-            code = UNACCEPTABLE_PROTOCOL
-        else:
-            code = ACCEPTED
+        if protocol not in PROTOCOL_LEVELS:
+            raise MalformedPacket(f"protocol name {protocol!r}")  # MQTT-3.1.2-1
+        if PROTOCOL_LEVELS[protocol] != level or level not in self.protocol_levels:
+            # MQTT-3.1.2-2: CONNACK 1 and close; the rest is read (best effort) for the
+            # journal only, as the level's own layout.
+            client_id, username = _peek_v5(r) if level == 5 else (None, None)
+            version = {3: "3.1", 4: "3.1.1", 5: "5.0"}.get(level, "unknown")
+            served = " and ".join(f"{name} level {lv}" for name, lv in PROTOCOL_LEVELS.items()
+                                  if lv in self.protocol_levels)
+            raise _Unsupported(Refusal(
+                peer, self.tls is not None, UNACCEPTABLE_PROTOCOL,
+                f"unacceptable protocol version: {protocol} level {level} (MQTT {version}); "
+                f"this broker serves {served}", protocol, level, client_id, username))
+        code = ACCEPTED
         cflags = r.u8()
         if cflags & 0x01 or flags:
             raise MalformedPacket("reserved CONNECT flag set")  # MQTT-3.1.2-3
@@ -560,6 +810,8 @@ class MqttListener:
                 raise MalformedPacket("will QoS 3")
         elif will_qos or cflags & 0x20:
             raise MalformedPacket("will QoS or retain without a will")  # MQTT-3.1.2-11/13
+        if cflags & 0x40 and not cflags & 0x80:
+            raise MalformedPacket("password without a user name")  # MQTT-3.1.2-22
         username = r.text() if cflags & 0x80 else None
         password = r.binary() if cflags & 0x40 else None
         if r.left():
@@ -607,6 +859,13 @@ class MqttListener:
                     return "connection lost"
                 last_read = loop.time()
                 try:
+                    if kind == PUBLISH:  # the hot path first
+                        await self._publish(session, flags, body)
+                        continue
+                    if FIXED_FLAGS.get(kind, flags) != flags:
+                        # MQTT-2.2.2-2 (DISCONNECT's own: MQTT-3.14.1-1)
+                        raise MalformedPacket(f"{PACKET_NAMES[kind]} with reserved flags "
+                                              f"{flags:#x}")
                     if kind == DISCONNECT:
                         return "disconnect"
                     await self._dispatch(session, kind, flags, body)
@@ -617,9 +876,8 @@ class MqttListener:
                 watchdog.cancel()
 
     async def _dispatch(self, session: MqttSession, kind: int, flags: int, body: bytes) -> None:
-        if kind == PUBLISH:
-            await self._publish(session, flags, body)
-        elif kind == PUBACK:
+        """Every packet but PUBLISH and DISCONNECT, its fixed-header flags checked."""
+        if kind == PUBACK:
             packet_id = _Reader(body).u16()
             waiter = session._acks.pop(packet_id, None)
             if waiter is not None and not waiter.done():
@@ -627,10 +885,10 @@ class MqttListener:
         elif kind == SUBSCRIBE:
             await self._subscribe(session, flags, body)
         elif kind == UNSUBSCRIBE:
-            if flags != 0x02:
-                raise MalformedPacket("UNSUBSCRIBE flags")  # MQTT-3.10.1-1
             r = _Reader(body)
-            packet_id = r.u16()
+            packet_id = _packet_id(r)
+            if not r.left():
+                raise MalformedPacket("UNSUBSCRIBE without a topic filter")  # MQTT-3.10.3-2
             while r.left():
                 session.subscriptions.pop(r.text(), None)
             await session._write(_packet(UNSUBACK, 0, struct.pack("!H", packet_id)))
@@ -645,6 +903,8 @@ class MqttListener:
         qos = (flags >> 1) & 0x03
         if qos == 3:
             raise MalformedPacket("PUBLISH QoS 3")  # MQTT-3.3.1-4
+        if flags & 0x08 and not qos:
+            raise MalformedPacket("DUP set on a QoS 0 PUBLISH")  # MQTT-3.3.1-2
         if qos > self.max_qos:
             raise _Closed(f"QoS {qos} refused")
         # The hot path: fields sliced here rather than through _Reader (5 us a message).
@@ -659,6 +919,8 @@ class MqttListener:
         if not topic or "+" in topic or "#" in topic or "\x00" in topic:
             raise MalformedPacket("PUBLISH topic")  # MQTT-3.3.2-1/2, MQTT-1.5.3-2
         packet_id = int.from_bytes(body[end:head], "big") if qos else 0
+        if qos and not packet_id:
+            raise MalformedPacket("packet identifier 0")  # MQTT-2.3.1-1
         payload = body[head:]
         if len(payload) > self.max_message:
             raise _Closed("message too large")
@@ -676,10 +938,8 @@ class MqttListener:
                 session._queue_puback(durable, puback)
 
     async def _subscribe(self, session: MqttSession, flags: int, body: bytes) -> None:
-        if flags != 0x02:
-            raise MalformedPacket("SUBSCRIBE flags")  # MQTT-3.8.1-1
         r = _Reader(body)
-        packet_id = r.u16()
+        packet_id = _packet_id(r)
         if not r.left():
             raise MalformedPacket("SUBSCRIBE without a topic")  # MQTT-3.8.3-3
         codes = bytearray()
@@ -687,9 +947,10 @@ class MqttListener:
         while r.left():
             topic_filter = r.text()
             requested = r.u8()
-            if requested & 0xFC:
-                raise MalformedPacket("SUBSCRIBE options")  # MQTT-3.8.3-4
-            if (requested == 3 or not _valid_filter(topic_filter)
+            if requested & 0xFC or requested == 3:
+                # MQTT-3.8.3-4: reserved bits set, or QoS 3, make the packet malformed
+                raise MalformedPacket(f"SUBSCRIBE requested QoS byte {requested:#x}")
+            if (not _valid_filter(topic_filter)
                     or not await self.hooks.authorize(session, "subscribe", topic_filter)):
                 codes.append(SUBSCRIBE_FAILURE)
                 continue

@@ -7,9 +7,11 @@ and the CONNACK code and reason of a refusal), ``may`` (which topics a device ma
 
 Journal entries (protocol ``mqtt`` or ``mqtts``): ``connect`` (accepted, with the client id,
 user name and the device it authenticated as), ``refused`` (with the CONNACK code and the
-reason), ``subscribe``, ``publish`` (``detail.direction`` ``up`` or ``down``, topic, QoS and
-the payload's excerpt, bounded and masked as an HTTP body's), ``disconnect`` (with the
-reason) and ``fault``.
+reason: the member's refusals, and the broker's own before any check of the member's, a
+protocol level it does not serve, a CONNECT too large or malformed, with ``code`` null where
+no CONNACK was sent), ``subscribe``, ``publish`` (``detail.direction`` ``up`` or ``down``,
+topic, QoS and the payload's excerpt, bounded and masked as an HTTP body's), ``disconnect``
+(with the reason) and ``fault``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 from ..pki import server_context
 from .faults import MQTT_FAULTS, FaultRule
 from .journal import CORRELATION
-from .mqtt import DROP, NOT_AUTHORIZED, Action, ConnectInfo, MqttHooks, MqttListener, MqttSession
+from .mqtt import (
+    DROP,
+    NOT_AUTHORIZED,
+    Action,
+    ConnectInfo,
+    MqttHooks,
+    MqttListener,
+    MqttSession,
+    Refusal,
+)
 
 if TYPE_CHECKING:
     from .member import Member
@@ -318,6 +329,17 @@ class MqttAccess(MqttHooks):
             await asyncio.sleep(rule.latency_ms / 1000)
             return True
         return rule.fault != "mqtt_puback_drop"
+
+    async def on_refused(self, refusal: Refusal) -> None:
+        m = self.member
+        detail: dict[str, Any] = {"client_id": refusal.client_id, "code": refusal.code,
+                                  "reason": refusal.reason}
+        if refusal.protocol_level is not None:
+            detail["protocol"] = refusal.protocol
+            detail["protocol_level"] = refusal.protocol_level
+        m.ctx.journal.record(m.name, m.kind, "mqtts" if refusal.tls else "mqtt", "refused",
+                             client=f"{refusal.peer[0]}:{refusal.peer[1]}",
+                             user=refusal.username, status=refusal.code, detail=detail)
 
     async def on_subscribe(self, session: MqttSession, topic_filter: str, qos: int) -> None:
         self.record(session.info, "subscribe", path=topic_filter,

@@ -77,6 +77,10 @@ class IotdaAccess(MqttAccess):
     def new_listener(self, host: str, port: int, tls: Any) -> MqttListener:
         listener = super().new_listener(host, port, tls)
         listener.max_message = MAX_MESSAGE
+        options = self.member.options
+        listener.handshake_timeout = options.mqtt_handshake_timeout
+        listener.max_handshakes = options.mqtt_max_handshakes
+        listener.write_timeout = options.mqtt_write_timeout
         return listener
 
     def trust(self) -> tuple[tuple[int, ...], str]:
@@ -290,8 +294,10 @@ class IotdaAccess(MqttAccess):
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = Pending(device.device_id, what, future, CORRELATION.get())
         try:
-            await self.send(session, topic, {"object_device_id": device.device_id, **doc})
+            # The send is inside the deadline: a device that stopped reading holds it up
+            # (until the broker's write timeout ends its session), not the caller.
             async with asyncio.timeout(self.member.options.command_timeout):
+                await self.send(session, topic, {"object_device_id": device.device_id, **doc})
                 return request_id, await future
         except (TimeoutError, ConnectionError):
             return request_id, None

@@ -155,6 +155,13 @@ class IotdaOptions(WebServerOptions):
     # How long CreateCommand, UpdateProperties and ListProperties wait for the device's
     # response before IOTDA.014111 (chosen: no public source gives the platform's).
     command_timeout: float = Field(default=20.0, gt=0, le=600)
+    # The broker's bounds on what a client costs (core/mqtt.py; no source gives the
+    # platform's): how long a TLS handshake may take (and, as long again, wait for one of
+    # ``mqtt_max_handshakes`` slots), and how long a write to a device that stopped reading
+    # may wait before its session is closed.
+    mqtt_handshake_timeout: float = Field(default=15.0, gt=0, le=600)
+    mqtt_max_handshakes: int = Field(default=128, ge=1)
+    mqtt_write_timeout: float = Field(default=30.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _devices_name_products(self) -> IotdaOptions:

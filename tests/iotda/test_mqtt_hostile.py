@@ -4,6 +4,7 @@ the broker goes on serving the next device; no session is left behind."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import select
 import socket
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from huaweicloudsdkiotda.v5 import ResetFingerprint, ResetFingerprintRequest
+from huaweicloudsdkiotda.v5 import (
+    CreateCommandRequest,
+    DeviceCommandRequest,
+    ResetFingerprint,
+    ResetFingerprintRequest,
+    ShowDeviceRequest,
+)
 
 from emulators.core import mqtt as broker
 from emulators.testing import MemberHandle
@@ -38,7 +45,14 @@ from .clients import (
 
 @pytest.fixture
 def iotda(emulator_factory: Callable[..., MemberHandle]) -> MemberHandle:
-    return emulator_factory("iotda", **MQTT_OPTIONS)
+    # A short write timeout: a device that stops reading is closed 3 s into a stuck write.
+    return emulator_factory("iotda", **MQTT_OPTIONS, mqtt_write_timeout=3)
+
+
+PLAIN = "camera_cam-plain"  # secure_access false: the plain listener takes it
+# The API reference's error table, row IOTDA.014111 (status 200).
+TIMEOUT_MSG = ("Command request timed out. Check whether the device returns a response within "
+               "the specified time after receiving the request.")
 
 
 def connect_packet(client_id: str, *, username: str | None = None,
@@ -242,3 +256,94 @@ def test_garbage_after_a_good_connect_ends_the_session_cleanly(
     assert reason.startswith("malformed")
     assert sessions(iotda) == []
     still_serving(devices)
+
+
+# -- the broker's own refusals, journalled ---------------------------------------------------
+
+def test_mosquitto_pub_mqtt5_is_refused_with_connack_1_and_journalled(iotda: MemberHandle
+                                                                       ) -> None:
+    """IoTDA documents MQTT 5.0 (its features on the enterprise edition only); the farm
+    speaks 3.1.1 and 3.1 and answers MQTT 5 as a 3.1.1 server must [MQTT-3.1.2-2]."""
+    timestamp = sdk_timestamp()
+    login = ["-h", iotda.host, "-p", str(mqtt_port(iotda, "mqtt")),
+             "-i", f"{PLAIN}_0_1_{timestamp}", "-u", PLAIN,
+             "-P", sdk_password(SECRET, timestamp), "-k", "120",
+             "-t", f"$oc/devices/{PLAIN}/sys/messages/up", "-m", "{}", "-q", "1"]
+    done = subprocess.run(["mosquitto_pub", "-V", "mqttv5", *login], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.stderr.startswith("Connection error: Unsupported Protocol Version.")
+    refused = iotda.farm.journal(member=iotda.name, event="refused")
+    assert [(e["protocol"], e["status"], e["detail"]["protocol_level"],
+             e["detail"]["client_id"], e["user"]) for e in refused] == [
+        ("mqtt", 1, 5, f"{PLAIN}_0_1_{timestamp}", PLAIN)]
+    assert refused[0]["detail"]["reason"].startswith("unacceptable protocol version: MQTT "
+                                                     "level 5 (MQTT 5.0)")
+    # The same login in 3.1.1 gets in and its message is taken.
+    done = subprocess.run(["mosquitto_pub", "-V", "mqttv311", *login], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [e["path"] for e in iotda.farm.journal(member=iotda.name, event="publish")] == [
+        f"$oc/devices/{PLAIN}/sys/messages/up"]
+
+
+def test_oversized_connect_is_refused_unread_and_journalled(iotda: MemberHandle,
+                                                            ca_file: Path) -> None:
+    header = bytes([0x10]) + broker.remaining_length(1024 * 1024)  # 1 MB declared, none sent
+    assert exchange(iotda, ca_file, header) == b""
+    entry = iotda.farm.journal(member=iotda.name, event="refused")[-1]
+    assert (entry["protocol"], entry.get("status"), entry["detail"]["code"],
+            entry["detail"]["reason"]) == (
+        "mqtts", None, None, "CONNECT too large: 1048576 bytes declared, at most 8192 are read "
+                       "before authentication")
+
+
+def test_unsubscribe_without_a_topic_closes_the_session(iotda: MemberHandle, ca_file: Path,
+                                                        devices: Callable[..., SdkDevice]
+                                                        ) -> None:
+    """MQTT-3.10.3-2: an UNSUBSCRIBE with no topic filter is a protocol violation: closed,
+    not answered with an UNSUBACK."""
+    reply = exchange(iotda, ca_file, good_connect() + bytes([0xA2, 2, 0, 1]))
+    assert reply == bytes([0x20, 2, 0, 0])
+    entry = iotda.farm.journal(member=iotda.name, event="disconnect")[-1]
+    assert entry["detail"]["reason"] == "malformed: UNSUBSCRIBE without a topic filter"
+    still_serving(devices)
+
+
+# -- a device that stops reading ---------------------------------------------------------------
+
+def test_a_device_that_stops_reading_gets_014111_and_its_session_closed(
+        iotda: MemberHandle, make_client: Callable[..., Any]) -> None:
+    """A device subscribes to its commands, then reads nothing (a small receive buffer). Two
+    commands of 1.9 MB each, sent at once, fill every buffer (the kernel's send buffer takes
+    about 3 MB on loopback). Both CreateCommands answer IOTDA.014111 at the command timeout
+    (2 s here), not at the REST request's deadline; the stuck session is closed at the write
+    timeout and journalled, and the device shows OFFLINE."""
+    timestamp = sdk_timestamp()
+    clients = [make_client(), make_client()]
+
+    def command(client: Any) -> Any:
+        return client.create_command(CreateCommandRequest(
+            device_id=PLAIN, body=DeviceCommandRequest(
+                service_id="Ptz", command_name="move", paras={"blob": "x" * 1_900_000})))
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect((iotda.host, mqtt_port(iotda, "mqtt")))
+        sock.sendall(connect_packet(f"{PLAIN}_0_1_{timestamp}", username=PLAIN,
+                                    password=sdk_password(SECRET, timestamp)))
+        assert sock.recv(4) == bytes([0x20, 2, 0, 0])
+        topic = f"$oc/devices/{PLAIN}/sys/commands/#".encode()
+        body = b"\x00\x01" + struct.pack("!H", len(topic)) + topic + b"\x01"
+        sock.sendall(bytes([0x82]) + broker.remaining_length(len(body)) + body)
+        assert sock.recv(5) == bytes([0x90, 3, 0, 1, 1])
+        # From here the device reads nothing.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(command, clients))
+        assert [(a.error_code, a.error_msg) for a in answers] == [
+            ("IOTDA.014111", TIMEOUT_MSG)] * 2
+        entry = iotda.farm.wait_for(member=iotda.name, event="disconnect", timeout=30)
+        assert entry["detail"]["reason"].startswith("write timeout: ")
+        assert entry["detail"]["identity"] == PLAIN
+        assert clients[0].show_device(ShowDeviceRequest(device_id=PLAIN)).status == "OFFLINE"
+    assert sessions(iotda) == []
