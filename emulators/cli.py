@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.shards > 1:
+            # The coordinator makes no key (its shards make their own): the child forked for
+            # them is ended and reaped now, or it stays a zombie as long as the farm runs.
+            keysmith.abandon()
             # what the shards load: the file as an absolute path (they may start elsewhere)
             found = Path(args.scenario)
             args.scenario_source = str(found.resolve()) if found.exists() else args.scenario

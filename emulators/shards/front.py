@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-
 from urllib.parse import quote
 
 import aiohttp
