@@ -28,6 +28,29 @@ FORKED_KEYS = 5
 # Where `emulators run` writes its ready file when --ready-file is not given: a CI job or a
 # container can run README's command as it is and still wait for the file.
 READY_FILE_ENV = "EMULATORS_READY_FILE"
+ALLOW_HOST_HELP = ("a host name the control plane also answers (repeatable; added to the "
+                   "scenario's control.allowed_hosts): without a token it answers only "
+                   "loopback, IP addresses and these names")
+
+
+def _allow_hosts(scenario: scenario_mod.Scenario, names: list[str]) -> scenario_mod.Scenario:
+    """``scenario`` whose control plane also answers ``names`` (``--allow-host``)."""
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    from . import scenario as scenario_mod
+
+    if not names:
+        return scenario
+    try:
+        control = scenario_mod.ControlSpec.model_validate({
+            **scenario.control.model_dump(),
+            "allowed_hosts": (*scenario.control.allowed_hosts, *names)})
+    except ValidationError as exc:
+        raise scenario_mod.ScenarioInvalid([scenario_mod.Problem(
+            ("allowed_hosts",), exc.errors()[0]["msg"])], "--allow-host") from None
+    return dataclasses.replace(scenario, control=control)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shards", type=int, default=1,
                      help="run the farm as N worker processes behind one control plane "
                           "(default 1: one process); fleets are dealt out across them")
+    run.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                     help=ALLOW_HOST_HELP)
     run.add_argument("--log-level", default="WARNING")
 
     shard = sub.add_parser("shard", help="run one shard of a sharded farm on its own (a "
@@ -90,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     front.add_argument("--control-host", default=None)
     front.add_argument("--control-port", type=int, default=None)
     front.add_argument("--ready-file", type=Path, default=None)
+    front.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help=ALLOW_HOST_HELP)
     front.add_argument("--log-level", default="WARNING")
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
@@ -123,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        scenario = scenario_mod.load(args.scenario)
+        scenario = _allow_hosts(scenario_mod.load(args.scenario), args.allow_host)
     except scenario_mod.ScenarioInvalid as exc:
         print(exc.report(), file=sys.stderr)
         return 2
@@ -220,7 +247,7 @@ def _shard_or_front(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.command == "front":
-            scenario = scenario_mod.load(args.scenario)
+            scenario = _allow_hosts(scenario_mod.load(args.scenario), args.allow_host)
         else:  # a pod stamps its own members only (the front checks the whole)
             rule, scenario = Rule.of_source(args.scenario, args.count)
     except scenario_mod.ScenarioInvalid as exc:

@@ -175,7 +175,10 @@ class Coordinator:
         self.root.mkdir(parents=True, exist_ok=True)
         self._share_ca()
         self.session = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {self.token}"},
+            # X-Requested-With: a body-less state change (a reset) is one a page of another
+            # origin could not have sent (control/origin.py).
+            headers={"Authorization": f"Bearer {self.token}",
+                     "X-Requested-With": "emulators-front"},
             timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT))
         loop = asyncio.get_running_loop()
         if self.attach is not None:
