@@ -8,6 +8,8 @@ with a name given in the scenario (``control.allowed_hosts``) and one on the com
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -133,3 +135,37 @@ def test_another_host_name_is_refused(farm: Farm, host: str, method: str, route:
 def test_loopback_addresses_and_configured_names_are_served(farm: Farm, host: str) -> None:
     status, doc = farm.curl("/v1/farm", "-H", f"Host: {host.format(port=farm.port)}")
     assert status == 200 and doc["scenario"] == "origin", doc
+
+
+def readme_curl_lines() -> list[str]:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    return [line for line in lines if line.startswith("curl ") and "/v1/" in line]
+
+
+def test_the_readme_curl_lines_work_as_written(farm: Farm) -> None:
+    found = readme_curl_lines()
+    assert any("-X POST" in line for line in found), found  # a body-less state change too
+    for line in found:
+        command = shlex.split(line.replace("http://127.0.0.1:8700", farm.url))
+        status = subprocess.run([*command, "-sS", "-o", "/dev/null", "-w", "%{http_code}"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+        assert status == "200", line
+    farm.curl("/v1/clock/reset", "-X", "POST", "-H", "X-Requested-With: curl")
+
+
+@pytest.mark.parametrize("name", ["http://farm", "farm:8700", "farm/v1", "", "-farm", "a..b"])
+def test_a_name_that_is_no_host_name_is_refused_before_anything_starts(
+        tmp_path: Path, name: str) -> None:
+    from emulators import scenario as scenario_mod
+
+    with pytest.raises(scenario_mod.ScenarioInvalid, match="allowed_hosts"):
+        scenario_mod.load({"name": "x", "control": {"allowed_hosts": [name]}})
+    for command in ("run", "front"):
+        (tmp_path / "farm.yaml").write_text(SCENARIO)
+        extra = ["--count", "1", "--shards-at", "http://127.0.0.1:9/{i}"] if command == "front" \
+            else []
+        done = subprocess.run([sys.executable, "-m", "emulators", command,
+                               str(tmp_path / "farm.yaml"), *extra, f"--allow-host={name}"],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              env={**os.environ, "EMULATORS_SHARD_TOKEN": "t" * 24})
+        assert done.returncode == 2 and "allowed_hosts" in done.stderr, (command, done.stderr)

@@ -13,8 +13,11 @@ from tests.shards.test_sharded_farm import SCENARIO
 
 @pytest.fixture(scope="package")
 def farms() -> Iterator[tuple[ShardedFarm, ShardedFarm]]:
-    """``emulators run`` of the same scenario on one process and on four shards."""
-    one, four = ShardedFarm.start(SCENARIO, 1), ShardedFarm.start(SCENARIO, 4)
+    """``emulators run`` of the same scenario on one process and on four shards, each also
+    answering the host name ``farm-control`` (``--allow-host``)."""
+    options = ("--allow-host", "farm-control")
+    one = ShardedFarm.start(SCENARIO, 1, options=options)
+    four = ShardedFarm.start(SCENARIO, 4, options=options)
     try:
         yield one, four
     finally:

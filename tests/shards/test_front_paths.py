@@ -48,11 +48,14 @@ HOSTILE = [
 ]
 
 
-def raw(farm: ShardedFarm, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+def raw(farm: ShardedFarm, method: str, path: str, body: bytes | None, *,
+        host: str = "{host}:{port}", headers: str = "Content-Type: application/json\r\n"
+        ) -> tuple[int, bytes]:
     where = urlsplit(farm.control_url)
     assert where.hostname is not None and where.port is not None
-    head = (f"{method} {path} HTTP/1.1\r\nHost: {where.hostname}:{where.port}\r\n"
-            "Connection: close\r\nContent-Type: application/json\r\n"
+    head = (f"{method} {path} HTTP/1.1\r\n"
+            f"Host: {host.format(host=where.hostname, port=where.port)}\r\n"
+            f"Connection: close\r\n{headers}"
             f"Content-Length: {len(body or b'')}\r\n\r\n").encode("latin-1")
     with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
         sock.sendall(head + (body or b""))
@@ -89,3 +92,34 @@ def test_a_member_route_still_reaches_its_shard(farms: tuple[ShardedFarm, Sharde
     status, answer = raw(four, "GET", "/v1/emulators/cam-2/state?unused=%2e%2e", None)
     assert status == 200, answer[:300]
     assert "ftp" in json.loads(answer)
+
+
+@pytest.mark.parametrize(("host", "status"), [
+    ("evil.example:{port}", 421), ("farm-control.evil.example:{port}", 421),
+    ("farm-control:{port}", 200), ("localhost:{port}", 200), ("{host}:{port}", 200)])
+def test_the_front_answers_loopback_and_its_configured_names_only(
+        farms: tuple[ShardedFarm, ShardedFarm], host: str, status: int) -> None:
+    _, four = farms
+    got, answer = raw(four, "GET", "/v1/emulators/cam-2", None, host=host)
+    assert got == status, answer[:300]
+    if status != 200:
+        assert json.loads(answer)["error"]["code"] == "misdirected_request"
+
+
+def test_the_front_takes_state_changes_as_json_only(
+        farms: tuple[ShardedFarm, ShardedFarm]) -> None:
+    _, four = farms
+    for path in ("/v1/reset", "/v1/emulators/cam-2/reset"):
+        for headers in ("Content-Type: text/plain\r\n", ""):
+            status, answer = raw(four, "POST", path, b"{}" if headers else None,
+                                 headers=headers)
+            assert status == 415, answer[:300]
+            assert json.loads(answer)["error"]["code"] == "unsupported_media_type"
+    # body-less resets said to be no web page's doing reach the shards (the front's own calls
+    # to them say so too)
+    said = "X-Requested-With: curl\r\n"
+    status, answer = raw(four, "POST", "/v1/emulators/cam-2/reset", None, headers=said)
+    assert (status, json.loads(answer)) == (200, {"reset": "cam-2"})
+    status, answer = raw(four, "POST", "/v1/reset", None, headers=said)
+    assert (status, json.loads(answer)) == (200, {"reset": ["cam-1", "cam-2", "cam-3", "cam-4",
+                                                            "ftp"]})
