@@ -56,6 +56,7 @@ def build_app(farm, token: str | None = None, deadline: Any = None, *,
     from ..scenario import ControlSpec
 
     settings = settings if settings is not None else ControlSpec()
+
     @web.middleware
     async def limit(request: web.Request, handler):
         # A declared body over the limit is refused at once, before anything is read.
