@@ -136,7 +136,8 @@ class Farm:
         return self.call("GET", path)
 
     def call(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(self.control + path, method=method)
+        request = urllib.request.Request(self.control + path, method=method,
+                                         headers={"X-Requested-With": "bench"})
         with urllib.request.urlopen(request, timeout=30) as resp:
             return json.loads(resp.read())
 

@@ -57,6 +57,31 @@ def _with_control_token(scenario: scenario_mod.Scenario, name: str | None,
                                control=scenario.control.model_copy(update={"token": token}))
 
 
+ALLOW_HOST_HELP = ("a host name the control plane also answers (repeatable; added to the "
+                   "scenario's control.allowed_hosts): without a token it answers only "
+                   "loopback, IP addresses and these names")
+
+
+def _allow_hosts(scenario: scenario_mod.Scenario, names: list[str]) -> scenario_mod.Scenario:
+    """``scenario`` whose control plane also answers ``names`` (``--allow-host``)."""
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    from . import scenario as scenario_mod
+
+    if not names:
+        return scenario
+    try:
+        control = scenario_mod.ControlSpec.model_validate({
+            **scenario.control.model_dump(),
+            "allowed_hosts": (*scenario.control.allowed_hosts, *names)})
+    except ValidationError as exc:
+        raise scenario_mod.ScenarioInvalid([scenario_mod.Problem(
+            ("allowed_hosts",), exc.errors()[0]["msg"])], "--allow-host") from None
+    return dataclasses.replace(scenario, control=control)
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import ctl
     from . import scenario as scenario_mod
@@ -85,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 1: one process); fleets are dealt out across them")
     run.add_argument("--control-token-env", default=None, metavar="NAME",
                      help=CONTROL_TOKEN_HELP)
+    run.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                     help=ALLOW_HOST_HELP)
     run.add_argument("--log-level", default="WARNING")
 
     shard = sub.add_parser("shard", help="run one shard of a sharded farm on its own (a "
@@ -121,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     front.add_argument("--control-token-env", default=None, metavar="NAME",
                        help=CONTROL_TOKEN_HELP)
     front.add_argument("--ready-file", type=Path, default=None)
+    front.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help=ALLOW_HOST_HELP)
     front.add_argument("--log-level", default="WARNING")
 
     validate = sub.add_parser("validate", help="check scenario files and report every problem")
@@ -154,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        scenario = scenario_mod.load(args.scenario)
+        scenario = _allow_hosts(scenario_mod.load(args.scenario), args.allow_host)
     except scenario_mod.ScenarioInvalid as exc:
         print(exc.report(), file=sys.stderr)
         return 2
@@ -171,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.shards > 1:
+            # The coordinator makes no key (its shards make their own): the child forked for
+            # them is ended and reaped now, or it stays a zombie as long as the farm runs.
+            keysmith.abandon()
             # what the shards load: the file as an absolute path (they may start elsewhere)
             found = Path(args.scenario)
             args.scenario_source = str(found.resolve()) if found.exists() else args.scenario
@@ -264,7 +296,7 @@ def _shard_or_front(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.command == "front":
-            scenario = scenario_mod.load(args.scenario)
+            scenario = _allow_hosts(scenario_mod.load(args.scenario), args.allow_host)
         else:  # a pod stamps its own members only (the front checks the whole)
             rule, scenario = Rule.of_source(args.scenario, args.count)
     except scenario_mod.ScenarioInvalid as exc:

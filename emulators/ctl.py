@@ -91,6 +91,8 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
     req = urllib.request.Request(base + path, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    # A state change without a body (a reset) must still say it is no web page's doing.
+    req.add_header("X-Requested-With", "emulators-ctl")
     if args.token:
         req.add_header("Authorization", f"Bearer {args.token}")
     try:

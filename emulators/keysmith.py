@@ -13,6 +13,7 @@ Only the command line uses this: a library user (pytest) never forks.
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import threading
 
@@ -50,6 +51,24 @@ def _make(fd: int, count: int) -> None:
         data = memoryview(_LENGTH.pack(len(pem)) + pem)
         while data:
             data = data[os.write(fd, data):]
+
+
+def abandon() -> None:
+    """No key of the child is wanted (a sharded farm's coordinator makes none): end it and
+    reap it, so it does not stay a zombie for the farm's life. Blocking: call it before the
+    event loop runs, or in an executor."""
+    global _reader, _child
+    with _lock:
+        if _reader is not None:
+            os.close(_reader)
+            _reader = None
+        if _child is not None:
+            try:
+                os.kill(_child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(_child, 0)
+            _child = None
 
 
 def started() -> bool:

@@ -60,6 +60,10 @@ class ScenarioInvalid(ValueError):
         return "\n".join(out)
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+HOST_NAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
 class ControlSpec(BaseModel):
     """The control plane: loopback only unless a scenario says otherwise."""
 
@@ -67,6 +71,20 @@ class ControlSpec(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
     token: str | None = Field(default=None, min_length=8)
+    # Host names it answers besides loopback and IP addresses (a Kubernetes Service's name):
+    # without a token, any other Host is refused (control/origin.py: DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
+    # Seconds a journal stream waits for a client that stopped reading before cutting it.
+    stream_write_timeout: float = Field(default=10.0, gt=0, le=3600)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not HOST_NAME_RE.fullmatch(name):
+                raise ValueError(f"{name[:80]!r} is not a host name (letters, digits, '-' "
+                                 "and '.' only; no scheme, port or path)")
+        return tuple(name.lower().rstrip(".") for name in value)
 
 
 class JournalSpec(BaseModel):

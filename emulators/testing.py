@@ -411,7 +411,8 @@ class ShardedFarm(JournalChecks):
     @classmethod
     def start(cls, source: str | Path | dict[str, Any], shards: int,
               state_dir: str | Path | None = None, *, free_ports: bool = True,
-              timeout: float = 120) -> ShardedFarm:
+              timeout: float = 120, options: tuple[str, ...] = ()) -> ShardedFarm:
+        """``options``: more of `emulators run`'s options (``("--allow-host", "farm")``)."""
         import tempfile
 
         from . import scenario as scenario_mod
@@ -430,6 +431,7 @@ class ShardedFarm(JournalChecks):
             args.append("--free-ports")
         if state_dir is not None:
             args += ["--state-dir", str(state_dir)]
+        args += options
         with (workdir / "stderr").open("wb") as err:
             process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + timeout

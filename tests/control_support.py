@@ -53,11 +53,14 @@ def control(farm: RunningFarm, method: str, target: str | bytes, *, body: Any = 
             headers: dict[str, str] | None = None, raw: bytes | None = None,
             timeout: float = 10) -> Reply:
     """One request to the farm's control plane as raw bytes: ``target`` as given (no client
-    re-encodes it), a JSON ``body`` or ``raw`` body bytes."""
+    re-encodes it), a JSON ``body`` or ``raw`` body bytes; a state change says
+    ``X-Requested-With`` unless ``headers`` give it (control/origin.py)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
     sent = dict(headers or {})
     if body is not None:
         sent.setdefault("Content-Type", "application/json")
+    if method in ("POST", "PUT", "PATCH", "DELETE"):  # as every first-party client does
+        sent.setdefault("X-Requested-With", "tests")
     target = target if isinstance(target, bytes) else target.encode("latin-1")
     return exchange(farm.farm.control.port, http_request(method, target, headers=sent,
                                                          body=data), timeout=timeout)

@@ -32,7 +32,8 @@ ROOT = Path(__file__).parent.parent
 def call(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+                                 headers={"Content-Type": "application/json"} if data else
+                                 {"X-Requested-With": "tests"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()

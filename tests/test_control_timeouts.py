@@ -70,9 +70,9 @@ def connect(farm: RunningFarm) -> socket.socket:
     return socket.create_connection(("127.0.0.1", farm.farm.control.port), timeout=5)
 
 
-HEAD = b"GET /v1/clock HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"p" * 40 + b"\r\n\r\n"
-SLOW_BODY = (b"POST /v1/clock/advance HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             b"Content-Length: 200\r\n\r\n" + b'{"seconds": 1' + b" " * 186 + b"}")
+HEAD = b"GET /v1/clock HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"p" * 40 + b"\r\n\r\n"
+SLOW_BODY = (b"POST /v1/clock/advance HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n" + b'{"seconds": 1' + b" " * 186 + b"}")
 
 
 @pytest.mark.parametrize(("drip", "limit", "every"), [
@@ -115,7 +115,7 @@ def test_a_body_sent_a_byte_a_second_is_cut_off_at_the_deadline(slow_farm: Runni
 
 def test_an_idle_keep_alive_connection_is_closed_after_its_reply(slow_farm: RunningFarm) -> None:
     with connect(slow_farm) as sock:
-        sock.sendall(b"GET /v1/clock HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /v1/clock HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         sock.settimeout(5)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         closed = closed_after(sock, IDLE + GRACE + 3)

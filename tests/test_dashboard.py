@@ -21,6 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from emulators.control import dashboard
 from emulators.testing import RunningFarm, ShardedFarm
 from tests.ways import WAYS, both_ways
 
@@ -247,6 +248,21 @@ def test_certificates_are_judged_on_the_farm_clock(farm: RunningFarm) -> None:
 def curl(url: str, *args: str) -> str:
     return subprocess.run(["curl", "-sS", *args, url], capture_output=True, text=True,
                           timeout=20, check=True).stdout
+
+
+def test_no_page_of_any_origin_may_frame_the_dashboard(farm: RunningFarm) -> None:
+    """Every file of the dashboard, as curl reads its headers: framing refused both ways a
+    browser reads it, beside the policy the page already had."""
+    base = farm.control_url.removesuffix("/v1")
+    for route in dashboard.FILES:
+        status, *lines = curl(base + route, "-D", "-", "-o", "/dev/null").lower().splitlines()
+        assert status.startswith("http/1.1 200"), (route, status)
+        assert "x-frame-options: deny" in lines, route
+        [policy] = [line.partition(":")[2] for line in lines
+                    if line.startswith("content-security-policy:")]
+        directives = {d.strip() for d in policy.split(";")}
+        assert {"frame-ancestors 'none'", "default-src 'self'", "object-src 'none'"} <= \
+            directives, (route, policy)
 
 
 def api(farm: AnyFarm, method: str, route: str) -> dict:  # type: ignore[type-arg]

@@ -13,7 +13,10 @@ routes = web.RouteTableDef()
 MEDIA = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 # The page's images are files the farm received, fetched with the token and shown as blob:
 # URLs; nothing else is loaded from anywhere but the control plane.
-POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
+# No page of any origin may frame it (a framed control page could be clicked through by the
+# page around it): frame-ancestors for browsers that read CSP, X-Frame-Options for the rest.
+POLICY = ("default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
+          "frame-ancestors 'none'")
 
 
 def _files() -> dict[str, tuple[bytes, str]]:
@@ -35,6 +38,7 @@ def _serve(body: bytes, media: str):  # type: ignore[no-untyped-def]
         return web.Response(body=body, content_type=media, charset="utf-8",
                             headers={"Cache-Control": "no-cache",
                                      "Content-Security-Policy": POLICY,
+                                     "X-Frame-Options": "DENY",
                                      "X-Content-Type-Options": "nosniff"})
     return handler
 

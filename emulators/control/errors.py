@@ -59,6 +59,13 @@ class UnsupportedMediaType(ControlError):
     code = "unsupported_media_type"
 
 
+class MisdirectedRequest(ControlError):
+    """A request naming a host the control plane does not answer (control/origin.py)."""
+
+    status = 421
+    code = "misdirected_request"
+
+
 def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 

@@ -5,7 +5,9 @@
 that reconnects with ``Last-Event-ID`` (or ``after_seq``) gets what it missed that is still in
 the journal; ``seconds=N`` ends the stream after N seconds. The stream looks for new entries
 every ``POLL`` seconds and only while someone watches; a comment line every ``KEEPALIVE``
-seconds keeps an idle stream open.
+seconds keeps an idle stream open. A client that stops reading is cut off: a write that waits
+longer than ``control.stream_write_timeout`` (10 s) for it, or past ``seconds``, drops the
+connection and frees its place among the ``MAX_STREAMS``.
 
 ``max_rate=R`` (entries a second) makes it a view for eyes rather than a record: when more is
 new than R allows, it sends the newest of it and a ``skipped`` event (``{"skipped": n}``, n
@@ -94,6 +96,15 @@ class TooManyStreams(ControlError):
 
 
 STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("journal_streams", set)
+# Seconds one write of a stream may wait for its client to take what was sent before it
+# (``control.stream_write_timeout``): a client that stopped reading would hold its slot, and
+# what the stream has queued for it, for ever.
+WRITE_TIMEOUT: web.AppKey[float] = web.AppKey("journal_stream_write_timeout", float)
+
+
+class _Cut(Exception):
+    """The stream's client did not take what was sent in time, or ``seconds`` ran out while it
+    waited: the connection is dropped (it cannot end cleanly with a reply half sent)."""
 
 
 def open_streams(app: web.Application) -> set[asyncio.Task[object]]:
@@ -195,8 +206,23 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
     wanted = {k: filters.get(k) for k in ("member", "kind", "protocol", "event", "method",
                                           "path", "status", "correlation_id", "since", "until")}
     quiet_since = time.monotonic()
+    patience = request.app[WRITE_TIMEOUT]
+
+    async def write(data: bytes | None) -> None:
+        # aiohttp's write waits while the socket's buffer is full: bounded here by the write
+        # timeout and by ``seconds``, so neither a reader that stopped nor one that is slow
+        # keeps the stream past its end. (A reader that keeps up never waits: the write is
+        # done at once, even in the POLL granted to a write begun at the very end.)
+        limit = patience if ends is None else min(patience,
+                                                  max(ends - time.monotonic(), POLL))
+        try:
+            await asyncio.wait_for(
+                response.write(data) if data is not None else response.write_eof(), limit)
+        except TimeoutError:
+            raise _Cut from None
+
     try:
-        await response.write(b"retry: 1000\n\n")
+        await write(b"retry: 1000\n\n")
         while request.transport is not None and not request.transport.is_closing() and (
                 ends is None or time.monotonic() < ends):
             if budget is None:
@@ -204,8 +230,8 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
             else:
                 fresh, skipped = journal.newest(after, budget)
             if skipped:
-                await response.write(f"event: skipped\ndata: {json.dumps({'skipped': skipped})}"
-                                     "\n\n".encode())
+                await write(f"event: skipped\ndata: {json.dumps({'skipped': skipped})}"
+                            "\n\n".encode())
                 quiet_since = time.monotonic()
             if fresh:
                 after = fresh[-1].seq
@@ -213,15 +239,19 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
                     f"id: {e.seq}\ndata: {json.dumps(e.to_dict())}\n\n".encode()
                     for e in fresh if _matches(e, after_seq=None, **wanted))
                 if chunk:
-                    await response.write(chunk)
+                    await write(chunk)
                     quiet_since = time.monotonic()
             if time.monotonic() - quiet_since >= KEEPALIVE:
-                await response.write(b": keep-alive\n\n")
+                await write(b": keep-alive\n\n")
                 quiet_since = time.monotonic()
             if budget is not None or len(fresh) < BATCH:
                 await asyncio.sleep(POLL)
+        await write(None)  # the end, as bounded as every write before it
     except ConnectionError:
         pass  # the client went away
+    except _Cut:
+        if request.transport is not None:
+            request.transport.abort()  # what is queued for it goes too
     finally:
         streams.discard(task)
     return response

@@ -51,9 +51,10 @@ def _label(what: str) -> Rule:
 
 
 def _forwarded(value: str, route: str, given: Mapping[str, str]) -> object:
-    # The rest of a member's route on a sharded farm's front (shards/front.py): it goes as
-    # sent to the shard that runs the member, whose control plane checks it with this table.
-    return value
+    # The rest of a member's route on a sharded farm's front (shards/front.py), which joins
+    # it to the shard's URL: components only, never "." or ".." (a client resolving them, or
+    # a decoded %2e%2e, would leave the member for the shard's own /v1/shard/ routes).
+    return checked_relative_path(value, "member route")
 
 
 RULES: dict[str, Rule] = {

@@ -14,13 +14,14 @@ from aiohttp import web
 from ..core.aiohttp_internals import HookedRunner, ProtocolServer, RequestHandler, bound_address
 from ..core.bodies import declared_too_large, send_and_close
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
-from . import certificates, clock, dashboard, faults, journal, members, openapi, snapshots
+from . import certificates, clock, dashboard, faults, journal, members, openapi, origin, snapshots
 from .errors import Unauthorized, error_middleware, error_response
 from .keys import FARM
 from .params import check_path_params, check_routes
 
 if TYPE_CHECKING:
     from ..core.observe import HttpObserver
+    from ..scenario import ControlSpec
 
 API_VERSION = "v1"
 # The largest request body the control plane takes (its bodies are small JSON documents):
@@ -44,11 +45,18 @@ MODULES = (members, journal, faults, clock, snapshots, openapi, dashboard, certi
 
 def build_app(farm, token: str | None = None, deadline: Any = None, *,
               modules: tuple[Any, ...] = MODULES, tables: tuple[Any, ...] = (),
-              middlewares: tuple[Any, ...] = (), index: Any = None) -> web.Application:
+              middlewares: tuple[Any, ...] = (), index: Any = None,
+              settings: ControlSpec | None = None) -> web.Application:
     """The control plane's application. A sharded farm builds its shards' and its front's
     from the same parts: ``modules`` whose ``routes`` it mounts, further route ``tables``, and
-    ``middlewares`` run after the checks (auth, path parameters) and before the routes, and
-    the ``index`` handler of ``GET /v1`` (by default: this application's routes)."""
+    ``middlewares`` run after the checks (auth, origin, path parameters) and before the
+    routes, and the ``index`` handler of ``GET /v1`` (by default: this application's routes).
+    ``settings``: the scenario's ``control`` (the host names it answers, the journal
+    stream's write timeout); its defaults when None."""
+    from ..scenario import ControlSpec
+
+    settings = settings if settings is not None else ControlSpec()
+
     @web.middleware
     async def limit(request: web.Request, handler):
         # A declared body over the limit is refused at once, before anything is read.
@@ -69,11 +77,13 @@ def build_app(farm, token: str | None = None, deadline: Any = None, *,
                 raise Unauthorized("this control plane requires 'Authorization: Bearer <token>'")
         return await handler(request)
 
-    chain = [limit, error_middleware, auth, check_path_params, *middlewares]
+    chain = [limit, error_middleware, auth, origin.guard(token, settings.allowed_hosts),
+             check_path_params, *middlewares]
     app = web.Application(middlewares=[deadline, *chain] if deadline else chain,
                           client_max_size=BODY_LIMIT)
     app[FARM] = farm
     app[journal.STREAMS] = set()
+    app[journal.WRITE_TIMEOUT] = settings.stream_write_timeout
     for module in modules:
         app.router.add_routes(module.routes)
     for extra in tables:
@@ -178,8 +188,10 @@ class ControlPlane:
         self.request_deadline = seconds  # the sweeper's log line reads it
         observer = getattr(self.farm, "http", None)
         deadline = self._deadline_middleware(observer, seconds) if observer is not None else None
+        settings = getattr(getattr(self.farm, "scenario", None), "control", None)
         self.runner = _ControlRunner(build_app(self.farm, self.token, deadline,
-                                               **self.app_parts), access_log=None,
+                                               settings=settings, **self.app_parts),
+                                     access_log=None,
                                      shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False,
                                      keepalive_timeout=idle)
         await self.runner.setup()

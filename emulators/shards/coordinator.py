@@ -49,6 +49,9 @@ RESTART_LIMIT = 3  # as a member's (farm.py): at most this many restarts in REST
 RESTART_WINDOW = 60.0
 CALL_TIMEOUT = 60.0
 POLL_SHARDS = 1.0  # seconds between looks at shards the cluster runs
+# Where a shard finds the token its control plane demands (`emulators shard --token-env`'s
+# default; a Kubernetes Secret sets it for shards started on their own).
+TOKEN_ENV = "EMULATORS_SHARD_TOKEN"
 
 
 class ShardFailed(RuntimeError):
@@ -172,7 +175,10 @@ class Coordinator:
         self.root.mkdir(parents=True, exist_ok=True)
         self._share_ca()
         self.session = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {self.token}"},
+            # X-Requested-With: a body-less state change (a reset) is one a page of another
+            # origin could not have sent (control/origin.py).
+            headers={"Authorization": f"Bearer {self.token}",
+                     "X-Requested-With": "emulators-front"},
             timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT))
         loop = asyncio.get_running_loop()
         if self.attach is not None:
@@ -258,8 +264,7 @@ class Coordinator:
 
     def _args(self, shard: Shard, ports: dict[str, Any] | None) -> dict[str, Any]:
         return {"scenario": self.source, "plan": self.rule.plan(), "index": shard.index,
-                "count": self.count,
-                "token": self.token, "state_dir": str(shard.directory),
+                "count": self.count, "state_dir": str(shard.directory),
                 "ready_file": str(shard.directory / "ready.json"), "peers": self.peers,
                 "ports": ports, "listen_host": self.listen_host,
                 "free_ports": self.free_ports, "log_level": self.log_level}
@@ -269,10 +274,12 @@ class Coordinator:
         ready_file.unlink(missing_ok=True)
         shard.ready = None
         shard.status = "starting"
+        # The token goes in the shard's environment, not its command line: every local user
+        # reads a command line (ps), only the shard's own user its environment.
         shard.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "emulators.shards.worker",
             json.dumps(self._args(shard, ports)), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, env={**os.environ, TOKEN_ENV: self.token})
         deadline = time.monotonic() + READY_TIMEOUT
         while not ready_file.exists():
             if shard.process.returncode is not None:

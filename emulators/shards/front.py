@@ -6,7 +6,9 @@ clock (a middleware pulls the shards' journals before a journal route reads, and
 clock to every shard after a clock route changed it); the rest is here:
 
 - a member's routes (``/v1/emulators/{name}/...``, ``/v1/servers/{name}/...``) go to the shard
-  that runs it, as sent (its control plane checks them with the same rules);
+  that runs it, the URL rebuilt from the checked name and path (its control plane checks
+  them again with the same rules); the shards' own routes (``/v1/shard/...``) are never
+  reachable through the front;
 - lists, the ready document, reset, certificates, fault rules and snapshots go to every shard
   and are merged. A fault rule is given to every shard with one id: ``times`` and the
   probability draw count per shard (a rule naming one member fires where that member runs).
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from ..control import clock as clock_routes
 from ..control import dashboard, faults, journal, snapshots
-from ..control.errors import read_json
+from ..control.errors import NotFound, read_json
 from ..control.keys import FARM
 from ..control.server import API_VERSION, ControlPlane
 from .coordinator import Coordinator, ShardFailed, ShardUnavailable
@@ -47,6 +51,19 @@ def _first_error(answers: list[tuple[Any, int, Any]]) -> web.Response | None:
 
 
 # -- members --------------------------------------------------------------------------------
+def _upstream(shard: Any, plural: str, request: web.Request) -> URL:
+    """The shard's URL of a member's route, built from the parts the front checked (the
+    middleware of control/params.py: a member name, a relative path with no "." or ".."
+    component), each quoted as one path segment and marked encoded so that the client
+    neither decodes nor normalises it: what the shard is sent is only ever under
+    /v1/<plural>/<name>/."""
+    given = request.match_info
+    parts = [plural, given["name"], *(given["rest"].split("/") if "rest" in given else ())]
+    base = URL(shard.api)
+    path = base.raw_path.rstrip("/") + "/" + "/".join(quote(p, safe="") for p in parts)
+    return base.with_path(path, encoded=True).with_query(request.rel_url.query)
+
+
 def _member_lists(plural: str) -> None:
     @routes.get(f"/v1/{plural}")
     async def listing(request: web.Request) -> web.Response:
@@ -68,7 +85,7 @@ def _member_lists(plural: str) -> None:
         body = await request.read() if request.can_read_body else None
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() in ("content-type", "accept", "last-event-id")}
-        url = shard.api.removesuffix("/v1") + request.raw_path
+        url = _upstream(shard, plural, request)
         response: web.StreamResponse | None = None
         try:
             async with co.session.request(request.method, url, data=body,
@@ -261,6 +278,9 @@ async def openapi(request: web.Request) -> web.Response:
 async def around_shared_routes(request: web.Request, handler: Any) -> web.StreamResponse:
     co = _coordinator(request)
     path = request.path
+    if path == SHARD_ROUTES.rstrip("/") or path.startswith(SHARD_ROUTES):
+        # The shards' own routes answer the coordinator alone, behind the shards' token.
+        raise NotFound("the shards' own routes are not served by the farm's control plane")
     if path.startswith("/v1/journal"):
         if request.method == "GET":
             await co.sync()

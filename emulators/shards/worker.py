@@ -4,8 +4,8 @@ under ``/v1/shard/``: the journal since a number, with the outbound connections 
 registered (the coordinator correlates across shards with them), and the clock's state.
 
 Started by the coordinator as ``python -m emulators.shards.worker`` with a JSON document of
-arguments; it writes its ready document where that says and stops on SIGTERM or SIGINT, or
-when its coordinator is gone.
+arguments and the token in its environment (``EMULATORS_SHARD_TOKEN``); it writes its ready
+document where that says and stops on SIGTERM or SIGINT, or when its coordinator is gone.
 """
 
 from __future__ import annotations
@@ -236,7 +236,15 @@ async def run(args: dict[str, Any]) -> int:
 
 
 def main() -> int:
+    from .coordinator import TOKEN_ENV
+
     args = json.loads(sys.argv[1])
+    # Given in the environment (a command line is every local user's to read); taken out of
+    # it, so nothing this process starts inherits it.
+    args["token"] = os.environ.pop(TOKEN_ENV, None)
+    if not args["token"]:
+        print(f"emulators shard: ${TOKEN_ENV} must hold the shards' token", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.get("log_level", "WARNING").upper(), stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s shard-{args['index']} %(name)s: "
                                "%(message)s")

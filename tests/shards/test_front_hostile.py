@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from emulators.testing import ShardedFarm
-from tests.shards.test_sharded_farm import SCENARIO
 
 CASES = [
     ("GET", "/v1/emulators/cam-9", None),
@@ -51,16 +49,6 @@ def answer(farm: ShardedFarm, method: str, path: str, body: bytes | None) -> tup
         return reply.status, doc["error"]["code"]
     finally:
         conn.close()
-
-
-@pytest.fixture(scope="module")
-def farms() -> Iterator[tuple[ShardedFarm, ShardedFarm]]:
-    one, four = ShardedFarm.start(SCENARIO, 1), ShardedFarm.start(SCENARIO, 4)
-    try:
-        yield one, four
-    finally:
-        one.stop()
-        four.stop()
 
 
 @pytest.mark.parametrize(("method", "path", "body"), CASES,

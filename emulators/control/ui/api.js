@@ -39,7 +39,13 @@ export function tokenGiven() {
 }
 
 export async function api(method, path, body) {
-  const init = { method, headers: headers(body ? { "Content-Type": "application/json" } : {}) };
+  // JSON, or X-Requested-With when there is no body: the control plane takes a state change
+  // only with one of them (a page of another origin cannot send either).
+  const init = {
+    method,
+    headers: headers(body ? { "Content-Type": "application/json" }
+      : { "X-Requested-With": "emulators-dashboard" }),
+  };
   if (body) init.body = JSON.stringify(body);
   const reply = await fetch(path, init);
   if (reply.status === 401) {
