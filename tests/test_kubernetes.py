@@ -243,30 +243,6 @@ def local(command: list[str], swaps: dict[str, str]) -> list[str]:
     return out
 
 
-def front_knows(flag: str) -> bool:
-    from emulators import cli
-
-    parser = cli._parser()
-    front = parser._subparsers._group_actions[0].choices["front"]  # type: ignore[union-attr]
-    return flag in front._option_string_actions
-
-
-def dropped(command: list[str], flag: str) -> list[str]:
-    """``command`` without ``flag`` and its values. Only for --allow-host while this branch's
-    `emulators front` does not have it (the host check is its own change; the rendered args
-    are checked by test_the_front_answers_its_service_names): remove after both are in."""
-    out: list[str] = []
-    skip = False
-    for word in command:
-        if skip:
-            skip = False
-        elif word == flag:
-            skip = True
-        else:
-            out.append(word)
-    return out
-
-
 class Topology:
     """The rendered pods as local processes: shard i on control port base+i."""
 
@@ -296,8 +272,6 @@ class Topology:
             "farm-shard-{i}.farm-shard:9000": f"127.0.0.1:{self.base // 10}{{i}}",
             "0.0.0.0": "127.0.0.1", "8700": str(self.front_port),
             "$(POD_NAMESPACE)": "default"})
-        if not front_knows("--allow-host"):
-            front = dropped(front, "--allow-host")
         with (tmp / "front.err").open("wb") as err:  # the child keeps its own copy
             self.front = subprocess.Popen(front, env=self.env, stdout=subprocess.DEVNULL,
                                           stderr=err)
