@@ -45,7 +45,7 @@ class Echo(HttpEmulator):
 VALID: dict[str, Any] = {
     "name": {"snapshots": "good", "emulators": "instar-camera", "servers": "ftp"},
     "user": "ftpuser", "path": "hello.txt", "id": "nosuch", "certificate_id": "nosuch",
-    "asset_id": "nosuch", "service_id": "nosuch"}
+    "asset_id": "nosuch", "service_id": "nosuch", "device_id": "nosuch"}
 SFTP_ROUTE = "/v1/servers/{name}/users/{user}/authorized_keys"
 
 

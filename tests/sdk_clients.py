@@ -23,3 +23,8 @@ def close_iotda(client: Any) -> None:
             if pool is not None:
                 pool.close()
     client.close()
+
+
+# The device CA the default scenario's IoTDA member makes for its certificate device
+# (``issue_certificate``): what ListCertificates shows on a fresh default farm.
+DEFAULT_FARM_DEVICE_CAS = ["IoTDA Emulator Device CA 0a1b2c3d4e5f60718293a4b5"]

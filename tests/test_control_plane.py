@@ -375,6 +375,10 @@ SUCCEEDS: dict[tuple[str, str], tuple[Callable[[RunningFarm], dict[str, str]] | 
         _connected_meter, {"params": {}}),
     ("POST", "/v1/emulators/{name}/enos/devices/{asset_id}/measurepoints"): (
         _connected_meter, {"measurepoints": {"setpoint": 1}}),
+    ("GET", "/v1/emulators/{name}/enos/devices/{asset_id}/keys"): (
+        lambda farm: {"name": "enos", "asset_id": "zBrjuW7q"}, None),
+    ("GET", "/v1/emulators/{name}/iotda/devices/{device_id}/keys"): (
+        lambda farm: {"name": "iotda", "device_id": "EmulatorSensor_camera01"}, None),
 }
 FAMILY = {"emulators": "instar-camera", "servers": "ftp", "snapshots": "nosuch"}
 

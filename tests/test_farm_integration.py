@@ -24,7 +24,7 @@ from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
 from emulators.testing import RunningFarm
 from tests.leaks import open_sockets
-from tests.sdk_clients import close_iotda
+from tests.sdk_clients import DEFAULT_FARM_DEVICE_CAS, close_iotda
 
 _default_https = ssl._create_default_https_context
 from poseidon import poseidon  # noqa: E402 - it switches TLS checks off for the process
@@ -79,7 +79,8 @@ def test_every_kind_and_both_servers_land_in_one_masked_journal(farm: RunningFar
                                  + "/param.cgi?cmd=testftp&user=admin&pwd=instar")
     assert enos_list(farm)["code"] == 0
     client = iotda_client(farm)
-    assert client.list_certificates(ListCertificatesRequest()).certificates == []
+    assert [c.cn_name for c in client.list_certificates(
+            ListCertificatesRequest()).certificates] == DEFAULT_FARM_DEVICE_CAS
     close_iotda(client)
     with ftplib.FTP() as ftp:
         ftp.connect(farm["ftp"].host, farm["ftp"].port, timeout=10)
@@ -125,7 +126,8 @@ def test_injected_faults_as_the_vendor_sdks_meet_them(farm: RunningFarm) -> None
     farm.add_fault(fault="hang", member="iotda", times=1, seconds=10)
     with pytest.raises(sdk_errors.ConnectionException, match="Read timed out"):
         client.list_certificates(ListCertificatesRequest())
-    assert client.list_certificates(ListCertificatesRequest()).certificates == []
+    assert [c.cn_name for c in client.list_certificates(
+            ListCertificatesRequest()).certificates] == DEFAULT_FARM_DEVICE_CAS
     close_iotda(client)
 
     # EnOS: the poseidon SDK reads a 99500 in the Connection Service envelope.
@@ -166,7 +168,8 @@ def test_a_client_closed_after_faults_leaves_no_connection_open(farm: RunningFar
         farm.add_fault(fault="hang", member="iotda", times=1, seconds=10)
         with pytest.raises(sdk_errors.ConnectionException, match="Read timed out"):
             client.list_certificates(ListCertificatesRequest())
-        assert client.list_certificates(ListCertificatesRequest()).certificates == []
+        assert [c.cn_name for c in client.list_certificates(
+            ListCertificatesRequest()).certificates] == DEFAULT_FARM_DEVICE_CAS
         close_iotda(client)
         deadline = time.monotonic() + 1.0  # the farm's side goes as soon as it reads the EOF
         while (left := open_sockets() - before) and time.monotonic() < deadline:

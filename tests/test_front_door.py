@@ -38,7 +38,7 @@ from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
 from emulators.enos.models.access import Login as EnosLogin
 from emulators.enos.models.access import signature as enos_signature
-from tests.sdk_clients import close_iotda
+from tests.sdk_clients import DEFAULT_FARM_DEVICE_CAS, close_iotda
 
 _default_https = ssl._create_default_https_context
 from poseidon import poseidon  # noqa: E402 - it switches TLS checks off for the process
@@ -177,11 +177,12 @@ def ask_every_member(ready: dict[str, Any], scratch: Path,
               .with_credentials(BasicCredentials(creds["ak"], creds["sk"], creds["project_id"]))
               .with_endpoints([iotda["urls"]["http"]]).with_http_config(config).build())
     try:
-        assert client.list_certificates(ListCertificatesRequest()).certificates == []
+        assert [c.cn_name for c in client.list_certificates(
+            ListCertificatesRequest()).certificates] == DEFAULT_FARM_DEVICE_CAS
     finally:
         close_iotda(client)
     # Its device access: MQTT over TLS on 8883 (the farm CA's certificate) answers a CONNECT;
-    # the default scenario registers no device, so this one is refused as unknown (4).
+    # a device the default scenario does not register is refused as unknown (4).
     host, port = iotda["urls"]["mqtts"].removeprefix("mqtts://").rsplit(":", 1)
     tls = ssl.create_default_context(cadata=ready["ca"]["pem"])
     tls.check_hostname = False  # as the vendor device SDK (tls_insecure_set)

@@ -140,7 +140,8 @@ def test_the_example_scenario_is_ready_to_use(farm_factory) -> None:
     assert renewed["code"] == 0
     import urllib.request
 
-    req = urllib.request.Request(f"{farm.control_url}/emulators/enos/reset", method="POST")
+    req = urllib.request.Request(f"{farm.control_url}/emulators/enos/reset", method="POST",
+                                 headers={"X-Requested-With": "tests"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
     after = enos.state()

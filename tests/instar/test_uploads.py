@@ -115,7 +115,8 @@ def test_alarm_through_the_control_route(cam: RemoteMember, farm: ShardedFarm) -
     cgi(cam.url, "cmd=setftpactionattr&snapcount=1")
 
     def post(name: str) -> tuple[int, dict[str, Any]]:
-        out = subprocess.run(["curl", "-sS", "-X", "POST", "-w", "\n%{http_code}",
+        out = subprocess.run(["curl", "-sS", "-X", "POST", "-H", "X-Requested-With: curl",
+                              "-w", "\n%{http_code}",
                               f"{farm.control_url}/emulators/{name}/alarm"],
                              capture_output=True, check=True, timeout=15).stdout.decode()
         body, _, status = out.rpartition("\n")

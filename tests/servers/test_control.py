@@ -46,8 +46,13 @@ def call(farm, method: str, path: str, body: Any = None,
             data = body
         else:
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    # A state change needs JSON or X-Requested-With (control/origin.py): a text body in
+    # authorized_keys format comes with the header, as emulators ctl sends it.
+    headers = {"Content-Type": content_type} if data else {}
+    if method != "GET":
+        headers["X-Requested-With"] = "tests"
     request = urllib.request.Request(farm.control_url + path, data=data, method=method,
-                                     headers={"Content-Type": content_type} if data else {})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             raw = reply.read()
