@@ -16,7 +16,7 @@ from . import keysmith
 
 if TYPE_CHECKING:
     from . import scenario as scenario_mod
-from .core.process import release_free_memory, stop_on_signals
+from .core.process import bring_up
 
 log = logging.getLogger("emulators")
 
@@ -229,52 +229,42 @@ def _validate(paths: list[str]) -> int:
 
 async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,
                control_port: int | None) -> int:
+    from . import keypool
     from .control import ControlPlane
     from .core.state import StateError
     from .farm import Farm, PortInUse
 
-    stop = stop_on_signals()
     farm = Farm(scenario, state_dir)
-    try:
-        await farm.start()
-    except PortInUse as exc:
-        print(f"emulators run: {exc}; {IN_USE_HINT}", file=sys.stderr)
-        return 1
-    except (OSError, StateError) as exc:
-        print(f"emulators: cannot start the farm: {exc}", file=sys.stderr)
-        return 1
-    try:
-        await ControlPlane.serve(farm, control_port)
-    except OSError as exc:
-        await farm.stop()
+
+    def start_failed(exc: Exception) -> str:
+        if isinstance(exc, PortInUse):
+            return f"emulators run: {exc}; {IN_USE_HINT}"
+        return f"emulators: cannot start the farm: {exc}"
+
+    def control_failed(exc: OSError) -> str:
         if exc.errno == errno.EADDRINUSE:
             control = scenario.control
             port = control.port if control_port is None else control_port
-            print(f"emulators run: the control plane's port {port} is already in use "
-                  f"({control.host}:{port}); stop what uses it, or run with --control-port 0 "
-                  "or --free-ports", file=sys.stderr)
-        else:
-            print(f"emulators: cannot start the control plane: {exc}", file=sys.stderr)
-        return 1
-    document = farm.ready_document()
-    if ready_file is not None:
-        farm.write_ready_file(ready_file)
-    print(json.dumps(document, indent=1), flush=True)
-    print(f"emulators run: ready; the dashboard is at {document['control']['url']}{DASHBOARD}",
-          file=sys.stderr, flush=True)
-    del document
-    release_free_memory()
-    from . import keypool
+            return (f"emulators run: the control plane's port {port} is already in use "
+                    f"({control.host}:{port}); stop what uses it, or run with --control-port 0 "
+                    "or --free-ports")
+        return f"emulators: cannot start the control plane: {exc}"
 
-    await keypool.take_forked_keys()  # spare keys into the pool; the child is reaped
-    try:
-        await stop.wait()
-    finally:
-        await farm.stop()
-        if ready_file is not None:
-            ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
-    print("emulators: stopped", file=sys.stderr)
-    return farm.exit_status  # 1 when a member died and could not be restarted
+    return await bring_up(
+        farm, lambda: ControlPlane.serve(farm, control_port),
+        start_errors=(OSError, StateError), start_failed=start_failed,
+        control_failed=control_failed, announce=lambda: _announce(farm, "emulators run"),
+        ready_file=ready_file,
+        settle=keypool.take_forked_keys,  # spare keys into the pool; the child is reaped
+        stopped="emulators: stopped")  # exits 1 when a member died and could not restart
+
+
+def _announce(served: Any, prog: str) -> None:
+    """The ready document on stdout, and where the dashboard is on stderr."""
+    document = served.ready_document()
+    print(json.dumps(document, indent=1), flush=True)
+    print(f"{prog}: ready; the dashboard is at {document['control']['url']}{DASHBOARD}",
+          file=sys.stderr, flush=True)
 
 
 def _shard_or_front(args: argparse.Namespace) -> int:
@@ -360,38 +350,19 @@ async def _serve_sharded(coordinator: Any, host: str | None, port: int | None,
     from .shards.coordinator import ShardFailed
     from .shards.front import FrontPlane
 
-    stop = stop_on_signals()
-    try:
-        await coordinator.start()
-    except (ShardFailed, OSError) as exc:
-        print(f"{prog}: cannot start the farm: {exc}", file=sys.stderr)
-        return 1
-    control = coordinator.scenario.control
-    plane = FrontPlane(coordinator, host or control.host,
-                       control.port if port is None else port, control.token)
-    try:
+    async def start_control() -> None:
+        control = coordinator.scenario.control
+        plane = FrontPlane(coordinator, host or control.host,
+                           control.port if port is None else port, control.token)
         await plane.start()
-    except OSError as exc:
-        await coordinator.stop()
-        print(f"{prog}: cannot start the control plane: {exc}", file=sys.stderr)
-        return 1
-    coordinator.control = plane
-    if ready_file is not None:
-        coordinator.write_ready_file(ready_file)
-    document = coordinator.ready_document()
-    print(json.dumps(document, indent=1), flush=True)
-    print(f"{prog}: ready; the dashboard is at {document['control']['url']}{DASHBOARD}",
-          file=sys.stderr, flush=True)
-    del document
-    release_free_memory()
-    try:
-        await stop.wait()
-    finally:
-        await coordinator.stop()
-        if ready_file is not None:
-            ready_file.unlink(missing_ok=True)  # noqa: ASYNC240 - the loop is shutting down
-    print(f"{prog}: stopped", file=sys.stderr)
-    return coordinator.exit_status
+        coordinator.control = plane
+
+    return await bring_up(
+        coordinator, start_control, start_errors=(ShardFailed, OSError),
+        start_failed=lambda exc: f"{prog}: cannot start the farm: {exc}",
+        control_failed=lambda exc: f"{prog}: cannot start the control plane: {exc}",
+        announce=lambda: _announce(coordinator, prog), ready_file=ready_file,
+        stopped=f"{prog}: stopped")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,7 @@ from aiohttp import web
 from ..control.errors import BadRequest, read_json
 from ..control.keys import FARM
 from ..core.member import Member, MemberSpec
-from ..core.process import release_free_memory, stop_on_signals
-from ..core.state import atomic_write_bytes, encode_state
+from ..core.process import bring_up
 from ..kinds import resolve
 from ..scenario import Scenario
 from .partition import Rule, slices
@@ -187,52 +186,42 @@ async def run(args: dict[str, Any]) -> int:
     elsewhere = Elsewhere(scenario, peers or {})
     farm = Farm(sub, args["state_dir"], elsewhere=elsewhere)
     elsewhere.ctx = farm.ctx
-    stop = stop_on_signals()
-    try:
-        await farm.start()
-    except (OSError, StateError) as exc:
-        print(f"emulators shard {index}: cannot start: {exc}", file=sys.stderr)
-        return 1
-    plane = ControlPlane(farm, sub.control.host, sub.control.port, token=args["token"])
-    plane.app_parts = {"tables": (routes,)}
-    try:
+
+    async def start_control() -> None:
+        plane = ControlPlane(farm, sub.control.host, sub.control.port, token=args["token"])
+        plane.app_parts = {"tables": (routes,)}
         await plane.start()
-    except OSError as exc:
-        await farm.stop()
-        print(f"emulators shard {index}: cannot start its control plane: {exc}",
-              file=sys.stderr)
-        return 1
-    farm.control = plane
-    # Which run of this shard it is: the coordinator starts reading a new run's journal
-    # from its beginning (a pod's process id is 1 every time, so that cannot say it).
-    incarnation = uuid.uuid4().hex
-    # The listener options each member bound (free ports made numbers): a restart of this
-    # shard starts them there again (the coordinator gives them back as ``ports``).
-    bound = {m.name: ports for m in farm.members.values() if (ports := m.bound_ports())}
-    farm.shard = {"index": index, "count": count, "incarnation": incarnation,
-                  "bound_ports": bound}
-    doc = farm.ready_document()
-    if args.get("ready_file"):
-        atomic_write_bytes(Path(args["ready_file"]), encode_state(doc))
-    print(f"emulators shard {index}/{count}: ready, control plane on {plane.url}",
-          file=sys.stderr, flush=True)
-    release_free_memory()
+        farm.control = plane
+        # Which run of this shard it is: the coordinator starts reading a new run's journal
+        # from its beginning (a pod's process id is 1 every time, so that cannot say it).
+        incarnation = uuid.uuid4().hex
+        # The listener options each member bound (free ports made numbers): a restart of this
+        # shard starts them there again (the coordinator gives them back as ``ports``).
+        bound = {m.name: ports for m in farm.members.values() if (ports := m.bound_ports())}
+        farm.shard = {"index": index, "count": count, "incarnation": incarnation,
+                      "bound_ports": bound}
+
+    def announce() -> None:
+        assert farm.control is not None
+        print(f"emulators shard {index}/{count}: ready, control plane on {farm.control.url}",
+              file=sys.stderr, flush=True)
+
     parent = os.getppid()
 
-    async def orphaned() -> None:  # the coordinator died without stopping us: stop too
+    async def orphaned(stop: asyncio.Event) -> None:  # the coordinator died without stopping us
         while os.getppid() == parent:  # noqa: ASYNC110 - no event says a parent died
             await asyncio.sleep(1.0)
         log.error("shard %d: the coordinator is gone; stopping", index)
         stop.set()
 
-    watch = asyncio.create_task(orphaned()) if args.get("spawned", True) else None
-    try:
-        await stop.wait()
-    finally:
-        if watch is not None:
-            watch.cancel()
-        await farm.stop()
-    return farm.exit_status
+    ready_file = args.get("ready_file")
+    return await bring_up(
+        farm, start_control, start_errors=(OSError, StateError),
+        start_failed=lambda exc: f"emulators shard {index}: cannot start: {exc}",
+        control_failed=lambda exc: (f"emulators shard {index}: cannot start its control "
+                                    f"plane: {exc}"),
+        announce=announce, ready_file=Path(ready_file) if ready_file else None,
+        remove_ready_file=False, watch=orphaned if args.get("spawned", True) else None)
 
 
 def main() -> int:
