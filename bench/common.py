@@ -1,12 +1,14 @@
-"""Shared pieces of the benchmarks: a farm in its own process, wrk as the load generator,
-a bare aiohttp baseline, medians. Every script prints its figures and, where there is one,
-the ratio against a baseline measured in the same run on the same machine."""
+"""Shared pieces of the benchmarks: the one farm launcher (a farm in its own process, its log
+in a file), wrk as the load generator, a bare aiohttp baseline, CPU and RSS readings, medians.
+Every script prints its figures and, where there is one, the ratio against a baseline measured
+in the same run on the same machine."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -14,8 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +42,115 @@ def ensure_wrk() -> str:
     return found
 
 
+LOG_PROBLEM = re.compile(r"Traceback|\b(ERROR|CRITICAL)\b")
+
+
+@dataclass
+class Farm:
+    """A farm started by ``launch``: its process, ready document and log."""
+
+    proc: subprocess.Popen[bytes]
+    ready: dict[str, Any]
+    log_path: Path
+    state_dir: Path | None
+    elapsed: float = 0.0  # seconds from the process's start to its ready file
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def control(self) -> str:
+        return str(self.ready["control"]["api"])
+
+    def member(self, name: str) -> dict[str, Any]:
+        for entry in self.ready["emulators"] + self.ready.get("servers", []):
+            if entry["name"] == name:
+                return dict(entry)
+        raise LookupError(name)
+
+    def get(self, path: str) -> Any:
+        return self.call("GET", path)
+
+    def call(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(self.control + path, method=method,
+                                         headers={"X-Requested-With": "bench"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())
+
+
+def launch(scenario: Path | str, state_dir: Path | None, ready_file: Path, log_path: Path,
+           *, timeout: float = 60, log_level: str | None = "INFO", extra: tuple[str, ...] = (),
+           env: dict[str, str] | None = None, cwd: Path | None = None,
+           prefix: tuple[str, ...] = ()) -> Farm:
+    """`python -m emulators run` on ``scenario`` (a file, or a built-in's name) with ``extra``
+    arguments, its stderr to ``log_path`` (a file: an undrained pipe would stop the farm once
+    64 KiB of log piled up), ``prefix`` before the interpreter (taskset); returns once the
+    ready file is there, RuntimeError with the log's tail when the farm exits or is not ready
+    in ``timeout`` seconds."""
+    ready_file.unlink(missing_ok=True)
+    args = [*prefix, sys.executable, "-m", "emulators", "run", str(scenario), "--ready-file",
+            str(ready_file), "--control-port", "0", *extra]
+    if state_dir is not None:
+        args += ["--state-dir", str(state_dir)]
+    if log_level is not None:
+        args += ["--log-level", log_level]
+    # EMULATORS_SOURCE: run the farm from another checkout (e.g. `git archive HEAD` unpacked)
+    # while the working tree is being edited; `python -m` puts that folder first on sys.path.
+    source = cwd or os.environ.get("EMULATORS_SOURCE") or ROOT
+    started = time.perf_counter()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args, cwd=source, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    while True:
+        if ready_file.exists():
+            try:
+                ready = json.loads(ready_file.read_text())
+                break
+            except ValueError:  # written while we read it
+                pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"farm exited {proc.returncode}: {log_tail(log_path)}")
+        if time.perf_counter() - started > timeout:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"farm not ready after {timeout} s: {log_tail(log_path)}")
+        time.sleep(0.002)
+    return Farm(proc, ready, log_path, state_dir, time.perf_counter() - started)
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def log_problems(path: Path) -> list[str]:
+    """Lines of the farm's log that show an unhandled exception or an error."""
+    with open(path, errors="replace") as fh:
+        return [line.rstrip() for line in fh if LOG_PROBLEM.search(line)]
+
+
+def stop(farm: Farm, timeout: float = 30, *, report: bool = False) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; with ``report`` it prints how long
+    SIGTERM took to end the farm."""
+    if farm.proc.poll() is not None:
+        return
+    stopping = time.perf_counter()
+    farm.proc.send_signal(signal.SIGTERM)
+    try:
+        farm.proc.wait(timeout)
+        if report:
+            print(f"  (SIGTERM to exit {farm.proc.returncode}: "
+                  f"{time.perf_counter() - stopping:.1f} s)", flush=True)
+    except subprocess.TimeoutExpired:
+        if report:
+            print(f"  (SIGTERM: not stopped after {timeout:g} s; killed)", flush=True)
+        farm.proc.kill()
+        farm.proc.wait()
+
+
 @contextmanager
 def farm_process(
     scenario: dict[str, Any], *, state_dir: Path | None = None, timeout: float = 120,
-    env: dict[str, str] | None = None, cwd: Path = ROOT, extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None, cwd: Path | None = None, extra: tuple[str, ...] = (),
     stop_timeout: float = 30, report_stop: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], float]]:
     """Run `emulators run` on ``scenario`` (plus ``extra`` arguments) in its own process;
@@ -50,40 +159,23 @@ def farm_process(
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         path = Path(tmp) / "scenario.yaml"
         path.write_text(yaml.safe_dump(scenario))
-        ready_file = Path(tmp) / "ready.json"
-        args = [sys.executable, "-m", "emulators", "run", str(path), "--ready-file",
-                str(ready_file), "--control-port", "0", *extra]
-        if state_dir is not None:
-            args += ["--state-dir", str(state_dir)]
-        started = time.perf_counter()
-        proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env=env)
         try:
-            while not ready_file.exists():
-                if proc.poll() is not None:
-                    raise SystemExit(f"farm exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-                if time.perf_counter() - started > timeout:
-                    raise SystemExit(f"farm not ready after {timeout} s")
-                time.sleep(0.002)
-            elapsed = time.perf_counter() - started
-            yield proc, json.loads(ready_file.read_text()), elapsed
+            farm = launch(path, state_dir, Path(tmp) / "ready.json", Path(tmp) / "farm.log",
+                          timeout=timeout, log_level=None, extra=extra, env=env, cwd=cwd)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
+        try:
+            yield farm.proc, farm.ready, farm.elapsed
         finally:
-            if proc.poll() is None:
-                stopping = time.perf_counter()
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(stop_timeout)
-                    if report_stop:
-                        print(f"  (SIGTERM to exit {proc.returncode}: "
-                              f"{time.perf_counter() - stopping:.1f} s)", flush=True)
-                except subprocess.TimeoutExpired:
-                    if report_stop:
-                        print(f"  (SIGTERM: not stopped after {stop_timeout:g} s; killed)",
-                              flush=True)
-                    proc.kill()
-                    proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+            stop(farm, stop_timeout, report=report_stop)
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit; returns (soft, hard) now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 BASELINE = r'''

@@ -45,15 +45,13 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Farm, launch, log_problems  # noqa: E402 - the sibling module
 from load import (  # noqa: E402 - the sibling script, also when imported from the tests
     Client,
-    Farm,
     Job,
     Material,
     Outcome,
-    launch,
     load_scenario,
-    log_problems,
 )
 
 TMP_MARKER = ".tmp-"

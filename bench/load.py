@@ -33,14 +33,11 @@ import multiprocessing
 import os
 import random
 import re
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +48,15 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402 - the sibling module, also when imported from the tests
+    ROOT,
+    Farm,
+    cpu_seconds,
+    launch,
+    log_problems,
+    stop,
+)
 
 # Memory "near the baseline". CPython keeps freed small-object arenas and glibc keeps freed
 # heap pages while any live object sits above them, so RSS after a burst settles above the
@@ -76,7 +81,6 @@ ROUND_GROWTH_MB = 16.0
 # demand up to min(32, cores + 4) and keeps them idle: a bounded pool, not a leak. More than
 # that many above the baseline is a leak.
 POOL_THREADS = min(32, (os.cpu_count() or 1) + 4)
-LOG_PROBLEM = re.compile(r"Traceback|\b(ERROR|CRITICAL)\b")
 
 # Operation -> weight. Uploads and certificate issuance are rarer than reads, as in use.
 MIX: dict[str, int] = {
@@ -111,82 +115,6 @@ def load_scenario() -> dict[str, Any]:
     return scenario
 
 
-@dataclass
-class Farm:
-    proc: subprocess.Popen[bytes]
-    ready: dict[str, Any]
-    log_path: Path
-    state_dir: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def control(self) -> str:
-        return str(self.ready["control"]["api"])
-
-    def member(self, name: str) -> dict[str, Any]:
-        for entry in self.ready["emulators"] + self.ready.get("servers", []):
-            if entry["name"] == name:
-                return dict(entry)
-        raise LookupError(name)
-
-    def get(self, path: str) -> Any:
-        return self.call("GET", path)
-
-    def call(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(self.control + path, method=method,
-                                         headers={"X-Requested-With": "bench"})
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-
-
-def launch(scenario_path: Path, state_dir: Path, ready_file: Path, log_path: Path,
-           *, timeout: float = 60) -> Farm:
-    """`python -m emulators run` at --log-level INFO, its stderr to ``log_path`` (a file:
-    an undrained pipe would stop the farm once 64 KiB of log piled up)."""
-    ready_file.unlink(missing_ok=True)
-    args = [sys.executable, "-m", "emulators", "run", str(scenario_path), "--ready-file",
-            str(ready_file), "--state-dir", str(state_dir), "--control-port", "0",
-            "--log-level", "INFO"]
-    # EMULATORS_SOURCE: run the farm from another checkout (e.g. `git archive HEAD` unpacked)
-    # while the working tree is being edited; `python -m` puts that folder first on sys.path.
-    source = os.environ.get("EMULATORS_SOURCE") or ROOT
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(args, cwd=source, stdout=subprocess.DEVNULL, stderr=log)
-    started = time.monotonic()
-    while True:
-        if ready_file.exists():
-            try:
-                ready = json.loads(ready_file.read_text())
-                break
-            except ValueError:  # written while we read it
-                pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"farm exited {proc.returncode}: {log_tail(log_path)}")
-        if time.monotonic() - started > timeout:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"farm not ready after {timeout} s: {log_tail(log_path)}")
-        time.sleep(0.01)
-    return Farm(proc, ready, log_path, state_dir)
-
-
-def log_tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
-def stop(farm: Farm) -> None:
-    if farm.proc.poll() is None:
-        farm.proc.send_signal(signal.SIGTERM)
-        try:
-            farm.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            farm.proc.kill()
-            farm.proc.wait()
-
-
 @contextmanager
 def running_farm(scenario: dict[str, Any]) -> Iterator[Farm]:
     with tempfile.TemporaryDirectory(prefix="load-") as tmp:
@@ -205,12 +133,6 @@ def rss_allowance(clients: int) -> float:
     return RSS_SLACK_MB + RSS_PER_CLIENT_MB * clients
 
 
-def log_problems(path: Path) -> list[str]:
-    """Lines of the farm's log that show an unhandled exception or an error."""
-    with open(path, errors="replace") as fh:
-        return [line.rstrip() for line in fh if LOG_PROBLEM.search(line)]
-
-
 # -- what the farm holds -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -218,12 +140,6 @@ class Counts:
     sockets: int
     threads: int
     rss_mb: float
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def counts(pid: int) -> Counts:

@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,15 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import cpu_seconds, env_note, farm_process, rss_mb, show
-
-
-def raise_nofile() -> tuple[int, int]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
+from common import cpu_seconds, env_note, farm_process, raise_nofile, rss_mb, show
 
 FLEET_MAX = 50_000  # cameras per scenario entry (a fleet holds at most 65,000)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ROOT, env_note, wrk
+from common import env_note, launch, stop, wrk
 
 PATH_QS = "/param.cgi?cmd=getftpattr&user=admin&pwd=instar"
 BASELINE_PORT = 18081
@@ -50,18 +49,13 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: the server on one, wrk on the other")
     with tempfile.TemporaryDirectory(prefix="one-pair-") as tmp:
-        ready = Path(tmp) / "ready.json"
-        env = dict(os.environ, EMULATORS_READY_FILE=str(ready))
-        farm = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "emulators", "run"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        try:  # the default farm, as README's command runs it
+            farm = launch("default", None, Path(tmp) / "ready.json", Path(tmp) / "farm.log",
+                          log_level=None, prefix=("taskset", "-c", "0"))
+        except RuntimeError as exc:
+            raise SystemExit(f"the default farm did not start (ports in use?): {exc}") from None
         base = None
         try:
-            deadline = time.monotonic() + 60
-            while not ready.exists():
-                if farm.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the default farm did not start (ports in use?)")
-                time.sleep(0.05)
             url = "http://127.0.0.1:8081" + PATH_QS
             with urllib.request.urlopen(url) as reply:
                 (Path(tmp) / "body").write_bytes(reply.read())
@@ -84,8 +78,7 @@ def main() -> None:
             print(f"  median ratio {statistics.median(ratios):.2f}x "
                   f"(rounds {min(ratios):.2f}-{max(ratios):.2f})")
         finally:
-            farm.send_signal(signal.SIGTERM)
-            farm.wait(30)
+            stop(farm)
             if base is not None:
                 base.terminate()
                 base.wait(10)
