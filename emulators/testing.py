@@ -236,14 +236,14 @@ class RunningFarm(JournalChecks):
     def wait_for(self, timeout: float = 5.0, *, include_past: bool = True,
                  **filters: Any) -> dict[str, Any]:
         """Wait until the journal has an entry matching ``filters``; return it."""
-        from .core.journal import _matches
+        from .core.journal import matches
 
         keys = ("member", "kind", "protocol", "event", "method", "path", "status",
                 "correlation_id", "since", "until", "after_seq")
         args = [filters.get(k) for k in keys]
 
         async def wait() -> dict[str, Any]:
-            entry = await self.farm.journal.wait_for(lambda e: _matches(e, *args), timeout,
+            entry = await self.farm.journal.wait_for(lambda e: matches(e, *args), timeout,
                                                      include_past=include_past)
             return entry.to_dict()
 

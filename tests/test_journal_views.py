@@ -4,7 +4,7 @@ watching a busy farm costs what it shows), ``activity`` reads every entry withou
 from __future__ import annotations
 
 from emulators.core.clock import Clock
-from emulators.core.journal import Entry, Journal
+from emulators.core.journal import Entry, Journal, RawRequest
 
 
 def busy_journal(n: int) -> Journal:
@@ -35,3 +35,21 @@ def test_activity_reads_time_member_and_duration_newest_first() -> None:
     assert [r[1] for r in rows] == ["ftp", "cam", "cam", "cam"]
     assert rows[0][2] is None and rows[1][2] == 2.0
     assert not any(isinstance(e, Entry) for e in list(journal._entries)[:3])
+
+
+def test_the_raw_record_build_fills_every_field_of_the_record_type() -> None:
+    # record_http builds RawRequest with tuple.__new__, which counts no fields: a field added
+    # to the record type but not to the build would shift every later field by one.
+    journal = Journal(Clock())
+    journal.record_http("cam", "instar-camera", "http", "c-1", ("127.0.0.1", 5000), "POST",
+                        "/param.cgi?cmd=set", ((b"Host", b"cam"),), b"body", 200, b"ok",
+                        0.002, {"note": "x"})
+    raw = journal._entries[0]
+    assert type(raw) is RawRequest
+    assert len(raw) == len(RawRequest._fields)
+    assert raw._asdict() == {
+        "seq": 1, "time": raw.time, "member": "cam", "kind": "instar-camera",
+        "protocol": "http", "correlation_id": "c-1", "peer": ("127.0.0.1", 5000),
+        "method": "POST", "target": "/param.cgi?cmd=set", "raw_headers": ((b"Host", b"cam"),),
+        "body": b"body", "body_size": 4, "status": 200, "reply": b"ok", "seconds": 0.002,
+        "detail": {"note": "x"}}

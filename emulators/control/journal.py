@@ -29,7 +29,7 @@ import time
 
 from aiohttp import web
 
-from ..core.journal import _matches
+from ..core.journal import matches
 from .errors import BadRequest, ControlError, read_json
 from .keys import FARM
 
@@ -237,7 +237,7 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
                 after = fresh[-1].seq
                 chunk = b"".join(
                     f"id: {e.seq}\ndata: {json.dumps(e.to_dict())}\n\n".encode()
-                    for e in fresh if _matches(e, after_seq=None, **wanted))
+                    for e in fresh if matches(e, after_seq=None, **wanted))
                 if chunk:
                     await write(chunk)
                     quiet_since = time.monotonic()

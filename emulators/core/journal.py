@@ -264,7 +264,8 @@ class RawRequest(NamedTuple):
 
 # RawRequest's own __new__ is a Python function around this very call: calling it directly
 # makes the record with one C call on the hot path (Journal.record_http). It counts no fields,
-# so the order is RawRequest's; the journal tests read every field back.
+# so the order is RawRequest's; tests/test_journal_views.py fails when a field is added to
+# the record type without the build.
 _new_raw_request = tuple.__new__
 
 
@@ -475,12 +476,12 @@ class Journal:
         wanted = (member, kind, protocol, event, method, path, status, correlation_id, since,
                   until, after_seq)
         if not limit:
-            return [e for e in self._read() if _matches(e, *wanted)]  # type: ignore[arg-type, misc]
+            return [e for e in self._read() if matches(e, *wanted)]  # type: ignore[arg-type, misc]
         entries = self._entries
         found: list[Entry] = []
         for i in range(len(entries) - 1, -1, -1):
             entry = self._built(i)
-            if _matches(entry, *wanted):  # type: ignore[arg-type]
+            if matches(entry, *wanted):  # type: ignore[arg-type]
                 found.append(entry)
                 if len(found) == limit:
                     break
@@ -561,10 +562,14 @@ class Journal:
             self._waiters.remove(waiter)
 
 
-def _matches(e: Entry, member: str | None, kind: str | None, protocol: str | None,
-             event: str | None, method: str | None, path: str | None, status: int | None,
-             correlation_id: str | None, since: float | None, until: float | None,
-             after_seq: int | None) -> bool:
+def matches(e: Entry, member: str | None = None, kind: str | None = None,
+            protocol: str | None = None, event: str | None = None, method: str | None = None,
+            path: str | None = None, status: int | None = None,
+            correlation_id: str | None = None, since: float | None = None,
+            until: float | None = None, after_seq: int | None = None) -> bool:
+    """Whether ``e`` passes every given filter, as ``Journal.query`` filters (``member`` and
+    ``path`` shell-style patterns, ``method`` in any case): a live stream or a waiting test
+    filters what is new with the same rules."""
     return ((member is None or fnmatch.fnmatchcase(e.member, member))
             and (kind is None or e.kind == kind)
             and (protocol is None or e.protocol == protocol)
