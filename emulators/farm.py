@@ -344,7 +344,7 @@ class Farm:
             "control": control,
             # The farm's local CA, when a member used it: trust this to verify FTPS/HTTPS.
             "ca": ({"pem": self.ctx.ca.pem, "file": self._ca_file()}
-                   if self.ctx._ca is not None else None),
+                   if self.ctx.has_ca else None),
             "emulators": [m.describe() for m in self.by_role("emulator")],
             "servers": [m.describe() for m in self.by_role("server")],
             **({"shard": self.shard} if self.shard is not None else {}),

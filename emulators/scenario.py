@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -249,6 +249,9 @@ def load(source: str | Path | dict[str, Any], keep: Keep | None = None) -> Scena
 
 def validate(data: Any, lines: dict[Path_, int] | None = None,
              source: str = "scenario", keep: Keep | None = None) -> Scenario:
+    """The scenario ``data`` describes, or ScenarioInvalid with every problem of it (each with
+    its line in the file where ``lines`` has one): the top level, then each entry on its own,
+    then what entries say of each other (references, names, ports)."""
     lines = lines or {}
     problems: list[Problem] = []
 
@@ -259,105 +262,137 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
     if not isinstance(data, dict):
         problems.append(Problem((), "a scenario is a mapping with 'emulators' and/or 'servers'"))
         raise fail()
-    try:
-        top = ScenarioSpec.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, ()))
-        # Keep going with what can be read, so one run reports every problem of the file.
-        sections = {k: data[k] for k in ("servers", "emulators")
-                    if isinstance(data.get(k), list)}
-        top = ScenarioSpec.model_construct(**sections)
-
-    members: list[MemberSpec] = []
-    fleets: dict[str, Literal["addresses", "ports"]] = {}
-    entry_names: set[str] = set()
-    refs: list[tuple[Path_, str]] = []
-    kind_refs: list[tuple[Path_, str, str]] = []
-    entry_paths: dict[str, Path_] = {}  # entry name -> its path, for problems of its members
+    top = _read_top(data, problems)
+    stamped = _Stamped()
     for role, section in (("server", top.servers), ("emulator", top.emulators)):
         section_key = "servers" if role == "server" else "emulators"
         for i, raw in enumerate(section):
-            prefix: Path_ = (section_key, i)
-            if not isinstance(raw, dict):
-                problems.append(Problem(prefix, "each entry is a mapping"))
-                continue
-            # Every check of an entry runs even when an earlier one failed (a bad port does
-            # not hide an unknown option of the same entry); only a sound entry is stamped.
-            sound = True
-            raw_name = raw.get("name")
-            if isinstance(raw_name, str):
-                if raw_name in entry_names:
-                    problems.append(Problem((*prefix, "name"), f"duplicate name {raw_name!r}"))
-                    sound = False
-                entry_names.add(raw_name)
-            entry: EntrySpec | None = None
-            try:
-                entry = EntrySpec.model_validate(raw)
-            except ValidationError as exc:
-                problems.extend(_pydantic_problems(exc, prefix))
-                sound = False
-            kind = entry.kind if entry is not None else raw.get("kind")
-            if not isinstance(kind, str):
-                continue  # EntrySpec said so
-            try:
-                cls = resolve(kind)
-            except UnknownKind as exc:
-                problems.append(Problem((*prefix, "kind"), str(exc)))
-                continue
-            if cls.role != role:
-                problems.append(Problem((*prefix, "kind"),
-                                        f"{kind!r} is a {cls.role}, list it under "
-                                        f"'{'servers' if cls.role == 'server' else 'emulators'}'"))
-                continue
-            extra = (dict(entry.model_extra or {}) if entry is not None
-                     else {k: v for k, v in raw.items() if k not in EntrySpec.model_fields})
-            try:
-                options = cls.Options.model_validate(extra)
-            except ValidationError as exc:
-                problems.extend(_pydantic_problems(exc, prefix))
-                continue
-            if entry is None or not sound:
-                continue
-            for field_name in cls.server_refs:
-                value = getattr(options, field_name, None)
-                if value:
-                    refs.append(((*prefix, field_name), value))
-            for field_name, ref_kind in cls.member_refs.items():
-                value = getattr(options, field_name, None)
-                if value:
-                    kind_refs.append(((*prefix, field_name), value, ref_kind))
-            try:
-                stamped = _stamp(entry, cls, options, role, extra, keep)
-            except ValueError as exc:
-                problems.append(Problem((*prefix, "count"), str(exc)))
-                continue
-            if entry.count > 1:
-                fleets[entry.name] = entry.fleet
-            members.extend(stamped)
-            entry_paths[entry.name] = prefix
+            _read_entry(raw, (section_key, i), role, stamped, problems, keep)
+    members = stamped.members
+    problems.extend(_reference_problems(stamped))
+    problems.extend(_name_problems(stamped))
+    problems.extend(_port_clashes(members, stamped.entry_paths, top.control))
+    if problems:
+        raise fail()
+    return Scenario(top.name, top.description, top.control, tuple(members), stamped.fleets,
+                    source, top.journal, tuple(top.faults), top.fault_seed)
 
+
+def _read_top(data: dict[str, Any], problems: list[Problem]) -> ScenarioSpec:
+    """The scenario's top level; with a problem, what can be read of its sections, so one run
+    reports every problem of the file."""
+    try:
+        return ScenarioSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, ()))
+        sections = {k: data[k] for k in ("servers", "emulators")
+                    if isinstance(data.get(k), list)}
+        return ScenarioSpec.model_construct(**sections)
+
+
+@dataclass
+class _Stamped:
+    """What the entries read so far make, and what they say of each other (checked once every
+    entry is read)."""
+
+    members: list[MemberSpec] = field(default_factory=list)
+    fleets: dict[str, Literal["addresses", "ports"]] = field(default_factory=dict)
+    entry_names: set[str] = field(default_factory=set)
+    refs: list[tuple[Path_, str]] = field(default_factory=list)  # (where, server name)
+    kind_refs: list[tuple[Path_, str, str]] = field(default_factory=list)  # + the kind named
+    entry_paths: dict[str, Path_] = field(default_factory=dict)  # entry name -> its path
+
+
+def _read_entry(raw: Any, prefix: Path_, role: Role, stamped: _Stamped,
+                problems: list[Problem], keep: Keep | None) -> None:
+    """One entry of ``servers`` or ``emulators``: its problems, or its members stamped."""
+    if not isinstance(raw, dict):
+        problems.append(Problem(prefix, "each entry is a mapping"))
+        return
+    # Every check of an entry runs even when an earlier one failed (a bad port does
+    # not hide an unknown option of the same entry); only a sound entry is stamped.
+    sound = True
+    raw_name = raw.get("name")
+    if isinstance(raw_name, str):
+        if raw_name in stamped.entry_names:
+            problems.append(Problem((*prefix, "name"), f"duplicate name {raw_name!r}"))
+            sound = False
+        stamped.entry_names.add(raw_name)
+    entry: EntrySpec | None = None
+    try:
+        entry = EntrySpec.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, prefix))
+        sound = False
+    kind = entry.kind if entry is not None else raw.get("kind")
+    if not isinstance(kind, str):
+        return  # EntrySpec said so
+    try:
+        cls = resolve(kind)
+    except UnknownKind as exc:
+        problems.append(Problem((*prefix, "kind"), str(exc)))
+        return
+    if cls.role != role:
+        problems.append(Problem((*prefix, "kind"),
+                                f"{kind!r} is a {cls.role}, list it under "
+                                f"'{'servers' if cls.role == 'server' else 'emulators'}'"))
+        return
+    extra = (dict(entry.model_extra or {}) if entry is not None
+             else {k: v for k, v in raw.items() if k not in EntrySpec.model_fields})
+    try:
+        options = cls.Options.model_validate(extra)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, prefix))
+        return
+    if entry is None or not sound:
+        return
+    for field_name in cls.server_refs:
+        value = getattr(options, field_name, None)
+        if value:
+            stamped.refs.append(((*prefix, field_name), value))
+    for field_name, ref_kind in cls.member_refs.items():
+        value = getattr(options, field_name, None)
+        if value:
+            stamped.kind_refs.append(((*prefix, field_name), value, ref_kind))
+    try:
+        members = _stamp(entry, cls, options, role, extra, keep)
+    except ValueError as exc:
+        problems.append(Problem((*prefix, "count"), str(exc)))
+        return
+    if entry.count > 1:
+        stamped.fleets[entry.name] = entry.fleet
+    stamped.members.extend(members)
+    stamped.entry_paths[entry.name] = prefix
+
+
+def _reference_problems(stamped: _Stamped) -> list[Problem]:
+    """Options naming a server, or a member of a kind, that the scenario does not have."""
+    problems = []
+    members = stamped.members
     servers = {m.name for m in members if m.role == "server"} | {
         m.group for m in members if m.role == "server"}
-    for path, value in refs:
+    for path, value in stamped.refs:
         if value not in servers:
             problems.append(Problem(path, f"no server named {value!r} in this scenario"))
     kinds_by_name = {m.name: m.kind for m in members}
-    for path, value, ref_kind in kind_refs:
+    for path, value, ref_kind in stamped.kind_refs:
         if kinds_by_name.get(value) != ref_kind:
             problems.append(Problem(path, f"no {ref_kind} member named {value!r} in this "
                                           "scenario"))
+    return problems
+
+
+def _name_problems(stamped: _Stamped) -> list[Problem]:
+    """Stamped fleet members whose names clash with an entry's or another member's."""
+    problems = []
     seen: dict[str, str] = {}
-    for m in members:
-        if m.name in entry_names and m.group != m.name:
+    for m in stamped.members:
+        if m.name in stamped.entry_names and m.group != m.name:
             problems.append(Problem((), f"fleet member name {m.name!r} clashes with an entry"))
         if m.name in seen and seen[m.name] != m.group:
             problems.append(Problem((), f"name {m.name!r} is used twice"))
         seen[m.name] = m.group
-    problems.extend(_port_clashes(members, entry_paths, top.control))
-    if problems:
-        raise fail()
-    return Scenario(top.name, top.description, top.control, tuple(members), fleets, source,
-                    top.journal, tuple(top.faults), top.fault_seed)
+    return problems
 
 
 def _port_clashes(members: list[MemberSpec], entry_paths: dict[str, Path_],

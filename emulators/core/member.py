@@ -103,6 +103,11 @@ class FarmContext:
             self._ca = FarmCA.load_or_create(self.store)
         return self._ca
 
+    @property
+    def has_ca(self) -> bool:
+        """Whether the farm's CA exists yet (a member used it), without making it."""
+        return self._ca is not None
+
     def member(self, name: str) -> Member:
         if self.lookup is None:
             raise LookupError(f"no farm to look up {name!r} in")
