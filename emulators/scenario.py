@@ -264,7 +264,9 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
         raise fail()
     top = _read_top(data, problems)
     stamped = _Stamped()
-    for role, section in (("server", top.servers), ("emulator", top.emulators)):
+    sections: tuple[tuple[Role, list[Any]], ...] = (("server", top.servers),
+                                                    ("emulator", top.emulators))
+    for role, section in sections:
         section_key = "servers" if role == "server" else "emulators"
         for i, raw in enumerate(section):
             _read_entry(raw, (section_key, i), role, stamped, problems, keep)
