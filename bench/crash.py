@@ -1,4 +1,4 @@
-"""Issue 10, crashes: SIGKILL the farm at random moments while files arrive and certificates
+"""Crashes: SIGKILL the farm at random moments while files arrive and certificates
 are issued, restart it on the same --state-dir, and check that nothing is half-written.
 
     python bench/crash.py [--kills 100] [--max-delay 0.6] [--seed 1] [--keep DIR]

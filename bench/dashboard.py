@@ -1,4 +1,4 @@
-"""Issue 20: the dashboard's speed, in Debian's headless Chromium.
+"""The dashboard's speed, in Debian's headless Chromium.
 
     python bench/dashboard.py [--loads 5] [--fleet 1000] [--entries 10000]
                               [--seconds 2] [--runs 4] [--processes 2] [--part both|page|cost]

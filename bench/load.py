@@ -1,4 +1,4 @@
-"""Issue 10, load: hundreds of concurrent clients mixing every emulator and both upload servers
+"""Load: hundreds of concurrent clients mixing every emulator and both upload servers
 against a farm in its own process, then what the farm looks like once they are gone.
 
     python bench/load.py [--clients 500] [--seconds 60] [--workers 4] [--rounds 2]
@@ -66,9 +66,9 @@ from common import (  # noqa: E402 - the sibling module, also when imported from
 # which grows through the round; glibc's dynamic mmap threshold then keeps those
 # megabyte buffers in its heap: with MALLOC_MMAP_THRESHOLD_=131072 the 150-client round below
 # kept +31 MiB instead of +64). So it grows with the clients and with how much a round gets
-# done: 32 MiB plus 0.8 MiB a client bounds it (measured after the FTP fixes of issue 16,
-# which doubled upload throughput: +64 to +68 MiB for 150 clients in 6 s, +333 and +387 MiB
-# for 500 clients in 60 s; before them +11 and +81). A real leak grows with the number of
+# done: 32 MiB plus 0.8 MiB a client bounds it (measured with the FTP server as it is, which
+# uploads twice as fast as it first did: +64 to +68 MiB for 150 clients in 6 s, +333 and +387
+# MiB for 500 clients in 60 s; at the first speed +11 and +81). A real leak grows with the number of
 # requests instead, which is what the second round measures: it repeats the first round's
 # work on the same (reset) state, so a leak shows as the same growth again, while retained
 # memory is reused and adds (almost) nothing (measured: -53 MiB for 500 clients, -2 and

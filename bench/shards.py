@@ -1,4 +1,4 @@
-"""Issue 21: a sharded farm (`emulators run --shards N`) against one process.
+"""A sharded farm (`emulators run --shards N`) against one process.
 
     python bench/shards.py [--part scale,control,cpu,pod] [--cameras 100000] [--scale-shards 6]
                            [--control-shards 8] [--cpu-shards 1,2,4] [--seconds 3]

@@ -1,4 +1,4 @@
-"""The other way of measuring INSTAR getftpattr throughput (issue 17's independent figure):
+"""The other way of measuring INSTAR getftpattr throughput (a second, independent figure):
 README's command 1 as a user runs it (`emulators run`, the default farm on its documented
 ports), one farm process and one baseline process for the whole run, the server pinned to
 core 0 from launch and wrk to core 1, five alternating rounds of --seconds each. The baseline

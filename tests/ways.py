@@ -1,6 +1,6 @@
 """An emulator's integration tests, both ways: the farm as `emulators run` runs it on one
-process, and on four shards (issue 21: "the acceptance behaviour of every emulator is the same
-on --shards 4 as on one process"). A module's ``farm`` fixture is
+process, and on four shards (a sharded farm must behave, member for member, as the same
+scenario on one process does). A module's ``farm`` fixture is
 
     @pytest.fixture(scope="module", params=WAYS)
     def farm(request):

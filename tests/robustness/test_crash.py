@@ -1,4 +1,4 @@
-"""Issue 10, crashes (bounded): SIGKILL the farm a few times while files arrive and
+"""Crashes (bounded): SIGKILL the farm a few times while files arrive and
 certificates are issued, restart it on the same state directory, check nothing is
 half-written or lost. bench/crash.py is the full run (100 kills); same code, fewer kills."""
 

@@ -1,4 +1,4 @@
-"""Issue 10, load (bounded): 150 concurrent clients mixing every emulator and both upload
+"""Load (bounded): 150 concurrent clients mixing every emulator and both upload
 servers against a farm in its own process, for a few seconds. bench/load.py is the full
 run (500 clients, two rounds); this is the same code with smaller numbers."""
 

@@ -59,7 +59,7 @@ def _tls_data_then_reset(client: ftplib.FTP) -> str:
 
 def _reset_right_after_connect(client: ftplib.FTP) -> str:
     """Connect, send STOR and reset at once: the server may accept a connection that is
-    already dead (the half-built data handler of issue 16) or meet the reset later."""
+    already dead (its data handler then half-built) or meet the reset later."""
     data = _pasv(client)
     client.putcmd("STOR snap.jpg")
     reset(data)

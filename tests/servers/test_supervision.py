@@ -106,7 +106,8 @@ def test_a_member_that_keeps_dying_is_given_up_on(farm):
 
 
 def test_a_broken_data_handler_is_closed_and_the_server_serves_on(farm, caplog):
-    """The failure of issue 16, injected: a data handler whose close() raises. That one
+    """A data handler whose close() raises (as a half-built one did when its client
+    reset at once), injected. That one
     transfer is answered 426 and recorded incomplete; the session, the loop and every later
     login go on (no restart needed)."""
     caplog.set_level(logging.INFO)
