@@ -229,7 +229,7 @@ def _validate(paths: list[str]) -> int:
 
 async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,
                control_port: int | None) -> int:
-    from .control import ControlPlane
+    from .control.server import ControlPlane
     from .core.state import StateError
     from .farm import Farm, PortInUse
 

@@ -78,7 +78,7 @@ def test_the_walk_sees_imports() -> None:
     # The check below must not pass because the walk saw nothing.
     assert "emulators.core.member" in GRAPH["emulators.farm"]
     assert "emulators.instar.urls" in GRAPH["emulators.instar.emulator"]
-    assert "emulators.control.members" in GRAPH["emulators.instar.control"]
+    assert "emulators.core.control_routes" in GRAPH["emulators.instar.control"]
 
 
 def test_the_platform_imports_no_kind_package() -> None:
