@@ -230,7 +230,7 @@ def _validate(paths: list[str]) -> int:
 async def _run(scenario: scenario_mod.Scenario, state_dir: Path | None, ready_file: Path | None,
                control_port: int | None) -> int:
     from . import keypool
-    from .control import ControlPlane
+    from .control.server import ControlPlane
     from .core.state import StateError
     from .farm import Farm, PortInUse
 

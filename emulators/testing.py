@@ -133,7 +133,7 @@ async def _start(farm: Farm, control_port: int | None) -> dict[str, Any]:
     """Start ``farm``, then its control plane on ``control_port`` (None: no control plane)."""
     await farm.start()
     if control_port is not None:
-        from .control import ControlPlane
+        from .control.server import ControlPlane
 
         try:
             await ControlPlane.serve(farm, control_port)

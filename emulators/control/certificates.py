@@ -13,7 +13,7 @@ from aiohttp import web
 from cryptography import x509
 
 from .. import pki
-from .keys import FARM
+from ..core.control_routes import FARM
 
 routes = web.RouteTableDef()
 SOON_DAYS = 30

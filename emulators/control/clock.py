@@ -6,8 +6,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from .errors import BadRequest, read_json
-from .keys import FARM
+from ..core.control_routes import FARM, BadRequest, read_json
 
 routes = web.RouteTableDef()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..core.control_routes import FARM, BadRequest, NotFound, read_json
 from ..core.faults import CATALOGUE, FaultSpec
-from .errors import BadRequest, NotFound, read_json
-from .keys import FARM
 
 routes = web.RouteTableDef()
 

@@ -29,9 +29,8 @@ import time
 
 from aiohttp import web
 
+from ..core.control_routes import FARM, BadRequest, ControlError, read_json
 from ..core.journal import matches
-from .errors import BadRequest, ControlError, read_json
-from .keys import FARM
 
 POLL = 0.2  # seconds between looks at the journal (an entry shows within this)
 KEEPALIVE = 15.0

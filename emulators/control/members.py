@@ -6,9 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core.control_routes import FARM, NotFound
 from ..core.journal import withhold_private_keys
-from .errors import NotFound
-from .keys import FARM
 
 routes = web.RouteTableDef()
 
@@ -18,16 +17,6 @@ def _member(request: web.Request, role: str):
     member = request.app[FARM].members.get(name)
     if member is None or member.role != role:
         raise NotFound(f"no {role} named {name!r}")
-    return member
-
-
-def owner_of(request: web.Request, routes: web.RouteTableDef, what: str) -> Any:
-    """For a kind's own control route: the member ``{name}`` names, if its kind brought
-    ``routes`` (``Member.control_routes``); else NotFound "no <what> named '<name>'"."""
-    name = request.match_info["name"]
-    member = request.app[FARM].members.get(name)
-    if member is None or type(member).control_routes is not routes:
-        raise NotFound(f"no {what} named {name!r}")
     return member
 
 

@@ -6,48 +6,28 @@ not describe, or the other way round.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
 
+from ..core.control_routes import FARM, STRING, obj, operation
 from .dashboard import FILES as PAGES
-from .keys import FARM
 
 routes = web.RouteTableDef()
 
-_ERR = {"$ref": "#/components/responses/Error"}
-_JSON = {"application/json": {"schema": {"type": "object"}}}
-_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+# The plane's own operations carry the "farm" tag unless they name theirs.
+_op = functools.partial(operation, tag="farm")
 
 
-def _op(summary: str, *, body: dict[str, Any] | None = None, params: tuple[str, ...] = (),
-        query: dict[str, str] | None = None, ok: str = "200", tag: str = "farm",
-        media: dict[str, Any] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {
-        ok: {"description": "OK", "content": media or _JSON}, "default": _ERR}}
-    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in params]
-    for name, kind in (query or {}).items():
-        parameters.append({"name": name, "in": "query", "schema": {"type": kind}})
-    if parameters:
-        op["parameters"] = parameters
-    if body is not None:
-        op["requestBody"] = {"content": {"application/json": {"schema": body}}}
-    return op
-
-
-def _obj(**props: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": props}
-
-
-S, INT, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+S, INT, N, B = STRING, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
 JOURNAL_QUERY = {"member": "string", "kind": "string", "protocol": "string", "event": "string",
                  "method": "string", "path": "string", "status": "integer",
                  "correlation_id": "string", "since": "number", "until": "number",
                  "after_seq": "integer", "limit": "integer"}
-FAULT = _obj(id=S, fault=S, member=S, kind=S, protocol=S, method=S, path=S, command=S,
-             probability=N, times=INT, ttl=N, seed=INT, latency_ms=INT, status=INT, message=S,
-             seconds=N, bytes_per_second=INT, after_bytes=INT, connack=INT)
+FAULT = obj(id=S, fault=S, member=S, kind=S, protocol=S, method=S, path=S, command=S,
+            probability=N, times=INT, ttl=N, seed=INT, latency_ms=INT, status=INT, message=S,
+            seconds=N, bytes_per_second=INT, after_bytes=INT, connack=INT)
 
 PATHS: dict[str, dict[str, Any]] = {
     "/": {"get": _op("API version and every route")},
@@ -70,7 +50,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "Every certificate the members hold, judged on the farm clock",
         query={"member": "string"}, tag="farm")},
     "/v1/journal/config": {"put": _op("Resize or switch the journal",
-                                      body=_obj(capacity=INT, enabled=B), tag="journal")},
+                                      body=obj(capacity=INT, enabled=B), tag="journal")},
     "/v1/faults": {"get": _op("List fault rules", tag="faults"),
                    "post": _op("Add a fault rule", body=FAULT, ok="201", tag="faults"),
                    "delete": _op("Remove every fault rule", tag="faults")},
@@ -79,16 +59,16 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/faults/{id}": {"delete": _op("Remove one fault rule", params=("id",), tag="faults")},
     "/v1/clock": {"get": _op("Read the farm clock", tag="clock")},
     "/v1/clock/freeze": {"post": _op("Freeze the clock (now, or at time/at)",
-                                     body=_obj(time=N, at=S), tag="clock")},
+                                     body=obj(time=N, at=S), tag="clock")},
     "/v1/clock/unfreeze": {"post": _op("Let the clock run again", tag="clock")},
-    "/v1/clock/set": {"post": _op("Set the clock", body=_obj(time=N, at=S), tag="clock")},
-    "/v1/clock/advance": {"post": _op("Advance the clock", body=_obj(seconds=N), tag="clock")},
+    "/v1/clock/set": {"post": _op("Set the clock", body=obj(time=N, at=S), tag="clock")},
+    "/v1/clock/advance": {"post": _op("Advance the clock", body=obj(seconds=N), tag="clock")},
     "/v1/clock/reset": {"post": _op("Back to real time", tag="clock")},
     "/v1/snapshots": {"get": _op("List snapshots", tag="snapshots"),
-                      "post": _op("Save a snapshot", body=_obj(name=S, members={"type": "array"}),
+                      "post": _op("Save a snapshot", body=obj(name=S, members={"type": "array"}),
                                   ok="201", tag="snapshots")},
     "/v1/snapshots/{name}/restore": {"post": _op("Restore a snapshot", params=("name",),
-                                                 body=_obj(members={"type": "array"}),
+                                                 body=obj(members={"type": "array"}),
                                                  tag="snapshots")},
     "/v1/snapshots/{name}": {"delete": _op("Delete a snapshot", params=("name",),
                                            tag="snapshots")},
@@ -109,18 +89,6 @@ for _plural in ("emulators", "servers"):
                                                           tag=_plural)}
 
 
-BYTES, STRING = _BYTES, S  # for the kinds' own operations
-
-
-def obj(**props: Any) -> dict[str, Any]:
-    return _obj(**props)
-
-
-def operation(summary: str, **kwargs: Any) -> dict[str, Any]:
-    """An OpenAPI operation in this document's style, for a kind's ``control_openapi``."""
-    return _op(summary, tag=kwargs.pop("tag", "emulators"), **kwargs)
-
-
 def document(farm: Any = None) -> dict[str, Any]:
     """The farm's routes: the plane's own and those of the kinds it runs."""
     paths = dict(PATHS)
@@ -134,7 +102,7 @@ def document(farm: Any = None) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "responses": {"Error": {"description": "An error", "content": {"application/json": {
-                "schema": _obj(error=_obj(code=S, message=S))}}}},
+                "schema": obj(error=obj(code=S, message=S))}}}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import MisdirectedRequest, UnsupportedMediaType
+from ..core.control_routes import MisdirectedRequest, UnsupportedMediaType
 
 STATE_CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CLIENT_HEADER = "X-Requested-With"

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from ..core.aiohttp_internals import HookedRunner, ProtocolServer, RequestHandler, bound_address
 from ..core.bodies import declared_too_large, send_and_close
+from ..core.control_routes import FARM, Unauthorized, error_response
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
 from . import certificates, clock, dashboard, faults, journal, members, openapi, origin, snapshots
-from .errors import Unauthorized, error_middleware, error_response
-from .keys import FARM
+from .errors import error_middleware
 from .params import check_path_params, check_routes
 
 if TYPE_CHECKING:

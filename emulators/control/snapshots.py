@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core.control_routes import FARM, BadRequest, NotFound, read_json
 from ..snapshots import SnapshotError
-from .errors import BadRequest, NotFound, read_json
-from .keys import FARM
 
 routes = web.RouteTableDef()
 

@@ -26,9 +26,15 @@ from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
-from ..control.errors import BadRequest, Conflict, GatewayTimeout, NotFound, read_json
-from ..control.members import owner_of
-from ..control.openapi import operation
+from ..core.control_routes import (
+    BadRequest,
+    Conflict,
+    GatewayTimeout,
+    NotFound,
+    operation,
+    owner_of,
+    read_json,
+)
 
 if TYPE_CHECKING:
     from .emulator import EnosService

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..control.members import owner_of
-from ..control.openapi import operation
+from ..core.control_routes import operation, owner_of
 
 routes = web.RouteTableDef()
 OPENAPI = {"/v1/emulators/{name}/alarm": {"post": operation(

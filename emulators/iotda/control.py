@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
-from ..control.errors import NotFound
-from ..control.members import owner_of
-from ..control.openapi import operation
+from ..core.control_routes import NotFound, operation, owner_of
 from .exceptions import CertificateNotFound
 
 if TYPE_CHECKING:

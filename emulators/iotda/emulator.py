@@ -230,6 +230,36 @@ class IotdaService(HttpEmulator):
         app.router.add_routes(ROUTES)
         return app
 
+    # -- what the farm's own devices ask (iotda_device) ---------------------------------------
+    async def register_device(self, *, device_id: str, node_id: str, product_id: str,
+                              device_name: str, secret: str, secure_access: bool) -> bool:
+        """AddDevice in the first project with a secret, unless a device ``device_id`` exists
+        in any project; True when it was added. A body AddDevice refuses raises its error."""
+        if self.devices.find(device_id) is not None:
+            return False
+        self.devices.add_device(self.options.credentials[0].project_id, {
+            "node_id": node_id, "product_id": product_id, "device_id": device_id,
+            "device_name": device_name,
+            "auth_info": {"auth_type": "SECRET", "secret": secret,
+                          "secure_access": secure_access}}, self.clock.time())
+        await self.save()
+        return True
+
+    def mqtt_address(self, tls: bool) -> tuple[str, int]:
+        """Where a device connects, over MQTTS or plain MQTT: a listener bound to every
+        address is reached on loopback. LookupError when the member has no such listener."""
+        label = "mqtts" if tls else "mqtt"
+        listener = self.access.listeners.get(label)
+        if listener is None:
+            raise LookupError(f"{self.name} has no {label} listener")
+        host = listener.host if listener.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return host, listener.port
+
+    @staticmethod
+    def device_password(secret: str, timestamp: str) -> str:
+        """The MQTT password a device derives from its secret for the hour ``YYYYMMDDHH``."""
+        return password_for(secret, timestamp)
+
     # -- control plane -------------------------------------------------------------------------
     async def new_verify_code(self, cert_id: str, project_id: str | None = None) -> DeviceCA:
         """The console's "Generate Verification Code" button: the old code stops working."""

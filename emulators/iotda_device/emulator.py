@@ -32,7 +32,6 @@ from ..core.mqtt_client import MqttClient, MqttRefused
 from ..core.tasks import cancel_and_wait
 from ..iotda import topics
 from ..iotda.exceptions import IotdaError
-from ..iotda.models.access import password_for
 from .options import IotdaDeviceOptions
 
 if TYPE_CHECKING:
@@ -127,21 +126,12 @@ class IotdaDevice(Member):
 
     async def register(self, cloud: IotdaService) -> None:
         """AddDevice on the cloud's first project, with this device's secret, if missing."""
-        if cloud.devices.find(self.device_id) is not None:
-            return
-        project_id = cloud.options.credentials[0].project_id
-        cloud.devices.add_device(project_id, {
-            "node_id": self.node_id, "product_id": self.options.product_id,
-            "device_id": self.device_id, "device_name": self.name,
-            "auth_info": {"auth_type": "SECRET", "secret": self.options.secret,
-                          "secure_access": self.options.tls}}, self.clock.time())
-        await cloud.save()
+        await cloud.register_device(
+            device_id=self.device_id, node_id=self.node_id, product_id=self.options.product_id,
+            device_name=self.name, secret=self.options.secret, secure_access=self.options.tls)
 
     def _client(self, cloud: IotdaService) -> MqttClient:
-        label = "mqtts" if self.options.tls else "mqtt"
-        listener = cloud.access.listeners.get(label)
-        if listener is None:
-            raise LookupError(f"{cloud.name} has no {label} listener")
+        host, port = cloud.mqtt_address(self.options.tls)
         now = self.clock.time() + self.options.clock_offset
         timestamp = time.strftime("%Y%m%d%H", time.gmtime(now))
         check = "1" if self.options.check_timestamp else "0"
@@ -149,10 +139,9 @@ class IotdaDevice(Member):
         if self.options.tls:
             tls = pki.client_context(self.ctx.ca.pem)
             tls.check_hostname = False  # the SDK's tls_insecure_set(True)
-        host = listener.host if listener.host not in ("0.0.0.0", "::") else "127.0.0.1"
         client = MqttClient(
-            host, listener.port, client_id=f"{self.device_id}_0_{check}_{timestamp}",
-            username=self.device_id, password=password_for(self.options.secret, timestamp),
+            host, port, client_id=f"{self.device_id}_0_{check}_{timestamp}",
+            username=self.device_id, password=cloud.device_password(self.options.secret, timestamp),
             keep_alive=self.options.keep_alive, tls=tls)
         client.on_message = functools.partial(self._on_message, client)
         return client

@@ -10,9 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..control.errors import BadRequest, NotFound, read_json
-from ..control.members import owner_of
-from ..control.openapi import BYTES, STRING, obj, operation
+from ..core.control_routes import (
+    BYTES,
+    STRING,
+    BadRequest,
+    NotFound,
+    obj,
+    operation,
+    owner_of,
+    read_json,
+)
 from .exceptions import AuthorizedKeyError
 
 routes = web.RouteTableDef()

@@ -35,8 +35,8 @@ from typing import Any
 
 import aiohttp
 
-from ..control.errors import ControlError
 from ..core.clock import Clock
+from ..core.control_routes import ControlError
 from ..core.journal import Entry, Journal
 from ..core.state import StateStore, atomic_write_bytes, encode_state
 from ..scenario import Scenario

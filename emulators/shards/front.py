@@ -26,9 +26,8 @@ from yarl import URL
 
 from ..control import clock as clock_routes
 from ..control import dashboard, faults, journal, snapshots
-from ..control.errors import NotFound, read_json
-from ..control.keys import FARM
 from ..control.server import API_VERSION, ControlPlane
+from ..core.control_routes import FARM, NotFound, read_json
 from .coordinator import Coordinator, ShardFailed, ShardUnavailable
 
 routes = web.RouteTableDef()

@@ -22,8 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..control.errors import BadRequest, read_json
-from ..control.keys import FARM
+from ..core.control_routes import FARM, BadRequest, read_json
 from ..core.member import Member, MemberSpec
 from ..core.process import bring_up
 from ..kinds import resolve
@@ -154,7 +153,7 @@ async def fetch_ca(url: str, token: str, directory: Path, patience: float = 300)
 
 
 async def run(args: dict[str, Any]) -> int:
-    from ..control import ControlPlane
+    from ..control.server import ControlPlane
     from ..core.state import StateError
     from ..farm import Farm
     from ..scenario import load
