@@ -23,6 +23,7 @@ from ..exceptions import (
     VerifyCodeFailed,
 )
 from .common import (
+    APP_ID,
     IdSource,
     PageQuery,
     bool_field,
@@ -36,7 +37,6 @@ from .records import ProjectRecords
 
 MAX_CONTENT_CHARS = 65_535
 MAX_CA_BYTES = 1024 * 1024  # seed 003: "the file size cannot exceed 1M"
-APP_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
 TEMPLATE_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
 DAY = 86_400.0
 
