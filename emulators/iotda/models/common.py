@@ -11,7 +11,7 @@ import binascii
 import datetime as dt
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -224,6 +224,19 @@ class PageQuery:
 
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+def lookup(records: Mapping[K, T], key: K, given: str, pattern: re.Pattern[str], name: str,
+           missing: Callable[[str], Exception]) -> T:
+    """``records[key]`` for the id ``given`` in a path: invalid input when ``given`` is no id
+    (``name`` says which), ``missing(given)`` when no record has it."""
+    if not pattern.fullmatch(given):
+        raise InvalidInput(f"{name} {given!r}")
+    record = records.get(key)
+    if record is None:
+        raise missing(given)
+    return record
 
 
 def paginate(records: Sequence[T], ids: Sequence[str], page: PageQuery

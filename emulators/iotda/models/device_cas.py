@@ -61,10 +61,6 @@ class DeviceCA:
     effective_date: str
     expiry_date: str
 
-    @property
-    def record_id(self) -> str:
-        return self.certificate_id
-
     def summary(self) -> dict[str, Any]:
         return {
             "certificate_id": self.certificate_id,

@@ -29,6 +29,7 @@ from .common import (
     bool_field,
     choice_field,
     int_field,
+    lookup,
     now_text,
     object_field,
     paginate,
@@ -237,12 +238,8 @@ class Registry:
         return self.by_id.get(device_id)
 
     def device(self, project_id: str, device_id: str) -> Device:
-        if not DEVICE_ID.fullmatch(device_id):
-            raise InvalidInput(f"device_id {device_id!r}")
-        device = self.devices.get((project_id, device_id))
-        if device is None:
-            raise DeviceNotFound(device_id)
-        return device
+        return lookup(self.devices, (project_id, device_id), device_id, DEVICE_ID, "device_id",
+                      DeviceNotFound)
 
     def detail(self, device: Device) -> dict[str, Any]:
         return device.detail(self.products.name_of(device.project_id, device.product_id))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import InvalidInput, ProductExists, ProductNotFound
-from .common import APP_ID, NAME, SERVICE_ID, IdSource, choice_field, now_text, text_field
+from .common import APP_ID, NAME, SERVICE_ID, IdSource, choice_field, lookup, now_text, text_field
 
 # The API reference: ids of letters, digits, "_" and "-".
 PRODUCT_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
@@ -118,12 +118,8 @@ class Products:
         return product
 
     def product(self, project_id: str, product_id: str) -> Product:
-        if not PRODUCT_ID.fullmatch(product_id):
-            raise InvalidInput(f"product_id {product_id!r}")
-        product = self.records.get((project_id, product_id))
-        if product is None:
-            raise ProductNotFound(product_id)
-        return product
+        return lookup(self.records, (project_id, product_id), product_id, PRODUCT_ID,
+                      "product_id", ProductNotFound)
 
     def name_of(self, project_id: str, product_id: str) -> str | None:
         """The name of a device's product; None once the product is gone."""

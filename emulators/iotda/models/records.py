@@ -6,6 +6,7 @@ No HTTP here: the models take plain values and raise the typed errors of ``excep
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -16,9 +17,6 @@ from .common import PATH_ID, IdSource, PageQuery, paginate
 class Record(Protocol):
     @property
     def project_id(self) -> str: ...
-
-    @property
-    def record_id(self) -> str: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -33,7 +31,8 @@ class ProjectRecords(Generic[R]):
     def __init__(self, make: Callable[..., R], *, id_name: str, kind: str, quota: int,
                  ids: IdSource | None) -> None:
         self.make = make  # a record from its saved form
-        self.id_name = id_name  # the id's name in a request, for the detail of a bad one
+        self.id_name = id_name  # the id's field, in a record and in a request
+        self.id_of: Callable[[R], str] = operator.attrgetter(id_name)
         self.kind = kind  # what the quota counts, for its detail
         self.quota = quota
         self.records: dict[str, R] = {}
@@ -42,7 +41,7 @@ class ProjectRecords(Generic[R]):
 
     def load(self, data: dict[str, Any]) -> None:
         loaded = (self.make(**r) for r in data.get("records", []))
-        self.records = {r.record_id: r for r in loaded}
+        self.records = {self.id_of(r): r for r in loaded}
         # "last_id" is where a document saved before the shared sequence kept it.
         self.ids.above(data.get("last_id"), *self.records)
 
@@ -66,7 +65,7 @@ class ProjectRecords(Generic[R]):
         return record
 
     def delete(self, project_id: str, record_id: str) -> None:
-        del self.records[self.get(project_id, record_id).record_id]
+        del self.records[self.id_of(self.get(project_id, record_id))]
 
     def page(self, records: list[R], page: PageQuery) -> tuple[list[R], dict[str, Any]]:
-        return paginate(records, [r.record_id for r in records], page)
+        return paginate(records, [self.id_of(r) for r in records], page)

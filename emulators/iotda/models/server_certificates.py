@@ -46,10 +46,6 @@ class ServerCertificate:
     private_key: str
     private_key_password: str | None = None
 
-    @property
-    def record_id(self) -> str:
-        return self.server_certificate_id
-
     def summary(self) -> dict[str, Any]:
         return {
             "server_certificate_id": self.server_certificate_id,
