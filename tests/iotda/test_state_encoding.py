@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from emulators.core.state import encode_document, encode_state
+from emulators.iotda.models import DeviceStore
 from emulators.iotda.models.common import IdSource
-from emulators.iotda.models.devices import DeviceStore
 
 P = "project-1"
 

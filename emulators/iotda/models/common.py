@@ -1,4 +1,5 @@
-"""What both certificate stores share: record ids, IoTDA's date and name formats, paging.
+"""What the resources share: record ids, IoTDA's date and name formats, the id patterns and
+request-value checks, paging.
 
 No HTTP here: the models take plain values and raise the typed errors of ``exceptions``.
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,6 +45,14 @@ _KEYWORDS = {
 }
 _SPECIAL = set(',+=<>#;"\\\n')
 
+# The API reference: ids of letters, digits, "_" and "-".
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+APP_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
+# Any printable text; no control characters.
+NAME = re.compile(r"[^\x00-\x1f\x7f]+")
+INT32_MAX = 2_147_483_647
+
 
 def new_id(last_id: str | None, now: float) -> str:
     """An ObjectId-like id: seconds in the first 8 digits, and always above the last one."""
@@ -74,6 +84,16 @@ class IdSource:
 def iotda_date(value: dt.datetime) -> str:
     value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC).strftime(DATE_FORMAT)
+
+
+def now_text(now: float) -> str:
+    return _second_text(int(now))
+
+
+@functools.lru_cache(maxsize=8)
+def _second_text(second: int) -> str:
+    # The format has whole seconds: a report a second formats its time once (bench/mqtt.py).
+    return iotda_date(dt.datetime.fromtimestamp(second, dt.UTC))
 
 
 def _value(text: str) -> str:
@@ -151,6 +171,32 @@ def bool_field(body: dict[str, Any], field: str) -> bool | None:
     return value
 
 
+def int_field(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be an integer {low}..{high}")
+    return value
+
+
+def choice_field(body: dict[str, Any], name: str, choices: tuple[str, ...], default: str | None
+                 ) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if value not in choices:
+        raise InvalidInput(f"{name} must be one of {choices}")
+    return str(value)
+
+
+def object_field(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise InvalidInput(f"{name} must be an object")
+    return value
+
+
 @dataclass(frozen=True)
 class PageQuery:
     limit: int = DEFAULT_LIMIT
@@ -178,6 +224,19 @@ class PageQuery:
 
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+def lookup(records: Mapping[K, T], key: K, given: str, pattern: re.Pattern[str], name: str,
+           missing: Callable[[str], Exception]) -> T:
+    """``records[key]`` for the id ``given`` in a path: invalid input when ``given`` is no id
+    (``name`` says which), ``missing(given)`` when no record has it."""
+    if not pattern.fullmatch(given):
+        raise InvalidInput(f"{name} {given!r}")
+    record = records.get(key)
+    if record is None:
+        raise missing(given)
+    return record
 
 
 def paginate(records: Sequence[T], ids: Sequence[str], page: PageQuery

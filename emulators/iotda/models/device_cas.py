@@ -20,11 +20,10 @@ from ..exceptions import (
     CertificateNotFound,
     InvalidCertificate,
     InvalidInput,
-    QuotaExceeded,
     VerifyCodeFailed,
 )
 from .common import (
-    PATH_ID,
+    APP_ID,
     IdSource,
     PageQuery,
     bool_field,
@@ -32,13 +31,12 @@ from .common import (
     distinguished_name,
     iotda_date,
     load_certificate,
-    paginate,
     text_field,
 )
+from .records import ProjectRecords
 
 MAX_CONTENT_CHARS = 65_535
 MAX_CA_BYTES = 1024 * 1024  # seed 003: "the file size cannot exceed 1M"
-APP_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
 TEMPLATE_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
 DAY = 86_400.0
 
@@ -113,28 +111,16 @@ def check_ca(cert: x509.Certificate) -> None:
         raise InvalidCertificate("BasicConstraints says this is not a CA")
 
 
-class DeviceCAs:
+class DeviceCAs(ProjectRecords[DeviceCA]):
     """The device CA certificates of every project, with the per-project quota."""
 
     def __init__(self, *, quota: int, code_ttl_days: float, default_app_id: str,
                  update_resets_verification: bool, ids: IdSource | None = None) -> None:
-        self.quota = quota
+        super().__init__(DeviceCA, id_name="certificate_id", kind="device CAs", quota=quota,
+                         ids=ids)
         self.code_ttl = code_ttl_days * DAY
         self.default_app_id = default_app_id
         self.update_resets_verification = update_resets_verification
-        self.records: dict[str, DeviceCA] = {}
-        self.ids = ids or IdSource()  # the member's one sequence, shared with server certificates
-
-    def load(self, data: dict[str, Any]) -> None:
-        self.records = {r["certificate_id"]: DeviceCA(**r) for r in data.get("records", [])}
-        # "last_id" is where a document saved before the shared sequence kept it.
-        self.ids.above(data.get("last_id"), *self.records)
-
-    def dump(self) -> dict[str, Any]:
-        return {"records": [r.to_dict() for r in self.records.values()]}
-
-    def _of(self, project_id: str) -> list[DeviceCA]:
-        return [r for r in self.records.values() if r.project_id == project_id]
 
     def add(self, project_id: str, body: dict[str, Any], now: float) -> DeviceCA:
         content = text_field(body, "content", required=True, max_len=MAX_CONTENT_CHARS)
@@ -142,8 +128,7 @@ class DeviceCAs:
         assert content is not None
         cert, _ = load_certificate(content, allow_der=True, max_bytes=MAX_CA_BYTES)
         check_ca(cert)
-        if len(self._of(project_id)) >= self.quota:
-            raise QuotaExceeded(f"project {project_id} has {self.quota} device CAs")
+        self.make_room(project_id)
         record = DeviceCA(
             certificate_id=self.ids.next(now), project_id=project_id,
             app_id=app_id or self.default_app_id, content=content,
@@ -158,23 +143,12 @@ class DeviceCAs:
         self.records[record.certificate_id] = record
         return record
 
-    def get(self, project_id: str, cert_id: str) -> DeviceCA:
-        if not PATH_ID.fullmatch(cert_id):
-            raise InvalidInput(f"certificate_id {cert_id!r}")
-        record = self.records.get(cert_id)
-        if record is None or record.project_id != project_id:
-            raise CertificateNotFound(cert_id)
-        return record
-
     def list(self, project_id: str, app_id: str | None, page: PageQuery
              ) -> tuple[list[DeviceCA], dict[str, Any]]:
         if app_id is not None and not APP_ID.fullmatch(app_id):
             raise InvalidInput(f"app_id {app_id!r}")
-        records = [r for r in self._of(project_id) if app_id is None or r.app_id == app_id]
-        return paginate(records, [r.certificate_id for r in records], page)
-
-    def delete(self, project_id: str, cert_id: str) -> None:
-        del self.records[self.get(project_id, cert_id).certificate_id]
+        return self.page([r for r in self.of(project_id) if app_id is None
+                          or r.app_id == app_id], page)
 
     def update(self, project_id: str, cert_id: str, body: dict[str, Any]) -> DeviceCA:
         record = self.get(project_id, cert_id)

@@ -15,18 +15,17 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ... import pki
-from ..exceptions import CertificateNotFound, InvalidCertificate, InvalidInput, QuotaExceeded
+from ..exceptions import InvalidCertificate
 from .common import (
-    PATH_ID,
     IdSource,
     PageQuery,
     common_name,
     distinguished_name,
     iotda_date,
     load_certificate,
-    paginate,
     text_field,
 )
+from .records import ProjectRecords
 
 MAX_PEM_CHARS = 65_535
 MAX_KEY_CHARS = 10_240
@@ -98,28 +97,15 @@ class CheckedIdentity:
     password: str | None
 
 
-class ServerCertificates:
+class ServerCertificates(ProjectRecords[ServerCertificate]):
     """The server certificates of every project, with the per-project quota."""
 
     def __init__(self, quota: int, owner_from: str = "subject",
                  ids: IdSource | None = None) -> None:
-        self.quota = quota
+        super().__init__(ServerCertificate, id_name="server_certificate_id",
+                         kind="server certificates", quota=quota, ids=ids)
         # Seed 004's example reply shows the issuer's name as certificate_owner; a switch.
         self.owner_from = owner_from
-        self.records: dict[str, ServerCertificate] = {}
-        self.ids = ids or IdSource()  # the member's one sequence, shared with the device CAs
-
-    def load(self, data: dict[str, Any]) -> None:
-        self.records = {r["server_certificate_id"]: ServerCertificate(**r)
-                        for r in data.get("records", [])}
-        # "last_id" is where a document saved before the shared sequence kept it.
-        self.ids.above(data.get("last_id"), *self.records)
-
-    def dump(self) -> dict[str, Any]:
-        return {"records": [r.to_dict() for r in self.records.values()]}
-
-    def _of(self, project_id: str) -> list[ServerCertificate]:
-        return [r for r in self.records.values() if r.project_id == project_id]
 
     @staticmethod
     def check(body: dict[str, Any]) -> CheckedIdentity:
@@ -136,8 +122,7 @@ class ServerCertificates:
         return CheckedIdentity(cert, cert_pem, key_pem, password)
 
     def add(self, project_id: str, checked: CheckedIdentity, now: float) -> ServerCertificate:
-        if len(self._of(project_id)) >= self.quota:
-            raise QuotaExceeded(f"project {project_id} has {self.quota} server certificates")
+        self.make_room(project_id)
         cert = checked.cert
         record = ServerCertificate(
             server_certificate_id=self.ids.next(now),
@@ -158,18 +143,6 @@ class ServerCertificates:
     def create(self, project_id: str, body: dict[str, Any], now: float) -> ServerCertificate:
         return self.add(project_id, self.check(body), now)
 
-    def get(self, project_id: str, cert_id: str) -> ServerCertificate:
-        if not PATH_ID.fullmatch(cert_id):
-            raise InvalidInput(f"server_certificate_id {cert_id!r}")
-        record = self.records.get(cert_id)
-        if record is None or record.project_id != project_id:
-            raise CertificateNotFound(cert_id)
-        return record
-
-    def delete(self, project_id: str, cert_id: str) -> None:
-        del self.records[self.get(project_id, cert_id).server_certificate_id]
-
     def list(self, project_id: str, page: PageQuery) -> tuple[list[ServerCertificate],
                                                                 dict[str, Any]]:
-        records = self._of(project_id)
-        return paginate(records, [r.server_certificate_id for r in records], page)
+        return self.page(self.of(project_id), page)
