@@ -12,7 +12,7 @@ What each is for:
 - ``pyftpdlib.ioloop._ERRNOS_DISCONNECTED``: the errnos pyftpdlib takes for "the peer is
   gone". The data socket reads with it to tell a reset (an upload the client gave up, 426)
   from a clean end of file (226), which asyncore's reading does not distinguish.
-- ``Connection._closed`` (``pyftpdlib.ioloop.Connection``, the base of both handlers) and
+- ``AsyncChat._closed`` (``pyftpdlib.ioloop.AsyncChat``, the base of both handlers) and
   ``_fileno``: whether a connection has closed, and its place in the IO loop's socket map.
   A connection whose own ``close`` failed is taken out of the loop by hand, so one broken
   session cannot stop the server (``force_close``).
@@ -33,12 +33,12 @@ What each is for:
   a cut or a vanished TLS handshake, 552 over the size limit, 451 when keeping the file failed.
 - ``ThrottledDTPHandler._timenext``: when the current second of throttling ends. A throttle
   fault switches pyftpdlib's own throttling on mid-transfer; its first second starts then.
-- ``ThrottledDTPHandler._throttler`` and ``SSLConnection._error``, ``_ssl_want_read``,
+- ``ThrottledDTPHandler._throttler`` and ``SSLConnectionMixin._error``, ``_ssl_want_read``,
   ``_ssl_want_write``: set in their classes' ``__init__``, which ``DTPHandler.__init__`` may
   never reach: it closes a socket that is dead on arrival before they run, and their
   ``close``/``readable`` then met missing attributes and stopped the IO loop. They get their
   defaults first (``preset_data_handler``).
-- ``SSLConnection._do_ssl_handshake()`` (overridden): a data connection gone during its TLS
+- ``SSLConnectionMixin._do_ssl_handshake()`` (overridden): a data connection gone during its TLS
   handshake is answered 426 (pyftpdlib closed it without a word to the client).
 - ``FTPServer.ip_map`` (public spelling, undocumented): the per-IP connection count. A
   connection closed by hand gives its place back.
