@@ -16,7 +16,7 @@ KINDS: dict[str, str] = {
     "enos": "emulators.enos.emulator:EnosService",
     "iotda": "emulators.iotda.emulator:IotdaService",
     "iotda-device": "emulators.iotda_device.emulator:IotdaDevice",
-    "ftp": "emulators.servers.ftp:FtpServer",
+    "ftp": "emulators.servers.ftp.member:FtpServer",
     "sftp": "emulators.servers.sftp:SftpServer",
 }
 

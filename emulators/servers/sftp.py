@@ -8,7 +8,6 @@ inside the root; every path is therefore resolved and checked for containment he
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hmac
 import itertools
 import logging
@@ -20,6 +19,7 @@ import asyncssh
 from pydantic import Field, field_validator, model_validator
 
 from ..core.state import TMP_MARKER
+from .asyncssh_internals import CLIENT_CLOSES_KNOWN, client_close_running
 from .common import ServerMember, ServerOptions, UserOptions, is_inside
 from .exceptions import (
     SSH_TOO_MANY_AUTH_FAILURES,
@@ -41,54 +41,6 @@ WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | as
 REPLACE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_TRUNC
 IN_PLACE_FLAGS = asyncssh.FXF_READ | asyncssh.FXF_APPEND | asyncssh.FXF_EXCL
 _TMP_IDS = itertools.count(1)
-
-
-def _hide_vendor_id() -> None:
-    """asyncssh's SFTP VERSION reply carries a ``vendor-id`` extension naming "AsyncSSH" and
-    its version; a hardened server tells clients nothing of its software. The extension list
-    is a class attribute, so this applies process-wide: only the farm's servers run here."""
-    handler = getattr(asyncssh.sftp, "SFTPServerHandler", None)
-    extensions = getattr(handler, "_extensions", None)
-    if handler is not None and isinstance(extensions, list):
-        handler._extensions = [(name, data) for name, data in extensions
-                               if name != b"vendor-id"]
-
-
-_hide_vendor_id()
-
-# True while asyncssh runs a client's close request. asyncssh calls SFTPServer.close() for
-# that, and also, when a session ends, for every file the client left open (an abandoned
-# upload, even after a clean EOF from the client); only the first completes an upload.
-_CLIENT_CLOSE: contextvars.ContextVar[bool] = contextvars.ContextVar("sftp_client_close",
-                                                                      default=False)
-
-
-def _mark_client_closes() -> bool:
-    """Wrap asyncssh's close-request handler (a class table, so process-wide, like the
-    vendor-id above) to set _CLIENT_CLOSE; False when this asyncssh has no such table."""
-    handler = getattr(asyncssh.sftp, "SFTPServerHandler", None)
-    table = getattr(handler, "_packet_handlers", None)
-    fxp_close = getattr(asyncssh.sftp, "FXP_CLOSE", None)
-    original = table.get(fxp_close) if isinstance(table, dict) else None
-    if original is None:
-        return False
-    if getattr(original, "marks_client_close", False):
-        return True
-
-    async def process_close(self: Any, packet: Any) -> Any:
-        token = _CLIENT_CLOSE.set(True)
-        try:
-            return await original(self, packet)
-        finally:
-            _CLIENT_CLOSE.reset(token)
-
-    process_close.marks_client_close = True  # type: ignore[attr-defined]
-    assert table is not None
-    table[fxp_close] = process_close
-    return True
-
-
-CLIENT_CLOSES_KNOWN = _mark_client_closes()
 
 
 def parse_key_line(line: str) -> str:
@@ -390,7 +342,7 @@ class _SFTPServer(asyncssh.SFTPServer):
         upload = self.uploads.pop(id(file_obj), None)
         if upload is None:
             return
-        by_client = (_CLIENT_CLOSE.get() if CLIENT_CLOSES_KNOWN
+        by_client = (client_close_running() if CLIENT_CLOSES_KNOWN
                      else not self.channel.is_closing())
         if not by_client:
             # asyncssh closes the files an ended session left open: not a finished upload.
