@@ -1,6 +1,7 @@
 """EnOS device access over MQTT: 11883 (plain, secret login) and 18883 (TLS; a client
 certificate issued by this emulator for bi-directional products), on the farm's broker
-(``core/mqtt.py``) with the shared journal, faults and session list (``core/mqttaccess.py``).
+(``core/mqtt/broker.py``) with the shared journal, faults, session list and requests waiting
+for a reply (``core/mqtt/access.py``).
 
 What a device's messages do (README.md "Device access (MQTT)"): measure points (single, batch,
 resume) and events are kept as the device's last values, attributes are updated, queried and
@@ -14,16 +15,15 @@ device's reply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
-from ..core.mqtt import Action, ConnectInfo, MqttSession
-from ..core.mqttaccess import MqttAccess, Verdict
+from ..core.mqtt.access import MqttAccess, Verdict
+from ..core.mqtt.hooks import Action, ConnectInfo
+from ..core.mqtt.session import MqttSession
 from . import topics
 from .exceptions import MqttReplyError, NoWritePermission
 from .models.access import (
@@ -41,13 +41,6 @@ if TYPE_CHECKING:
 KEPT = 20  # events kept per device
 
 
-@dataclass
-class Pending:
-    identity: str
-    future: asyncio.Future[Any]
-    correlation_id: str | None
-
-
 def identity_of(device: Device) -> str:
     return f"{device.product_key}/{device.device_key}"
 
@@ -60,7 +53,6 @@ class EnosAccess(MqttAccess):
         # Between check_connect and connected: client id -> (activating?, certificate SN).
         self._accepted: dict[str, tuple[bool, int | None]] = {}
         self.serials: dict[str, int] = {}  # identity -> the certificate its session used
-        self.pending: dict[str, Pending] = {}  # message id of a cloud request -> its waiter
         self._ids = iter(range(1, 1 << 62))
         # Sessions at their subscription limit: id(session) -> filters refused since the one
         # journalled (the first of a burst is journalled, the rest counted).
@@ -151,8 +143,8 @@ class EnosAccess(MqttAccess):
         if activating:
             secret = secrets.token_hex(16)
             self.member.things.activate(device, secret)
-            await self.send(session, topics.activate_info(device.product_key,
-                                                          device.device_key), {
+            await self.send_json(session, topics.activate_info(device.product_key,
+                                                               device.device_key), {
                 "id": self.next_id(), "version": "1.0", "method": "thing.activate.info",
                 "params": {"productKey": device.product_key, "deviceKey": device.device_key,
                            "deviceSecret": secret}})
@@ -219,12 +211,6 @@ class EnosAccess(MqttAccess):
     def next_id(self) -> str:
         return str(next(self._ids))
 
-    async def send(self, session: MqttSession, topic: str, doc: Any,
-                   correlation_id: str | None = None) -> None:
-        payload = json.dumps(doc, ensure_ascii=False).encode()
-        self.record_message(session, "down", topic, payload, 1, correlation_id)
-        await session.publish(topic, payload, 1)
-
     async def reply(self, session: MqttSession, request_topic: str, doc: Any, *,
                     unsolicited: bool = False) -> None:
         """A request's answer on its ``_reply`` topic, delivered as a subscription asks for
@@ -233,7 +219,7 @@ class EnosAccess(MqttAccess):
         topic = topics.reply_topic(request_topic)
         if (unsolicited or not self.member.options.replies_need_subscription
                 or session.subscribed(topic)):
-            await self.send(session, topic, doc)
+            await self.send_json(session, topic, doc)
             return
         payload = json.dumps(doc, ensure_ascii=False).encode()
         self.record_message(session, "down", topic, payload, 1, delivered=False,
@@ -274,9 +260,7 @@ class EnosAccess(MqttAccess):
         now = self.member.clock.time()
         params = doc.get("params")
         if topics.SERVICE_REPLY.fullmatch(rest) is not None:
-            waiter = self.pending.get(str(doc.get("id")))
-            if waiter is not None and waiter.identity == identity and not waiter.future.done():
-                waiter.future.set_result(doc)
+            self.answer(str(doc.get("id")), identity, doc)
             return None
         if rest == topics.ACTIVATE_INFO_REPLY:
             return None
@@ -338,22 +322,17 @@ class EnosAccess(MqttAccess):
         if session is None:
             raise LookupError(f"{device.device_key} is not connected")
         message_id = self.next_id()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         correlation = CORRELATION.get() or self.member.ctx.journal.new_correlation_id()
-        self.pending[message_id] = Pending(identity, future, correlation)
         method = "thing.service." + service_id.replace("/", ".")
-        try:
-            await self.send(session, topics.service(device.product_key, device.device_key,
-                                                    service_id),
-                            {"id": message_id, "version": "1.0", "method": method,
-                             "params": params}, correlation)
-            async with asyncio.timeout(wait or self.member.options.command_timeout):
-                reply: dict[str, Any] = await future
-            return reply
-        except (TimeoutError, ConnectionError):
-            return None
-        finally:
-            self.pending.pop(message_id, None)
+        # The wait starts once the request is written (a device that stopped reading holds
+        # the caller up until the broker's write timeout ends its session).
+        reply: dict[str, Any] | None = await self.ask(
+            session, identity, message_id,
+            topics.service(device.product_key, device.device_key, service_id),
+            {"id": message_id, "version": "1.0", "method": method, "params": params},
+            wait=wait or self.member.options.command_timeout, correlation_id=correlation,
+            deadline_covers_send=False)
+        return reply
 
     def revoked(self, cert_sn: int) -> None:
         """A certificate was revoked: a session it let in ends (the broker would drop it)."""
