@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import queue
 import socket
 import ssl
@@ -673,3 +674,34 @@ async def test_stop_closes_the_listener_and_every_connection() -> None:
         await asyncio.to_thread(client.close)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", listener.port), timeout=1).close()
+
+
+# -- the one codec ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("length", "encoded"), [
+    # MQTT 3.1.1 table 2.4, "Size of Remaining Length field": each field size's bounds.
+    (0, b"\x00"), (127, b"\x7f"),
+    (128, b"\x80\x01"), (16_383, b"\xff\x7f"),
+    (16_384, b"\x80\x80\x01"), (2_097_151, b"\xff\xff\x7f"),
+    (2_097_152, b"\x80\x80\x80\x01"), (268_435_455, b"\xff\xff\xff\x7f"),
+])
+def test_remaining_length_is_the_specs_table(length: int, encoded: bytes) -> None:
+    assert packets.remaining_length(length) == encoded
+
+
+def test_connect_encoder_writes_what_the_spec_shows() -> None:
+    # MQTT 3.1.1 figure 3.6 (protocol name, level 4) with the flags of a clean session with
+    # user name and password (0xC2) and keep-alive 120, then the payload's three strings.
+    assert encode_connect("c", username="u", password="p", keep_alive=120) == (
+        b"\x10\x13\x00\x04MQTT\x04\xc2\x00\x78\x00\x01c\x00\x01u\x00\x01p")
+
+
+@pytest.mark.parametrize("vendor", ["iotda", "enos"])
+def test_every_topic_table_row_names_a_handler(vendor: str) -> None:
+    """A row whose handler name is misspelt would fail only when a device sends that topic."""
+    topics = importlib.import_module(f"emulators.{vendor}.topics")
+    access = importlib.import_module(f"emulators.{vendor}.access")
+    cls = {"iotda": "IotdaAccess", "enos": "EnosAccess"}[vendor]
+    missing = {n for n in topics.HANDLERS.names()
+               if not callable(getattr(getattr(access, cls), n, None))}
+    assert topics.HANDLERS.names() and not missing

@@ -16,8 +16,10 @@ device's reply.
 from __future__ import annotations
 
 import json
+import re
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
@@ -39,6 +41,25 @@ if TYPE_CHECKING:
     from .models.registry import Device
 
 KEPT = 20  # events kept per device
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One upstream request, for a device the session speaks for, as its handler gets it."""
+
+    session: MqttSession
+    identity: str
+    device: Device
+    topic: str
+    match: re.Match[str] | None  # the topic pattern's, for a row that is one
+    doc: dict[str, Any]
+    params: Any
+    now: float
+
+
+# A handler's answer: the reply's data and code, or None for no reply.
+Answer = tuple[Any, int] | None
+Handler = Callable[[Upstream], Awaitable[Answer]]
 
 
 def identity_of(device: Device) -> str:
@@ -256,61 +277,86 @@ class EnosAccess(MqttAccess):
         device = self.member.things.device(m["pk"], m["dk"])
         if device is None or not isinstance(doc, dict):
             return None
-        rest, things = m["rest"], self.member.things
-        now = self.member.clock.time()
-        params = doc.get("params")
-        if topics.SERVICE_REPLY.fullmatch(rest) is not None:
-            self.answer(str(doc.get("id")), identity, doc)
-            return None
-        if rest == topics.ACTIVATE_INFO_REPLY:
-            return None
-        data: Any = {}
-        code = 200
-        if rest in (topics.MEASUREPOINT_POST, topics.MEASUREPOINT_RESUME):
-            things.measure_points(device, params, now)
-        elif rest in (topics.MEASUREPOINT_POST_BATCH, topics.MEASUREPOINT_RESUME_BATCH):
-            # "A gateway device reports the measurement point data of its sub-devices" (the
-            # batch pages); "if part of the data fails to be reported, the entire request
-            # will fail": every entry's device is checked before any is written.
-            targets: list[tuple[Device, Any]] = []
-            for item in params if isinstance(params, list) else ():
-                target = device
-                if isinstance(item, dict) and item.get("deviceKey"):
-                    pk = str(item.get("productKey") or device.product_key)
-                    dk = str(item["deviceKey"])
-                    named = things.device(pk, dk) if self.speaks_for(identity, pk, dk) else None
-                    if named is None:
-                        await self.refuse_message(session, topic, doc, NoWritePermission(
-                            f"entry for {pk}/{dk}, which is not {identity} nor one of its "
-                            "logged-in sub-devices"))
-                        return None
-                    target = named
-                targets.append((target, item))
-            for target, item in targets:
-                things.measure_points(target, item, now)
-        elif (e := topics.EVENT_POST.fullmatch(rest)) is not None:
-            things.event(device, e["event"], params, now)
-        elif rest == topics.ATTRIBUTE_UPDATE:
-            things.update_attributes(device, params)
-        elif rest == topics.ATTRIBUTE_QUERY:
-            data = things.query_attributes(device, params)
-        elif rest == topics.ATTRIBUTE_DELETE:
-            things.delete_attributes(device, params)
-        elif rest in (topics.SUB_LOGIN, topics.SUB_LOGIN_BATCH):
-            data, code = things.sub_login(identity, params)
-        elif rest == topics.SUB_LOGOUT:
-            data = things.sub_logout(identity, params)
-        elif rest == topics.OTA_INFORM:
-            things.firmware(device, params)
-        elif rest in (topics.OTA_GETVERSION, topics.OTA_REQUEST):
-            data = []
-        elif rest != topics.OTA_PROGRESS:
+        found = topics.HANDLERS.route(m["rest"])
+        if found is None:
             return None  # not a request of the SDK's: journalled only
+        name, match = found
+        handler: Handler = getattr(self, name)
+        result = await handler(Upstream(session, identity, device, topic, match, doc,
+                                        doc.get("params"), self.member.clock.time()))
+        if result is None:
+            return None
+        data, code = result
         reply: dict[str, Any] = {"id": doc.get("id"), "code": code, "data": data}
         if code != 200:
             reply["message"] = data.pop("message", "") if isinstance(data, dict) else ""
         await self.reply(session, topic, reply)
         return self.member.saving()
+
+    # -- what each upstream topic does (``topics.HANDLERS``): (data, code) of the reply --------
+    async def on_service_reply(self, up: Upstream) -> Answer:
+        self.answer(str(up.doc.get("id")), up.identity, up.doc)
+        return None
+
+    async def on_measure_points(self, up: Upstream) -> Answer:
+        self.member.things.measure_points(up.device, up.params, up.now)
+        return {}, 200
+
+    async def on_measure_points_batch(self, up: Upstream) -> Answer:
+        # "A gateway device reports the measurement point data of its sub-devices" (the
+        # batch pages); "if part of the data fails to be reported, the entire request
+        # will fail": every entry's device is checked before any is written.
+        things, device, identity = self.member.things, up.device, up.identity
+        targets: list[tuple[Device, Any]] = []
+        for item in up.params if isinstance(up.params, list) else ():
+            target = device
+            if isinstance(item, dict) and item.get("deviceKey"):
+                pk = str(item.get("productKey") or device.product_key)
+                dk = str(item["deviceKey"])
+                named = things.device(pk, dk) if self.speaks_for(identity, pk, dk) else None
+                if named is None:
+                    await self.refuse_message(up.session, up.topic, up.doc, NoWritePermission(
+                        f"entry for {pk}/{dk}, which is not {identity} nor one of its "
+                        "logged-in sub-devices"))
+                    return None
+                target = named
+            targets.append((target, item))
+        for target, item in targets:
+            things.measure_points(target, item, up.now)
+        return {}, 200
+
+    async def on_event(self, up: Upstream) -> Answer:
+        assert up.match is not None
+        self.member.things.event(up.device, up.match["event"], up.params, up.now)
+        return {}, 200
+
+    async def on_attribute_update(self, up: Upstream) -> Answer:
+        self.member.things.update_attributes(up.device, up.params)
+        return {}, 200
+
+    async def on_attribute_query(self, up: Upstream) -> Answer:
+        return self.member.things.query_attributes(up.device, up.params), 200
+
+    async def on_attribute_delete(self, up: Upstream) -> Answer:
+        self.member.things.delete_attributes(up.device, up.params)
+        return {}, 200
+
+    async def on_sub_login(self, up: Upstream) -> Answer:
+        data, code = self.member.things.sub_login(up.identity, up.params)
+        return data, code
+
+    async def on_sub_logout(self, up: Upstream) -> Answer:
+        return self.member.things.sub_logout(up.identity, up.params), 200
+
+    async def on_ota_inform(self, up: Upstream) -> Answer:
+        self.member.things.firmware(up.device, up.params)
+        return {}, 200
+
+    async def on_ota_query(self, up: Upstream) -> Answer:
+        return [], 200
+
+    async def on_ota_progress(self, up: Upstream) -> Answer:
+        return {}, 200
 
     # -- from the cloud ------------------------------------------------------------------------
     async def invoke(self, device: Device, service_id: str, params: dict[str, Any],

@@ -16,8 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
@@ -47,6 +49,22 @@ log = logging.getLogger("emulators.iotda.access")
 
 # Table "MQTT协议支持说明": 1 MB per message, QoS 0/1, no retained messages, no will.
 MAX_MESSAGE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One upstream message of a device's own, as its topic's handler gets it."""
+
+    session: MqttSession
+    identity: str
+    device: Device
+    topic: str
+    match: re.Match[str] | None  # the topic pattern's, for a row that is one
+    payload: bytes
+    now: float
+
+
+Handler = Callable[[Upstream], Awaitable[Awaitable[Any] | None]]
 
 
 class IotdaAccess(MqttAccess):
@@ -181,8 +199,8 @@ class IotdaAccess(MqttAccess):
     # -- upstream ------------------------------------------------------------------------------
     async def handle(self, session: MqttSession, identity: str, topic: str,
                      payload: bytes) -> Awaitable[Any] | None:
-        """What an upstream message does; a change of state returns its save, which the
-        message's PUBACK waits for (the session reads on meanwhile)."""
+        """What an upstream message does (``topics.HANDLERS``); a change of state returns its
+        save, which the message's PUBACK waits for (the session reads on meanwhile)."""
         m = topics.UPSTREAM.fullmatch(topic)
         if m is None or m["device_id"] != identity:
             return None  # a custom topic: journalled, nothing more
@@ -190,40 +208,57 @@ class IotdaAccess(MqttAccess):
         if device is None:
             session.close("the device was deleted")
             return None
-        rest = m["rest"]
-        now = self.member.clock.time()
-        if rest == topics.PROPERTIES_REPORT:
-            doc = _json(payload)
-            if not isinstance(doc, dict):
-                return None
-            limit = self.member.options.shadow_unmodelled_properties
-            taken, dropped = self.member.devices.report(device, doc.get("services"), now, limit)
-            if dropped:
-                self.record(session.info, "dropped", path=topic, detail={
-                    "client_id": session.client_id, "dropped": len(dropped),
-                    "properties": dropped[:20],
-                    "reason": f"properties the product model does not define, over the "
-                              f"shadow's {limit} (shadow_unmodelled_properties)"})
-            if taken:
-                await self.push_delta(session, device)
-                return self.member.saving()
-        elif rest == topics.MESSAGES_UP:
-            self.member.devices.keep_received(device, {
-                "received_time": now_text(now), "payload": payload.decode("utf-8", "replace")
-                [:4096]})
+        found = topics.HANDLERS.route(m["rest"])
+        if found is None:
+            return None
+        name, match = found
+        handler: Handler = getattr(self, name)
+        return await handler(Upstream(session, identity, device, topic, match, payload,
+                                      self.member.clock.time()))
+
+    async def on_properties_report(self, up: Upstream) -> Awaitable[Any] | None:
+        doc = _json(up.payload)
+        if not isinstance(doc, dict):
+            return None
+        limit = self.member.options.shadow_unmodelled_properties
+        taken, dropped = self.member.devices.report(up.device, doc.get("services"), up.now,
+                                                    limit)
+        if dropped:
+            self.record(up.session.info, "dropped", path=up.topic, detail={
+                "client_id": up.session.client_id, "dropped": len(dropped),
+                "properties": dropped[:20],
+                "reason": f"properties the product model does not define, over the "
+                          f"shadow's {limit} (shadow_unmodelled_properties)"})
+        if taken:
+            await self.push_delta(up.session, up.device)
             return self.member.saving()
-        elif rest == topics.EVENTS_UP:
-            await self._event(session, device, _json(payload), now)
-        elif (r := topics.RESPONSE.fullmatch(rest)) is not None:
-            doc = _json(payload)
-            self.answer(r["request_id"], identity, doc if doc is not None else payload.decode(
-                "utf-8", "replace"), r["what"])
-        elif (r := topics.SHADOW_GET.fullmatch(rest)) is not None:
-            doc = _json(payload)
-            service_id = doc.get("service_id") if isinstance(doc, dict) else None
-            reply = {"object_device_id": identity, "shadow": device.shadow_entries(
-                service_id if isinstance(service_id, str) else None)}
-            await self.send(session, topics.shadow_response(identity, r["request_id"]), reply)
+        return None
+
+    async def on_message_up(self, up: Upstream) -> Awaitable[Any] | None:
+        self.member.devices.keep_received(up.device, {
+            "received_time": now_text(up.now),
+            "payload": up.payload.decode("utf-8", "replace")[:4096]})
+        return self.member.saving()
+
+    async def on_event_up(self, up: Upstream) -> Awaitable[Any] | None:
+        await self._event(up.session, up.device, _json(up.payload), up.now)
+        return None
+
+    async def on_response(self, up: Upstream) -> Awaitable[Any] | None:
+        assert up.match is not None
+        doc = _json(up.payload)
+        self.answer(up.match["request_id"], up.identity, doc if doc is not None
+                    else up.payload.decode("utf-8", "replace"), up.match["what"])
+        return None
+
+    async def on_shadow_get(self, up: Upstream) -> Awaitable[Any] | None:
+        assert up.match is not None
+        doc = _json(up.payload)
+        service_id = doc.get("service_id") if isinstance(doc, dict) else None
+        reply = {"object_device_id": up.identity, "shadow": up.device.shadow_entries(
+            service_id if isinstance(service_id, str) else None)}
+        await self.send(up.session, topics.shadow_response(up.identity, up.match["request_id"]),
+                        reply)
         return None
 
     async def _event(self, session: MqttSession, device: Device, doc: Any, now: float) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -39,6 +40,32 @@ if TYPE_CHECKING:
 log = logging.getLogger("emulators.mqtt")
 
 X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the farm clock decides
+
+
+class TopicTable:
+    """A vendor's upstream topics (the part after the device's own prefix) -> the name of the
+    access layer's handler, as an HTTP ``ROUTES`` table maps paths: exact topics are looked
+    up first, then the patterns (``fullmatch``) in order. Names, not functions: the table
+    lives in the vendor's ``topics.py``, which its access layer imports."""
+
+    def __init__(self, routes: list[tuple[str | re.Pattern[str], str]]) -> None:
+        self.exact = {t: name for t, name in routes if isinstance(t, str)}
+        self.patterns = [(t, name) for t, name in routes if not isinstance(t, str)]
+
+    def names(self) -> set[str]:
+        return set(self.exact.values()) | {name for _, name in self.patterns}
+
+    def route(self, rest: str) -> tuple[str, re.Match[str] | None] | None:
+        """The handler's name for ``rest`` and the pattern's match (None for an exact
+        topic), or None when no row matches."""
+        name = self.exact.get(rest)
+        if name is not None:
+            return name, None
+        for pattern, name in self.patterns:
+            match = pattern.fullmatch(rest)
+            if match is not None:
+                return name, match
+        return None
 
 
 @dataclass
