@@ -16,14 +16,12 @@ device's reply.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
-from ..core.mqtt.access import MqttAccess, Verdict
+from ..core.mqtt.access import MqttAccess, Upstream, Verdict
 from ..core.mqtt.hooks import Action, ConnectInfo
 from ..core.mqtt.session import MqttSession
 from . import topics
@@ -43,23 +41,9 @@ if TYPE_CHECKING:
 KEPT = 20  # events kept per device
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """One upstream request, for a device the session speaks for, as its handler gets it."""
-
-    session: MqttSession
-    identity: str
-    device: Device
-    topic: str
-    match: re.Match[str] | None  # the topic pattern's, for a row that is one
-    doc: dict[str, Any]
-    params: Any
-    now: float
-
-
 # A handler's answer: the reply's data and code, or None for no reply.
 Answer = tuple[Any, int] | None
-Handler = Callable[[Upstream], Awaitable[Answer]]
+Handler = Callable[[Upstream["Device"]], Awaitable[Answer]]
 
 
 def identity_of(device: Device) -> str:
@@ -282,8 +266,8 @@ class EnosAccess(MqttAccess):
             return None  # not a request of the SDK's: journalled only
         name, match = found
         handler: Handler = getattr(self, name)
-        result = await handler(Upstream(session, identity, device, topic, match, doc,
-                                        doc.get("params"), self.member.clock.time()))
+        result = await handler(Upstream(session, identity, device, topic, match, payload,
+                                        self.member.clock.time(), doc))
         if result is None:
             return None
         data, code = result
@@ -294,15 +278,15 @@ class EnosAccess(MqttAccess):
         return self.member.saving()
 
     # -- what each upstream topic does (``topics.HANDLERS``): (data, code) of the reply --------
-    async def on_service_reply(self, up: Upstream) -> Answer:
+    async def on_service_reply(self, up: Upstream[Device]) -> Answer:
         self.answer(str(up.doc.get("id")), up.identity, up.doc)
         return None
 
-    async def on_measure_points(self, up: Upstream) -> Answer:
+    async def on_measure_points(self, up: Upstream[Device]) -> Answer:
         self.member.things.measure_points(up.device, up.params, up.now)
         return {}, 200
 
-    async def on_measure_points_batch(self, up: Upstream) -> Answer:
+    async def on_measure_points_batch(self, up: Upstream[Device]) -> Answer:
         # "A gateway device reports the measurement point data of its sub-devices" (the
         # batch pages); "if part of the data fails to be reported, the entire request
         # will fail": every entry's device is checked before any is written.
@@ -325,37 +309,37 @@ class EnosAccess(MqttAccess):
             things.measure_points(target, item, up.now)
         return {}, 200
 
-    async def on_event(self, up: Upstream) -> Answer:
+    async def on_event(self, up: Upstream[Device]) -> Answer:
         assert up.match is not None
         self.member.things.event(up.device, up.match["event"], up.params, up.now)
         return {}, 200
 
-    async def on_attribute_update(self, up: Upstream) -> Answer:
+    async def on_attribute_update(self, up: Upstream[Device]) -> Answer:
         self.member.things.update_attributes(up.device, up.params)
         return {}, 200
 
-    async def on_attribute_query(self, up: Upstream) -> Answer:
+    async def on_attribute_query(self, up: Upstream[Device]) -> Answer:
         return self.member.things.query_attributes(up.device, up.params), 200
 
-    async def on_attribute_delete(self, up: Upstream) -> Answer:
+    async def on_attribute_delete(self, up: Upstream[Device]) -> Answer:
         self.member.things.delete_attributes(up.device, up.params)
         return {}, 200
 
-    async def on_sub_login(self, up: Upstream) -> Answer:
+    async def on_sub_login(self, up: Upstream[Device]) -> Answer:
         data, code = self.member.things.sub_login(up.identity, up.params)
         return data, code
 
-    async def on_sub_logout(self, up: Upstream) -> Answer:
+    async def on_sub_logout(self, up: Upstream[Device]) -> Answer:
         return self.member.things.sub_logout(up.identity, up.params), 200
 
-    async def on_ota_inform(self, up: Upstream) -> Answer:
+    async def on_ota_inform(self, up: Upstream[Device]) -> Answer:
         self.member.things.firmware(up.device, up.params)
         return {}, 200
 
-    async def on_ota_query(self, up: Upstream) -> Answer:
+    async def on_ota_query(self, up: Upstream[Device]) -> Answer:
         return [], 200
 
-    async def on_ota_progress(self, up: Upstream) -> Answer:
+    async def on_ota_progress(self, up: Upstream[Device]) -> Answer:
         return {}, 200
 
     # -- from the cloud ------------------------------------------------------------------------

@@ -16,14 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
-from ..core.mqtt.access import MqttAccess, Verdict
+from ..core.mqtt.access import MqttAccess, Upstream, Verdict
 from ..core.mqtt.broker import MqttListener
 from ..core.mqtt.hooks import ConnectInfo
 from ..core.mqtt.packets import topic_matches
@@ -51,20 +49,7 @@ log = logging.getLogger("emulators.iotda.access")
 MAX_MESSAGE = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """One upstream message of a device's own, as its topic's handler gets it."""
-
-    session: MqttSession
-    identity: str
-    device: Device
-    topic: str
-    match: re.Match[str] | None  # the topic pattern's, for a row that is one
-    payload: bytes
-    now: float
-
-
-Handler = Callable[[Upstream], Awaitable[Awaitable[Any] | None]]
+Handler = Callable[[Upstream["Device"]], Awaitable[Awaitable[Any] | None]]
 
 
 class IotdaAccess(MqttAccess):
@@ -216,7 +201,7 @@ class IotdaAccess(MqttAccess):
         return await handler(Upstream(session, identity, device, topic, match, payload,
                                       self.member.clock.time()))
 
-    async def on_properties_report(self, up: Upstream) -> Awaitable[Any] | None:
+    async def on_properties_report(self, up: Upstream[Device]) -> Awaitable[Any] | None:
         doc = _json(up.payload)
         if not isinstance(doc, dict):
             return None
@@ -234,24 +219,24 @@ class IotdaAccess(MqttAccess):
             return self.member.saving()
         return None
 
-    async def on_message_up(self, up: Upstream) -> Awaitable[Any] | None:
+    async def on_message_up(self, up: Upstream[Device]) -> Awaitable[Any] | None:
         self.member.devices.keep_received(up.device, {
             "received_time": now_text(up.now),
             "payload": up.payload.decode("utf-8", "replace")[:4096]})
         return self.member.saving()
 
-    async def on_event_up(self, up: Upstream) -> Awaitable[Any] | None:
+    async def on_event_up(self, up: Upstream[Device]) -> Awaitable[Any] | None:
         await self._event(up.session, up.device, _json(up.payload), up.now)
         return None
 
-    async def on_response(self, up: Upstream) -> Awaitable[Any] | None:
+    async def on_response(self, up: Upstream[Device]) -> Awaitable[Any] | None:
         assert up.match is not None
         doc = _json(up.payload)
         self.answer(up.match["request_id"], up.identity, doc if doc is not None
                     else up.payload.decode("utf-8", "replace"), up.match["what"])
         return None
 
-    async def on_shadow_get(self, up: Upstream) -> Awaitable[Any] | None:
+    async def on_shadow_get(self, up: Upstream[Device]) -> Awaitable[Any] | None:
         assert up.match is not None
         doc = _json(up.payload)
         service_id = doc.get("service_id") if isinstance(doc, dict) else None

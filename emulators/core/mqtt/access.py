@@ -24,7 +24,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ...pki import server_context
 from ..faults import MQTT_FAULTS, FaultRule
@@ -39,7 +39,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("emulators.mqtt")
 
+DeviceT = TypeVar("DeviceT")
+
 X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the farm clock decides
+
+
+@dataclass(frozen=True)
+class Upstream(Generic[DeviceT]):
+    """One upstream message of a device's, as its topic's handler (``TopicTable``) gets it:
+    the device the topic names, the pattern's match (None for an exact topic) and, for a
+    vendor whose messages are JSON requests, the document."""
+
+    session: MqttSession
+    identity: str
+    device: DeviceT
+    topic: str
+    match: re.Match[str] | None
+    payload: bytes
+    now: float
+    doc: Any = None
+
+    @property
+    def params(self) -> Any:
+        return self.doc.get("params") if isinstance(self.doc, dict) else None
 
 
 class TopicTable:
