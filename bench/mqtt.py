@@ -81,7 +81,7 @@ import yaml
 from common import ROOT, cpu_seconds, env_note, pin, rss_mb, server_and_load_cores, show
 
 from emulators import pki
-from emulators.core.mqtt import remaining_length
+from emulators.core.mqtt import packets
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"  # the default credential's project
@@ -102,27 +102,17 @@ REPORT = {"services": [{"service_id": "Ptz", "properties": {
     "event_time": "20261203T101500Z"}]}
 
 
-# -- MQTT 3.1.1 packets (the client side) --------------------------------------------------------
-
-def _text(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return struct.pack("!H", len(raw)) + raw
-
+# -- MQTT 3.1.1 packets (the client side): the farm's one codec ---------------------------------
 
 def connect_packet(client_id: str, username: str | None, password: str | None,
                    keep_alive: int = KEEP_ALIVE) -> bytes:
-    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = _text("MQTT") + bytes([4, flags]) + struct.pack("!H", keep_alive) + _text(client_id)
-    if username is not None:
-        body += _text(username)
-    if password is not None:
-        body += _text(password)
-    return bytes([0x10]) + remaining_length(len(body)) + body
+    return packets.encode_connect(client_id, username=username, password=password,
+                                  keep_alive=keep_alive)
 
 
-PINGREQ = b"\xc0\x00"
-PINGRESP = b"\xd0\x00"
-DISCONNECT = b"\xe0\x00"
+PINGREQ = packets.PINGREQ_PACKET
+PINGRESP = packets.PINGRESP_PACKET
+DISCONNECT = packets.DISCONNECT_PACKET
 
 
 def sdk_timestamp() -> str:
@@ -377,7 +367,7 @@ class Publisher(asyncio.Protocol):
 
     def __init__(self, topic: str, payload: bytes, window: int) -> None:
         body_len = 2 + len(topic.encode()) + 2 + len(payload)
-        self.prefix = bytes([0x32]) + remaining_length(body_len) + _text(topic)
+        self.prefix = bytes([0x32]) + packets.remaining_length(body_len) + packets.text(topic)
         self.payload = payload
         self.window = window
         self.next_id = 0

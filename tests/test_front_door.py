@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkiotda.v5 import IoTDAClient, ListCertificatesRequest
 
+from emulators.core.mqtt.packets import encode_connect
 from emulators.enos.models.access import Login as EnosLogin
 from emulators.enos.models.access import signature as enos_signature
 from tests.sdk_clients import DEFAULT_FARM_DEVICE_CAS, close_iotda
@@ -116,13 +116,7 @@ def get(url: str) -> bytes:
 
 def mqtt_connect(client_id: str, username: str, password: str) -> bytes:
     """An MQTT 3.1.1 CONNECT with a user name and password, clean session, keep-alive 120."""
-    fields = b"".join(struct.pack("!H", len(v)) + v.encode()
-                      for v in (client_id, username, password))
-    body = b"\x00\x04MQTT\x04\xc2\x00\x78" + fields
-    assert len(body) < 16384  # two bytes of remaining length
-    size = bytes([len(body) & 0x7F | 0x80, len(body) >> 7]) if len(body) > 127 else bytes(
-        [len(body)])
-    return b"\x10" + size + body
+    return encode_connect(client_id, username=username, password=password, keep_alive=120)
 
 
 def member(ready: dict[str, Any], name: str) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""The farm's MQTT broker machinery (emulators/core/mqtt.py) driven by paho-mqtt, the client
+"""The farm's MQTT broker machinery (emulators/core/mqtt/) driven by paho-mqtt, the client
 the vendor device SDKs wrap, and by raw sockets for what no real client sends."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import queue
 import socket
 import ssl
@@ -20,27 +21,30 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from emulators import pki
-from emulators.core import mqtt as broker
-from emulators.core.mqtt import ConnectInfo, MqttHooks, MqttListener, MqttSession
+from emulators.core.mqtt import packets
+from emulators.core.mqtt.broker import MqttListener
+from emulators.core.mqtt.hooks import Action, ConnectInfo, MqttHooks, Refusal
+from emulators.core.mqtt.packets import encode_connect, encode_subscribe, encode_unsubscribe
+from emulators.core.mqtt.session import MqttSession
 
 
 class Recorder(MqttHooks):
     """Hooks that answer what a test set and remember what they saw."""
 
     def __init__(self) -> None:
-        self.code = broker.ACCEPTED
+        self.code = packets.ACCEPTED
         self.refused: set[str] = set()
         self.connects: list[ConnectInfo] = []
         self.published: list[tuple[str, str, bytes, int]] = []
         self.subscribed: list[tuple[str, str, int]] = []
         self.disconnects: list[tuple[str, str]] = []
-        self.refusals: list[broker.Refusal] = []
+        self.refusals: list[Refusal] = []
 
     async def authenticate(self, info: ConnectInfo) -> int:
         self.connects.append(info)
         return self.code
 
-    async def authorize(self, session: MqttSession, action: broker.Action, topic: str) -> bool:
+    async def authorize(self, session: MqttSession, action: Action, topic: str) -> bool:
         return topic not in self.refused
 
     async def on_publish(self, session: MqttSession, topic: str, payload: bytes, qos: int,
@@ -53,7 +57,7 @@ class Recorder(MqttHooks):
     async def on_disconnect(self, session: MqttSession, reason: str) -> None:
         self.disconnects.append((session.client_id, reason))
 
-    async def on_refused(self, refusal: broker.Refusal) -> None:
+    async def on_refused(self, refusal: Refusal) -> None:
         self.refusals.append(refusal)
 
 
@@ -138,14 +142,6 @@ async def paho(client_id: str, **kwargs: Any) -> AsyncIterator[Paho]:
         await asyncio.to_thread(client.close)
 
 
-def connect_packet(client_id: str, *, flags: int = 0x02, keep_alive: int = 60,
-                   protocol: bytes = b"MQTT", level: int = 4, tail: bytes = b"") -> bytes:
-    body = (struct.pack("!H", len(protocol)) + protocol + bytes([level, flags])
-            + struct.pack("!H", keep_alive) + struct.pack("!H", len(client_id))
-            + client_id.encode() + tail)
-    return bytes([0x10]) + broker.remaining_length(len(body)) + body
-
-
 def raw_exchange(port: int, data: bytes, *, until: int | None = None) -> bytes:
     """Send ``data`` and read until the broker closes the connection (or 3 s pass, or
     ``until`` bytes came)."""
@@ -179,9 +175,9 @@ async def test_plain_connect_reaches_the_hook_with_what_paho_sent() -> None:
 
 
 @pytest.mark.parametrize(("code", "paho_name"), [
-    (broker.ACCEPTED, "Success"),
-    (broker.BAD_CREDENTIALS, "Bad user name or password"),
-    (broker.NOT_AUTHORIZED, "Not authorized"),
+    (packets.ACCEPTED, "Success"),
+    (packets.BAD_CREDENTIALS, "Bad user name or password"),
+    (packets.NOT_AUTHORIZED, "Not authorized"),
 ], ids=["accepted-0", "bad-credentials-4", "not-authorized-5"])
 async def test_connack_code_comes_from_the_hook(code: int, paho_name: str) -> None:
     hooks = Recorder()
@@ -191,10 +187,10 @@ async def test_connack_code_comes_from_the_hook(code: int, paho_name: str) -> No
             rc = await client.connect(listener.port)
             assert rc.getName() == paho_name
         # The exact bytes on the wire: CONNACK, length 2, session present 0, the code.
-        reply = await asyncio.to_thread(raw_exchange, listener.port, connect_packet("raw"),
+        reply = await asyncio.to_thread(raw_exchange, listener.port, encode_connect("raw"),
                                         until=4)
         assert reply == bytes([0x20, 2, 0, code])
-        if code != broker.ACCEPTED:
+        if code != packets.ACCEPTED:
             assert "raw" not in listener.sessions
 
 
@@ -275,7 +271,7 @@ async def test_keep_alive_timeout_ends_a_silent_session() -> None:
     hooks = Recorder()
     async with running(hooks) as listener:
         with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
-            sock.sendall(connect_packet("quiet", keep_alive=1))
+            sock.sendall(encode_connect("quiet", keep_alive=1))
             assert await asyncio.to_thread(sock.recv, 4) == bytes([0x20, 2, 0, 0])
             await eventually(lambda: hooks.disconnects == [("quiet", "keep-alive timeout")])
             assert await asyncio.to_thread(sock.recv, 4) == b""  # after 1.5 x keep-alive
@@ -289,24 +285,24 @@ MALFORMED = [
     pytest.param(bytes([0x30, 3, 0, 1, ord("t")]), None, id="publish-before-connect"),
     pytest.param(bytes([0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]), None, id="length-of-5-bytes"),
     pytest.param(bytes([0x10, 0xFF, 0xFF, 0xFF, 0x7F]), None, id="connect-of-256-MB-declared"),
-    pytest.param(connect_packet("x", protocol=b"HTTP"), None, id="unknown-protocol-name"),
-    pytest.param(connect_packet("x", flags=0x03), None, id="reserved-connect-flag"),
-    pytest.param(connect_packet("x")[:-3], None, id="truncated-connect"),
-    pytest.param(connect_packet("\udcff".encode("utf-8", "surrogatepass").decode("latin-1")),
+    pytest.param(encode_connect("x", protocol=b"HTTP"), None, id="unknown-protocol-name"),
+    pytest.param(encode_connect("x", flags=0x03), None, id="reserved-connect-flag"),
+    pytest.param(encode_connect("x")[:-3], None, id="truncated-connect"),
+    pytest.param(encode_connect("\udcff".encode("utf-8", "surrogatepass")),
                  None, id="client-id-not-utf8"),
-    pytest.param(connect_packet("x", tail=b"junk"), None, id="bytes-after-connect"),
-    pytest.param(connect_packet("s") + bytes([0x80, 5, 0, 1, 0, 1, ord("t")]), "malformed",
+    pytest.param(encode_connect("x", tail=b"junk"), None, id="bytes-after-connect"),
+    pytest.param(encode_connect("s") + bytes([0x80, 5, 0, 1, 0, 1, ord("t")]), "malformed",
                  id="subscribe-with-wrong-flags"),
-    pytest.param(connect_packet("s") + bytes([0x82, 2, 0, 1]), "malformed",
+    pytest.param(encode_connect("s") + bytes([0x82, 2, 0, 1]), "malformed",
                  id="subscribe-without-topic"),
-    pytest.param(connect_packet("s") + PUBLISH_QOS3, "malformed", id="publish-qos-3"),
-    pytest.param(connect_packet("s") + bytes([0x32, 5, 0, 1, ord("#"), 0, 1]), "malformed",
+    pytest.param(encode_connect("s") + PUBLISH_QOS3, "malformed", id="publish-qos-3"),
+    pytest.param(encode_connect("s") + bytes([0x32, 5, 0, 1, ord("#"), 0, 1]), "malformed",
                  id="publish-to-wildcard"),
-    pytest.param(connect_packet("s") + bytes([0x34, 5, 0, 1, ord("t"), 0, 1]), "QoS 2 refused",
+    pytest.param(encode_connect("s") + bytes([0x34, 5, 0, 1, ord("t"), 0, 1]), "QoS 2 refused",
                  id="publish-qos-2"),
-    pytest.param(connect_packet("s") + bytes([0x20, 2, 0, 0]), "malformed",
+    pytest.param(encode_connect("s") + bytes([0x20, 2, 0, 0]), "malformed",
                  id="connack-from-a-client"),
-    pytest.param(connect_packet("s") + bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F]),
+    pytest.param(encode_connect("s") + bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F]),
                  "message too large", id="publish-of-256-MB-declared"),
 ]
 
@@ -329,30 +325,20 @@ async def test_malformed_bytes_close_that_connection_only(data: bytes, reason: s
 
 async def test_unsupported_protocol_level_gets_connack_1() -> None:
     async with running(Recorder()) as listener:
-        reply = await asyncio.to_thread(raw_exchange, listener.port, connect_packet("x", level=5))
+        reply = await asyncio.to_thread(raw_exchange, listener.port, encode_connect("x", level=5))
         assert reply == bytes([0x20, 2, 0, 1])
-
-
-def subscribe_packet(packet_id: int, topic: str, qos: int) -> bytes:
-    body = struct.pack("!HH", packet_id, len(topic)) + topic.encode() + bytes([qos])
-    return bytes([0x82]) + broker.remaining_length(len(body)) + body
-
-
-def unsubscribe_packet(packet_id: int, topic: str) -> bytes:
-    body = struct.pack("!HH", packet_id, len(topic)) + topic.encode()
-    return bytes([0xA2]) + broker.remaining_length(len(body)) + body
 
 
 # Packets MQTT 3.1.1 says close the connection, each after a good CONNECT; the id names the
 # normative statement. Before, each was answered (UNSUBACK, SUBACK 0x80, PINGRESP) or taken.
 VIOLATIONS = [
     pytest.param(bytes([0xA2, 2, 0, 1]), id="MQTT-3.10.3-2-unsubscribe-without-topic"),
-    pytest.param(subscribe_packet(1, "t", 3), id="MQTT-3.8.3-4-subscribe-qos-3"),
+    pytest.param(encode_subscribe(1, ("t", 3)), id="MQTT-3.8.3-4-subscribe-qos-3"),
     pytest.param(bytes([0xC1, 0]), id="MQTT-2.2.2-2-pingreq-reserved-flags"),
     pytest.param(bytes([0x42, 2, 0, 1]), id="MQTT-2.2.2-2-puback-reserved-flags"),
     pytest.param(bytes([0xE2, 0]), id="MQTT-3.14.1-1-disconnect-reserved-flags"),
-    pytest.param(subscribe_packet(0, "t", 1), id="MQTT-2.3.1-1-subscribe-packet-id-0"),
-    pytest.param(unsubscribe_packet(0, "t"), id="MQTT-2.3.1-1-unsubscribe-packet-id-0"),
+    pytest.param(encode_subscribe(0, ("t", 1)), id="MQTT-2.3.1-1-subscribe-packet-id-0"),
+    pytest.param(encode_unsubscribe(0, "t"), id="MQTT-2.3.1-1-unsubscribe-packet-id-0"),
     pytest.param(bytes([0x32, 5, 0, 1, ord("t"), 0, 0]), id="MQTT-2.3.1-1-publish-packet-id-0"),
     pytest.param(bytes([0x38, 4, 0, 1, ord("t"), ord("x")]), id="MQTT-3.3.1-2-dup-on-qos-0"),
 ]
@@ -364,7 +350,7 @@ async def test_protocol_violations_close_the_connection_unanswered(packet: bytes
     the hooks see none of it, and the session ends as ``malformed: ...``."""
     hooks = Recorder()
     async with running(hooks) as listener:
-        reply = await asyncio.to_thread(raw_exchange, listener.port, connect_packet("v") + packet)
+        reply = await asyncio.to_thread(raw_exchange, listener.port, encode_connect("v") + packet)
         assert reply == bytes([0x20, 2, 0, 0])  # the CONNACK, then the close
         await eventually(lambda: len(hooks.disconnects) == 1)
         assert hooks.disconnects[0][0] == "v"
@@ -379,7 +365,7 @@ async def test_password_without_a_user_name_closes_without_a_connack() -> None:
     does not conform is closed without a CONNACK; the refusal is reported."""
     hooks = Recorder()
     async with running(hooks) as listener:
-        reply = await asyncio.to_thread(raw_exchange, listener.port, connect_packet(
+        reply = await asyncio.to_thread(raw_exchange, listener.port, encode_connect(
             "p", flags=0x42, tail=b"\x00\x06s3cret"))
         assert reply == b""
         await eventually(lambda: hooks.refusals)
@@ -410,7 +396,7 @@ async def test_mosquitto_pub_in_mqtt5_mode_hears_unsupported_protocol_version() 
         await eventually(lambda: hooks.refusals)
         refusal = hooks.refusals[0]
         assert (refusal.code, refusal.protocol, refusal.protocol_level, refusal.client_id,
-                refusal.username) == (broker.UNACCEPTABLE_PROTOCOL, "MQTT", 5, "dev-5", "user-5")
+                refusal.username) == (packets.UNACCEPTABLE_PROTOCOL, "MQTT", 5, "dev-5", "user-5")
         assert refusal.reason.startswith("unacceptable protocol version: MQTT level 5 (MQTT 5.0)")
         assert hooks.connects == [] and listener.sessions == {}
 
@@ -477,7 +463,7 @@ async def test_connect_over_the_cap_is_refused_from_its_header_unread() -> None:
 
         def header_only() -> bytes:
             with socket.create_connection(("127.0.0.1", listener.port), timeout=60) as sock:
-                sock.sendall(bytes([0x10]) + broker.remaining_length(cap + 1))
+                sock.sendall(bytes([0x10]) + packets.remaining_length(cap + 1))
                 return sock.recv(10)
 
         assert await asyncio.to_thread(header_only) == b""
@@ -487,7 +473,7 @@ async def test_connect_over_the_cap_is_refused_from_its_header_unread() -> None:
         # 10 bytes of protocol name, level, flags and keep-alive; the client id "big" (5), the
         # will topic "w" (3) and the will payload's length (2): the payload fills the rest.
         will = b"\x00\x01w" + struct.pack("!H", cap - 20) + b"w" * (cap - 20)
-        packet = connect_packet("big", flags=0x06, tail=will)
+        packet = encode_connect("big", flags=0x06, tail=will)
         assert len(packet) == 1 + 2 + cap
         reply = await asyncio.to_thread(raw_exchange, listener.port, packet, until=4)
         assert reply == bytes([0x20, 2, 0, 0])
@@ -500,8 +486,8 @@ async def test_a_hook_that_raises_costs_its_connection_only() -> None:
             raise RuntimeError("a bug in a vendor hook")
 
     async with running(Broken()) as listener:
-        reply = await asyncio.to_thread(raw_exchange, listener.port, connect_packet("x"))
-        assert reply == bytes([0x20, 2, 0, broker.SERVER_UNAVAILABLE])
+        reply = await asyncio.to_thread(raw_exchange, listener.port, encode_connect("x"))
+        assert reply == bytes([0x20, 2, 0, packets.SERVER_UNAVAILABLE])
 
 
 # -- TLS -----------------------------------------------------------------------------------
@@ -610,7 +596,7 @@ async def test_tls_handshakes_over_the_bound_wait_for_a_slot(tmp_path: Path) -> 
                 with socket.create_connection(("127.0.0.1", listener.port), timeout=60) as raw:
                     with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
                         handshaken.set()
-                        sock.sendall(connect_packet("late"))
+                        sock.sendall(encode_connect("late"))
                         return sock.recv(4)
 
             late = asyncio.ensure_future(asyncio.to_thread(late_client))
@@ -650,7 +636,7 @@ async def test_a_client_that_stops_reading_is_closed_at_the_write_timeout() -> N
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.settimeout(10)
             await asyncio.to_thread(sock.connect, ("127.0.0.1", listener.port))
-            await asyncio.to_thread(sock.sendall, connect_packet("stuck", keep_alive=0))
+            await asyncio.to_thread(sock.sendall, encode_connect("stuck", keep_alive=0))
             assert await asyncio.to_thread(sock.recv, 4) == bytes([0x20, 2, 0, 0])
 
             async def flood() -> None:
@@ -688,3 +674,34 @@ async def test_stop_closes_the_listener_and_every_connection() -> None:
         await asyncio.to_thread(client.close)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", listener.port), timeout=1).close()
+
+
+# -- the one codec ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("length", "encoded"), [
+    # MQTT 3.1.1 table 2.4, "Size of Remaining Length field": each field size's bounds.
+    (0, b"\x00"), (127, b"\x7f"),
+    (128, b"\x80\x01"), (16_383, b"\xff\x7f"),
+    (16_384, b"\x80\x80\x01"), (2_097_151, b"\xff\xff\x7f"),
+    (2_097_152, b"\x80\x80\x80\x01"), (268_435_455, b"\xff\xff\xff\x7f"),
+])
+def test_remaining_length_is_the_specs_table(length: int, encoded: bytes) -> None:
+    assert packets.remaining_length(length) == encoded
+
+
+def test_connect_encoder_writes_what_the_spec_shows() -> None:
+    # MQTT 3.1.1 figure 3.6 (protocol name, level 4) with the flags of a clean session with
+    # user name and password (0xC2) and keep-alive 120, then the payload's three strings.
+    assert encode_connect("c", username="u", password="p", keep_alive=120) == (
+        b"\x10\x13\x00\x04MQTT\x04\xc2\x00\x78\x00\x01c\x00\x01u\x00\x01p")
+
+
+@pytest.mark.parametrize("vendor", ["iotda", "enos"])
+def test_every_topic_table_row_names_a_handler(vendor: str) -> None:
+    """A row whose handler name is misspelt would fail only when a device sends that topic."""
+    topics = importlib.import_module(f"emulators.{vendor}.topics")
+    access = importlib.import_module(f"emulators.{vendor}.access")
+    cls = {"iotda": "IotdaAccess", "enos": "EnosAccess"}[vendor]
+    missing = {n for n in topics.HANDLERS.names()
+               if not callable(getattr(getattr(access, cls), n, None))}
+    assert topics.HANDLERS.names() and not missing

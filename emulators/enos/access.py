@@ -1,6 +1,7 @@
 """EnOS device access over MQTT: 11883 (plain, secret login) and 18883 (TLS; a client
 certificate issued by this emulator for bi-directional products), on the farm's broker
-(``core/mqtt.py``) with the shared journal, faults and session list (``core/mqttaccess.py``).
+(``core/mqtt/broker.py``) with the shared journal, faults, session list and requests waiting
+for a reply (``core/mqtt/access.py``).
 
 What a device's messages do (README.md "Device access (MQTT)"): measure points (single, batch,
 resume) and events are kept as the device's last values, attributes are updated, queried and
@@ -14,16 +15,15 @@ device's reply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
-from ..core.mqtt import Action, ConnectInfo, MqttSession
-from ..core.mqttaccess import MqttAccess, Verdict
+from ..core.mqtt.access import MqttAccess, Upstream, Verdict
+from ..core.mqtt.hooks import Action, ConnectInfo
+from ..core.mqtt.session import MqttSession
 from . import topics
 from .exceptions import MqttReplyError, NoWritePermission
 from .models.access import (
@@ -41,11 +41,9 @@ if TYPE_CHECKING:
 KEPT = 20  # events kept per device
 
 
-@dataclass
-class Pending:
-    identity: str
-    future: asyncio.Future[Any]
-    correlation_id: str | None
+# A handler's answer: the reply's data and code, or None for no reply.
+Answer = tuple[Any, int] | None
+Handler = Callable[[Upstream["Device"]], Awaitable[Answer]]
 
 
 def identity_of(device: Device) -> str:
@@ -60,7 +58,6 @@ class EnosAccess(MqttAccess):
         # Between check_connect and connected: client id -> (activating?, certificate SN).
         self._accepted: dict[str, tuple[bool, int | None]] = {}
         self.serials: dict[str, int] = {}  # identity -> the certificate its session used
-        self.pending: dict[str, Pending] = {}  # message id of a cloud request -> its waiter
         self._ids = iter(range(1, 1 << 62))
         # Sessions at their subscription limit: id(session) -> filters refused since the one
         # journalled (the first of a burst is journalled, the rest counted).
@@ -151,8 +148,8 @@ class EnosAccess(MqttAccess):
         if activating:
             secret = secrets.token_hex(16)
             self.member.things.activate(device, secret)
-            await self.send(session, topics.activate_info(device.product_key,
-                                                          device.device_key), {
+            await self.send_json(session, topics.activate_info(device.product_key,
+                                                               device.device_key), {
                 "id": self.next_id(), "version": "1.0", "method": "thing.activate.info",
                 "params": {"productKey": device.product_key, "deviceKey": device.device_key,
                            "deviceSecret": secret}})
@@ -219,12 +216,6 @@ class EnosAccess(MqttAccess):
     def next_id(self) -> str:
         return str(next(self._ids))
 
-    async def send(self, session: MqttSession, topic: str, doc: Any,
-                   correlation_id: str | None = None) -> None:
-        payload = json.dumps(doc, ensure_ascii=False).encode()
-        self.record_message(session, "down", topic, payload, 1, correlation_id)
-        await session.publish(topic, payload, 1)
-
     async def reply(self, session: MqttSession, request_topic: str, doc: Any, *,
                     unsolicited: bool = False) -> None:
         """A request's answer on its ``_reply`` topic, delivered as a subscription asks for
@@ -233,7 +224,7 @@ class EnosAccess(MqttAccess):
         topic = topics.reply_topic(request_topic)
         if (unsolicited or not self.member.options.replies_need_subscription
                 or session.subscribed(topic)):
-            await self.send(session, topic, doc)
+            await self.send_json(session, topic, doc)
             return
         payload = json.dumps(doc, ensure_ascii=False).encode()
         self.record_message(session, "down", topic, payload, 1, delivered=False,
@@ -270,63 +261,86 @@ class EnosAccess(MqttAccess):
         device = self.member.things.device(m["pk"], m["dk"])
         if device is None or not isinstance(doc, dict):
             return None
-        rest, things = m["rest"], self.member.things
-        now = self.member.clock.time()
-        params = doc.get("params")
-        if topics.SERVICE_REPLY.fullmatch(rest) is not None:
-            waiter = self.pending.get(str(doc.get("id")))
-            if waiter is not None and waiter.identity == identity and not waiter.future.done():
-                waiter.future.set_result(doc)
-            return None
-        if rest == topics.ACTIVATE_INFO_REPLY:
-            return None
-        data: Any = {}
-        code = 200
-        if rest in (topics.MEASUREPOINT_POST, topics.MEASUREPOINT_RESUME):
-            things.measure_points(device, params, now)
-        elif rest in (topics.MEASUREPOINT_POST_BATCH, topics.MEASUREPOINT_RESUME_BATCH):
-            # "A gateway device reports the measurement point data of its sub-devices" (the
-            # batch pages); "if part of the data fails to be reported, the entire request
-            # will fail": every entry's device is checked before any is written.
-            targets: list[tuple[Device, Any]] = []
-            for item in params if isinstance(params, list) else ():
-                target = device
-                if isinstance(item, dict) and item.get("deviceKey"):
-                    pk = str(item.get("productKey") or device.product_key)
-                    dk = str(item["deviceKey"])
-                    named = things.device(pk, dk) if self.speaks_for(identity, pk, dk) else None
-                    if named is None:
-                        await self.refuse_message(session, topic, doc, NoWritePermission(
-                            f"entry for {pk}/{dk}, which is not {identity} nor one of its "
-                            "logged-in sub-devices"))
-                        return None
-                    target = named
-                targets.append((target, item))
-            for target, item in targets:
-                things.measure_points(target, item, now)
-        elif (e := topics.EVENT_POST.fullmatch(rest)) is not None:
-            things.event(device, e["event"], params, now)
-        elif rest == topics.ATTRIBUTE_UPDATE:
-            things.update_attributes(device, params)
-        elif rest == topics.ATTRIBUTE_QUERY:
-            data = things.query_attributes(device, params)
-        elif rest == topics.ATTRIBUTE_DELETE:
-            things.delete_attributes(device, params)
-        elif rest in (topics.SUB_LOGIN, topics.SUB_LOGIN_BATCH):
-            data, code = things.sub_login(identity, params)
-        elif rest == topics.SUB_LOGOUT:
-            data = things.sub_logout(identity, params)
-        elif rest == topics.OTA_INFORM:
-            things.firmware(device, params)
-        elif rest in (topics.OTA_GETVERSION, topics.OTA_REQUEST):
-            data = []
-        elif rest != topics.OTA_PROGRESS:
+        found = topics.HANDLERS.route(m["rest"])
+        if found is None:
             return None  # not a request of the SDK's: journalled only
+        name, match = found
+        handler: Handler = getattr(self, name)
+        result = await handler(Upstream(session, identity, device, topic, match, payload,
+                                        self.member.clock.time(), doc))
+        if result is None:
+            return None
+        data, code = result
         reply: dict[str, Any] = {"id": doc.get("id"), "code": code, "data": data}
         if code != 200:
             reply["message"] = data.pop("message", "") if isinstance(data, dict) else ""
         await self.reply(session, topic, reply)
         return self.member.saving()
+
+    # -- what each upstream topic does (``topics.HANDLERS``): (data, code) of the reply --------
+    async def on_service_reply(self, up: Upstream[Device]) -> Answer:
+        self.answer(str(up.doc.get("id")), up.identity, up.doc)
+        return None
+
+    async def on_measure_points(self, up: Upstream[Device]) -> Answer:
+        self.member.things.measure_points(up.device, up.params, up.now)
+        return {}, 200
+
+    async def on_measure_points_batch(self, up: Upstream[Device]) -> Answer:
+        # "A gateway device reports the measurement point data of its sub-devices" (the
+        # batch pages); "if part of the data fails to be reported, the entire request
+        # will fail": every entry's device is checked before any is written.
+        things, device, identity = self.member.things, up.device, up.identity
+        targets: list[tuple[Device, Any]] = []
+        for item in up.params if isinstance(up.params, list) else ():
+            target = device
+            if isinstance(item, dict) and item.get("deviceKey"):
+                pk = str(item.get("productKey") or device.product_key)
+                dk = str(item["deviceKey"])
+                named = things.device(pk, dk) if self.speaks_for(identity, pk, dk) else None
+                if named is None:
+                    await self.refuse_message(up.session, up.topic, up.doc, NoWritePermission(
+                        f"entry for {pk}/{dk}, which is not {identity} nor one of its "
+                        "logged-in sub-devices"))
+                    return None
+                target = named
+            targets.append((target, item))
+        for target, item in targets:
+            things.measure_points(target, item, up.now)
+        return {}, 200
+
+    async def on_event(self, up: Upstream[Device]) -> Answer:
+        assert up.match is not None
+        self.member.things.event(up.device, up.match["event"], up.params, up.now)
+        return {}, 200
+
+    async def on_attribute_update(self, up: Upstream[Device]) -> Answer:
+        self.member.things.update_attributes(up.device, up.params)
+        return {}, 200
+
+    async def on_attribute_query(self, up: Upstream[Device]) -> Answer:
+        return self.member.things.query_attributes(up.device, up.params), 200
+
+    async def on_attribute_delete(self, up: Upstream[Device]) -> Answer:
+        self.member.things.delete_attributes(up.device, up.params)
+        return {}, 200
+
+    async def on_sub_login(self, up: Upstream[Device]) -> Answer:
+        data, code = self.member.things.sub_login(up.identity, up.params)
+        return data, code
+
+    async def on_sub_logout(self, up: Upstream[Device]) -> Answer:
+        return self.member.things.sub_logout(up.identity, up.params), 200
+
+    async def on_ota_inform(self, up: Upstream[Device]) -> Answer:
+        self.member.things.firmware(up.device, up.params)
+        return {}, 200
+
+    async def on_ota_query(self, up: Upstream[Device]) -> Answer:
+        return [], 200
+
+    async def on_ota_progress(self, up: Upstream[Device]) -> Answer:
+        return {}, 200
 
     # -- from the cloud ------------------------------------------------------------------------
     async def invoke(self, device: Device, service_id: str, params: dict[str, Any],
@@ -338,22 +352,17 @@ class EnosAccess(MqttAccess):
         if session is None:
             raise LookupError(f"{device.device_key} is not connected")
         message_id = self.next_id()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         correlation = CORRELATION.get() or self.member.ctx.journal.new_correlation_id()
-        self.pending[message_id] = Pending(identity, future, correlation)
         method = "thing.service." + service_id.replace("/", ".")
-        try:
-            await self.send(session, topics.service(device.product_key, device.device_key,
-                                                    service_id),
-                            {"id": message_id, "version": "1.0", "method": method,
-                             "params": params}, correlation)
-            async with asyncio.timeout(wait or self.member.options.command_timeout):
-                reply: dict[str, Any] = await future
-            return reply
-        except (TimeoutError, ConnectionError):
-            return None
-        finally:
-            self.pending.pop(message_id, None)
+        # The wait starts once the request is written (a device that stopped reading holds
+        # the caller up until the broker's write timeout ends its session).
+        reply: dict[str, Any] | None = await self.ask(
+            session, identity, message_id,
+            topics.service(device.product_key, device.device_key, service_id),
+            {"id": message_id, "version": "1.0", "method": method, "params": params},
+            wait=wait or self.member.options.command_timeout, correlation_id=correlation,
+            deadline_covers_send=False)
+        return reply
 
     def revoked(self, cert_sn: int) -> None:
         """A certificate was revoked: a session it let in ends (the broker would drop it)."""

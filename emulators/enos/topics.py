@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from ..core.mqtt.access import TopicTable
+
 # Upstream: /sys/{pk}/{dk}/<rest> or /ext/session/{pk}/{dk}/<rest>.
 UPSTREAM = re.compile(r"/(?P<area>sys|ext/session)/(?P<pk>[^/]+)/(?P<dk>[^/]+)/(?P<rest>.+)")
 MEASUREPOINT_POST = "thing/measurepoint/post"
@@ -25,6 +27,28 @@ OTA_REQUEST = "ota/device/request"
 OTA_PROGRESS = "ota/device/progress"
 ACTIVATE_INFO_REPLY = "thing/activate/info_reply"
 SERVICE_REPLY = re.compile(r"thing/service/(?P<service>.+)_reply")
+
+# What each upstream request does: the name of ``EnosAccess``'s handler, which gives the
+# reply's data and code (or None: no reply). Any other topic, ``ACTIVATE_INFO_REPLY`` among
+# them, is journalled and nothing more.
+HANDLERS = TopicTable([
+    (MEASUREPOINT_POST, "on_measure_points"),
+    (MEASUREPOINT_RESUME, "on_measure_points"),
+    (MEASUREPOINT_POST_BATCH, "on_measure_points_batch"),
+    (MEASUREPOINT_RESUME_BATCH, "on_measure_points_batch"),
+    (EVENT_POST, "on_event"),
+    (ATTRIBUTE_UPDATE, "on_attribute_update"),
+    (ATTRIBUTE_QUERY, "on_attribute_query"),
+    (ATTRIBUTE_DELETE, "on_attribute_delete"),
+    (SUB_LOGIN, "on_sub_login"),
+    (SUB_LOGIN_BATCH, "on_sub_login"),
+    (SUB_LOGOUT, "on_sub_logout"),
+    (OTA_INFORM, "on_ota_inform"),
+    (OTA_GETVERSION, "on_ota_query"),
+    (OTA_REQUEST, "on_ota_query"),
+    (OTA_PROGRESS, "on_ota_progress"),
+    (SERVICE_REPLY, "on_service_reply"),
+])
 
 
 def reply_topic(topic: str) -> str:

@@ -13,18 +13,19 @@ connect (``models/access.py``), what a device's messages do, and what the REST A
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
-from ..core.mqtt import ConnectInfo, MqttListener, MqttSession, topic_matches
-from ..core.mqttaccess import MqttAccess, Verdict
+from ..core.mqtt.access import MqttAccess, Upstream, Verdict
+from ..core.mqtt.broker import MqttListener
+from ..core.mqtt.hooks import ConnectInfo
+from ..core.mqtt.packets import topic_matches
+from ..core.mqtt.session import MqttSession
 from . import topics
 from .exceptions import CommandTimeout, DeviceOffline
 from .models.access import (
@@ -48,14 +49,7 @@ log = logging.getLogger("emulators.iotda.access")
 MAX_MESSAGE = 1024 * 1024
 
 
-@dataclass
-class Pending:
-    """A platform request waiting for the device's response."""
-
-    device_id: str
-    what: str  # "commands", "properties/set", "properties/get"
-    future: asyncio.Future[Any]
-    correlation_id: str | None
+Handler = Callable[[Upstream["Device"]], Awaitable[Awaitable[Any] | None]]
 
 
 class IotdaAccess(MqttAccess):
@@ -64,7 +58,6 @@ class IotdaAccess(MqttAccess):
     def __init__(self, member: IotdaService) -> None:
         super().__init__(member)
         self.cas = CaCache()
-        self.pending: dict[str, Pending] = {}
         # Between check_connect and connected: client id -> the fingerprint to record on
         # first use (None: none to record).
         self._record_fingerprint: dict[str, str | None] = {}
@@ -191,8 +184,8 @@ class IotdaAccess(MqttAccess):
     # -- upstream ------------------------------------------------------------------------------
     async def handle(self, session: MqttSession, identity: str, topic: str,
                      payload: bytes) -> Awaitable[Any] | None:
-        """What an upstream message does; a change of state returns its save, which the
-        message's PUBACK waits for (the session reads on meanwhile)."""
+        """What an upstream message does (``topics.HANDLERS``); a change of state returns its
+        save, which the message's PUBACK waits for (the session reads on meanwhile)."""
         m = topics.UPSTREAM.fullmatch(topic)
         if m is None or m["device_id"] != identity:
             return None  # a custom topic: journalled, nothing more
@@ -200,43 +193,57 @@ class IotdaAccess(MqttAccess):
         if device is None:
             session.close("the device was deleted")
             return None
-        rest = m["rest"]
-        now = self.member.clock.time()
-        if rest == topics.PROPERTIES_REPORT:
-            doc = _json(payload)
-            if not isinstance(doc, dict):
-                return None
-            limit = self.member.options.shadow_unmodelled_properties
-            taken, dropped = self.member.devices.report(device, doc.get("services"), now, limit)
-            if dropped:
-                self.record(session.info, "dropped", path=topic, detail={
-                    "client_id": session.client_id, "dropped": len(dropped),
-                    "properties": dropped[:20],
-                    "reason": f"properties the product model does not define, over the "
-                              f"shadow's {limit} (shadow_unmodelled_properties)"})
-            if taken:
-                await self.push_delta(session, device)
-                return self.member.saving()
-        elif rest == topics.MESSAGES_UP:
-            self.member.devices.keep_received(device, {
-                "received_time": now_text(now), "payload": payload.decode("utf-8", "replace")
-                [:4096]})
+        found = topics.HANDLERS.route(m["rest"])
+        if found is None:
+            return None
+        name, match = found
+        handler: Handler = getattr(self, name)
+        return await handler(Upstream(session, identity, device, topic, match, payload,
+                                      self.member.clock.time()))
+
+    async def on_properties_report(self, up: Upstream[Device]) -> Awaitable[Any] | None:
+        doc = _json(up.payload)
+        if not isinstance(doc, dict):
+            return None
+        limit = self.member.options.shadow_unmodelled_properties
+        taken, dropped = self.member.devices.report(up.device, doc.get("services"), up.now,
+                                                    limit)
+        if dropped:
+            self.record(up.session.info, "dropped", path=up.topic, detail={
+                "client_id": up.session.client_id, "dropped": len(dropped),
+                "properties": dropped[:20],
+                "reason": f"properties the product model does not define, over the "
+                          f"shadow's {limit} (shadow_unmodelled_properties)"})
+        if taken:
+            await self.push_delta(up.session, up.device)
             return self.member.saving()
-        elif rest == topics.EVENTS_UP:
-            await self._event(session, device, _json(payload), now)
-        elif (r := topics.RESPONSE.fullmatch(rest)) is not None:
-            pending = self.pending.get(r["request_id"])
-            if pending is not None and pending.device_id == identity and (
-                    pending.what == r["what"]) and not pending.future.done():
-                doc = _json(payload)
-                pending.future.set_result(doc if doc is not None else payload.decode(
-                    "utf-8", "replace"))
-        elif (r := topics.SHADOW_GET.fullmatch(rest)) is not None:
-            doc = _json(payload)
-            service_id = doc.get("service_id") if isinstance(doc, dict) else None
-            reply = {"object_device_id": identity, "shadow": device.shadow_entries(
-                service_id if isinstance(service_id, str) else None)}
-            await self.send(session, topics.shadow_response(identity, r["request_id"]), reply)
+        return None
+
+    async def on_message_up(self, up: Upstream[Device]) -> Awaitable[Any] | None:
+        self.member.devices.keep_received(up.device, {
+            "received_time": now_text(up.now),
+            "payload": up.payload.decode("utf-8", "replace")[:4096]})
+        return self.member.saving()
+
+    async def on_event_up(self, up: Upstream[Device]) -> Awaitable[Any] | None:
+        await self._event(up.session, up.device, _json(up.payload), up.now)
+        return None
+
+    async def on_response(self, up: Upstream[Device]) -> Awaitable[Any] | None:
+        assert up.match is not None
+        doc = _json(up.payload)
+        self.answer(up.match["request_id"], up.identity, doc if doc is not None
+                    else up.payload.decode("utf-8", "replace"), up.match["what"])
+        return None
+
+    async def on_shadow_get(self, up: Upstream[Device]) -> Awaitable[Any] | None:
+        assert up.match is not None
+        doc = _json(up.payload)
+        service_id = doc.get("service_id") if isinstance(doc, dict) else None
+        reply = {"object_device_id": up.identity, "shadow": up.device.shadow_entries(
+            service_id if isinstance(service_id, str) else None)}
+        await self.send(up.session, topics.shadow_response(up.identity, up.match["request_id"]),
+                        reply)
         return None
 
     async def _event(self, session: MqttSession, device: Device, doc: Any, now: float) -> None:
@@ -257,13 +264,15 @@ class IotdaAccess(MqttAccess):
                               "server_send_time": millis}}]})
 
     # -- downstream ----------------------------------------------------------------------------
+    @staticmethod
+    def qos_for(session: MqttSession, topic: str) -> int:
+        """QoS 0 when a subscription of the device's at QoS 0 matches ``topic``, else 1."""
+        return 0 if any(q == 0 for f, q in session.subscriptions.items()
+                        if topic_matches(f, topic)) else 1
+
     async def send(self, session: MqttSession, topic: str, doc: Any, *,
-                   correlation_id: str | None = None, raw: bytes | None = None) -> None:
-        payload = raw if raw is not None else json.dumps(doc, ensure_ascii=False).encode()
-        qos = 0 if any(q == 0 for f, q in session.subscriptions.items()
-                       if topic_matches(f, topic)) else 1
-        self.record_message(session, "down", topic, payload, qos, correlation_id)
-        await session.publish(topic, payload, qos)
+                   raw: bytes | None = None) -> None:
+        await self.send_json(session, topic, doc, qos=self.qos_for(session, topic), raw=raw)
 
     async def push_delta(self, session: MqttSession, device: Device) -> None:
         delta = device.shadow_delta()
@@ -291,18 +300,14 @@ class IotdaAccess(MqttAccess):
         if session is None:
             raise DeviceOffline(device.device_id)
         request_id = topic.rsplit("request_id=", 1)[1]
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending[request_id] = Pending(device.device_id, what, future, CORRELATION.get())
-        try:
-            # The send is inside the deadline: a device that stopped reading holds it up
-            # (until the broker's write timeout ends its session), not the caller.
-            async with asyncio.timeout(self.member.options.command_timeout):
-                await self.send(session, topic, {"object_device_id": device.device_id, **doc})
-                return request_id, await future
-        except (TimeoutError, ConnectionError):
-            return request_id, None
-        finally:
-            self.pending.pop(request_id, None)
+        # The send is inside the deadline: a device that stopped reading holds it up (until
+        # the broker's write timeout ends its session), not the caller.
+        response = await self.ask(
+            session, device.device_id, request_id, topic,
+            {"object_device_id": device.device_id, **doc},
+            wait=self.member.options.command_timeout, qos=self.qos_for(session, topic),
+            what=what, correlation_id=CORRELATION.get())
+        return request_id, response
 
     async def command(self, device: Device, doc: dict[str, Any]) -> dict[str, Any]:
         """CreateCommand's reply."""

@@ -155,7 +155,7 @@ class IotdaOptions(WebServerOptions):
     # How long CreateCommand, UpdateProperties and ListProperties wait for the device's
     # response before IOTDA.014111 (chosen: no public source gives the platform's).
     command_timeout: float = Field(default=20.0, gt=0, le=600)
-    # The broker's bounds on what a client costs (core/mqtt.py; no source gives the
+    # The broker's bounds on what a client costs (core/mqtt/broker.py; no source gives the
     # platform's): how long a TLS handshake may take (and, as long again, wait for one of
     # ``mqtt_max_handshakes`` slots), and how long a write to a device that stopped reading
     # may wait before its session is closed.

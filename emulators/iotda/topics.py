@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from ..core.mqtt.access import TopicTable
+
 
 def base(device_id: str) -> str:
     return f"$oc/devices/{device_id}/"
@@ -22,6 +24,16 @@ RESPONSE = re.compile(r"sys/(?P<what>commands|properties/set|properties/get)/res
                       r"request_id=(?P<request_id>[^/]{1,128})")
 SHADOW_GET = re.compile(r"sys/shadow/get/request_id=(?P<request_id>[^/]{1,128})")
 UPSTREAM = re.compile(r"\$oc/devices/(?P<device_id>[^/]+)/(?P<rest>.+)")
+
+# What each upstream topic does: the name of ``IotdaAccess``'s handler. Any other topic (a
+# custom one, a gateway report) is journalled and nothing more.
+HANDLERS = TopicTable([
+    (PROPERTIES_REPORT, "on_properties_report"),
+    (MESSAGES_UP, "on_message_up"),
+    (EVENTS_UP, "on_event_up"),
+    (RESPONSE, "on_response"),
+    (SHADOW_GET, "on_shadow_get"),
+])
 
 
 # -- downstream (platform -> device) -----------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import pki
 from ..core.member import Member
-from ..core.mqtt_client import MqttClient, MqttRefused
+from ..core.mqtt.client import MqttClient, MqttRefused
 from ..core.tasks import cancel_and_wait
 from ..iotda import topics
 from ..iotda.exceptions import IotdaError

@@ -9,7 +9,6 @@ import os
 import select
 import socket
 import ssl
-import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,7 +24,12 @@ from huaweicloudsdkiotda.v5 import (
     ShowDeviceRequest,
 )
 
-from emulators.core import mqtt as broker
+from emulators.core.mqtt.packets import (
+    encode_connect,
+    encode_publish,
+    encode_subscribe,
+    remaining_length,
+)
 from emulators.testing import MemberHandle
 
 from .clients import (
@@ -55,17 +59,9 @@ TIMEOUT_MSG = ("Command request timed out. Check whether the device returns a re
                "the specified time after receiving the request.")
 
 
-def connect_packet(client_id: str, *, username: str | None = None,
-                   password: str | None = None, keep_alive: int = 120, level: int = 4,
-                   protocol: bytes = b"MQTT") -> bytes:
-    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = (struct.pack("!H", len(protocol)) + protocol + bytes([level, flags])
-            + struct.pack("!H", keep_alive) + struct.pack("!H", len(client_id))
-            + client_id.encode())
-    for text in (username, password):
-        if text is not None:
-            body += struct.pack("!H", len(text)) + text.encode()
-    return bytes([0x10]) + broker.remaining_length(len(body)) + body
+def connect_packet(client_id: str, **fields: Any) -> bytes:
+    """A CONNECT with a keep-alive in IoTDA's range (30..1200 s) unless ``fields`` say."""
+    return encode_connect(client_id, **{"keep_alive": 120, **fields})
 
 
 def good_connect() -> bytes:
@@ -109,7 +105,7 @@ def still_serving(devices: Callable[..., SdkDevice]) -> None:
     (b"\x10\xff\xff\xff\xff\x7f", "remaining length of five bytes"),
     (b"\x10\x04\x00\x04MQ", "CONNECT shorter than its fields"),
     (connect_packet("x", protocol=b"HTTP"), "another protocol's name"),
-    (b"\x10" + broker.remaining_length(12) + b"\x00\x04MQTT\x04\x03\x00\x3c\x00\x00",
+    (encode_connect("", flags=0x03),
      "reserved CONNECT flag"),
     (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "an HTTP request"),
 ], ids=["publish-first", "long-length", "short-connect", "protocol-name", "reserved-flag",
@@ -129,10 +125,9 @@ def test_wrong_protocol_level_gets_connack_1(iotda: MemberHandle, ca_file: Path)
 
 def test_oversized_message_closes_the_session(iotda: MemberHandle, ca_file: Path,
                                               devices: Callable[..., SdkDevice]) -> None:
-    topic = f"$oc/devices/{DEVICE}/sys/messages/up".encode()
+    topic = f"$oc/devices/{DEVICE}/sys/messages/up"
     payload = b"x" * (1024 * 1024 + 1)  # one byte over the documented 1 MB
-    body = struct.pack("!H", len(topic)) + topic + payload
-    publish = bytes([0x30]) + broker.remaining_length(len(body)) + body
+    publish = encode_publish(topic, payload)
     reply = exchange(iotda, ca_file, good_connect() + publish)
     assert reply == bytes([0x20, 2, 0, 0])  # accepted, then closed without a PUBACK
     entries = iotda.farm.journal(member=iotda.name, event="disconnect")
@@ -142,21 +137,16 @@ def test_oversized_message_closes_the_session(iotda: MemberHandle, ca_file: Path
 
 
 def test_qos2_publish_and_will_are_refused(iotda: MemberHandle, ca_file: Path) -> None:
-    topic = f"$oc/devices/{DEVICE}/sys/messages/up".encode()
-    body = struct.pack("!H", len(topic)) + topic + b"\x00\x01" + b"{}"
-    reply = exchange(iotda, ca_file, good_connect() + bytes([0x34]) + broker.remaining_length(len(body))
-                     + body)
+    topic = f"$oc/devices/{DEVICE}/sys/messages/up"
+    reply = exchange(iotda, ca_file, good_connect() + encode_publish(topic, b"{}", 2, 1))
     assert reply == bytes([0x20, 2, 0, 0])  # QoS 2: no PUBREC, the connection closed
     assert sessions(iotda) == []
 
 
 def test_subscribing_to_another_devices_topics_is_refused(iotda: MemberHandle,
                                                           ca_file: Path) -> None:
-    topic = b"$oc/devices/camera_cam-plain/sys/#"
-    own = f"$oc/devices/{DEVICE}/sys/#".encode()
-    body = (b"\x00\x07" + struct.pack("!H", len(topic)) + topic + b"\x01"
-            + struct.pack("!H", len(own)) + own + b"\x01")
-    subscribe = bytes([0x82]) + broker.remaining_length(len(body)) + body
+    subscribe = encode_subscribe(7, ("$oc/devices/camera_cam-plain/sys/#", 1),
+                                 (f"$oc/devices/{DEVICE}/sys/#", 1))
     reply = exchange(iotda, ca_file, good_connect() + subscribe, until=4 + 6)
     assert reply == bytes([0x20, 2, 0, 0]) + bytes([0x90, 4, 0, 7, 0x80, 1])
 
@@ -288,7 +278,7 @@ def test_mosquitto_pub_mqtt5_is_refused_with_connack_1_and_journalled(iotda: Mem
 
 def test_oversized_connect_is_refused_unread_and_journalled(iotda: MemberHandle,
                                                             ca_file: Path) -> None:
-    header = bytes([0x10]) + broker.remaining_length(1024 * 1024)  # 1 MB declared, none sent
+    header = bytes([0x10]) + remaining_length(1024 * 1024)  # 1 MB declared, none sent
     assert exchange(iotda, ca_file, header) == b""
     entry = iotda.farm.journal(member=iotda.name, event="refused")[-1]
     assert (entry["protocol"], entry.get("status"), entry["detail"]["code"],
@@ -333,9 +323,7 @@ def test_a_device_that_stops_reading_gets_014111_and_its_session_closed(
         sock.sendall(connect_packet(f"{PLAIN}_0_1_{timestamp}", username=PLAIN,
                                     password=sdk_password(SECRET, timestamp)))
         assert sock.recv(4) == bytes([0x20, 2, 0, 0])
-        topic = f"$oc/devices/{PLAIN}/sys/commands/#".encode()
-        body = b"\x00\x01" + struct.pack("!H", len(topic)) + topic + b"\x01"
-        sock.sendall(bytes([0x82]) + broker.remaining_length(len(body)) + body)
+        sock.sendall(encode_subscribe(1, (f"$oc/devices/{PLAIN}/sys/commands/#", 1)))
         assert sock.recv(5) == bytes([0x90, 3, 0, 1, 1])
         # From here the device reads nothing.
         with concurrent.futures.ThreadPoolExecutor(2) as pool:

@@ -55,269 +55,49 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import struct
-import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from .asyncio_internals import shrink_tls_read_buffer, start_tls_small
-from .process import release_free_memory
-from .tasks import cancel_and_wait
+from ..asyncio_internals import shrink_tls_read_buffer, start_tls_small
+from ..process import release_free_memory
+from ..tasks import cancel_and_wait
+from .connect import UnsupportedLevel, parse_connect
+from .hooks import MqttHooks, Refusal
+from .packets import (
+    ACCEPTED,
+    CONNECT,
+    DISCONNECT,
+    DROP,
+    FIXED_FLAGS,
+    PACKET_NAMES,
+    PINGREQ,
+    PINGRESP_PACKET,
+    PROTOCOL_LEVELS,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SERVER_UNAVAILABLE,
+    SUBSCRIBE,
+    SUBSCRIBE_FAILURE,
+    UNACCEPTABLE_PROTOCOL,
+    UNSUBSCRIBE,
+    MalformedPacket,
+    Reader,
+    encode_connack,
+    encode_puback,
+    encode_suback,
+    encode_unsuback,
+    valid_filter,
+)
+from .session import ACK_TIMEOUT, MqttSession
 
 log = logging.getLogger("emulators.mqtt")
 
-# CONNACK return codes (MQTT 3.1.1 table 3.1).
-ACCEPTED = 0
-UNACCEPTABLE_PROTOCOL = 1
-IDENTIFIER_REJECTED = 2
-SERVER_UNAVAILABLE = 3
-BAD_CREDENTIALS = 4
-NOT_AUTHORIZED = 5
-# Not a CONNACK code: what ``authenticate`` returns to close the connection without a CONNACK.
-DROP = -1
-
-SUBSCRIBE_FAILURE = 0x80
-
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
-
-Action = Literal["publish", "subscribe"]
-
 HANDSHAKE_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 10.0  # from accept (after TLS) to a whole CONNECT packet
-ACK_TIMEOUT = 10.0
 WRITE_TIMEOUT = 30.0
-
-# The protocol levels served, by protocol name (MQTT 3.1.1 section 3.1.2.1-2).
-PROTOCOL_LEVELS = {"MQTT": 4, "MQIsdp": 3}
-
-# Packet types whose fixed-header flags are fixed, and the value [MQTT-2.2.2-1]; others than
-# these close the connection [MQTT-2.2.2-2]. PUBLISH's flags carry DUP, QoS and RETAIN.
-FIXED_FLAGS = {CONNECT: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBSCRIBE: 2,
-               UNSUBSCRIBE: 2, PINGREQ: 0, DISCONNECT: 0}
-PACKET_NAMES = {CONNECT: "CONNECT", CONNACK: "CONNACK", PUBLISH: "PUBLISH", PUBACK: "PUBACK",
-                PUBREC: "PUBREC", PUBREL: "PUBREL", PUBCOMP: "PUBCOMP", SUBSCRIBE: "SUBSCRIBE",
-                SUBACK: "SUBACK", UNSUBSCRIBE: "UNSUBSCRIBE", UNSUBACK: "UNSUBACK",
-                PINGREQ: "PINGREQ", PINGRESP: "PINGRESP", DISCONNECT: "DISCONNECT"}
-
-
-class MalformedPacket(Exception):
-    """A packet that breaks MQTT 3.1.1: the connection is closed (MQTT-4.8.0-1)."""
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A connection the broker itself ended before a session began, by MQTT's rules rather
-    than a member's: ``code`` is the CONNACK return code it sent (1 for a protocol level it
-    does not serve, 2 for an empty client id without clean session), None when it closed
-    without one (a malformed or oversized CONNECT, or another packet first). What the CONNECT
-    named is given when it could be read."""
-
-    peer: tuple[str, int]
-    tls: bool
-    code: int | None
-    reason: str
-    protocol: str | None = None
-    protocol_level: int | None = None
-    client_id: str | None = None
-    username: str | None = None
-
-
-@dataclass(frozen=True)
-class ConnectInfo:
-    """A CONNECT as the client sent it, with what the transport knows of the client."""
-
-    client_id: str
-    username: str | None
-    password: bytes | None
-    keep_alive: int
-    clean_session: bool
-    protocol_level: int  # 4 for 3.1.1, 3 for 3.1
-    will_topic: str | None
-    will_payload: bytes | None
-    will_qos: int
-    will_retain: bool
-    peer: tuple[str, int]
-    tls: bool
-    # The client certificate (DER) the handshake verified, None without TLS or without one.
-    peer_certificate: bytes | None
-    client_id_generated: bool = False  # the client sent an empty id with clean_session
-
-
-class MqttHooks:
-    """What a member decides; every method may be overridden, the defaults let all in."""
-
-    async def authenticate(self, info: ConnectInfo) -> int:
-        """The CONNACK return code for this CONNECT (0 accepts; ``DROP`` answers nothing and
-        closes the connection)."""
-        return ACCEPTED
-
-    async def authorize(self, session: MqttSession, action: Action, topic: str) -> bool:
-        """Whether ``session`` may publish to ``topic`` or subscribe to the filter ``topic``."""
-        return True
-
-    async def on_connect(self, session: MqttSession) -> None:
-        """An accepted session, after its CONNACK was written."""
-
-    async def on_publish(self, session: MqttSession, topic: str, payload: bytes, qos: int,
-                         retain: bool) -> Awaitable[Any] | None:
-        """An authorised PUBLISH. A QoS 1 PUBACK is sent when this returns, or, when it
-        returns an awaitable (a save of what the message changed), once that is done: the
-        session reads on meanwhile, and its PUBACKs keep the order of the PUBLISHes
-        (MQTT-4.6.0-2), so the messages in flight share saves."""
-        return None
-
-    async def acknowledge(self, session: MqttSession, topic: str) -> bool:
-        """Before the PUBACK of a QoS 1 PUBLISH: False sends none (a fault may also wait
-        here first)."""
-        return True
-
-    async def on_subscribe(self, session: MqttSession, topic_filter: str, qos: int) -> None:
-        """A granted subscription."""
-
-    async def on_disconnect(self, session: MqttSession, reason: str) -> None:
-        """The end of an accepted session: ``disconnect`` (the client said so), ``displaced``
-        (the same client id connected again), ``connection lost``, ``keep-alive timeout``,
-        ``message too large``, ``malformed: ...``, ``write timeout: ...`` (the client stopped
-        reading), ``closed: ...`` (``close()``), ``stopped``."""
-
-    async def on_refused(self, refusal: Refusal) -> None:
-        """A connection ended before ``authenticate`` was asked (see ``Refusal``). A connection
-        that closes before sending a byte, or sends no whole packet in ``connect_timeout``, is
-        not reported (port probes and health checks do that)."""
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT 3.1.1 filter matching (4.7); ``+``/``#`` at the start do not match ``$`` topics."""
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False
-    fparts = topic_filter.split("/")
-    tparts = topic.split("/")
-    for i, part in enumerate(fparts):
-        if part == "#":
-            return True
-        if i >= len(tparts) or (part != "+" and part != tparts[i]):
-            return False
-    return len(fparts) == len(tparts)
-
-
-def _valid_filter(topic_filter: str) -> bool:
-    if not topic_filter or "\x00" in topic_filter:
-        return False
-    parts = topic_filter.split("/")
-    for i, part in enumerate(parts):
-        if "#" in part and (part != "#" or i != len(parts) - 1):
-            return False
-        if "+" in part and part != "+":
-            return False
-    return True
-
-
-class _Reader:
-    """Fields of one packet's body, each checked against the bytes there are."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def left(self) -> int:
-        return len(self.data) - self.pos
-
-    def take(self, n: int) -> bytes:
-        if n > self.left():
-            raise MalformedPacket("packet shorter than its fields")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        value: int = struct.unpack("!H", self.take(2))[0]
-        return value
-
-    def binary(self) -> bytes:
-        return self.take(self.u16())
-
-    def text(self) -> str:
-        raw = self.binary()
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedPacket("string is not UTF-8") from None
-        if "\x00" in value:
-            raise MalformedPacket("string holds U+0000")  # MQTT-1.5.3-2
-        return value
-
-
-def _packet_id(r: _Reader) -> int:
-    packet_id = r.u16()
-    if not packet_id:
-        raise MalformedPacket("packet identifier 0")  # MQTT-2.3.1-1
-    return packet_id
-
-
-def remaining_length(n: int) -> bytes:
-    """MQTT's variable-length encoding of a packet's remaining length (2.2.3)."""
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _packet(kind: int, flags: int, body: bytes) -> bytes:
-    return bytes([(kind << 4) | flags]) + remaining_length(len(body)) + body
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode()
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _done(awaitable: Awaitable[Any]) -> bool:
-    return isinstance(awaitable, asyncio.Future) and awaitable.done()
-
-
-class _Unsupported(Exception):
-    """A CONNECT of a protocol level this broker does not serve: CONNACK 1, then closed."""
-
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(refusal.reason)
-        self.refusal = refusal
-
-
-def _peek_v5(r: _Reader) -> tuple[str | None, str | None]:
-    """The client id and user name of an MQTT 5.0 CONNECT, for the journal of its refusal
-    (MQTT 5.0 section 3.1: properties after the keep-alive and before the will topic), or
-    Nones where it is not what 5.0 says."""
-    try:
-        cflags = r.u8()
-        r.u16()  # keep-alive
-        r.take(_varint(r))  # properties
-        client_id = r.text()
-        if cflags & 0x04:
-            r.take(_varint(r))  # will properties
-            r.text()
-            r.binary()
-        return client_id, r.text() if cflags & 0x80 else None
-    except MalformedPacket:
-        return None, None
-
-
-def _varint(r: _Reader) -> int:
-    value, shift = 0, 0
-    for _ in range(4):
-        byte = r.u8()
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value
-        shift += 7
-    raise MalformedPacket("variable byte integer longer than 4 bytes")
 
 
 def _drop_tracebacks(exc: BaseException | None) -> None:
@@ -339,134 +119,6 @@ class _Closed(Exception):
         super().__init__(reason)
         self.reason = reason
 
-
-@dataclass(eq=False)
-class MqttSession:
-    """One accepted client connection."""
-
-    info: ConnectInfo
-    _listener: MqttListener = field(repr=False)
-    _writer: asyncio.StreamWriter = field(repr=False)
-    subscriptions: dict[str, int] = field(default_factory=dict)
-    _next_id: int = 0
-    _acks: dict[int, asyncio.Future[None]] = field(default_factory=dict, repr=False)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    _ended: str | None = None
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
-    # PUBACKs waiting for what their message changed to be saved, in PUBLISH order, and the
-    # task that sends them.
-    _pubacks: deque[tuple[Awaitable[Any] | None, bytes]] = field(default_factory=deque,
-                                                                 repr=False)
-    _acker: asyncio.Task[None] | None = field(default=None, repr=False)
-    # The wait for room to write, while the transport's buffer is full (see ``_write``).
-    _drainer: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    @property
-    def client_id(self) -> str:
-        return self.info.client_id
-
-    @property
-    def connected(self) -> bool:
-        return self._ended is None
-
-    def subscribed(self, topic: str) -> bool:
-        """Whether one of this session's subscriptions matches ``topic``."""
-        return any(topic_matches(f, topic) for f in self.subscriptions)
-
-    async def _write(self, data: bytes) -> None:
-        """Write ``data`` and wait until the transport has room again. A client that stops
-        reading fills the socket's buffers, then the transport's: the wait for room is a task
-        of the session's own (``_drain``), with a deadline of ``write_timeout``, which a
-        caller that gives up first (a REST call's own timeout) does not cancel. At the
-        deadline the session ends, and this writer and every one queued behind it get
-        ConnectionError. Below the transport's low-water mark ``drain`` does not wait, and
-        neither task nor timer is made: the hot path pays for neither."""
-        async with self._lock:
-            if self._ended is not None:
-                raise ConnectionError(f"session {self.client_id!r} ended: {self._ended}")
-            writer = self._writer
-            writer.write(data)
-            transport = writer.transport
-            if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
-                await writer.drain()
-                return
-            draining = self._drainer
-            if draining is None or draining.done():
-                draining = self._drainer = asyncio.get_running_loop().create_task(
-                    self._drain())
-            await asyncio.shield(draining)
-            if self._ended is not None:
-                raise ConnectionError(f"session {self.client_id!r} ended: {self._ended}")
-
-    async def _drain(self) -> None:
-        timeout = self._listener.write_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await self._writer.drain()
-        except TimeoutError:
-            waiting = self._writer.transport.get_write_buffer_size()
-            self._listener._end(self, f"write timeout: {waiting} bytes unsent after "
-                                      f"{timeout:g} s (the client stopped reading)")
-        except ConnectionError:
-            pass  # the connection is gone: its reader reports it
-
-    async def publish(self, topic: str, payload: bytes, qos: int = 0, *,
-                      ack_timeout: float = ACK_TIMEOUT) -> None:
-        """Send a PUBLISH to this client (subscribed or not); with QoS 1, wait for its PUBACK
-        (TimeoutError when none comes). ConnectionError when the session has ended.
-
-        From the session's own task (a hook answering a message) the PUBACK cannot be waited
-        for, since that task is the one that would read it: the call returns once written."""
-        if self._ended is not None:
-            raise ConnectionError(f"session {self.client_id!r} ended: {self._ended}")
-        if qos not in (0, 1):
-            raise ValueError("only QoS 0 and 1 are sent")
-        body = _text(topic)
-        waiter: asyncio.Future[None] | None = None
-        packet_id = 0
-        if qos:
-            self._next_id = packet_id = self._next_id % 0xFFFF + 1
-            body += struct.pack("!H", packet_id)
-            if asyncio.current_task() is not self._task:
-                waiter = asyncio.get_running_loop().create_future()
-                self._acks[packet_id] = waiter
-        await self._write(_packet(PUBLISH, qos << 1, body + payload))
-        if waiter is not None:
-            try:
-                async with asyncio.timeout(ack_timeout):
-                    await waiter
-            finally:
-                self._acks.pop(packet_id, None)
-
-    def _queue_puback(self, durable: Awaitable[Any] | None, puback: bytes) -> None:
-        self._pubacks.append((durable, puback))
-        if self._acker is None or self._acker.done():
-            self._acker = asyncio.get_running_loop().create_task(self._send_pubacks())
-
-    async def _send_pubacks(self) -> None:
-        while self._pubacks:
-            durable, _ = self._pubacks[0]
-            if durable is not None:
-                try:
-                    # shielded: a session that ends must not cancel a save others share
-                    await asyncio.shield(durable)
-                except Exception:  # the save failed: the member reports it; the message
-                    log.exception("saving before a PUBACK of %s failed", self.client_id)
-            # Every PUBACK whose save is done goes in one write (one send per message was a
-            # third of the broker's time per message; bench/mqtt.py).
-            ready = bytearray(self._pubacks.popleft()[1])
-            while self._pubacks and (self._pubacks[0][0] is None
-                                     or _done(self._pubacks[0][0])):
-                ready += self._pubacks.popleft()[1]
-            try:
-                await self._write(bytes(ready))
-            except ConnectionError:
-                return
-
-    def close(self, reason: str) -> None:
-        """End the session now (a revoked certificate, a fault): no DISCONNECT exists in 3.1.1,
-        the connection is closed."""
-        self._listener._end(self, f"closed: {reason}")
 
 
 class MqttListener:
@@ -663,14 +315,15 @@ class MqttListener:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 kind, flags, body = await self._read_packet(reader, first=True)
-            info, code = self._parse_connect(flags, body, peer, certificate)
+            info, code = parse_connect(flags, body, peer=peer, tls=tls, certificate=certificate,
+                                       protocol_levels=self.protocol_levels)
         except (MalformedPacket, _Closed) as exc:
             # MQTT-3.1.4-1: a CONNECT that does not conform is closed without a CONNACK.
             reason = exc.reason if isinstance(exc, _Closed) else f"malformed: {exc}"
             await self._refused(Refusal(peer, tls, None, reason))
             return
-        except _Unsupported as exc:
-            writer.write(_packet(CONNACK, 0, bytes([0, UNACCEPTABLE_PROTOCOL])))
+        except UnsupportedLevel as exc:
+            writer.write(encode_connack(UNACCEPTABLE_PROTOCOL))
             with contextlib.suppress(ConnectionError):
                 async with asyncio.timeout(self.connect_timeout):
                     await writer.drain()
@@ -692,7 +345,7 @@ class MqttListener:
         if code == DROP:
             return
         if code != ACCEPTED:
-            writer.write(_packet(CONNACK, 0, bytes([0, code])))
+            writer.write(encode_connack(code))
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             return
@@ -702,7 +355,7 @@ class MqttListener:
         session = MqttSession(info, self, writer, _task=asyncio.current_task())
         self.sessions[info.client_id] = session
         try:
-            await session._write(_packet(CONNACK, 0, bytes([0, ACCEPTED])))
+            await session._write(encode_connack(ACCEPTED))
             await self.hooks.on_connect(session)
             reason = await self._session_loop(session, reader)
         except _Closed as exc:
@@ -777,59 +430,6 @@ class MqttListener:
         body = await reader.readexactly(length) if length else b""
         return kind, head & 0x0F, body
 
-    def _parse_connect(self, flags: int, body: bytes, peer: tuple[str, int],
-                       certificate: bytes | None) -> tuple[ConnectInfo, int]:
-        r = _Reader(body)
-        protocol = r.text()
-        level = r.u8()
-        if protocol not in PROTOCOL_LEVELS:
-            raise MalformedPacket(f"protocol name {protocol!r}")  # MQTT-3.1.2-1
-        if PROTOCOL_LEVELS[protocol] != level or level not in self.protocol_levels:
-            # MQTT-3.1.2-2: CONNACK 1 and close; the rest is read (best effort) for the
-            # journal only, as the level's own layout.
-            client_id, username = _peek_v5(r) if level == 5 else (None, None)
-            version = {3: "3.1", 4: "3.1.1", 5: "5.0"}.get(level, "unknown")
-            served = " and ".join(f"{name} level {lv}" for name, lv in PROTOCOL_LEVELS.items()
-                                  if lv in self.protocol_levels)
-            raise _Unsupported(Refusal(
-                peer, self.tls is not None, UNACCEPTABLE_PROTOCOL,
-                f"unacceptable protocol version: {protocol} level {level} (MQTT {version}); "
-                f"this broker serves {served}", protocol, level, client_id, username))
-        code = ACCEPTED
-        cflags = r.u8()
-        if cflags & 0x01 or flags:
-            raise MalformedPacket("reserved CONNECT flag set")  # MQTT-3.1.2-3
-        keep_alive = r.u16()
-        client_id = r.text()
-        will_topic = will_payload = None
-        will_qos = (cflags >> 3) & 0x03
-        if cflags & 0x04:
-            will_topic = r.text()
-            will_payload = r.binary()
-            if will_qos == 3:
-                raise MalformedPacket("will QoS 3")
-        elif will_qos or cflags & 0x20:
-            raise MalformedPacket("will QoS or retain without a will")  # MQTT-3.1.2-11/13
-        if cflags & 0x40 and not cflags & 0x80:
-            raise MalformedPacket("password without a user name")  # MQTT-3.1.2-22
-        username = r.text() if cflags & 0x80 else None
-        password = r.binary() if cflags & 0x40 else None
-        if r.left():
-            raise MalformedPacket("bytes after the CONNECT payload")
-        clean = bool(cflags & 0x02)
-        generated = False
-        if not client_id:
-            if not clean and code == ACCEPTED:
-                code = IDENTIFIER_REJECTED  # MQTT-3.1.3-8
-            client_id, generated = f"auto-{uuid.uuid4().hex}", True
-        info = ConnectInfo(
-            client_id=client_id, username=username, password=password, keep_alive=keep_alive,
-            clean_session=clean, protocol_level=level, will_topic=will_topic,
-            will_payload=will_payload, will_qos=will_qos, will_retain=bool(cflags & 0x20),
-            peer=peer, tls=self.tls is not None, peer_certificate=certificate,
-            client_id_generated=generated)
-        return info, code
-
     async def _session_loop(self, session: MqttSession, reader: asyncio.StreamReader) -> str:
         # Keep-alive: the session ends when nothing came for 1.5 x its keep-alive (MQTT-3.1.2-24),
         # checked by a timer re-armed at most once per keep-alive, not a timeout around every
@@ -878,22 +478,22 @@ class MqttListener:
     async def _dispatch(self, session: MqttSession, kind: int, flags: int, body: bytes) -> None:
         """Every packet but PUBLISH and DISCONNECT, its fixed-header flags checked."""
         if kind == PUBACK:
-            packet_id = _Reader(body).u16()
+            packet_id = Reader(body).u16()
             waiter = session._acks.pop(packet_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         elif kind == SUBSCRIBE:
             await self._subscribe(session, flags, body)
         elif kind == UNSUBSCRIBE:
-            r = _Reader(body)
-            packet_id = _packet_id(r)
+            r = Reader(body)
+            packet_id = r.packet_id()
             if not r.left():
                 raise MalformedPacket("UNSUBSCRIBE without a topic filter")  # MQTT-3.10.3-2
             while r.left():
                 session.subscriptions.pop(r.text(), None)
-            await session._write(_packet(UNSUBACK, 0, struct.pack("!H", packet_id)))
+            await session._write(encode_unsuback(packet_id))
         elif kind == PINGREQ:
-            await session._write(_packet(PINGRESP, 0, b""))
+            await session._write(PINGRESP_PACKET)
         elif kind in (PUBREC, PUBREL, PUBCOMP):
             raise MalformedPacket("QoS 2 flow")  # no QoS 2 message is ever sent or taken
         else:
@@ -931,15 +531,15 @@ class MqttListener:
         elif self.disconnect_on_refused_publish:
             raise _Closed(f"publish to {topic!r} refused")
         if qos and await self.hooks.acknowledge(session, topic):
-            puback = b"\x40\x02" + packet_id.to_bytes(2, "big")
+            puback = encode_puback(packet_id)
             if durable is None and not session._pubacks:
                 await session._write(puback)
             else:
                 session._queue_puback(durable, puback)
 
     async def _subscribe(self, session: MqttSession, flags: int, body: bytes) -> None:
-        r = _Reader(body)
-        packet_id = _packet_id(r)
+        r = Reader(body)
+        packet_id = r.packet_id()
         if not r.left():
             raise MalformedPacket("SUBSCRIBE without a topic")  # MQTT-3.8.3-3
         codes = bytearray()
@@ -950,7 +550,7 @@ class MqttListener:
             if requested & 0xFC or requested == 3:
                 # MQTT-3.8.3-4: reserved bits set, or QoS 3, make the packet malformed
                 raise MalformedPacket(f"SUBSCRIBE requested QoS byte {requested:#x}")
-            if (not _valid_filter(topic_filter)
+            if (not valid_filter(topic_filter)
                     or not await self.hooks.authorize(session, "subscribe", topic_filter)):
                 codes.append(SUBSCRIBE_FAILURE)
                 continue
@@ -958,7 +558,7 @@ class MqttListener:
             session.subscriptions[topic_filter] = qos
             granted.append((topic_filter, qos))
             codes.append(qos)
-        await session._write(_packet(SUBACK, 0, struct.pack("!H", packet_id) + bytes(codes)))
+        await session._write(encode_suback(packet_id, bytes(codes)))
         for topic_filter, qos in granted:
             await self.hooks.on_subscribe(session, topic_filter, qos)
 

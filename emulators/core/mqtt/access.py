@@ -3,7 +3,7 @@ listeners, the journal of its sessions, the MQTT fault rules and the list of liv
 
 A member subclasses ``MqttAccess`` with its vendor's rules: ``check_connect`` (who may connect,
 and the CONNACK code and reason of a refusal), ``may`` (which topics a device may use) and
-``handle`` (what an upstream message means). The broker itself is ``core/mqtt.py``.
+``handle`` (what an upstream message means). The broker itself is ``broker.py``.
 
 Journal entries (protocol ``mqtt`` or ``mqtts``): ``connect`` (accepted, with the client id,
 user name and the device it authenticated as), ``refused`` (with the CONNACK code and the
@@ -18,32 +18,88 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..pki import server_context
-from .faults import MQTT_FAULTS, FaultRule
-from .journal import CORRELATION
-from .mqtt import (
-    DROP,
-    NOT_AUTHORIZED,
-    Action,
-    ConnectInfo,
-    MqttHooks,
-    MqttListener,
-    MqttSession,
-    Refusal,
-)
+from ...pki import server_context
+from ..faults import MQTT_FAULTS, FaultRule
+from ..journal import CORRELATION
+from .broker import MqttListener
+from .hooks import Action, ConnectInfo, MqttHooks, Refusal
+from .packets import DROP, NOT_AUTHORIZED
+from .session import MqttSession
 
 if TYPE_CHECKING:
-    from .member import Member
+    from ..member import Member
 
 log = logging.getLogger("emulators.mqtt")
 
+DeviceT = TypeVar("DeviceT")
+
 X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the farm clock decides
+
+
+@dataclass(frozen=True)
+class Upstream(Generic[DeviceT]):
+    """One upstream message of a device's, as its topic's handler (``TopicTable``) gets it:
+    the device the topic names, the pattern's match (None for an exact topic) and, for a
+    vendor whose messages are JSON requests, the document."""
+
+    session: MqttSession
+    identity: str
+    device: DeviceT
+    topic: str
+    match: re.Match[str] | None
+    payload: bytes
+    now: float
+    doc: Any = None
+
+    @property
+    def params(self) -> Any:
+        return self.doc.get("params") if isinstance(self.doc, dict) else None
+
+
+class TopicTable:
+    """A vendor's upstream topics (the part after the device's own prefix) -> the name of the
+    access layer's handler, as an HTTP ``ROUTES`` table maps paths: exact topics are looked
+    up first, then the patterns (``fullmatch``) in order. Names, not functions: the table
+    lives in the vendor's ``topics.py``, which its access layer imports."""
+
+    def __init__(self, routes: list[tuple[str | re.Pattern[str], str]]) -> None:
+        self.exact = {t: name for t, name in routes if isinstance(t, str)}
+        self.patterns = [(t, name) for t, name in routes if not isinstance(t, str)]
+
+    def names(self) -> set[str]:
+        return set(self.exact.values()) | {name for _, name in self.patterns}
+
+    def route(self, rest: str) -> tuple[str, re.Match[str] | None] | None:
+        """The handler's name for ``rest`` and the pattern's match (None for an exact
+        topic), or None when no row matches."""
+        name = self.exact.get(rest)
+        if name is not None:
+            return name, None
+        for pattern, name in self.patterns:
+            match = pattern.fullmatch(rest)
+            if match is not None:
+                return name, match
+        return None
+
+
+@dataclass
+class Pending:
+    """A request of the platform's waiting for the device's reply: the device it went to,
+    what kind of request it is (for vendors whose reply topic names it), the waiter and the
+    correlation id the reply continues."""
+
+    identity: str
+    what: str | None
+    future: asyncio.Future[Any]
+    correlation_id: str | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +136,8 @@ class MqttAccess(MqttHooks):
         # Work a hook started for a session (deliveries that wait for PUBACKs): cancelled when
         # the session ends or the listeners stop.
         self._tasks: dict[int, set[asyncio.Task[None]]] = {}
+        # The platform's requests waiting for a device's reply, by the vendor's request id.
+        self.pending: dict[str, Pending] = {}
 
     def spawn(self, session: MqttSession, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` beside ``session``'s own task, for as long as the session lasts."""
@@ -213,6 +271,48 @@ class MqttAccess(MqttHooks):
                         "keep_alive": info.keep_alive,
                         "subscriptions": dict(session.subscriptions)})
         return out
+
+    # -- downstream, and requests that wait for the device's reply --------------------------
+    async def send_json(self, session: MqttSession, topic: str, doc: Any, *, qos: int = 1,
+                        correlation_id: str | None = None, raw: bytes | None = None) -> None:
+        """A downstream message (``doc`` as JSON, or ``raw`` as it is), journalled, then
+        published; ConnectionError when the session has ended."""
+        payload = raw if raw is not None else json.dumps(doc, ensure_ascii=False).encode()
+        self.record_message(session, "down", topic, payload, qos, correlation_id)
+        await session.publish(topic, payload, qos)
+
+    async def ask(self, session: MqttSession, identity: str, key: str, topic: str, doc: Any,
+                  *, wait: float, qos: int = 1, what: str | None = None,
+                  correlation_id: str | None = None, deadline_covers_send: bool = True
+                  ) -> Any:
+        """Send the request ``doc`` to ``session`` on ``topic`` and wait for the reply that
+        ``answer`` gives ``key`` (the vendor's request id): the reply, or None when none came
+        within ``wait`` seconds or the session ended. ``deadline_covers_send``: a device that
+        stopped reading holds the caller up only until ``wait``; without it, the send
+        waits for room until the broker's write timeout ends the session."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[key] = Pending(identity, what, future, correlation_id)
+        try:
+            if deadline_covers_send:
+                async with asyncio.timeout(wait):
+                    await self.send_json(session, topic, doc, qos=qos,
+                                         correlation_id=correlation_id)
+                    return await future
+            await self.send_json(session, topic, doc, qos=qos, correlation_id=correlation_id)
+            async with asyncio.timeout(wait):
+                return await future
+        except (TimeoutError, ConnectionError):
+            return None
+        finally:
+            self.pending.pop(key, None)
+
+    def answer(self, key: str, identity: str, reply: Any, what: str | None = None) -> None:
+        """A device's reply to the request ``key``: it ends that request's wait when the
+        request went to this device (and is of the kind ``what``, when given)."""
+        pending = self.pending.get(key)
+        if (pending is not None and pending.identity == identity
+                and (what is None or pending.what == what) and not pending.future.done()):
+            pending.future.set_result(reply)
 
     # -- journal and faults --------------------------------------------------------------------
     @staticmethod

@@ -7,7 +7,7 @@ while connecting cannot take that back: the thread finishes the handshake after 
 cancelled and leaves paho's socket and its wake-up socket pair open (the suite's leak check saw
 12 sockets for a fleet of 3), and ``__aexit__`` waits up to its timeout for a DISCONNECT to be
 acknowledged, per device, while the farm stops. A device's side of MQTT is small; with the
-packet code the broker already has, this module is it.
+packet codec the broker uses (``packets.py``), this module is it.
 """
 
 from __future__ import annotations
@@ -19,9 +19,18 @@ import struct
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .mqtt import CONNACK, CONNECT, PINGREQ, PUBACK, PUBLISH, SUBACK, SUBSCRIBE, remaining_length
-
-DISCONNECT_PACKET = b"\xe0\x00"
+from .packets import (
+    CONNACK,
+    DISCONNECT_PACKET,
+    PINGREQ_PACKET,
+    PUBACK,
+    PUBLISH,
+    SUBACK,
+    encode_connect,
+    encode_puback,
+    encode_publish,
+    encode_subscribe,
+)
 
 
 class MqttRefused(ConnectionError):
@@ -30,15 +39,6 @@ class MqttRefused(ConnectionError):
     def __init__(self, code: int) -> None:
         super().__init__(f"CONNACK return code {code}")
         self.code = code
-
-
-def _text(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + remaining_length(len(body)) + body
 
 
 class MqttClient:
@@ -68,15 +68,9 @@ class MqttClient:
         async with asyncio.timeout(self.timeout):
             self._reader, self._writer = await asyncio.open_connection(
                 self.host, self.port, ssl=self.tls)
-            flags = 0x02 | (0x80 if self.username is not None else 0) | (
-                0x40 if self.password is not None else 0)
-            body = (_text("MQTT") + bytes([4, flags]) + struct.pack("!H", self.keep_alive)
-                    + _text(self.client_id))
-            if self.username is not None:
-                body += _text(self.username)
-            if self.password is not None:
-                body += _text(self.password)
-            self._writer.write(_packet(CONNECT << 4, body))
+            self._writer.write(encode_connect(self.client_id, username=self.username,
+                                              password=self.password,
+                                              keep_alive=self.keep_alive))
             first, _, reply = await self._read()
         if first >> 4 != CONNACK or len(reply) != 2:
             raise ConnectionError("the broker did not answer with a CONNACK")
@@ -108,14 +102,13 @@ class MqttClient:
         """Send a PUBLISH; with QoS 1, return once its PUBACK came."""
         raw = payload.encode() if isinstance(payload, str) else payload
         if not qos:
-            await self._send(_packet(PUBLISH << 4, _text(topic) + raw))
+            await self._send(encode_publish(topic, raw))
             return
         packet_id = self._packet_id()
         waiter = asyncio.get_running_loop().create_future()
         self._waiting[packet_id] = waiter
         try:
-            await self._send(_packet((PUBLISH << 4) | 0x02, _text(topic)
-                                     + struct.pack("!H", packet_id) + raw))
+            await self._send(encode_publish(topic, raw, 1, packet_id))
             async with asyncio.timeout(self.timeout):
                 await waiter
         finally:
@@ -127,8 +120,7 @@ class MqttClient:
         waiter = asyncio.get_running_loop().create_future()
         self._waiting[packet_id] = waiter
         try:
-            await self._send(_packet((SUBSCRIBE << 4) | 0x02, struct.pack("!H", packet_id)
-                                     + _text(topic_filter) + bytes([qos])))
+            await self._send(encode_subscribe(packet_id, (topic_filter, qos)))
             async with asyncio.timeout(self.timeout):
                 granted: int = await waiter
             return granted
@@ -169,7 +161,7 @@ class MqttClient:
         packet_id = struct.unpack("!H", body[end:end + 2])[0] if qos else 0
         payload = body[end + 2:] if qos else body[end:]
         if qos:
-            await self._send(b"\x40\x02" + struct.pack("!H", packet_id))
+            await self._send(encode_puback(packet_id))
         if self.on_message is not None:
             task = asyncio.get_running_loop().create_task(self.on_message(topic, payload))
             self._handlers.add(task)
@@ -178,7 +170,7 @@ class MqttClient:
     async def _ping(self) -> None:
         while True:
             await asyncio.sleep(max(self.keep_alive * 0.75, 1))
-            await self._send(bytes([PINGREQ << 4, 0]))
+            await self._send(PINGREQ_PACKET)
 
     async def close(self) -> None:
         """DISCONNECT (when still connected) and close the socket; never waits long."""
