@@ -44,11 +44,12 @@ DeviceT = TypeVar("DeviceT")
 X509_NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the farm clock decides
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Upstream(Generic[DeviceT]):
     """One upstream message of a device's, as its topic's handler (``TopicTable``) gets it:
     the device the topic names, the pattern's match (None for an exact topic) and, for a
-    vendor whose messages are JSON requests, the document."""
+    vendor whose messages are JSON requests, the document. Slots, not frozen: one is made per
+    report, and a frozen dataclass's ``__init__`` costs about 1 us more (bench/README.md)."""
 
     session: MqttSession
     identity: str
