@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRe
 from emulators import pki
 from emulators.enos.models.access import Login, signature
 from emulators.testing import MemberHandle, RemoteMember, RunningFarm, ShardedFarm
+from tests.control_support import urlopen_json
 from tests.enos.clients import ORG, Enos, base_options, ec_key, make_csr
 from tests.iotda.clients import CONNACK_BY_NAME, wait_for
 from tests.mqtt_clients import close_paho
@@ -354,14 +354,9 @@ def test_service_invocation_of_an_offline_device_is_409(mqtt_enos: Enos) -> None
 
 
 def post(url: str, doc: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as reply:
-            return reply.status, json.load(reply)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.load(exc)
+    return urlopen_json(urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                               headers={"Content-Type": "application/json"}),
+                        timeout=15)
 
 
 def test_a_rest_revoke_and_the_connection_it_ends_share_a_correlation_id(
