@@ -169,3 +169,30 @@ def member_state(handle: MemberHandle) -> dict[str, Any]:
     if handle.role == "server":
         return {"received": state.get("received")}
     return state
+
+
+def closed_after(sock: socket.socket, started: float, limit: float,
+                 drip: bytes = b"", every: float = 0.25) -> tuple[float | None, bytes]:
+    """A slow client: drip ``drip`` a byte every ``every`` s (or stay silent) until the server
+    closes; returns when it closed, in seconds since ``started`` (None: still open at
+    ``limit``), and what it said."""
+    said = b""
+    sent = 0
+    while time.monotonic() - started < limit:
+        if sent < len(drip):
+            try:
+                sock.sendall(drip[sent:sent + 1])
+            except OSError:
+                return time.monotonic() - started, said
+            sent += 1
+        sock.settimeout(every)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - started, said
+        if not chunk:
+            return time.monotonic() - started, said
+        said += chunk
+    return None, said
