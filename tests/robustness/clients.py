@@ -145,6 +145,16 @@ def exchange(port: int, request: bytes, *, timeout: float = REPLY_TIMEOUT,
     return Reply(status, reason, version, headers, body, elapsed, closed, data)
 
 
+def read_to_close(port: int, request: bytes) -> bytes:
+    """One request on its own connection; the reply read to the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
 def http_request(method: str, target: str | bytes, *, headers: dict[str, str] | None = None,
                  body: bytes = b"", content_length: bool = True) -> bytes:
     """A raw HTTP/1.1 request; ``target`` may hold bytes no client library would send."""
