@@ -1,12 +1,15 @@
-"""What the control-plane tests share: a raw-bytes client for the control plane, the valid
-value of each path parameter (so a route read from the farm's own index can be called), and a
-device kind that echoes its body (so the journal keeps an excerpt of what was sent)."""
+"""What the control-plane tests share: a raw-bytes client for the control plane, a urllib one
+whose error statuses are replies too, the valid value of each path parameter (so a route read
+from the farm's own index can be called), and a device kind that echoes its body (so the
+journal keeps an excerpt of what was sent)."""
 
 from __future__ import annotations
 
 import json
 import re
+import urllib.error
 import urllib.parse
+import urllib.request
 from typing import Any
 
 from aiohttp import web
@@ -64,6 +67,25 @@ def control(farm: RunningFarm, method: str, target: str | bytes, *, body: Any = 
     target = target if isinstance(target, bytes) else target.encode("latin-1")
     return exchange(farm.farm.control.port, http_request(method, target, headers=sent,
                                                          body=data), timeout=timeout)
+
+
+def urlopen_reply(request: urllib.request.Request | str,
+                  timeout: float = 10) -> tuple[int, bytes]:
+    """The status and body of one request through urllib, an error status (4xx, 5xx) as much
+    a reply as a 200."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def urlopen_json(request: urllib.request.Request | str,
+                 timeout: float = 10) -> tuple[int, Any]:
+    """``urlopen_reply`` with the body read as JSON."""
+    status, body = urlopen_reply(request, timeout)
+    return status, json.loads(body)
 
 
 def routes(farm: RunningFarm) -> list[tuple[str, str]]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
-import importlib
 import inspect
-import re
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,8 +19,10 @@ from aiohttp import http_exceptions, web
 
 from emulators.core import aiohttp_internals as internals
 from emulators.testing import LoopThread
+from tests import internals_walk
+from tests.internals_walk import PACKAGE
+from tests.robustness.clients import read_to_close as exchange
 
-PACKAGE = Path(__file__).resolve().parents[1] / "emulators"
 MALFORMED = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n"
 
 
@@ -90,16 +90,6 @@ def test_a_server_keeps_its_loop_kwargs_handler_and_request_factory(
 
 
 # --- and behaves as relied on, on a real connection -------------------------------------------
-
-def exchange(port: int, request: bytes) -> bytes:
-    """One request on its own connection; the reply read to the close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
 
 @contextlib.contextmanager
 def serving(loop: LoopThread, make_runner: Callable[[], web.BaseRunner],
@@ -264,15 +254,7 @@ INTERNALS = PACKAGE / "core" / "aiohttp_internals.py"
 
 def private_names(cls: type) -> set[str]:
     """The single-underscore names aiohttp's classes in ``cls``'s ancestry define or set."""
-    found: set[str] = set()
-    for klass in cls.__mro__:
-        if not klass.__module__.startswith("aiohttp"):
-            continue
-        found |= set(vars(klass)) | set(getattr(klass, "__slots__", ()))
-        found |= set(getattr(klass, "ATTRS", ()))
-        with contextlib.suppress(OSError, TypeError):
-            found |= set(re.findall(r"self\.(_\w+)", inspect.getsource(klass)))
-    return {n for n in found if n.startswith("_") and not n.startswith("__")}
+    return internals_walk.private_names((cls,), "aiohttp", listed_in=("__slots__", "ATTRS"))
 
 
 ALL_PRIVATE = set().union(*(private_names(c) for c in WEB_CLASSES))
@@ -284,52 +266,35 @@ def private_uses(path: Path) -> list[str]:
     or keyword, and an import from one of aiohttp's undocumented modules."""
     source = path.read_text()
     imports_aiohttp = "aiohttp" in source
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    found: list[str] = []
 
-    def where(node: ast.AST, what: str) -> None:
-        found.append(f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', '?')} {what}")
-
-    def visit(node: ast.AST, inherited: set[str]) -> None:
-        if isinstance(node, ast.ClassDef):
-            cls = getattr(module, node.name, None)
-            inherited = private_names(cls) if isinstance(cls, type) else set()
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in inherited:
-            where(node, f"overrides {node.name}")
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+    def check(node: ast.AST, inherited: set[str], uses: internals_walk.Uses) -> None:
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             base = ast.unparse(node.value)
             mine = base in ("self", "cls", "super()")
             if node.attr in (inherited if mine else ALL_PRIVATE if imports_aiohttp else ()):
-                where(node, f"{base}.{node.attr}")
+                uses.add(node, f"{base}.{node.attr}")
         elif isinstance(node, ast.keyword) and imports_aiohttp and (node.arg or "")[:1] == "_":
-            where(node, f"keyword {node.arg}=")
+            uses.add(node, f"keyword {node.arg}=")
         elif isinstance(node, ast.ImportFrom) and not node.level \
                 and (node.module or "").startswith("aiohttp"):
             if node.module not in PUBLIC_MODULES:
-                where(node, f"from {node.module} import")
+                uses.add(node, f"from {node.module} import")
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("aiohttp") and alias.name not in PUBLIC_MODULES:
-                    where(node, f"import {alias.name}")
-        for child in ast.iter_child_nodes(node):
-            visit(child, inherited)
+                    uses.add(node, f"import {alias.name}")
 
-    visit(ast.parse(source), set())
-    return found
+    return internals_walk.walk_classes(path, source, private_names, check)
 
 
 def test_the_walk_finds_private_names() -> None:
     # The check below must not pass because the walk saw nothing.
     assert {"_message", "_prepare_hook", "_make_server", "_server", "_req"} <= ALL_PRIVATE
-    found = private_uses(INTERNALS)
-    for use in ("request._message", "overrides _prepare_hook", "overrides _make_server",
-                "site._server", "self._req", "keyword _cls=", "from aiohttp.http_exceptions"):
-        assert any(use in line for line in found), use
+    internals_walk.assert_found(private_uses(INTERNALS), (
+        "request._message", "overrides _prepare_hook", "overrides _make_server", "site._server",
+        "self._req", "keyword _cls=", "from aiohttp.http_exceptions"))
 
 
 def test_no_module_but_the_internals_uses_a_private_aiohttp_name() -> None:
     assert aiohttp.__version__  # the names below are those of the installed release
-    offending = [use for path in sorted(PACKAGE.rglob("*.py")) if path != INTERNALS
-                 and path.name != "__main__.py" for use in private_uses(path)]
-    assert offending == []
+    assert internals_walk.uses_outside(INTERNALS, private_uses, skip=("__main__.py",)) == []

@@ -5,8 +5,6 @@ changes one of them. Also: no module but the internals module uses a private asy
 from __future__ import annotations
 
 import ast
-import contextlib
-import importlib
 import inspect
 import re
 from pathlib import Path
@@ -15,8 +13,9 @@ import asyncssh
 import asyncssh.sftp
 
 from emulators.servers import asyncssh_internals as internals
+from tests import internals_walk
+from tests.internals_walk import PACKAGE
 
-PACKAGE = Path(__file__).resolve().parents[1] / "emulators"
 INTERNALS = PACKAGE / "servers" / "asyncssh_internals.py"
 
 
@@ -55,15 +54,7 @@ CLASSES = (asyncssh.sftp.SFTPServerHandler, asyncssh.SFTPServer, asyncssh.SSHSer
 
 def private_names(classes: tuple[type, ...]) -> set[str]:
     """The single-underscore names asyncssh's classes in ``classes``' ancestry define or set."""
-    found: set[str] = set()
-    for cls in classes:
-        for klass in cls.__mro__:
-            if not klass.__module__.startswith("asyncssh"):
-                continue
-            found |= set(vars(klass))
-            with contextlib.suppress(OSError, TypeError):
-                found |= set(re.findall(r"self\.(_\w+)", inspect.getsource(klass)))
-    return {n for n in found if n.startswith("_") and not n.startswith("__")}
+    return internals_walk.private_names(classes, "asyncssh")
 
 
 ALL_PRIVATE = private_names(CLASSES)
@@ -77,49 +68,32 @@ def private_uses(path: Path) -> list[str]:
     text = path.read_text()
     if not re.search(r"^\s*(from|import) asyncssh", text, re.MULTILINE):
         return []
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    module = importlib.import_module(".".join(parts))
-    found: list[str] = []
 
-    def where(node: ast.AST, what: str) -> None:
-        found.append(f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', '?')} {what}")
-
-    def visit(node: ast.AST, inherited: set[str]) -> None:
-        if isinstance(node, ast.ClassDef):
-            cls = getattr(module, node.name, None)
-            inherited = private_names((cls,)) if isinstance(cls, type) else set()
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in inherited:
-            where(node, f"overrides {node.name}")
-        elif isinstance(node, ast.Attribute):
+    def check(node: ast.AST, inherited: set[str], uses: internals_walk.Uses) -> None:
+        if isinstance(node, ast.Attribute):
             base = ast.unparse(node.value)
             mine = base in ("self", "cls", "super()")
             if node.attr in (inherited if mine else ALL_PRIVATE) \
                     or ast.unparse(node) == "asyncssh.sftp":
-                where(node, ast.unparse(node))
+                uses.add(node, ast.unparse(node))
         elif isinstance(node, ast.Constant) and node.value in ALL_PRIVATE:
-            where(node, f"string {node.value!r}")
+            uses.add(node, f"string {node.value!r}")
         elif isinstance(node, ast.ImportFrom) and not node.level \
                 and (node.module or "").startswith("asyncssh"):
             if node.module != "asyncssh" or any(a.name.startswith("_") for a in node.names):
-                where(node, f"from {node.module} import")
-        for child in ast.iter_child_nodes(node):
-            visit(child, inherited)
+                uses.add(node, f"from {node.module} import")
 
-    visit(ast.parse(text), set())
-    return found
+    return internals_walk.walk_classes(path, text, lambda cls: private_names((cls,)), check)
 
 
 def test_the_walk_finds_private_names() -> None:
     # The check below must not pass because the walk saw nothing.
     assert {"_extensions", "_packet_handlers"} <= ALL_PRIVATE
-    found = private_uses(INTERNALS)
-    for use in ("handler._extensions", "string '_extensions'", "string '_packet_handlers'",
-                "asyncssh.sftp"):
-        assert any(use in line for line in found), use
+    internals_walk.assert_found(private_uses(INTERNALS), (
+        "handler._extensions", "string '_extensions'", "string '_packet_handlers'",
+        "asyncssh.sftp"))
 
 
 def test_no_module_but_the_internals_uses_a_private_asyncssh_name() -> None:
     assert asyncssh.__version__  # the names below are those of the installed release
-    offending = [use for path in sorted(PACKAGE.rglob("*.py")) if path != INTERNALS
-                 for use in private_uses(path)]
-    assert offending == []
+    assert internals_walk.uses_outside(INTERNALS, private_uses) == []

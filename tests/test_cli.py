@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.farm_process import wait_ready
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -54,14 +56,7 @@ def start_farm(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         procs.append(proc)
-        deadline = time.monotonic() + 30
-        while not ready_file.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"farm exited early: {proc.stderr.read()}")  # type: ignore[union-attr]
-            if time.monotonic() > deadline:
-                raise AssertionError("farm did not write its ready file in 30 s")
-            time.sleep(0.02)
-        return Farm(proc, json.loads(ready_file.read_text()))
+        return Farm(proc, wait_ready(proc, ready_file, 30))
 
     yield start
     for proc in procs:
@@ -169,12 +164,8 @@ def test_readme_command_runs_the_whole_default_farm(tmp_path: Path) -> None:
                              str(ready_file)], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while not ready_file.exists():
-            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "no ready file in 30 s"
-            time.sleep(0.02)
-        ready = json.loads(ready_file.read_text())
+        deadline = time.monotonic() + 30  # for the ready file and the children's exit
+        ready = wait_ready(proc, ready_file, 30)
         assert ready["scenario"] == "default"
         assert ready["control"]["url"] == "http://127.0.0.1:8700"
         kinds = {m["kind"] for m in ready["emulators"] + ready["servers"]}

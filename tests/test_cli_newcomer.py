@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.farm_process import wait_ready
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -108,11 +110,7 @@ def test_run_takes_the_control_token_from_the_environment(tmp_path: Path) -> Non
                             env={**os.environ, "FARM_TOKEN": "s3cret-token"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not ready_file.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        api = json.loads(ready_file.read_text())["control"]["api"]
+        api = wait_ready(proc, ready_file, 120, poll=0.05)["control"]["api"]
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(api + "/farm", timeout=30)
         with refused.value as reply:

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.farm_process import wait_ready
+
 ROOT = Path(__file__).parent.parent
 SCENARIO = ("name: origin\n"
             "control: {port: 0, allowed_hosts: [farm.scenario.test]}\n"
@@ -54,12 +56,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
                              "--allow-host", "Farm.CLI.test"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "no ready file in 60 s"
-            time.sleep(0.02)
-        yield Farm(json.loads(ready.read_text())["control"]["url"])
+        yield Farm(wait_ready(proc, ready, 60)["control"]["url"])
     finally:
         proc.terminate()
         proc.communicate(timeout=60)

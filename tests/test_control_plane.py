@@ -24,6 +24,7 @@ from emulators import pki
 from emulators.control.openapi import document
 from emulators.testing import RunningFarm
 from tests.control_support import control, params
+from tests.mqtt_clients import close_paho
 
 COUNTER = "tests.kinds:Counter"
 ROOT = Path(__file__).parent.parent
@@ -430,12 +431,7 @@ def test_openapi_document_matches_what_every_route_answers(
         checked.append((method, route))
     control(farm, "POST", "/v1/clock/reset", body={})
     for client in getattr(farm, "_mqtt_helpers", []):
-        client.disconnect()
-        client.loop_stop()
-        for name in ("_sockpairR", "_sockpairW"):  # paho 2.2 leaves them after a drop
-            pair = getattr(client, name, None)
-            if pair is not None:
-                pair.close()
+        close_paho(client)
     assert len(checked) == len(served) > 30
 
 

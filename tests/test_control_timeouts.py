@@ -21,6 +21,7 @@ from emulators.control.server import ControlPlane
 from emulators.core.httpserver import HttpEmulator
 from emulators.testing import RunningFarm
 from tests.control_support import control
+from tests.robustness.clients import closed_after as slow_client_closed_after
 
 IDLE = 1.0
 DEADLINE = 2.0
@@ -45,25 +46,7 @@ def closed_after(sock: socket.socket, limit: float, drip: bytes = b"",
                  every: float = 0.25) -> float | None:
     """Send ``drip`` a byte every ``every`` s (or nothing) until the server closes; when it
     closed, in seconds (None: still open after ``limit``)."""
-    started = time.monotonic()
-    sent = 0
-    while time.monotonic() - started < limit:
-        if sent < len(drip):
-            try:
-                sock.sendall(drip[sent:sent + 1])
-            except OSError:
-                return time.monotonic() - started
-            sent += 1
-        sock.settimeout(every)
-        try:
-            chunk = sock.recv(4096)
-        except TimeoutError:
-            continue
-        except OSError:
-            return time.monotonic() - started
-        if not chunk:
-            return time.monotonic() - started
-    return None
+    return slow_client_closed_after(sock, time.monotonic(), limit, drip, every)[0]
 
 
 def connect(farm: RunningFarm) -> socket.socket:

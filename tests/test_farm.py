@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from http.client import RemoteDisconnected
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from emulators.testing import RunningFarm
+from tests.control_support import urlopen_reply
 
 COUNTER = "tests.kinds:Counter"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "scenarios"
@@ -26,12 +26,7 @@ def http(method: str, url: str, token: str | None = None) -> tuple[int, bytes]:
         req.add_header("X-Requested-With", "tests")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
+    return urlopen_reply(req)
 
 
 def bump(url: str) -> int:

@@ -70,6 +70,17 @@ async def sftp_put(farm: RunningFarm) -> None:
             await remote.write(b"hello from the integration test")
 
 
+def hang_then_list_and_close(farm: RunningFarm, client: IoTDAClient) -> None:
+    """A hung request is the SDK's read timeout (which the SDK, through requests, reports as a
+    ConnectionException); the next request lists the device CAs; then the client is closed."""
+    farm.add_fault(fault="hang", member="iotda", times=1, seconds=10)
+    with pytest.raises(sdk_errors.ConnectionException, match="Read timed out"):
+        client.list_certificates(ListCertificatesRequest())
+    assert [c.cn_name for c in client.list_certificates(
+            ListCertificatesRequest()).certificates] == DEFAULT_FARM_DEVICE_CAS
+    close_iotda(client)
+
+
 def test_every_kind_and_both_servers_land_in_one_masked_journal(farm: RunningFarm) -> None:
     acti = subprocess.run(["curl", "-sS", farm["acti-camera"].url
                            + "/cgi-bin/update?USER=admin&PWD=123456&HTTPS_CER"],
@@ -123,12 +134,7 @@ def test_injected_faults_as_the_vendor_sdks_meet_them(farm: RunningFarm) -> None
     farm.add_fault(fault="reset", member="iotda", times=1)
     with pytest.raises(sdk_errors.ConnectionException, match="reset by peer|aborted"):
         client.list_certificates(ListCertificatesRequest())
-    farm.add_fault(fault="hang", member="iotda", times=1, seconds=10)
-    with pytest.raises(sdk_errors.ConnectionException, match="Read timed out"):
-        client.list_certificates(ListCertificatesRequest())
-    assert [c.cn_name for c in client.list_certificates(
-            ListCertificatesRequest()).certificates] == DEFAULT_FARM_DEVICE_CAS
-    close_iotda(client)
+    hang_then_list_and_close(farm, client)
 
     # EnOS: the poseidon SDK reads a 99500 in the Connection Service envelope.
     farm.add_fault(fault="vendor_error", member="enos", command="list", times=1)
@@ -165,12 +171,7 @@ def test_a_client_closed_after_faults_leaves_no_connection_open(farm: RunningFar
         farm.add_fault(fault="reset", member="iotda", times=1)
         with pytest.raises(sdk_errors.ConnectionException):
             client.list_certificates(ListCertificatesRequest())
-        farm.add_fault(fault="hang", member="iotda", times=1, seconds=10)
-        with pytest.raises(sdk_errors.ConnectionException, match="Read timed out"):
-            client.list_certificates(ListCertificatesRequest())
-        assert [c.cn_name for c in client.list_certificates(
-            ListCertificatesRequest()).certificates] == DEFAULT_FARM_DEVICE_CAS
-        close_iotda(client)
+        hang_then_list_and_close(farm, client)
         deadline = time.monotonic() + 1.0  # the farm's side goes as soon as it reads the EOF
         while (left := open_sockets() - before) and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -26,6 +26,7 @@ from emulators.core.mqtt.broker import MqttListener
 from emulators.core.mqtt.hooks import Action, ConnectInfo, MqttHooks, Refusal
 from emulators.core.mqtt.packets import encode_connect, encode_subscribe, encode_unsubscribe
 from emulators.core.mqtt.session import MqttSession
+from tests.mqtt_clients import close_paho
 
 
 class Recorder(MqttHooks):
@@ -105,17 +106,7 @@ class Paho:
         return await asyncio.to_thread(box.get, timeout=5)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-        # paho closes the wake-up socket pair loop_start() made only when loop_stop() finds
-        # its thread running; after the broker ended the session (a refusal, a displacement,
-        # a stop) the thread has already gone, and the pair is left to the garbage collector
-        # (a ResourceWarning in whichever test collects next). Close it (paho 2.2 names).
-        for name in ("_sockpairR", "_sockpairW"):
-            pair = getattr(self.client, name, None)
-            if pair is not None:
-                pair.close()
-                setattr(self.client, name, None)
+        close_paho(self.client)
 
 
 @contextlib.asynccontextmanager

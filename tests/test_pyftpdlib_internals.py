@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from emulators.servers import pyftpdlib_internals as internals
+from tests import internals_walk
+from tests.internals_walk import PACKAGE
 
 # After the internals module: it loads pyftpdlib with its asyncore warning quieted.
 import pyftpdlib  # isort: skip
@@ -39,7 +41,6 @@ from pyftpdlib.handlers.ftps.ssl import SSLConnectionMixin  # isort: skip
 from pyftpdlib.ioloop import AsyncChat, IOLoop  # isort: skip
 from pyftpdlib.servers import FTPServer  # isort: skip
 
-PACKAGE = Path(__file__).resolve().parents[1] / "emulators"
 INTERNALS = PACKAGE / "servers" / "pyftpdlib_internals.py"
 log = logging.getLogger("tests.pyftpdlib_internals")
 
@@ -330,17 +331,8 @@ def private_names() -> set[str]:
 
     classes = (FTPHandler, TLS_FTPHandler, DTPHandler, TLS_DTPHandler, ThrottledDTPHandler,
                PassiveDTP, ActiveDTP, FTPServer, IOLoop, AsyncChat, AbstractedFS, Authorizer)
-    found: set[str] = set()
-    for cls in classes:
-        for klass in cls.__mro__:
-            if not klass.__module__.startswith("pyftpdlib"):
-                continue
-            found |= set(vars(klass))
-            with contextlib.suppress(OSError, TypeError):
-                found |= set(re.findall(r"self\.(_\w+)", inspect.getsource(klass)))
-    for module in (pyftpdlib.ioloop, pyftpdlib_data):
-        found |= set(vars(module))
-    return {n for n in found if n.startswith("_") and not n.startswith("__")}
+    return internals_walk.private_names(classes, "pyftpdlib",
+                                        modules=(pyftpdlib.ioloop, pyftpdlib_data))
 
 
 ALL_PRIVATE = private_names()
@@ -353,26 +345,22 @@ def private_uses(path: Path) -> list[str]:
     """Where ``path`` (a module of the FTP package, or one that imports pyftpdlib) reaches into
     pyftpdlib: an attribute, method, string (``getattr``) or imported name spelled as one of
     pyftpdlib's private names, and an import of a private pyftpdlib name."""
-    found: list[str] = []
+    found = internals_walk.Uses(path)
     text = path.read_text()
     if FTP_PACKAGE not in path.parents and not re.search(r"^\s*(from|import) pyftpdlib", text,
                                                          re.MULTILINE):
         return found
-
-    def where(node: ast.AST, what: str) -> None:
-        found.append(f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', '?')} {what}")
-
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Attribute) and node.attr in ALL_PRIVATE:
-            where(node, f"{ast.unparse(node.value)}.{node.attr}")
+            found.add(node, f"{ast.unparse(node.value)}.{node.attr}")
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in ALL_PRIVATE:
-            where(node, f"defines {node.name}")
+            found.add(node, f"defines {node.name}")
         elif isinstance(node, ast.Constant) and node.value in ALL_PRIVATE:
-            where(node, f"string {node.value!r}")
+            found.add(node, f"string {node.value!r}")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pyftpdlib"):
             for alias in node.names:
                 if alias.name.startswith("_"):
-                    where(node, f"from {node.module} import {alias.name}")
+                    found.add(node, f"from {node.module} import {alias.name}")
     return found
 
 
@@ -380,15 +368,12 @@ def test_the_walk_finds_private_names() -> None:
     # The check below must not pass because the walk saw nothing.
     assert {"_resp", "_in_dtp_queue", "_on_dtp_connection", "_ERRNOS_DISCONNECTED",
             "_closed", "_timenext"} <= ALL_PRIVATE
-    found = private_uses(INTERNALS)
-    for use in ("dtp._resp", "conn._closed", "defines _on_dtp_connection",
-                "defines _do_ssl_handshake", "string '_in_dtp_queue'", "string '_fileno'",
-                "from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED"):
-        assert any(use in line for line in found), use
+    internals_walk.assert_found(private_uses(INTERNALS), (
+        "dtp._resp", "conn._closed", "defines _on_dtp_connection", "defines _do_ssl_handshake",
+        "string '_in_dtp_queue'", "string '_fileno'",
+        "from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED"))
 
 
 def test_no_module_but_the_internals_uses_a_private_pyftpdlib_name() -> None:
     assert pyftpdlib.__ver__  # the names below are those of the installed release
-    offending = [use for path in sorted(PACKAGE.rglob("*.py")) if path != INTERNALS
-                 for use in private_uses(path)]
-    assert offending == []
+    assert internals_walk.uses_outside(INTERNALS, private_uses) == []

@@ -4,6 +4,7 @@ farm CA's path swapped for the test farm's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -78,6 +79,19 @@ def finish(process: subprocess.Popen[str]) -> str:
     return out
 
 
+@contextlib.contextmanager
+def subscriber(name: str, farm: RunningFarm) -> Iterator[subprocess.Popen[str]]:
+    """The recipe ``name`` running while the test publishes to it; killed if it has not
+    ended when the test does."""
+    sub = run(name, farm)
+    try:
+        yield sub
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.communicate()
+
+
 def connected(farm: RunningFarm, member: str, identity: str) -> None:
     """Wait until the device's session is open (the cloud's session list says so)."""
     deadline = time.monotonic() + 60
@@ -126,8 +140,7 @@ def test_iotda_mosquitto_sub_receives_a_message(farm: RunningFarm) -> None:
 
     from tests.sdk_clients import close_iotda
 
-    sub = run("iotda-mosquitto-sub", farm)
-    try:
+    with subscriber("iotda-mosquitto-sub", farm) as sub:
         connected(farm, "iotda", "EmulatorSensor_sensor01")
         keys = farm["iotda"].credentials
         client = (IoTDAClient.new_builder()
@@ -142,10 +155,6 @@ def test_iotda_mosquitto_sub_receives_a_message(farm: RunningFarm) -> None:
         assert json.loads(finish(sub)) == {"object_device_id": "EmulatorSensor_sensor01",
                                            "id": "m-1", "name": None,
                                            "content": {"hello": "device"}}
-    finally:
-        if sub.poll() is None:
-            sub.kill()
-            sub.communicate()
 
 
 def test_iotda_paho_reports_and_reads_its_shadow(farm: RunningFarm) -> None:
@@ -162,8 +171,7 @@ def test_enos_mosquitto_pub_posts_a_measure_point(farm: RunningFarm) -> None:
 
 
 def test_enos_mosquitto_sub_receives_a_service_call(farm: RunningFarm) -> None:
-    sub = run("enos-mosquitto-sub", farm)
-    try:
+    with subscriber("enos-mosquitto-sub", farm) as sub:
         connected(farm, "enos", "meter01")
         request = urllib.request.Request(
             farm.control_url + "/emulators/enos/enos/devices/mTr9pLq2/measurepoints",
@@ -176,10 +184,6 @@ def test_enos_mosquitto_sub_receives_a_service_call(farm: RunningFarm) -> None:
         topic, _, payload = finish(sub).strip().partition(" ")
         assert topic == "/sys/Pl4inPrd/meter01/thing/service/measurepoint/set"
         assert json.loads(payload)["params"] == {"power": 3}, payload
-    finally:
-        if sub.poll() is None:
-            sub.kill()
-            sub.communicate()
 
 
 def test_enos_paho_posts_and_reads_the_reply(farm: RunningFarm) -> None:

@@ -6,7 +6,6 @@ replies."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -15,19 +14,10 @@ import pytest
 
 from emulators.scenario import ScenarioInvalid, load
 from emulators.testing import MemberHandle
+from tests.robustness.clients import read_to_close as raw
 
 IMF_FROZEN = "Sat, 01 Jan 2028 12:00:00 GMT"
 FROZEN = parsedate_to_datetime(IMF_FROZEN).timestamp()
-
-
-def raw(port: int, request: bytes) -> bytes:
-    """One request on its own connection; the reply read to the close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
 
 
 def get(target: str, *extra: str) -> bytes:

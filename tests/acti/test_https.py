@@ -42,6 +42,16 @@ def same_cert(a: str, b: str) -> bool:
     return pki.load_cert(a) == pki.load_cert(b)
 
 
+def https_cer_as_camera_test(url: str, trusted_pem: str, tmp_path: Path) -> bytes:
+    """What curl reads from HTTPS_CER at ``url`` named camera.test (the name the certificates
+    carry), trusting ``trusted_pem`` alone: it fails unless the chain and the name verify."""
+    trust = tmp_path / "trust.pem"
+    trust.write_text(trusted_pem)
+    host, port = hostport(url)
+    return curl("--cacert", str(trust), "--resolve", f"camera.test:{port}:{host}",
+                f"https://camera.test:{port}/cgi-bin/update?{ADMIN}&HTTPS_CER").stdout
+
+
 def test_no_https_until_a_certificate_is_there(camera: MemberHandle) -> None:
     assert "https" not in camera.urls
     assert camera.state()["https"] == {"active": False, "port": None,
@@ -53,13 +63,9 @@ def test_self_signed_with_its_key_is_served(camera: MemberHandle, self_signed,
     assert upload(camera.url, self_signed.combined) == OK
     url = https_url(camera)
     assert same_cert(served_certificate(url), self_signed.cert_pem)
-    trust = tmp_path / "trust.pem"
-    trust.write_text(self_signed.cert_pem)
-    host, port = hostport(url)
-    reply = curl("--cacert", str(trust), "--resolve", f"camera.test:{port}:{host}",
-                 f"https://camera.test:{port}/cgi-bin/update?{ADMIN}&HTTPS_CER").stdout
-    assert reply == b"HTTPS_CER='certSrv.pem'\n"
-    assert camera.state()["https"] == {"active": True, "port": port, "reason": None}
+    assert https_cer_as_camera_test(url, self_signed.cert_pem, tmp_path) == (
+        b"HTTPS_CER='certSrv.pem'\n")
+    assert camera.state()["https"] == {"active": True, "port": hostport(url)[1], "reason": None}
     # HTTP stays up beside HTTPS.
     assert body_of(get(camera.url, f"{ADMIN}&HTTPS_CER")) == b"HTTPS_CER='certSrv.pem'\n"
 
@@ -87,12 +93,7 @@ def test_csr_signed_by_a_ca_is_served_with_the_csr_key(camera: MemberHandle, tes
     assert upload(camera.url, signed.encode(), filename="camera.crt") == OK
     url = https_url(camera)
     assert same_cert(served_certificate(url), signed)
-    ca_file = tmp_path / "ca.pem"
-    ca_file.write_text(test_ca.pem)
-    host, port = hostport(url)
-    reply = curl("--cacert", str(ca_file), "--resolve", f"camera.test:{port}:{host}",
-                 f"https://camera.test:{port}/cgi-bin/update?{ADMIN}&HTTPS_CER").stdout
-    assert reply == b"HTTPS_CER='certSrv.pem'\n"
+    assert https_cer_as_camera_test(url, test_ca.pem, tmp_path) == b"HTTPS_CER='certSrv.pem'\n"
     assert camera.state()["files"]["key"] == {"source": "csr"}
 
 

@@ -5,25 +5,19 @@ the SDK then meets; the plane mounts it only when the farm runs an EnOS member."
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
+from tests.control_support import urlopen_json
 from tests.enos.clients import Enos, base_options
 
 
 def post(farm: Any, path: str, body: Any) -> tuple[int, Any]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(farm.control_url + path, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, json.loads(err.read())
+    return urlopen_json(urllib.request.Request(farm.control_url + path, data=data, method="POST",
+                                               headers={"Content-Type": "application/json"}))
 
 
 @pytest.fixture

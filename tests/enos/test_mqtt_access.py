@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,8 +26,10 @@ from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRe
 from emulators import pki
 from emulators.enos.models.access import Login, signature
 from emulators.testing import MemberHandle, RemoteMember, RunningFarm, ShardedFarm
+from tests.control_support import urlopen_json
 from tests.enos.clients import ORG, Enos, base_options, ec_key, make_csr
 from tests.iotda.clients import CONNACK_BY_NAME, wait_for
+from tests.mqtt_clients import close_paho
 from tests.ways import WAYS, both_ways
 
 # The vendor SDK runs on paho's deprecated callback API 1 and asks for ssl.PROTOCOL_SSLv23.
@@ -85,13 +86,7 @@ def sdk_clients() -> Iterator[list[MqttClient]]:
         connection = client._MqttClient__connection  # type: ignore[attr-defined]
         paho = connection._MqttConnection__paho_client
         if paho is not None:
-            paho.disconnect()
-            paho.loop_stop()
-            for name in ("_sockpairR", "_sockpairW"):
-                pair = getattr(paho, name, None)
-                if pair is not None:
-                    pair.close()
-                    setattr(paho, name, None)
+            close_paho(paho)
         try:
             client.close()
         except Exception:  # noqa: BLE001 - a client the broker already dropped
@@ -105,6 +100,21 @@ def secret_client(enos: Enos, made: list[MqttClient], product_key: str, device_k
     client.get_profile().set_auto_reconnect(False)
     made.append(client)
     return client
+
+
+def activate(enos: Enos, made: list[MqttClient], product_key: str,
+             device_key: str) -> tuple[MqttClient, str]:
+    """Dynamic activation as the SDK does it (a profile with the product secret and no device
+    secret): the connected client and the device secret the cloud answered."""
+    profile = Profile(f"tcp://127.0.0.1:{port(enos.handle, 'mqtt')}", product_key,
+                      device_key, None, PRODUCT_SECRET)
+    profile.set_auto_reconnect(False)
+    client = MqttClient(profile=profile)
+    made.append(client)
+    got: list[str] = []
+    client.on_device_dynamic_active = got.append
+    client.connect(_Quiet())
+    return client, wait_for(lambda: got)[0]
 
 
 def connect(client: MqttClient) -> None:
@@ -177,12 +187,7 @@ def paho_login(enos: Enos, product_key: str, device_key: str, secret: str, *,
     try:
         wait_for(lambda: box)
     finally:
-        client.disconnect()
-        client.loop_stop()
-        for name in ("_sockpairR", "_sockpairW"):  # paho 2.2 leaves them after a refusal
-            pair = getattr(client, name, None)
-            if pair is not None:
-                pair.close()
+        close_paho(client)
     return CONNACK_BY_NAME[box[0].getName()]
 
 
@@ -259,15 +264,7 @@ def test_upper_case_signature_and_plain_sha256_sign_method_are_accepted(
 
 def test_dynamic_activation_answers_the_device_secret(mqtt_enos: Enos,
                                                       sdk_clients: list[MqttClient]) -> None:
-    profile = Profile(f"tcp://127.0.0.1:{port(mqtt_enos.handle, 'mqtt')}", "POneWay1",
-                      "devNew", None, PRODUCT_SECRET)
-    profile.set_auto_reconnect(False)
-    client = MqttClient(profile=profile)
-    sdk_clients.append(client)
-    got: list[str] = []
-    client.on_device_dynamic_active = got.append
-    client.connect(_Quiet())
-    secret = wait_for(lambda: got)[0]
+    client, secret = activate(mqtt_enos, sdk_clients, "POneWay1", "devNew")
     assert secret == things(mqtt_enos)["POneWay1/devNew"]["deviceSecret"]
     client.close()
     # With it, the device now logs in as any other (securemode 2).
@@ -357,14 +354,9 @@ def test_service_invocation_of_an_offline_device_is_409(mqtt_enos: Enos) -> None
 
 
 def post(url: str, doc: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as reply:
-            return reply.status, json.load(reply)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.load(exc)
+    return urlopen_json(urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                               headers={"Content-Type": "application/json"}),
+                        timeout=15)
 
 
 def test_a_rest_revoke_and_the_connection_it_ends_share_a_correlation_id(

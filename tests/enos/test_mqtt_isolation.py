@@ -17,7 +17,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from enos.core.internal.Profile import Profile
 from enos.core.MqttClient import MqttClient
 from enos.message.upstream.resume.MeasurepointResumeBatchRequest import (
     MeasurepointResumeBatchRequest,
@@ -34,7 +33,7 @@ from tests.enos.clients import ORG, Enos, base_options
 from tests.enos.test_mqtt_access import (
     PRODUCT_SECRET,
     SECRET_M,
-    _Quiet,
+    activate,
     connect,
     paho_login,
     port,
@@ -43,6 +42,7 @@ from tests.enos.test_mqtt_access import (
     things,
 )
 from tests.iotda.clients import CONNACK_BY_NAME, wait_for
+from tests.mqtt_clients import close_paho
 from tests.ways import WAYS, both_ways
 
 pytestmark = [
@@ -120,13 +120,7 @@ class Paho:
         return [code.value for code in self.subacks.get(timeout=10)]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-        for name in ("_sockpairR", "_sockpairW"):
-            pair = getattr(self.client, name, None)
-            if pair is not None:
-                pair.close()
-                setattr(self.client, name, None)
+        close_paho(self.client)
 
 
 @pytest.fixture
@@ -291,15 +285,7 @@ def test_replies_without_subscription_is_an_option(start_enos: Any, pahos: list[
 
 def test_the_activation_secret_stays_out_of_the_journal(
         enos: Enos, sdk_clients: list[MqttClient]) -> None:
-    profile = Profile(f"tcp://127.0.0.1:{port(enos.handle, 'mqtt')}", "POneWay1", "devNew",
-                      None, PRODUCT_SECRET)
-    profile.set_auto_reconnect(False)
-    client = MqttClient(profile=profile)
-    sdk_clients.append(client)
-    got: list[str] = []
-    client.on_device_dynamic_active = got.append
-    client.connect(_Quiet())
-    secret = wait_for(lambda: got)[0]
+    _, secret = activate(enos, sdk_clients, "POneWay1", "devNew")
     url = f"{enos.handle.farm.control_url}/journal?member=enos&event=publish"
     with urllib.request.urlopen(url, timeout=10) as reply:
         text = reply.read().decode()

@@ -32,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from emulators import pki
 from emulators.testing import MemberHandle
+from tests.mqtt_clients import close_paho
 
 AK = "IOTDAEMULATORAK00001"
 SK = "IotdaEmulatorSecretKey000000000000000001"
@@ -193,16 +194,7 @@ class SdkDevice:
         return self.messages.get(timeout=timeout)
 
     def close(self) -> None:
-        self.client.disconnect()
-        if self.started:
-            self.client.loop_stop()
-        # paho closes loop_start()'s wake-up pair only when loop_stop() finds its thread
-        # running; after the broker ended the session it has gone (paho 2.2 names).
-        for name in ("_sockpairR", "_sockpairW"):
-            pair = getattr(self.client, name, None)
-            if pair is not None:
-                pair.close()
-                setattr(self.client, name, None)
+        close_paho(self.client, started=self.started)
 
 
 # -- the MQTT tests' member ------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +16,7 @@ from huaweicloudsdkiotda.v5 import (
 )
 
 from emulators.testing import RunningFarm, single_member_scenario
+from tests.control_support import urlopen_json
 
 from .clients import AK, CA, OPTIONS, PROJECT, SK, ClientFactory
 from .test_device_cas import upload
@@ -37,14 +36,8 @@ def control_url(farm: RunningFarm) -> str:
 
 
 def post(url: str) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=b"", method="POST",
-                                     headers={"X-Requested-With": "tests"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
+    return urlopen_json(urllib.request.Request(url, data=b"", method="POST",
+                                               headers={"X-Requested-With": "tests"}))
 
 
 def test_control_route_generates_a_new_code(farm: RunningFarm, control_url: str,

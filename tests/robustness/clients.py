@@ -145,6 +145,16 @@ def exchange(port: int, request: bytes, *, timeout: float = REPLY_TIMEOUT,
     return Reply(status, reason, version, headers, body, elapsed, closed, data)
 
 
+def read_to_close(port: int, request: bytes) -> bytes:
+    """One request on its own connection; the reply read to the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
 def http_request(method: str, target: str | bytes, *, headers: dict[str, str] | None = None,
                  body: bytes = b"", content_length: bool = True) -> bytes:
     """A raw HTTP/1.1 request; ``target`` may hold bytes no client library would send."""
@@ -169,3 +179,30 @@ def member_state(handle: MemberHandle) -> dict[str, Any]:
     if handle.role == "server":
         return {"received": state.get("received")}
     return state
+
+
+def closed_after(sock: socket.socket, started: float, limit: float,
+                 drip: bytes = b"", every: float = 0.25) -> tuple[float | None, bytes]:
+    """A slow client: drip ``drip`` a byte every ``every`` s (or stay silent) until the server
+    closes; returns when it closed, in seconds since ``started`` (None: still open at
+    ``limit``), and what it said."""
+    said = b""
+    sent = 0
+    while time.monotonic() - started < limit:
+        if sent < len(drip):
+            try:
+                sock.sendall(drip[sent:sent + 1])
+            except OSError:
+                return time.monotonic() - started, said
+            sent += 1
+        sock.settimeout(every)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - started, said
+        if not chunk:
+            return time.monotonic() - started, said
+        said += chunk
+    return None, said

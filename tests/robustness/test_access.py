@@ -27,6 +27,7 @@ import pytest
 from emulators.instar.responses import COMMANDS as INSTAR_COMMANDS
 from emulators.iotda.urls import ROUTES as IOTDA_ROUTES
 from emulators.testing import MemberHandle, RunningFarm
+from tests.control_support import urlopen_reply
 from tests.robustness.clients import (
     ACTI_AUTH,
     ENOS_ORG,
@@ -172,12 +173,7 @@ def _control(url: str, token: str | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
+    return urlopen_reply(request, timeout=5)
 
 
 def _listening_addresses(port: int) -> set[str]:

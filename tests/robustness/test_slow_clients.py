@@ -35,6 +35,7 @@ from tests.robustness.clients import (
     SFTP_PASSWORD,
     SFTP_USER,
     basic,
+    closed_after,
     exchange,
     http_request,
     scenario,
@@ -89,48 +90,22 @@ def slow_farm(emulators_loop: LoopThread) -> Iterator[RunningFarm]:
 
 # -- slow client behaviours, each run in its own thread ---------------------------------------
 
-def _closed_after(sock: socket.socket, started: float, limit: float,
-                  drip: bytes = b"", every: float = 0.25) -> tuple[float | None, bytes]:
-    """Drip ``drip`` a byte every ``every`` s (or stay silent) until the server closes;
-    returns when it closed (None: still open at ``limit``) and what it said."""
-    said = b""
-    sent = 0
-    while time.monotonic() - started < limit:
-        if sent < len(drip):
-            try:
-                sock.sendall(drip[sent:sent + 1])
-            except OSError:
-                return time.monotonic() - started, said
-            sent += 1
-        sock.settimeout(every)
-        try:
-            chunk = sock.recv(4096)
-        except TimeoutError:
-            continue
-        except OSError:
-            return time.monotonic() - started, said
-        if not chunk:
-            return time.monotonic() - started, said
-        said += chunk
-    return None, said
-
-
 def _slow_http(port: int, mode: str, member: str, limit: float) -> tuple[float | None, bytes]:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     with sock:
         started = time.monotonic()
         if mode == "silent":
-            return _closed_after(sock, started, limit)
+            return closed_after(sock, started, limit)
         if mode == "half-open":
             # Part of a request line, then the client's side shuts: the request never ends.
             sock.sendall(b"GET /cgi-bin/upd")
             sock.shutdown(socket.SHUT_WR)
-            return _closed_after(sock, started, limit)
+            return closed_after(sock, started, limit)
         if mode == "drip-headers":
             head, _status = NORMAL[member]
-            return _closed_after(sock, started, limit, drip=head + b"X-Padding: " + b"a" * 200)
+            return closed_after(sock, started, limit, drip=head + b"X-Padding: " + b"a" * 200)
         sock.sendall(STALLED_BODY[member])  # stalled body
-        return _closed_after(sock, started, limit)
+        return closed_after(sock, started, limit)
 
 
 def _in_threads(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
@@ -208,7 +183,7 @@ def test_ftp_silent_client_is_timed_out_while_another_uploads(slow_farm: Running
             client.connect("127.0.0.1", handle.port, timeout=5)
             client.login(FTP_USER, FTP_PASSWORD)
             assert client.storbinary("STOR busy.txt", io.BytesIO(b"served")).startswith("226")
-        closed_at, said = _closed_after(silent, started, 10.0)
+        closed_at, said = closed_after(silent, started, 10.0)
     assert closed_at is not None and closed_at < SERVER_IDLE + GRACE + 1, closed_at
     assert said.startswith(b"421 "), said
     assert handle.call(lambda m: [r["path"] for r in m.received_files()]) == ["busy.txt"]
@@ -233,7 +208,7 @@ def test_sftp_silent_client_is_timed_out_while_another_uploads(
                 await fh.write(b"served")
 
         asyncio.run(upload())
-        closed_at, _said = _closed_after(silent, started, 10.0)
+        closed_at, _said = closed_after(silent, started, 10.0)
     assert closed_at is not None and closed_at < SERVER_IDLE + GRACE + 1, closed_at
     assert handle.call(lambda m: [r["path"] for r in m.received_files()]) == ["busy.txt"]
 
@@ -266,7 +241,7 @@ def test_silent_tls_clients_are_timed_out_while_others_are_served(
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             started = time.monotonic()
             sock.sendall(hello)
-            return _closed_after(sock, started, 10.0)
+            return closed_after(sock, started, 10.0)
 
     jobs: dict[str, Callable[[], Any]] = {}
     for i in range(5):

@@ -32,11 +32,17 @@ def _pasv(client: ftplib.FTP) -> socket.socket:
     return socket.create_connection((host, port), timeout=10)
 
 
-def _data_then_reset(client: ftplib.FTP) -> str:
-    """PASV, STOR, 20 KB on the data connection, then a reset."""
+def _storing(client: ftplib.FTP) -> socket.socket:
+    """PASV and STOR, the server's 125/150 read: the data connection, ready for the upload."""
     data = _pasv(client)
     client.putcmd("STOR snap.jpg")
     assert client.getresp().startswith(("125", "150"))
+    return data
+
+
+def _data_then_reset(client: ftplib.FTP) -> str:
+    """PASV, STOR, 20 KB on the data connection, then a reset."""
+    data = _storing(client)
     data.sendall(CHUNK)
     time.sleep(0.1)  # the server has read it all: only the reset is left to tell
     reset(data)
@@ -47,9 +53,7 @@ def _tls_data_then_reset(client: ftplib.FTP) -> str:
     """The same over a TLS data connection (PROT P)."""
     assert isinstance(client, ftplib.FTP_TLS)
     client.prot_p()
-    data = _pasv(client)
-    client.putcmd("STOR snap.jpg")
-    assert client.getresp().startswith(("125", "150"))
+    data = _storing(client)
     secure = client.context.wrap_socket(data, server_hostname="127.0.0.1")
     secure.sendall(CHUNK)
     time.sleep(0.1)
@@ -69,9 +73,7 @@ def _reset_right_after_connect(client: ftplib.FTP) -> str:
 
 
 def _reset_before_any_byte(client: ftplib.FTP) -> str:
-    data = _pasv(client)
-    client.putcmd("STOR snap.jpg")
-    assert client.getresp().startswith(("125", "150"))
+    data = _storing(client)
     reset(data)
     return client.getline().rstrip("\r\n")
 
@@ -79,9 +81,7 @@ def _reset_before_any_byte(client: ftplib.FTP) -> str:
 def _reset_during_tls_handshake(client: ftplib.FTP) -> str:
     assert isinstance(client, ftplib.FTP_TLS)
     client.prot_p()
-    data = _pasv(client)
-    client.putcmd("STOR snap.jpg")
-    assert client.getresp().startswith(("125", "150"))
+    data = _storing(client)
     reset(data)  # before the client's TLS hello
     return client.getline().rstrip("\r\n")
 

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from emulators.scenario import load
 from emulators.shards.partition import shard_of
 from emulators.testing import ShardedFarm
+from tests.control_support import urlopen_json
 from tests.iotda.clients import SdkDevice
 
 SCENARIO = {
@@ -36,14 +36,9 @@ SCENARIO = {
 def call(farm: ShardedFarm, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else (
         b"{}" if method == "POST" else None)
-    request = urllib.request.Request(farm.control_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.load(reply)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.load(exc)
+    return urlopen_json(urllib.request.Request(farm.control_url + path, data=data, method=method,
+                                               headers={"Content-Type": "application/json"}),
+                        timeout=30)
 
 
 def get(farm: ShardedFarm, path: str) -> Any:
