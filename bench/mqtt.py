@@ -1,4 +1,4 @@
-"""Issue 18: IoTDA device access over MQTT, against Mosquitto measured in the same run.
+"""IoTDA device access over MQTT, against Mosquitto measured in the same run.
 
     python bench/mqtt.py [--sessions 10000] [--seconds 5] [--runs 3] [--processes 4]
                          [--only sessions,connect,publish,halfopen] [--secret-over tls|tcp]
@@ -63,7 +63,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -78,7 +77,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import ROOT, cpu_seconds, env_note, pin, rss_mb, server_and_load_cores, show
+from common import (
+    ROOT,
+    cpu_seconds,
+    env_note,
+    launch,
+    log_problems,
+    pin,
+    raise_nofile,
+    rss_mb,
+    server_and_load_cores,
+    show,
+    stop,
+)
 
 from emulators import pki
 from emulators.core.mqtt import packets
@@ -129,14 +140,6 @@ def sdk_identity(device_id: str, secret: str | None) -> tuple[str, str, str | No
 
 
 # -- small helpers --------------------------------------------------------------------------------
-
-def raise_nofile() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit; returns (soft, hard) now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
 
 def client_context(ca_pem: str, chain_file: str | None = None) -> ssl.SSLContext:
     """The vendor SDK's TLS: TLS 1.2, the CA file verified, no host name check."""
@@ -616,39 +619,23 @@ def all_read(ws: list[Worker]) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def farm(scenario: dict[str, Any], tmp: Path, timeout: float = 600, *, state: bool = True,
-         prefix: tuple[str, ...] = ()
          ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], float, Path]]:
     """`emulators run` on ``scenario`` with a state directory (unless not ``state``), in its own
-    process; yields (process, ready document, seconds from process start to the ready file,
-    its log)."""
+    process (common.launch); yields (process, ready document, seconds from process start to
+    the ready file, its log)."""
     tmp.mkdir(exist_ok=True)
     path = tmp / "scenario.yaml"
     path.write_text(yaml.safe_dump(scenario))
-    ready_file, log = tmp / "ready.json", tmp / "farm.log"
-    args = [sys.executable, *prefix, "-m", "emulators", "run", str(path), "--ready-file",
-            str(ready_file), "--control-port", "0"]
-    if state:
-        args += ["--state-dir", str(tmp / "state")]
-    started = time.perf_counter()
-    with log.open("wb") as err:
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    log = tmp / "farm.log"
     try:
-        while not ready_file.exists():
-            if proc.poll() is not None:
-                raise SystemExit(f"farm exited: {log.read_text()[-2000:]}")
-            if time.perf_counter() - started > timeout:
-                raise SystemExit(f"farm not ready after {timeout} s")
-            time.sleep(0.005)
-        elapsed = time.perf_counter() - started
-        yield proc, json.loads(ready_file.read_text()), elapsed, log
+        started = launch(path, tmp / "state" if state else None, tmp / "ready.json", log,
+                         timeout=timeout, log_level=None)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        yield started.proc, started.ready, started.elapsed, log
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(started, 60)
 
 
 def scenario(devices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -767,11 +754,6 @@ def settled_rss(pid: int, seconds: float = 1.0) -> float:
             return now
         last = now
     return last
-
-
-def log_problems(log: Path) -> list[str]:
-    lines = log.read_text(errors="replace").splitlines()
-    return [line for line in lines if " ERROR " in line or "Traceback" in line]
 
 
 # -- part 1: concurrent sessions ------------------------------------------------------------------

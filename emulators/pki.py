@@ -13,6 +13,8 @@ import secrets
 import ssl
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -121,6 +123,28 @@ def _now(now: dt.datetime | None) -> dt.datetime:
 
 def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+@dataclass
+class StoredCA:
+    """A certificate authority's certificate and key, kept in state as {"cert": PEM, "key":
+    PEM}; the farm's own CA and each cloud's roots are stored this one way."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+
+    # Read for every certificate issued (the chain's tail): made once.
+    @cached_property
+    def pem(self) -> str:
+        return cert_pem(self.cert)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"cert": self.pem, "key": key_pem(self.key)}
+
+    @staticmethod
+    def parts(data: dict[str, str]) -> tuple[x509.Certificate, PrivateKey]:
+        """The certificate and key of what ``to_dict`` wrote (our own state: trusted)."""
+        return load_cert(data["cert"]), load_key(data["key"], trusted=True)
 
 
 def make_ca(subject: x509.Name, key: PrivateKey, *, days: int = 3650,

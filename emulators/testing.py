@@ -19,11 +19,11 @@ from . import scenario as scenario_mod
 from .core.member import Member
 from .farm import Farm
 from .kinds import resolve
-from .testing_sharded import JournalChecks, RemoteMember, ShardedClock, ShardedFarm
+from .testing_sharded import FarmChecks, JournalChecks, RemoteMember, ShardedClock, ShardedFarm
 
-__all__ = ["DEFAULT_TIMEOUT", "JournalChecks", "LoopThread", "MemberHandle", "RemoteMember",
-           "RunningFarm", "ShardedClock", "ShardedFarm", "close_shared_loop", "shared_loop",
-           "single_member_scenario"]
+__all__ = ["DEFAULT_TIMEOUT", "FarmChecks", "JournalChecks", "LoopThread", "MemberHandle",
+           "RemoteMember", "RunningFarm", "ShardedClock", "ShardedFarm", "close_shared_loop",
+           "shared_loop", "single_member_scenario"]
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 60.0
@@ -84,6 +84,7 @@ class MemberHandle:
         self.name = member.name
         self.kind = member.kind
         self.role = member.role
+        self.group = member.spec.group  # the scenario entry (fleet) it was stamped from
 
     @property
     def farm(self) -> RunningFarm:
@@ -143,7 +144,7 @@ async def _start(farm: Farm, control_port: int | None) -> dict[str, Any]:
     return farm.ready_document()
 
 
-class RunningFarm(JournalChecks):
+class RunningFarm(FarmChecks[MemberHandle]):
     """A started farm, driven from synchronous code."""
 
     def __init__(self, farm: Farm, loop: LoopThread) -> None:
@@ -176,21 +177,6 @@ class RunningFarm(JournalChecks):
         running.members = {name: MemberHandle(running, m) for name, m in farm.members.items()}
         return running
 
-    def __getitem__(self, name: str) -> MemberHandle:
-        return self.members[name]
-
-    @property
-    def emulators(self) -> list[MemberHandle]:
-        return [h for h in self.members.values() if h.role == "emulator"]
-
-    @property
-    def servers(self) -> list[MemberHandle]:
-        return [h for h in self.members.values() if h.role == "server"]
-
-    def group(self, name: str) -> list[MemberHandle]:
-        """The members stamped out of one scenario entry (a fleet), in order."""
-        return [h for h in self.members.values() if h.member.spec.group == name]
-
     @property
     def control_url(self) -> str:
         if self.farm.control is None:
@@ -213,15 +199,12 @@ class RunningFarm(JournalChecks):
     def wait_for(self, timeout: float = 5.0, *, include_past: bool = True,
                  **filters: Any) -> dict[str, Any]:
         """Wait until the journal has an entry matching ``filters``; return it."""
-        from .core.journal import matches
+        from .core.journal import FILTERS, matcher
 
-        keys = ("member", "kind", "protocol", "event", "method", "path", "status",
-                "correlation_id", "since", "until", "after_seq")
-        args = [filters.get(k) for k in keys]
+        wanted = matcher(**{k: v for k, v in filters.items() if k in FILTERS})
 
         async def wait() -> dict[str, Any]:
-            entry = await self.farm.journal.wait_for(lambda e: matches(e, *args), timeout,
-                                                     include_past=include_past)
+            entry = await self.farm.journal.wait_for(wanted, timeout, include_past=include_past)
             return entry.to_dict()
 
         try:

@@ -1,7 +1,8 @@
 """A sharded farm from synchronous code: ``emulators run --shards N`` in a process of its own,
 driven through its control plane with the surface of ``testing.RunningFarm`` that does not
 need the members in this process (``testing`` exports it; ``farm_factory(..., shards=N)``
-starts one). ``JournalChecks`` is the journal assertions both kinds of farm share.
+starts one). ``FarmChecks`` is what both kinds of farm share: the journal assertions and the
+members by name, role and fleet.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import yaml
 
@@ -40,6 +41,39 @@ class JournalChecks:
         if found:
             raise AssertionError(f"expected no journal entry matching {filters}, found "
                                  f"{len(found)}: first {found[0]}")
+
+
+class _Held(Protocol):
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def group(self) -> str: ...
+
+
+H = TypeVar("H", bound=_Held)
+
+
+class FarmChecks(JournalChecks, Generic[H]):
+    """The journal assertions and the members by name, role and fleet: what a test reads of
+    either kind of farm alike (``members`` is what each holds of a member)."""
+
+    members: dict[str, H]
+
+    def __getitem__(self, name: str) -> H:
+        return self.members[name]
+
+    @property
+    def emulators(self) -> list[H]:
+        return [m for m in self.members.values() if m.role == "emulator"]
+
+    @property
+    def servers(self) -> list[H]:
+        return [m for m in self.members.values() if m.role == "server"]
+
+    def group(self, name: str) -> list[H]:
+        """The members stamped out of one scenario entry (a fleet), in order."""
+        return [m for m in self.members.values() if m.group == name]
 
 
 class RemoteMember:
@@ -128,7 +162,7 @@ class ShardedClock:
         self._farm.api("POST", "/v1/clock/reset")
 
 
-class ShardedFarm(JournalChecks):
+class ShardedFarm(FarmChecks[RemoteMember]):
     """``emulators run --shards N`` in a process of its own, driven from synchronous code
     with the surface of ``RunningFarm`` that does not need the members in this process: the
     members' addresses and credentials, the journal, faults, the clock, reset, snapshots,
@@ -215,20 +249,6 @@ class ShardedFarm(JournalChecks):
         if status >= 300:
             raise RuntimeError(f"{method} {route}: {status} {raw[:500].decode(errors='replace')}")
         return json.loads(raw)
-
-    def __getitem__(self, name: str) -> RemoteMember:
-        return self.members[name]
-
-    @property
-    def emulators(self) -> list[RemoteMember]:
-        return [m for m in self.members.values() if m.role == "emulator"]
-
-    @property
-    def servers(self) -> list[RemoteMember]:
-        return [m for m in self.members.values() if m.role == "server"]
-
-    def group(self, name: str) -> list[RemoteMember]:
-        return [m for m in self.members.values() if m.group == name]
 
     def shards(self) -> list[dict[str, Any]]:
         return self.api("GET", "/v1/farm")["shards"]  # type: ignore[no-any-return]

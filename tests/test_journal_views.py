@@ -3,6 +3,8 @@ watching a busy farm costs what it shows), ``activity`` reads every entry withou
 
 from __future__ import annotations
 
+import pytest
+
 from emulators.core.clock import Clock
 from emulators.core.journal import Entry, Journal, RawRequest
 
@@ -53,3 +55,21 @@ def test_the_raw_record_build_fills_every_field_of_the_record_type() -> None:
         "method": "POST", "target": "/param.cgi?cmd=set", "raw_headers": ((b"Host", b"cam"),),
         "body": b"body", "body_size": 4, "status": 200, "reply": b"ok", "seconds": 0.002,
         "detail": {"note": "x"}}
+
+
+def test_every_filter_narrows_the_query_and_an_unknown_one_is_refused_at_once() -> None:
+    """The filters are one table (``core.journal``): each still judges its own field, None is
+    no filter, and a misspelt filter is a TypeError even on an empty journal, as an unknown
+    keyword always was (a test asking for ``memebr=`` must not pass by matching everything)."""
+    journal = busy_journal(4)
+    journal.record("ftp", "ftp", "ftp", "login", user="cam")
+    seqs = lambda **f: [e.seq for e in journal.query(**f)]  # noqa: E731
+    assert seqs(member="c?m", method="get", path="/param.*") == [1, 2, 3, 4]
+    assert seqs(method="POST") == seqs(path="/other*") == seqs(member="ftp?") == []
+    assert seqs(kind="ftp") == seqs(protocol="ftp") == seqs(event="login") == [5]
+    assert seqs(status=200, after_seq=2, correlation_id="c-3") == [4]
+    assert seqs(since=0, until=journal.clock.time() + 1, member=None) == [1, 2, 3, 4, 5]
+    assert seqs(limit=2, member="cam") == [3, 4]
+    for empty in (Journal(Clock()), journal):
+        with pytest.raises(TypeError):
+            empty.query(memebr="cam")  # type: ignore[call-arg]

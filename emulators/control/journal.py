@@ -30,7 +30,7 @@ import time
 from aiohttp import web
 
 from ..core.control_routes import FARM, BadRequest, ControlError, read_json
-from ..core.journal import matches
+from ..core.journal import matcher
 
 POLL = 0.2  # seconds between looks at the journal (an entry shows within this)
 KEEPALIVE = 15.0
@@ -202,8 +202,7 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
         observer.inflight.pop(task, None)
     if task is not None:
         streams.add(task)
-    wanted = {k: filters.get(k) for k in ("member", "kind", "protocol", "event", "method",
-                                          "path", "status", "correlation_id", "since", "until")}
+    wanted = matcher(**filters)  # after_seq is where the stream starts, not a filter
     quiet_since = time.monotonic()
     patience = request.app[WRITE_TIMEOUT]
 
@@ -236,7 +235,7 @@ async def stream_journal(request: web.Request) -> web.StreamResponse:
                 after = fresh[-1].seq
                 chunk = b"".join(
                     f"id: {e.seq}\ndata: {json.dumps(e.to_dict())}\n\n".encode()
-                    for e in fresh if matches(e, after_seq=None, **wanted))
+                    for e in fresh if wanted(e))
                 if chunk:
                     await write(chunk)
                     quiet_since = time.monotonic()

@@ -5,10 +5,7 @@ file so a verifying client can trust it."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
-
-from cryptography import x509
 
 from .. import pki
 from .state import StateStore
@@ -16,24 +13,16 @@ from .state import StateStore
 STATE_NAME = "_farm-ca"
 
 
-@dataclass
-class FarmCA:
-    cert: x509.Certificate
-    key: pki.PrivateKey
-
-    @property
-    def pem(self) -> str:
-        return pki.cert_pem(self.cert)
-
+class FarmCA(pki.StoredCA):
     @classmethod
     def load_or_create(cls, store: StateStore) -> FarmCA:
         saved = store.load(STATE_NAME)
         if saved is not None:
-            return cls(pki.load_cert(saved["cert"]), pki.load_key(saved["key"], trusted=True))
+            return cls(*cls.parts(saved))
         key = pki.ec_key()
         cert = pki.make_ca(pki.name(CN="Emulator Farm Local CA", O="emulators"), key, days=3650)
         ca = cls(cert, key)
-        store.save_now(STATE_NAME, {"cert": pki.cert_pem(cert), "key": pki.key_pem(key)})
+        store.save_now(STATE_NAME, ca.to_dict())
         return ca
 
     def fault_identities(self, hosts: tuple[str, ...]) -> dict[str, tuple[str, str]]:

@@ -9,7 +9,6 @@ peer address it sees.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import copy
 import fnmatch
@@ -21,11 +20,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 from yarl import URL
 
 from .clock import Clock
+from .waiters import Waiters
 
 CORRELATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "emulators_correlation", default=None)
@@ -352,7 +352,7 @@ class Journal:
         # "<run id>-<n in hex>", n = 1, 2, ...: made by C code (once per HTTP request).
         self.new_correlation_id: Callable[[], str] = map(
             f"{self._run_id}-{{:x}}".format, itertools.count(1)).__next__
-        self._waiters: list[tuple[Callable[[Entry], bool], asyncio.Future[Entry]]] = []
+        self._waiters: Waiters[Entry] = Waiters()
         # Outbound connections by local address: (host, port) -> correlation id.
         self._outbound: dict[tuple[str, int], str] = {}
 
@@ -376,9 +376,7 @@ class Journal:
 
     def _notify(self, entry: Entry) -> None:
         self._finish(entry)
-        for predicate, future in list(self._waiters):
-            if not future.done() and predicate(entry):
-                future.set_result(entry)
+        self._waiters.offer(entry)
 
     def record_http(self, member: str, kind: str, protocol: str, correlation_id: str,
                     peer: Any, method: str, target: str,
@@ -452,36 +450,20 @@ class Journal:
         self._unread = 0
         return entries
 
-    def query(
-        self,
-        *,
-        member: str | None = None,
-        kind: str | None = None,
-        protocol: str | None = None,
-        event: str | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        status: int | None = None,
-        correlation_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after_seq: int | None = None,
-        limit: int | None = None,
-    ) -> list[Entry]:
+    def query(self, *, limit: int | None = None, **filters: Unpack[Filters]) -> list[Entry]:
         """Entries matching every given filter, oldest first. ``member`` and ``path`` are
         shell-style patterns (``cam-*``, ``/param.cgi*``). With ``limit`` (the newest N) it
         looks from the newest end and builds only the requests it looks at: a page's "last
         100" of a journal of 10,000 unread requests took 456 ms building them all, against
         what it shows now (bench/dashboard.py)."""
-        wanted = (member, kind, protocol, event, method, path, status, correlation_id, since,
-                  until, after_seq)
+        wanted = matcher(**filters)
         if not limit:
-            return [e for e in self._read() if matches(e, *wanted)]  # type: ignore[arg-type, misc]
+            return [e for e in self._read() if wanted(e)]  # type: ignore[arg-type, misc]
         entries = self._entries
         found: list[Entry] = []
         for i in range(len(entries) - 1, -1, -1):
             entry = self._built(i)
-            if matches(entry, *wanted):  # type: ignore[arg-type]
+            if wanted(entry):
                 found.append(entry)
                 if len(found) == limit:
                     break
@@ -553,31 +535,53 @@ class Journal:
             for entry in self._read():
                 if predicate(entry):  # type: ignore[arg-type]
                     return entry  # type: ignore[return-value]
-        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        waiter = (predicate, future)
-        self._waiters.append(waiter)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self._waiters.remove(waiter)
+        return await self._waiters.next(predicate, timeout)
 
 
-def matches(e: Entry, member: str | None = None, kind: str | None = None,
-            protocol: str | None = None, event: str | None = None, method: str | None = None,
-            path: str | None = None, status: int | None = None,
-            correlation_id: str | None = None, since: float | None = None,
-            until: float | None = None, after_seq: int | None = None) -> bool:
-    """Whether ``e`` passes every given filter, as ``Journal.query`` filters (``member`` and
-    ``path`` shell-style patterns, ``method`` in any case): a live stream or a waiting test
-    filters what is new with the same rules."""
-    return ((member is None or fnmatch.fnmatchcase(e.member, member))
-            and (kind is None or e.kind == kind)
-            and (protocol is None or e.protocol == protocol)
-            and (event is None or e.event == event)
-            and (method is None or (e.method or "").upper() == method.upper())
-            and (path is None or fnmatch.fnmatchcase(e.path or "", path))
-            and (status is None or e.status == status)
-            and (correlation_id is None or e.correlation_id == correlation_id)
-            and (since is None or e.time >= since)
-            and (until is None or e.time <= until)
-            and (after_seq is None or e.seq > after_seq))
+class Filters(TypedDict, total=False):
+    """What ``Journal.query``, ``matches`` and a live stream filter on; None is no filter."""
+
+    member: str | None  # a shell-style pattern (cam-*)
+    kind: str | None
+    protocol: str | None
+    event: str | None
+    method: str | None  # in any case
+    path: str | None  # a shell-style pattern (/param.cgi*)
+    status: int | None
+    correlation_id: str | None
+    since: float | None
+    until: float | None
+    after_seq: int | None
+
+
+# How each filter judges an entry, given the filter's value.
+_TESTS: dict[str, Callable[[Entry, Any], bool]] = {
+    "member": lambda e, v: fnmatch.fnmatchcase(e.member, v),
+    "kind": lambda e, v: e.kind == v,
+    "protocol": lambda e, v: e.protocol == v,
+    "event": lambda e, v: e.event == v,
+    "method": lambda e, v: (e.method or "").upper() == v.upper(),
+    "path": lambda e, v: fnmatch.fnmatchcase(e.path or "", v),
+    "status": lambda e, v: e.status == v,
+    "correlation_id": lambda e, v: e.correlation_id == v,
+    "since": lambda e, v: e.time >= v,
+    "until": lambda e, v: e.time <= v,
+    "after_seq": lambda e, v: e.seq > v,
+}
+FILTERS = tuple(_TESTS)
+
+
+def matcher(**filters: Unpack[Filters]) -> Callable[[Entry], bool]:
+    """Whether an entry passes every given filter; a name that is no filter is a TypeError
+    at once, as for any unknown keyword."""
+    unknown = [name for name in filters if name not in _TESTS]
+    if unknown:
+        raise TypeError(f"unexpected journal filter {unknown[0]!r}")
+    tests = [(_TESTS[name], value) for name, value in filters.items() if value is not None]
+    return lambda e: all(test(e, value) for test, value in tests)
+
+
+def matches(e: Entry, **filters: Unpack[Filters]) -> bool:
+    """Whether ``e`` passes every given filter, as ``Journal.query`` filters: a live stream or
+    a waiting test filters what is new with the same rules."""
+    return matcher(**filters)(e)

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing
-from .models.tokens import TOKEN_SERVICE, AccessToken
+from .models.tokens import TOKEN_SERVICE
 from .wire import MEMBER, gateway_reply
 
 # The token service's and the CA downloads' routes (urls.py; named here, as urls imports this
@@ -76,26 +76,21 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _token_reply(token: AccessToken, now: float) -> web.Response:
+async def _token(request: web.Request, *, refresh: bool) -> web.Response:
+    """Get and refresh answer alike: the same body checks, fault point and reply form."""
+    member = request.app[MEMBER]
+    body = await _body(request)
+    await member.check_faults("token")
+    now = member.clock.time()
+    token = (member.tokens.refresh if refresh else member.tokens.get)(body, now)
+    await member.save()
     return gateway_reply(0, "SUCCESS", TOKEN_SERVICE,
                          data={"accessToken": token.token, "expire": token.remaining(now)})
 
 
 async def token_get(request: web.Request) -> web.Response:
-    member = request.app[MEMBER]
-    body = await _body(request)
-    await member.check_faults("token")
-    now = member.clock.time()
-    token = member.tokens.get(body, now)
-    await member.save()
-    return _token_reply(token, now)
+    return await _token(request, refresh=False)
 
 
 async def token_refresh(request: web.Request) -> web.Response:
-    member = request.app[MEMBER]
-    body = await _body(request)
-    await member.check_faults("token")
-    now = member.clock.time()
-    token = member.tokens.refresh(body, now)
-    await member.save()
-    return _token_reply(token, now)
+    return await _token(request, refresh=True)

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..core.member import KindOptions, Member, UploadTarget
 from ..core.state import EncodedRecords, encode_document, encode_state
+from ..core.waiters import Waiters
 from . import control
 
 log = logging.getLogger("emulators.servers")
@@ -147,8 +148,7 @@ class ServerMember(Member):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._saving: set[asyncio.Task[None]] = set()
         self._event_save: asyncio.TimerHandle | None = None
-        self._upload_waiters: list[tuple[Callable[[dict[str, Any]], bool],
-                                         asyncio.Future[dict[str, Any]]]] = []
+        self._upload_waiters: Waiters[dict[str, Any]] = Waiters()
 
     # -- users -------------------------------------------------------------------------------
     def user(self, username: str) -> UserOptions:
@@ -363,9 +363,7 @@ class ServerMember(Member):
         self.emit("upload", protocol=protocol, user=user, remote=remote, path=rel, size=size,
                   sha256=sha256)
         await self.save()
-        for predicate, future in list(self._upload_waiters):
-            if not future.done() and predicate(record):
-                future.set_result(copy.deepcopy(record))
+        self._upload_waiters.offer(record, copy.deepcopy)  # each caller its own copy
         return copy.deepcopy(record)
 
     async def wait_for_upload(self, predicate: Callable[[dict[str, Any]], bool] | None = None,
@@ -379,13 +377,7 @@ class ServerMember(Member):
             for record in reversed(self._received):
                 if match(record):
                     return copy.deepcopy(record)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        entry = (match, future)
-        self._upload_waiters.append(entry)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self._upload_waiters.remove(entry)
+        return await self._upload_waiters.next(match, timeout)
 
     # -- fault rules (docs/FAULTS.md) -------------------------------------------------------
     def check_fault(self, protocol: Protocol, types: tuple[str, ...], *,

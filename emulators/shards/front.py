@@ -49,6 +49,13 @@ def _first_error(answers: list[tuple[Any, int, Any]]) -> web.Response | None:
     return None
 
 
+async def _answered(request: web.Request, path: str) -> list[Any]:
+    """The documents of the shards that answer GET ``path`` with 200: a merged listing leaves
+    out a shard that is down rather than failing as a whole."""
+    return [doc for _, status, doc in await _coordinator(request).everywhere("GET", path)
+            if status == 200]
+
+
 # -- members --------------------------------------------------------------------------------
 def _upstream(shard: Any, plural: str, request: web.Request) -> URL:
     """The shard's URL of a member's route, built from the parts the front checked (the
@@ -68,10 +75,7 @@ def _member_lists(plural: str) -> None:
     async def listing(request: web.Request) -> web.Response:
         co = _coordinator(request)
         order = {spec.name: i for i, spec in enumerate(co.scenario.members)}
-        found: list[dict[str, Any]] = []
-        for _, status, doc in await co.everywhere("GET", f"/v1/{plural}"):
-            if status == 200:
-                found.extend(doc[plural])
+        found = [m for doc in await _answered(request, f"/v1/{plural}") for m in doc[plural]]
         return web.json_response({plural: sorted(found, key=lambda m: order.get(m["name"], 0))})
 
     async def forward(request: web.Request) -> web.StreamResponse:
@@ -142,9 +146,7 @@ async def certificates(request: web.Request) -> web.Response:
 @routes.get("/v1/faults")
 async def list_faults(request: web.Request) -> web.Response:
     merged: dict[str, dict[str, Any]] = {}
-    for _, status, doc in await _coordinator(request).everywhere("GET", "/v1/faults"):
-        if status != 200:
-            continue
+    for doc in await _answered(request, "/v1/faults"):
         for rule in doc["faults"]:
             have = merged.get(rule["id"])
             if have is None:
@@ -199,9 +201,7 @@ async def clear_faults(request: web.Request) -> web.Response:
 @routes.get("/v1/snapshots")
 async def list_snapshots(request: web.Request) -> web.Response:
     merged: dict[str, dict[str, Any]] = {}
-    for _, status, doc in await _coordinator(request).everywhere("GET", "/v1/snapshots"):
-        if status != 200:
-            continue
+    for doc in await _answered(request, "/v1/snapshots"):
         for snap in doc["snapshots"]:
             have = merged.setdefault(snap["name"], {**snap, "members": []})
             have["members"] = sorted({*have["members"], *snap["members"]})
@@ -248,19 +248,15 @@ async def delete_snapshot(request: web.Request) -> web.Response:
 
 # -- the route list and the OpenAPI document: every shard's, less the shards' own ------------
 async def index(request: web.Request) -> web.Response:
-    found: set[str] = set()
-    for _, status, doc in await _coordinator(request).everywhere("GET", "/v1"):
-        if status == 200:
-            found.update(r for r in doc["routes"] if SHARD_ROUTES not in r)
+    found = {r for doc in await _answered(request, "/v1") for r in doc["routes"]
+             if SHARD_ROUTES not in r}
     return web.json_response({"api": API_VERSION, "routes": sorted(found)})
 
 
 @routes.get("/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     merged: dict[str, Any] | None = None
-    for _, status, doc in await _coordinator(request).everywhere("GET", "/v1/openapi.json"):
-        if status != 200:
-            continue
+    for doc in await _answered(request, "/v1/openapi.json"):
         if merged is None:
             merged = doc
         else:

@@ -87,15 +87,8 @@ def make_root(authority: Authority, key: pki.PrivateKey, now: dt.datetime,
 
 
 @dataclass
-class RootCA:
+class RootCA(pki.StoredCA):
     authority: Authority
-    cert: x509.Certificate
-    key: pki.PrivateKey
-
-    # Read for every certificate issued and every reply carrying caCert: made once.
-    @cached_property
-    def pem(self) -> str:
-        return pki.cert_pem(self.cert)
 
     @cached_property
     def issuer(self) -> str:
@@ -153,12 +146,9 @@ class RootCA:
         crl = builder.sign(self.key, hashes.SHA256())
         return crl.public_bytes(serialization.Encoding.DER)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"cert": self.pem, "key": pki.key_pem(self.key)}
-
     @classmethod
     def from_dict(cls, authority: Authority, data: dict[str, str]) -> RootCA:
-        return cls(authority, pki.load_cert(data["cert"]), pki.load_key(data["key"], trusted=True))
+        return cls(*cls.parts(data), authority)
 
 
 class Signer:
