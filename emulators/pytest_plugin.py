@@ -51,7 +51,7 @@ def farm_factory(emulators_loop: LoopThread) -> Iterator[Callable[..., RunningFa
         else:
             farm = RunningFarm.start(source, state_dir, loop=emulators_loop, **kwargs)
         started.append(farm)
-        return farm  # type: ignore[no-any-return]
+        return farm
 
     yield start
     for farm in reversed(started):

@@ -98,16 +98,16 @@ class RemoteMember:
     @property
     def description(self) -> dict[str, Any]:
         """What the control plane says of the member now (``GET /v1/<plural>/<name>``)."""
-        return self._farm.api("GET", self._route())  # type: ignore[no-any-return]
+        return self._farm.api("GET", self._route())
 
     @property
     def urls(self) -> dict[str, str]:
         """Its URLs now (an ACTi camera's ``https`` comes and goes with its certificate)."""
-        return self.description["urls"]  # type: ignore[no-any-return]
+        return self.description["urls"]
 
     @property
     def credentials(self) -> dict[str, Any]:
-        return self.description["credentials"]  # type: ignore[no-any-return]
+        return self.description["credentials"]
 
     @property
     def url(self) -> str:
@@ -120,7 +120,7 @@ class RemoteMember:
         return f"/v1/{'servers' if self.role == 'server' else 'emulators'}/{self.name}"
 
     def state(self) -> dict[str, Any]:
-        return self._farm.api("GET", self._route() + "/state")  # type: ignore[no-any-return]
+        return self._farm.api("GET", self._route() + "/state")
 
     def reset(self) -> None:
         self._farm.api("POST", self._route() + "/reset")
@@ -251,7 +251,7 @@ class ShardedFarm(FarmChecks[RemoteMember]):
         return json.loads(raw)
 
     def shards(self) -> list[dict[str, Any]]:
-        return self.api("GET", "/v1/farm")["shards"]  # type: ignore[no-any-return]
+        return self.api("GET", "/v1/farm")["shards"]
 
     def reset(self, name: str | None = None) -> None:
         if name is None:
@@ -263,7 +263,7 @@ class ShardedFarm(FarmChecks[RemoteMember]):
         import urllib.parse
 
         query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
-        return self.api("GET", f"/v1/journal?{query}")["entries"]  # type: ignore[no-any-return]
+        return self.api("GET", f"/v1/journal?{query}")["entries"]
 
     def clear_journal(self) -> None:
         self.api("DELETE", "/v1/journal")
@@ -290,7 +290,7 @@ class ShardedFarm(FarmChecks[RemoteMember]):
         import urllib.parse
 
         query = "?" + urllib.parse.urlencode({"user": user}) if user is not None else ""
-        return self.api("GET", f"/v1/servers/{server}/files{query}")["files"]  # type: ignore[no-any-return]
+        return self.api("GET", f"/v1/servers/{server}/files{query}")["files"]
 
     def file(self, server: str, user: str, path: str) -> bytes | None:
         """The bytes of ``path`` under ``user``'s root on ``server``; None when there is no
@@ -307,19 +307,19 @@ class ShardedFarm(FarmChecks[RemoteMember]):
 
     def events(self, server: str) -> list[dict[str, Any]]:
         """A server's session events (logins, failures, uploads)."""
-        return self.api("GET", f"/v1/servers/{server}/events")["events"]  # type: ignore[no-any-return]
+        return self.api("GET", f"/v1/servers/{server}/events")["events"]
 
     def set_authorized_keys(self, server: str, user: str, lines: list[str]) -> list[str]:
-        return self.api("PUT", f"/v1/servers/{server}/users/{user}/authorized_keys",  # type: ignore[no-any-return]
+        return self.api("PUT", f"/v1/servers/{server}/users/{user}/authorized_keys",
                         {"authorized_keys": lines})["authorized_keys"]
 
     def authorize_key(self, server: str, user: str, line: str) -> list[str]:
-        return self.api("POST", f"/v1/servers/{server}/users/{user}/authorized_keys",  # type: ignore[no-any-return]
+        return self.api("POST", f"/v1/servers/{server}/users/{user}/authorized_keys",
                         {"key": line})["authorized_keys"]
 
     def alarm(self, name: str) -> dict[str, Any]:
         """An INSTAR camera's alarm, as its motion detector would raise it."""
-        return self.api("POST", f"/v1/emulators/{name}/alarm")  # type: ignore[no-any-return]
+        return self.api("POST", f"/v1/emulators/{name}/alarm")
 
     # -- the clock, under RunningFarm's names ------------------------------------------------
     def freeze_clock(self, at: float | None = None) -> None:
@@ -338,7 +338,7 @@ class ShardedFarm(FarmChecks[RemoteMember]):
         return str(self.api("POST", "/v1/faults", spec)["id"])
 
     def faults(self) -> list[dict[str, Any]]:
-        return self.api("GET", "/v1/faults")["faults"]  # type: ignore[no-any-return]
+        return self.api("GET", "/v1/faults")["faults"]
 
     def remove_fault(self, rule_id: str) -> None:
         self.api("DELETE", f"/v1/faults/{rule_id}")
@@ -350,11 +350,11 @@ class ShardedFarm(FarmChecks[RemoteMember]):
         body: dict[str, Any] = {"name": name}
         if members is not None:
             body["members"] = members
-        return self.api("POST", "/v1/snapshots", body)  # type: ignore[no-any-return]
+        return self.api("POST", "/v1/snapshots", body)
 
     def restore(self, name: str, members: list[str] | None = None) -> list[str]:
         body = {"members": members} if members is not None else {}
-        return self.api("POST", f"/v1/snapshots/{name}/restore", body)["restored"]  # type: ignore[no-any-return]
+        return self.api("POST", f"/v1/snapshots/{name}/restore", body)["restored"]
 
     def stop(self) -> int:
         """SIGTERM, as a user stops it; the exit status."""

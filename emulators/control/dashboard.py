@@ -33,7 +33,7 @@ def _files() -> dict[str, tuple[bytes, str]]:
 FILES = _files()
 
 
-def _serve(body: bytes, media: str):  # type: ignore[no-untyped-def]
+def _serve(body: bytes, media: str):
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type=media, charset="utf-8",
                             headers={"Cache-Control": "no-cache",

@@ -116,7 +116,7 @@ class Shard:
 
     def members(self) -> dict[str, list[dict[str, Any]]]:
         """Its members' descriptions as its ready document gave them (emulators, servers)."""
-        return json.loads(self._members)  # type: ignore[no-any-return]
+        return json.loads(self._members)
 
     def describe(self) -> dict[str, Any]:
         return {"index": self.index, "status": self.status,
