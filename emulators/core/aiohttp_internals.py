@@ -11,13 +11,13 @@ What each is for, and what it bought (figures from bench/README.md, "Throughput"
   ``raw_headers``), ``BaseRequest._transport_peername``, ``BaseRequest._read_bytes`` (the body,
   when a handler read it): what the journal records of every request (``journal_fields``, one
   call where the public properties would be a Python call each). Reading the parsed message
-  was part of the second session's -8k instructions per request (of 265k).
+  was part of a saving of 8k instructions per request (of 265k).
 - ``AppRunner._make_server``: ``HookedRunner.adjust_server`` sees the ``web.Server`` before
   any site serves it. Its public but undocumented attributes ``request_handler`` and
   ``request_factory`` are what is adjusted: the observer runs in place of the application's
-  handler (``core/httpserver.ObservedRunner``) instead of as a middleware layer: the second
-  session's -20k instructions per request, together with INSTAR's error mapping moving into
-  its handler.
+  handler (``core/httpserver.ObservedRunner``) instead of as a middleware layer: 20k
+  instructions fewer per request, together with INSTAR's error mapping moving into its
+  handler.
 - ``Application._make_request``'s ``_cls`` keyword, ``Request.ATTRS`` and
   ``Request._prepare_hook`` (awaited by ``StreamResponse._start`` once aiohttp's own headers
   are set, before they are written): ``dress_requests`` makes every request a
