@@ -196,6 +196,22 @@ web.run_app(app, host=host, port=port, access_log=None, print=None)
 '''
 
 
+def wait_port(port: int, timeout: float = 30) -> None:
+    """Until something on 127.0.0.1 accepts connections on ``port``; exit when nothing does
+    within ``timeout`` seconds."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"nothing listens on {port} after {timeout} s") from None
+            time.sleep(0.02)
+
+
 @contextmanager
 def baseline_process(path: str, body: bytes, content_type: str,
                      close: bool = False) -> Iterator[tuple[str, int]]:
@@ -210,15 +226,7 @@ def baseline_process(path: str, body: bytes, content_type: str,
     proc = subprocess.Popen([sys.executable, "-c", BASELINE, path, body.hex(), content_type,
                              "127.0.0.1", str(port), "close" if close else "keep-alive"])
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("baseline server did not start") from None
-                time.sleep(0.02)
+        wait_port(port, 20)
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()

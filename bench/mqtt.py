@@ -72,7 +72,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,7 @@ from common import (
     server_and_load_cores,
     show,
     stop,
+    wait_port,
 )
 
 from emulators import pki
@@ -158,18 +159,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"nothing listens on {port} after {timeout} s") from None
-            time.sleep(0.02)
 
 
 def pctl(values: list[float], q: float) -> float:
@@ -347,15 +336,21 @@ class ConnectRun:
                 self.latencies.append(done - t0)
 
 
-async def connect_worker(job: dict[str, Any], contexts: dict[str, ssl.SSLContext]) -> None:
-    """Part 2: a ``run`` command names the target and the seconds; ``stop`` ends."""
+async def runs(job: dict[str, Any]) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """A worker's commands after it says it is prepared: each ``run`` with its target, until
+    ``stop``."""
     emit({"event": "prepared"})
-    loop = asyncio.get_running_loop()
     while True:
         cmd = await command()
         if cmd["cmd"] == "stop":
             return
-        target = job["targets"][cmd["target"]]
+        yield cmd, job["targets"][cmd["target"]]
+
+
+async def connect_worker(job: dict[str, Any], contexts: dict[str, ssl.SSLContext]) -> None:
+    """Part 2: a ``run`` command names the target and the seconds; ``stop`` ends."""
+    loop = asyncio.get_running_loop()
+    async for cmd, target in runs(job):
         run = ConnectRun(target["host"], target["port"], job["locals"],
                          loop.time() + cmd["seconds"])
         await asyncio.gather(*(run.device(n, len(contexts), d, c)
@@ -530,13 +525,8 @@ async def publish_worker(job: dict[str, Any]) -> None:
     """Part 3: each ``run`` names the client (``asyncio`` or ``paho``), the target and the
     seconds."""
     payload = bytes.fromhex(job["payload"])
-    emit({"event": "prepared"})
     loop = asyncio.get_running_loop()
-    while True:
-        cmd = await command()
-        if cmd["cmd"] == "stop":
-            return
-        target = job["targets"][cmd["target"]]
+    async for cmd, target in runs(job):
         if cmd["client"] == "paho":
             got = await loop.run_in_executor(None, paho_publish, target, payload,
                                              job["window"], cmd["seconds"])
