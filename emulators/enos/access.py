@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.journal import CORRELATION
 from ..core.mqtt.access import MqttAccess, Upstream, Verdict
+from ..core.mqtt.broker import MqttListener
 from ..core.mqtt.hooks import Action, ConnectInfo
+from ..core.mqtt.packets import PROTOCOL_LEVELS
 from ..core.mqtt.session import MqttSession
 from . import topics
 from .exceptions import MqttReplyError, NoWritePermission
@@ -67,6 +69,12 @@ class EnosAccess(MqttAccess):
     async def start(self) -> None:
         await self.start_listeners(self.member.options.mqtt_port,
                                    self.member.options.mqtts_port)
+
+    def new_listener(self, host: str, port: int, tls: Any) -> MqttListener:
+        listener = super().new_listener(host, port, tls)
+        if not self.member.options.mqtt_accept_31:
+            listener.protocol_levels = frozenset({PROTOCOL_LEVELS["MQTT"]})
+        return listener
 
     def trust(self) -> tuple[tuple[int, ...], str]:
         """The emulator's RSA and ECC roots (one-way products log in with secrets only, so a

@@ -209,6 +209,10 @@ class EnosOptions(WebServerOptions):
     mqtt_port: int | None = Field(default=11883, ge=0, le=65535)
     mqtts_port: int | None = Field(default=18883, ge=0, le=65535)
     mqtt_connack: EnosConnack = Field(default_factory=lambda: EnosConnack())
+    # Envision documents MQTT 3.1.1 only, on both ports: a 3.1 CONNECT (``MQIsdp``, level 3)
+    # is answered CONNACK 1, unacceptable protocol version [MQTT-3.1.2-2], as MQTT 5 is.
+    # true: 3.1 is served as 3.1.1 (whose packets are the same bytes for all EnOS uses).
+    mqtt_accept_31: bool = False
     # Subscriptions one MQTT session may hold; a SUBSCRIBE beyond it is granted 0x80 for each
     # filter over. No EnOS source gives a number; the SDK holds one reply topic per request
     # kind per device it publishes for, so a gateway's grows with its sub-devices.

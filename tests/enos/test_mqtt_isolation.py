@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -317,3 +318,39 @@ def test_the_default_certificate_devices_key_comes_from_the_control_plane(
         urllib.request.urlopen(f"{base}/enos/devices/nobody/keys", timeout=10)
     assert caught.value.code == 404
     caught.value.close()
+
+
+# -- protocol levels ---------------------------------------------------------------------------
+
+def mosquitto_pub_31(enos: Enos) -> subprocess.CompletedProcess[str]:
+    """mosquitto_pub in MQTT 3.1 mode (``MQIsdp``, level 3), logged in as devM would be."""
+    ts = "1700000000000"
+    client_id = f"devM|securemode=2,signmethod=hmacsha256,timestamp={ts}|"
+    password = signature(Login("devM", 2, "hmacsha256", ts), "devM", "POneWay1", SECRET_M)
+    return subprocess.run(
+        ["mosquitto_pub", "-V", "mqttv31", "-h", "127.0.0.1", "-p", str(port(enos.handle, "mqtt")),
+         "-i", client_id, "-u", "devM&POneWay1", "-P", password, "-q", "1",
+         "-t", "/sys/POneWay1/devM/thing/attribute/update", "-m", '{"id": "1", "params": {}}'],
+        capture_output=True, text=True, timeout=30)
+
+
+def test_mqtt_31_gets_connack_1_as_envision_documents_3_1_1_only(enos: Enos) -> None:
+    done = mosquitto_pub_31(enos)
+    # What mosquitto_pub 2.0.11 prints for CONNACK 1 to its 3.1 CONNECT.
+    assert done.returncode != 0
+    assert done.stderr.startswith(
+        "Connection error: Connection Refused: unacceptable protocol version."), done.stderr
+    [entry] = refused(enos)
+    assert (entry["status"], entry["detail"]["protocol"], entry["detail"]["protocol_level"]) \
+        == (1, "MQIsdp", 3), entry
+
+
+def test_mqtt_31_served_as_3_1_1_is_an_option(start_enos: Any) -> None:
+    enos = start_enos(mqtt_port=0, mqtts_port=None, mqtt_accept_31=True,
+                      products=[{"orgId": ORG, "productKey": "POneWay1",
+                                 "biDirectionalAuth": False}],
+                      devices=[{"orgId": ORG, "assetId": "assetM", "productKey": "POneWay1",
+                                "deviceKey": "devM", "deviceSecret": SECRET_M}],
+                      certificates=[])
+    done = mosquitto_pub_31(enos)
+    assert done.returncode == 0, done.stderr
