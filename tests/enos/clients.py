@@ -215,3 +215,14 @@ class Enos:
 
     def state(self) -> dict[str, Any]:
         return self.handle.state()
+
+
+def fresh(farm: Any) -> Enos:
+    """The farm's ``enos`` member back at its scenario state (no MQTT sessions), the farm at
+    the real time with no fault rules and an empty journal."""
+    farm.reset_clock()
+    farm.clear_faults()
+    farm.clear_journal()
+    handle = farm["enos"]
+    handle.reset()
+    return Enos(handle)

@@ -27,7 +27,7 @@ from emulators import pki
 from emulators.enos.models.access import Login, signature
 from emulators.testing import MemberHandle, RemoteMember, RunningFarm, ShardedFarm
 from tests.control_support import urlopen_json
-from tests.enos.clients import ORG, Enos, base_options, ec_key, make_csr
+from tests.enos.clients import ORG, Enos, base_options, ec_key, fresh, make_csr
 from tests.iotda.clients import CONNACK_BY_NAME, wait_for
 from tests.mqtt_clients import close_paho
 from tests.ways import WAYS, both_ways
@@ -63,12 +63,7 @@ def mqtt_farm(request: pytest.FixtureRequest, roots: dict[str, Any]) -> Iterator
 def mqtt_enos(mqtt_farm: ShardedFarm) -> Enos:
     """The module's emulator with MQTT devices, back at its scenario state (no sessions) and
     the real time."""
-    mqtt_farm.reset_clock()
-    mqtt_farm.clear_faults()
-    mqtt_farm.clear_journal()
-    handle = mqtt_farm["enos"]
-    handle.reset()
-    return Enos(handle)
+    return fresh(mqtt_farm)
 
 
 def port(handle: MemberHandle | RemoteMember, label: str) -> int:

@@ -30,7 +30,7 @@ from enos.message.upstream.tsl.MeasurepointPostRequest import MeasurepointPostRe
 
 from emulators.enos.models.access import Login, signature
 from emulators.testing import RunningFarm, ShardedFarm
-from tests.enos.clients import ORG, Enos, base_options
+from tests.enos.clients import ORG, Enos, base_options, fresh
 from tests.enos.test_mqtt_access import (
     PRODUCT_SECRET,
     SECRET_M,
@@ -79,12 +79,7 @@ def iso_farm(request: pytest.FixtureRequest, roots: dict[str, Any]) -> Iterator[
 
 @pytest.fixture
 def enos(iso_farm: ShardedFarm) -> Enos:
-    iso_farm.reset_clock()
-    iso_farm.clear_faults()
-    iso_farm.clear_journal()
-    handle = iso_farm["enos"]
-    handle.reset()
-    return Enos(handle)
+    return fresh(iso_farm)
 
 
 class Paho:
@@ -268,13 +263,18 @@ def test_a_reply_reaches_a_paho_client_only_through_its_subscription(
                           .build()).get_code() == 200
 
 
-def test_replies_without_subscription_is_an_option(start_enos: Any, pahos: list[Paho]) -> None:
-    enos = start_enos(mqtt_port=0, mqtts_port=None, replies_need_subscription=False,
+def one_way_devm(start_enos: Any, **options: Any) -> Enos:
+    """An emulator of its own with the one-way device devM alone, MQTT on a free port, and
+    ``options`` changed."""
+    return start_enos(mqtt_port=0, mqtts_port=None, certificates=[],
                       products=[{"orgId": ORG, "productKey": "POneWay1",
                                  "biDirectionalAuth": False}],
                       devices=[{"orgId": ORG, "assetId": "assetM", "productKey": "POneWay1",
-                                "deviceKey": "devM", "deviceSecret": SECRET_M}],
-                      certificates=[])
+                                "deviceKey": "devM", "deviceSecret": SECRET_M}], **options)
+
+
+def test_replies_without_subscription_is_an_option(start_enos: Any, pahos: list[Paho]) -> None:
+    enos = one_way_devm(start_enos, replies_need_subscription=False)
     device = paho(pahos, enos, "POneWay1", "devM", SECRET_M)
     device.publish("/sys/POneWay1/devM/thing/attribute/update",
                    {"id": "1", "params": {"attributes": {"a": 1}}})
@@ -346,11 +346,6 @@ def test_mqtt_31_gets_connack_1_as_envision_documents_3_1_1_only(enos: Enos) -> 
 
 
 def test_mqtt_31_served_as_3_1_1_is_an_option(start_enos: Any) -> None:
-    enos = start_enos(mqtt_port=0, mqtts_port=None, mqtt_accept_31=True,
-                      products=[{"orgId": ORG, "productKey": "POneWay1",
-                                 "biDirectionalAuth": False}],
-                      devices=[{"orgId": ORG, "assetId": "assetM", "productKey": "POneWay1",
-                                "deviceKey": "devM", "deviceSecret": SECRET_M}],
-                      certificates=[])
+    enos = one_way_devm(start_enos, mqtt_accept_31=True)
     done = mosquitto_pub_31(enos)
     assert done.returncode == 0, done.stderr

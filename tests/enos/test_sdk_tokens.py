@@ -79,11 +79,18 @@ def test_the_emulator_derives_tokens_as_poseidon_py_does() -> None:
 
 
 def test_a_token_made_by_poseidons_own_code_opens_with_the_farm_key() -> None:
+    """poseidon's own PIN and HMACs, encrypted as its ``__accesstoken`` encrypts (PyCryptodome's
+    ``PKCS1_OAEP`` over ``RSA.importKey`` of the key's DER), to the farm key: the SDK itself
+    is not changed to do it."""
+    from Crypto.Cipher import PKCS1_OAEP
+    from Crypto.PublicKey import RSA
+
     key = rsa_key(2048, 7)
-    code = sdk.pin(APP_KEY, APP_SECRET)
+    code = getattr(poseidon, "__pin")(APP_KEY, APP_SECRET)
     access, refresh = getattr(poseidon, "__token")(code, poseidon.s_time, poseidon.l_time)
-    with sdk.poseidon_trusting(sdk.public_key_text(key)):
-        token = getattr(poseidon, "__accesstoken")(code, APP_KEY, APP_SECRET, access, refresh)
+    plain = "$".join((code, APP_KEY, APP_SECRET, access, refresh))
+    cipher = PKCS1_OAEP.new(RSA.importKey(base64.b64decode(sdk.public_key_text(key))))
+    token = base64.b64encode(cipher.encrypt(plain.encode("UTF-8"))).decode()
     apps = {APP_KEY: APP_SECRET, OTHER_KEY: OTHER_SECRET}
     assert sdk.read_token(token, key, apps) == sdk.SdkToken(APP_KEY, access, refresh)
     ours = sdk.read_token(sdk.make_token(APP_KEY, APP_SECRET, sdk.public_key_text(key)), key,
