@@ -380,6 +380,8 @@ SUCCEEDS: dict[tuple[str, str], tuple[Callable[[RunningFarm], dict[str, str]] | 
         lambda farm: {"name": "enos", "asset_id": "zBrjuW7q"}, None),
     ("GET", "/v1/emulators/{name}/iotda/devices/{device_id}/keys"): (
         lambda farm: {"name": "iotda", "device_id": "EmulatorSensor_camera01"}, None),
+    ("POST", "/v1/emulators/{name}/video/clock"): (None, {"offset": 0}),
+    ("POST", "/v1/emulators/{name}/video/discoverable"): (None, {"discoverable": True}),
 }
 FAMILY = {"emulators": "instar-camera", "servers": "ftp", "snapshots": "nosuch"}
 

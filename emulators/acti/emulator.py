@@ -13,7 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from ..core.httpserver import HttpEmulator
+from ..core.video import control as video_control
+from ..core.video.wing import VideoWing
 from . import exceptions as errors
+from . import video
 from .models import (
     Account,
     Accounts,
@@ -60,6 +63,8 @@ class ActiCamera(HttpEmulator):
     title = "ACTi-style IP camera (update CGI, HTTPS_CER, HTTPS_CSR_CREATE, HTTPS)"
     Options = ActiOptions
     options: ActiOptions
+    control_routes = (video_control.routes,)
+    control_openapi = video_control.OPENAPI
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +79,10 @@ class ActiCamera(HttpEmulator):
         self._https_port = self.options.https_port
         self._serving: TlsIdentity | None = None
         self._https_lock = asyncio.Lock()
+        # ONVIF on the HTTP port (the application's own routes), RTSP on its own.
+        self.video = VideoWing(self, video.facts(self.name, self.options, self.firmware),
+                               self.options.video, rtsp_port=self.options.rtsp_port,
+                               onvif_port=None, http_url=self._http_url, power=self._power)
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -83,7 +92,7 @@ class ActiCamera(HttpEmulator):
             files = files.with_upload(upload)
         if self.options.https_key is not None and files.key is None:
             files = HttpsFiles(files.cert, self.options.https_key, "csr", files.csr)
-        return {"https_files": files.to_dict()}
+        return {"https_files": files.to_dict(), "video": self.video.initial_state()}
 
     def certificates(self) -> list[dict[str, Any]]:
         cert = self.https_files.cert
@@ -92,9 +101,10 @@ class ActiCamera(HttpEmulator):
     def load_state(self, data: dict[str, Any]) -> None:
         self.https_files = HttpsFiles.from_dict(data.get("https_files"))
         self.grants.clear()
+        self.video.load_state(data.get("video"))
 
     def dump_state(self) -> dict[str, Any]:
-        return {"https_files": self.https_files.to_dict()}
+        return {"https_files": self.https_files.to_dict(), "video": self.video.dump_state()}
 
     def state(self) -> dict[str, Any]:
         doc = self.dump_state()
@@ -102,6 +112,7 @@ class ActiCamera(HttpEmulator):
         doc["files"] = self.https_files.describe()
         doc["https"] = self.https_status()
         doc["upload_grants"] = self.grants.describe(self.clock.time())
+        doc["video"] = self.video.describe()
         return doc
 
     def https_status(self) -> dict[str, Any]:
@@ -112,17 +123,47 @@ class ActiCamera(HttpEmulator):
     # -- lifecycle -----------------------------------------------------------------------------
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware(self)])
+        self.video.add_routes(app)  # before the CGI's catch-all route
         add_routes(app, CameraCgi(self))
         return app
 
     async def after_start(self) -> None:
         await self.apply_https()
+        await self.video.start()
+
+    async def before_stop(self) -> None:
+        await self.video.stop()
+
+    async def _power(self, on: bool) -> None:
+        """A reboot: the web servers go down with the rest of the camera, and come back."""
+        if on:
+            await self.listen("http", self.host, self.port)
+            await self.apply_https()
+        else:
+            async with self._https_lock:
+                await self.unlisten("https")
+                self._serving = None
+                self.https_reason = "rebooting"
+            await self.unlisten("http")
+
+    async def video_motion(self, active: bool) -> None:
+        self.video.motion(active)
+
+    def _http_url(self) -> str:
+        bound = self.bound.get("http")
+        return f"http://{bound[0]}:{bound[1]}" if bound else f"http://{self.host}:{self.port}"
+
+    def urls(self) -> dict[str, str]:
+        return {**super().urls(), **self.video.urls()}
 
     async def state_changed(self) -> None:
         await self.apply_https()
 
     def command_of(self, request: web.Request) -> str | None:
-        """The ACTi command a URL carries (for the farm's fault rules)."""
+        """The ACTi command a URL carries (for the farm's fault rules); on an ONVIF path,
+        the SOAP operation."""
+        if self.video.owns(request):
+            return self.video.command_of(request)
         commands = parse_query(request.rel_url.raw_query_string).commands
         return commands[0][0] if commands else None
 
@@ -134,7 +175,10 @@ class ActiCamera(HttpEmulator):
 
     def vendor_error(self, request: web.Request, message: str,
                      status: int | None = None) -> web.StreamResponse:
-        """An injected or unmapped failure in the camera's own form: ``ERROR: <message>``."""
+        """An injected or unmapped failure in the camera's own form: ``ERROR: <message>``
+        (a SOAP fault on an ONVIF path)."""
+        if self.video.owns(request):
+            return self.video.vendor_error(request, message, status)
         return error_reply(errors.InjectedError(message, status), self)
 
     def credentials(self) -> dict[str, Any]:

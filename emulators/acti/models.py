@@ -41,6 +41,13 @@ class Accounts:
     def _same_name(self, a: str, b: str) -> bool:
         return a == b if self.case_sensitive_names else a.casefold() == b.casefold()
 
+    def find(self, user: str | None, password: str | None) -> Account | None:
+        """The account these credentials name (root or not), else None."""
+        if user is None or password is None:
+            return None
+        return next((a for a in self.accounts
+                     if self._same_name(a.name, user) and a.password == password), None)
+
     def root(self, user: str | None, password: str | None) -> Account:
         """The root account these credentials name, else ``NotAuthorized``."""
         if user is None or password is None:

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from .. import pki
 from ..core.member import KindOptions
 from ..core.replyheaders import WebServerOptions
+from ..core.video.options import VideoOptions
 from . import exceptions as errors
 from .models import read_certificate_upload
 from .parsing import BODY_TIMEOUT
@@ -62,6 +63,14 @@ class ActiOptions(WebServerOptions):
     # separate key (as if made by HTTPS_CSR_CREATE). Factory default removes both.
     https_certificate: str | None = None
     https_key: str | None = None
+    # The model GetDeviceInformation reports.
+    model: str = Field(default="E32", min_length=1, max_length=64)
+    # RTSP (7070 on ACTi's cameras; 0 a free port, null no RTSP). ONVIF shares the HTTP port.
+    rtsp_port: int | None = Field(default=0, ge=0, le=65535)
+    # Whether the camera claims ONVIF Profile T in its scopes (Profile S it always claims).
+    onvif_profile_t: bool = False
+    # Discovery, the camera's clock, ONVIF security and field quirks (core/video/options.py).
+    video: VideoOptions = VideoOptions()
     # reply_date / reply_headers (WebServerOptions): seed 000's replies carry neither a Date
     # nor a Server line, so by default the camera writes none.
 

@@ -83,6 +83,28 @@ class CameraCgi:
         self._require_known(name)
         return await handler(request, value)
 
+    async def encoder(self, request: web.Request) -> web.StreamResponse:
+        """``/cgi-bin/encoder?SNAPSHOT`` (stream 1) or ``SNAPSHOT=N<w>x<h>,<quality>``: a
+        JPEG, for any account (USER/PWD in the URL) or HTTP Digest/Basic. The encoder's other
+        commands are not emulated: the general error, as for an unknown CGI."""
+        query = parse_query(request.rel_url.raw_query_string)
+        value = next((v for name, v in query.commands if name == "SNAPSHOT"), "missing")
+        if value == "missing":
+            raise errors.GeneralError(request.path)
+        facts = self.camera.video.facts
+        size = value.partition(",")[0].removeprefix("N") if value else None
+        profile = next((p for p in facts.profiles
+                        if size is None or f"{p.width}x{p.height}" == size), None)
+        if profile is None:
+            raise errors.GeneralError(f"SNAPSHOT={value}")
+
+        def query_login(_: web.Request) -> bool:
+            if query.user is None:
+                return False
+            return self.camera.accounts.find(query.user, query.password) is not None
+
+        return await self.camera.video.snapshot(request, profile, query_login)
+
     def _alias(self, name: str, value: str | None) -> tuple[str, str | None]:
         # Seed 000's own stage-1 trace sends HTTPS=upload (a typo for HTTPS_CER=upload) and
         # shows the form coming back; tolerated unless the scenario says otherwise.

@@ -14,4 +14,5 @@ async def no_interim_response(request: web.Request) -> None:
 
 
 def add_routes(app: web.Application, cgi: CameraCgi) -> None:
+    app.router.add_get("/cgi-bin/encoder", cgi.encoder, allow_head=False)
     app.router.add_route("*", "/{tail:.*}", cgi.dispatch, expect_handler=no_interim_response)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..core.aiohttp_internals import HookedRunner, ProtocolServer, RequestHandler, bound_address
 from ..core.bodies import declared_too_large, send_and_close
-from ..core.control_routes import FARM, Unauthorized, error_response
+from ..core.control_routes import FARM, Unauthorized, control_tables, error_response
 from ..core.httpserver import SHUTDOWN_GRACE, HttpEmulator
 from . import certificates, clock, dashboard, faults, journal, members, openapi, origin, snapshots
 from .errors import error_middleware
@@ -35,8 +35,9 @@ def kind_route_tables(farm: Any) -> list[Any]:
     kinds = sorted({type(m) for m in farm.members.values()}, key=lambda k: k.kind)
     tables: list[Any] = []
     for kind in kinds:
-        if kind.control_routes is not None and kind.control_routes not in tables:
-            tables.append(kind.control_routes)
+        for table in control_tables(kind):
+            if table not in tables:
+                tables.append(table)
     return tables
 
 

@@ -133,12 +133,21 @@ async def read_json(request: web.Request) -> dict:
 
 
 # -- the member a route names --------------------------------------------------------------------
+def control_tables(kind: Any) -> tuple[web.RouteTableDef, ...]:
+    """A kind's control route tables: ``Member.control_routes`` is one table, or a tuple of
+    them (a kind's own and those of the shared machinery it runs, a camera's video routes)."""
+    routes = kind.control_routes
+    if routes is None:
+        return ()
+    return tuple(routes) if isinstance(routes, tuple) else (routes,)
+
+
 def owner_of(request: web.Request, routes: web.RouteTableDef, what: str) -> Any:
     """For a kind's own control route: the member ``{name}`` names, if its kind brought
     ``routes`` (``Member.control_routes``); else NotFound "no <what> named '<name>'"."""
     name = request.match_info["name"]
     member = request.app[FARM].members.get(name)
-    if member is None or type(member).control_routes is not routes:
+    if member is None or not any(t is routes for t in control_tables(type(member))):
         raise NotFound(f"no {what} named {name!r}")
     return member
 

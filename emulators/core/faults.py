@@ -24,11 +24,16 @@ TLS_FAULTS = ("tls_expired", "tls_wrong_name")
 # MQTT rules match ``command`` against the packet (connect, publish, subscribe) and ``path``
 # against its topic (docs/FAULTS.md).
 MQTT_FAULTS = ("mqtt_refuse", "mqtt_drop", "mqtt_hang", "mqtt_puback_delay", "mqtt_puback_drop")
+# RTSP rules match ``command`` against the request's method (DESCRIBE, SETUP, PLAY...) and
+# ``path`` against its URL path; WS-Discovery rules match ``command`` against Probe/Resolve.
+RTSP_FAULTS = ("rtsp_drop",)
+DISCOVERY_FAULTS = ("discovery_drop",)
 FaultType = Literal["latency", "vendor_error", "status", "reset", "truncate", "hang",
                     "refuse_login", "busy", "disk_full", "cut_transfer", "throttle",
                     "tls_expired", "tls_wrong_name", "mqtt_refuse", "mqtt_drop", "mqtt_hang",
-                    "mqtt_puback_delay", "mqtt_puback_drop"]
-Protocol = Literal["http", "https", "ftp", "ftps", "sftp", "tls", "mqtt", "mqtts"]
+                    "mqtt_puback_delay", "mqtt_puback_drop", "rtsp_drop", "discovery_drop"]
+Protocol = Literal["http", "https", "ftp", "ftps", "sftp", "tls", "mqtt", "mqtts", "rtsp",
+                   "wsd"]
 # Each fault: where it acts, what a client sees, and the parameters it reads (required ones
 # first, marked): docs/FAULTS.md's table as data, for GET /v1/faults/types and the
 # dashboard's form (tests/test_faults_catalogue.py holds the two together).
@@ -68,6 +73,11 @@ CATALOGUE: dict[str, dict[str, Any]] = {
                           "required": ["latency_ms"], "optional": []},
     "mqtt_puback_drop": {"where": "MQTT (publish)", "sees": "no PUBACK for that message",
                          "required": [], "optional": []},
+    "rtsp_drop": {"where": "RTSP", "sees": "the session's connection closed: at the matching "
+                  "request, or `seconds` into the stream", "required": [],
+                  "optional": ["seconds"]},
+    "discovery_drop": {"where": "WS-Discovery", "sees": "no ProbeMatch from that camera (the "
+                       "probe is journalled)", "required": [], "optional": []},
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -137,7 +138,8 @@ class Member:
     member_refs: ClassVar[dict[str, str]] = {}
     # Control-plane routes of this kind (an action its owner would take on the device itself,
     # an INSTAR alarm); the control plane mounts those of the kinds a farm runs, with their
-    # OpenAPI operations (path -> method -> operation). A ``web.RouteTableDef``.
+    # OpenAPI operations (path -> method -> operation). A ``web.RouteTableDef``, or a tuple of
+    # them (the kind's own and its shared machinery's).
     control_routes: ClassVar[Any] = None
     control_openapi: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -192,8 +194,8 @@ class Member:
                 if (value := getattr(self.options, name)) == 0 and type(value) is int}
         if not free:  # most members (a fleet's cameras): no urls() built at a shard's start
             return {}
-        return {f"{label}_port": int(url.rsplit(":", 1)[1]) for label, url in self.urls().items()
-                if f"{label}_port" in free}
+        return {f"{label}_port": port for label, url in self.urls().items()
+                if f"{label}_port" in free and (port := urlsplit(url).port) is not None}
 
     def describe(self) -> dict[str, Any]:
         """This member's entry in the ready file and the control plane's lists."""

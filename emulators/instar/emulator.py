@@ -15,7 +15,9 @@ from .. import keypool, pki
 from ..core.httpserver import HttpEmulator
 from ..core.journal import CORRELATION
 from ..core.replyheaders import ReplyHeaders
-from . import control, uploader, urls
+from ..core.video import control as video_control
+from ..core.video.wing import VideoWing
+from . import control, uploader, urls, video
 from .exceptions import Busy, InternalError, InvalidValue
 from .models.actions import TYPES, Cooldowns, FtpAction, default_actions
 from .models.ftp import SSL_FTPS, SSL_NONE, SSL_SFTP, FtpSettings
@@ -45,8 +47,8 @@ class InstarCamera(HttpEmulator):
     title = "INSTAR WQHD (2K+) IP camera: param.cgi FTP/FTPS/sFTP upload"
     Options = InstarOptions
     server_refs = ("upload_server",)
-    control_routes = control.routes
-    control_openapi = control.OPENAPI
+    control_routes = (control.routes, video_control.routes)
+    control_openapi = {**control.OPENAPI, **video_control.OPENAPI}
     # A body declared over 2 MiB: the web server's own 413 page at once, the body unread.
     refuses_large_bodies = True
 
@@ -58,7 +60,8 @@ class InstarCamera(HttpEmulator):
     # (tracemalloc, after start; bench/shards.py, 100,000 cameras: bench/README.md "Shards").
     __slots__ = ("profile", "logins", "ftp", "actions", "snapcount", "schedule", "snap_timer",
                  "pinned_hostkey", "server_address", "ssh_key", "_ssh_key_pem", "cooldowns",
-                 "_uploads", "testftp_running", "_address_moved", "_scheduler", "_key_task")
+                 "_uploads", "testftp_running", "_address_moved", "_scheduler", "_key_task",
+                 "video")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,6 +85,14 @@ class InstarCamera(HttpEmulator):
         self._address_moved = False  # the upload server's address differs from the loaded one
         self._scheduler: asyncio.Task[None] | None = None
         self._key_task: asyncio.Task[None] | None = None
+        # ONVIF on its own port (none: ONVIF and discovery off), RTSP on another.
+        video_options = self.options.video
+        if self.options.onvif_port is None:
+            video_options = video_options.model_copy(update={"onvif": False})
+        self.video = VideoWing(self, video.facts(self.name, self.options), video_options,
+                               rtsp_port=self.options.rtsp_port,
+                               onvif_port=self.options.onvif_port or 0,
+                               http_url=self._base_url, power=self._power)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,7 +126,21 @@ class InstarCamera(HttpEmulator):
         assert self.ssh_key is not None
         return self.ssh_key
 
+    async def after_start(self) -> None:
+        await self.video.start()
+
+    async def _power(self, on: bool) -> None:
+        """A reboot: the web server goes down with the rest of the camera, and comes back."""
+        if on:
+            await self.listen("http", self.host, self.port)
+        else:
+            await self.unlisten("http")
+
+    async def video_motion(self, active: bool) -> None:
+        self.video.motion(active)
+
     async def before_stop(self) -> None:
+        await self.video.stop()
         tasks = [t for t in (self._scheduler, self._key_task) if t is not None]
         for task in tasks:
             task.cancel()
@@ -134,12 +159,17 @@ class InstarCamera(HttpEmulator):
         return app
 
     def command_of(self, request: web.Request) -> str | None:
+        if self.video.owns(request):
+            return self.video.command_of(request)
         return request.query.get("cmd")
 
     def vendor_error(self, request: web.Request, message: str,
                      status: int | None = None) -> web.StreamResponse:
         """An injected or unmapped failure in the camera's form: ``response="<code>";``.
-        A numeric ``message`` is the code; otherwise 214 for an internal error, else 213."""
+        A numeric ``message`` is the code; otherwise 214 for an internal error, else 213.
+        On the ONVIF port: a SOAP fault."""
+        if self.video.owns(request):
+            return self.video.vendor_error(request, message, status)
         if message.isdigit():
             code = int(message)
         else:
@@ -173,6 +203,7 @@ class InstarCamera(HttpEmulator):
             "snap_timer": SnapTimerNaming().to_dict(),
             "pinned_hostkey": None,
             "upload_server_address": self._upload_server_address(),
+            "video": self.video.initial_state(),
         }
 
     def _upload_server_address(self) -> dict[str, str] | None:
@@ -208,6 +239,7 @@ class InstarCamera(HttpEmulator):
         self.snap_timer = SnapTimerNaming.from_dict(data.get("snap_timer") or {})
         self.pinned_hostkey = data.get("pinned_hostkey")
         self._follow_upload_server(data.get("upload_server_address"))
+        self.video.load_state(data.get("video"))
         # Cooldowns live in RAM: a restart or a reset forgets when the last upload went out.
         self.cooldowns = Cooldowns()
         # A settings reset keeps the camera's identity key (the initial state has none).
@@ -237,6 +269,7 @@ class InstarCamera(HttpEmulator):
             "pinned_hostkey": self.pinned_hostkey,
             "upload_server_address": self.server_address,
             "ssh_key": self._ssh_key_pem,
+            "video": self.video.dump_state(),
         }
 
     def state(self) -> dict[str, Any]:
@@ -246,17 +279,22 @@ class InstarCamera(HttpEmulator):
         doc["public_key"] = self.public_key_line()
         doc["uploads"] = list(self._uploads or ())
         doc["testftp_running"] = self.testftp_running
+        doc["video"] = self.video.describe()
         return doc
 
     def credentials(self) -> dict[str, Any]:
         admin = next((u for u in self.options.users if u.role == "admin"), None)
         return {"user": admin.name, "password": admin.password} if admin else {}
 
+    def urls(self) -> dict[str, str]:
+        return {**super().urls(), **self.video.urls()}
+
     def extra_description(self) -> dict[str, Any]:
         return {"model": self.options.model, "param_cgi": f"{self._base_url()}/param.cgi"}
 
     def _base_url(self) -> str:
-        return next(iter(self.urls().values()), "")
+        bound = self.bound.get("http")
+        return f"http://{bound[0]}:{bound[1]}" if bound else f"http://{self.host}:{self.port}"
 
     # -- settings commands -----------------------------------------------------------------
     async def set_ftp(self, params: dict[str, str]) -> None:
@@ -366,8 +404,17 @@ class InstarCamera(HttpEmulator):
         await self.save()
 
     async def trigger_alarm(self) -> dict[str, Any]:
-        """An alarm event (motion, PIR...): uploads ``snapcount`` snapshots when the ``snap``
-        action is enabled and its cooldown has run out."""
+        """An alarm event (motion, PIR...): the ONVIF motion events go out (state true, then
+        false once the alarm's uploads are done), and ``snapcount`` snapshots are uploaded
+        when the ``snap`` action is enabled and its cooldown has run out; all under the
+        correlation id of whatever raised the alarm."""
+        self.video.motion(True)
+        try:
+            return await self._alarm_upload()
+        finally:
+            self.video.motion(False)
+
+    async def _alarm_upload(self) -> dict[str, Any]:
         action = self.actions["snap"]
         now = self.clock.time()
         if not action.enable:

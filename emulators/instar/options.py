@@ -10,6 +10,7 @@ from pydantic import Field, GetPydanticSchema, model_validator
 from pydantic_core import core_schema
 
 from ..core.member import KindOptions
+from ..core.video.options import VideoOptions
 from .exceptions import InvalidValue
 from .models.ftp import FtpSettings
 from .models.schedule import SnapSchedule
@@ -85,6 +86,16 @@ class InstarOptions(KindOptions):
     extra_ca_pem: str | None = None
     connect_timeout: float = Field(default=3.0, gt=0, le=120)
     io_timeout: float = Field(default=3.0, gt=0, le=600)
+    # What GetDeviceInformation reports as FirmwareVersion.
+    firmware: str = Field(default="4.1.2.69", min_length=1, max_length=64)
+    # ONVIF runs on a port of its own (the camera's network menu; 8080 on the vendor's
+    # cameras), RTSP on 554; 0 takes a free port, null switches the service off.
+    onvif_port: int | None = Field(default=0, ge=0, le=65535)
+    rtsp_port: int | None = Field(default=0, ge=0, le=65535)
+    # Whether the camera claims ONVIF Profile T in its scopes (Profile S it always claims).
+    onvif_profile_t: bool = False
+    # Discovery, the camera's clock, ONVIF security and field quirks (core/video/options.py).
+    video: VideoOptions = VideoOptions()
     # Firmware switches (profiles.py): a mapping of overrides, read once into the Profile.
     profile: Annotated[Profile, _OVERRIDES] = PROFILE
 

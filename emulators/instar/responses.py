@@ -216,3 +216,21 @@ async def param_cgi(camera: InstarCamera, request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - every failure is answered in the camera's form
         return error_reply(exc, request, profile)
     return render(lines, 200, name, profile)
+
+
+async def snap_cgi(camera: InstarCamera, request: web.Request) -> web.StreamResponse:
+    """``/snap.cgi?chn=11``: the JPEG of a channel at its resolution. The camera's own login
+    (``user``/``pwd`` in the query) or HTTP Digest/Basic; an unknown channel is a 404."""
+    chn = request.query.get("chn", "11")
+    profile = next((p for p in camera.video.facts.profiles
+                    if p.snapshot_path.endswith(f"chn={chn}")), None)
+    if profile is None:
+        return web.Response(status=404, text="404 Not Found")
+
+    def query_login(req: web.Request) -> bool:
+        query = req.query
+        if "user" not in query and "pwd" not in query:
+            return False
+        return (query.get("user", ""), query.get("pwd", "")) in camera.logins
+
+    return await camera.video.snapshot(request, profile, query_login)
