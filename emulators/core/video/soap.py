@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 from xml.etree.ElementTree import Element, ParseError
+
+__all__ = ["Element", "Message", "SoapError", "envelope", "fault_envelope", "parse"]
 from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml.ElementTree as safe_xml
