@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 __all__ = ["Element", "Message", "SoapError", "envelope", "fault_envelope", "parse"]
 from xml.sax.saxutils import escape, quoteattr
@@ -103,13 +103,15 @@ class Message:
         return self.header.find(f"{{{namespace}}}{local}")
 
 
-def parse(data: bytes) -> Message:
-    """The request's envelope, or SoapError (env:Sender) for anything that is not one."""
+def parse(data: bytes, prefixes: dict[str, str] | None = None) -> Message:
+    """The request's envelope, or SoapError (env:Sender) for anything that is not one.
+    ``prefixes``, when given, is filled with the document's namespace declarations (prefix
+    -> URI, the last one of a prefix wins): what a QName in element text (a Probe's
+    ``dn:NetworkVideoTransmitter``) resolves against."""
     if len(data) > MAX_DOCUMENT:
         raise bad_request(f"the request is larger than {MAX_DOCUMENT} bytes")
     try:
-        root = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True,
-                                   forbid_external=True)
+        root = _parse_tree(data, prefixes)
     except DefusedXmlException:
         raise bad_request("DTDs and entity declarations are not accepted") from None
     except (ParseError, ValueError, UnicodeError) as exc:
@@ -122,6 +124,28 @@ def parse(data: bytes) -> Message:
     if body is None or len(body) == 0:
         raise bad_request("the SOAP envelope has no body element")
     return Message(ns, header, body[0])
+
+
+def _parse_tree(data: bytes, prefixes: dict[str, str] | None) -> Element:
+    if prefixes is None:
+        return safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True,
+                                   forbid_external=True)
+    parser = safe_xml.DefusedXMLParser(target=_TreeBuilder(prefixes), forbid_dtd=True,
+                                       forbid_entities=True, forbid_external=True)
+    parser.feed(data)
+    root: Element = parser.close()
+    return root
+
+
+class _TreeBuilder(TreeBuilder):
+    """ElementTree's builder, noting each namespace declaration as the parser meets it."""
+
+    def __init__(self, prefixes: dict[str, str]) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+
+    def start_ns(self, prefix: str, uri: str) -> None:
+        self._prefixes[prefix] = uri
 
 
 def text_of(parent: Element | None, path: str, namespaces: dict[str, str] | None = None,
