@@ -108,9 +108,8 @@ def load_scenario() -> dict[str, Any]:
     scenario = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
     scenario["name"] = "robustness"
     for entry in scenario["servers"] + scenario["emulators"]:
-        entry["port"] = 0
-        if "https_port" in entry:
-            entry["https_port"] = 0
+        for key in [k for k in entry if k == "port" or k.endswith("_port")]:
+            entry[key] = 0  # https, mqtt(s), onvif, rtsp: all free
         entry.pop("passive_ports", None)
     return scenario
 

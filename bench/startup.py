@@ -38,8 +38,9 @@ def process_start_to_ready(runs: int, *, bytecode: bool) -> list[float]:
     for section in ("emulators", "servers"):  # free ports: the bench may run beside a farm
         for entry in data.get(section, []):
             entry["port"] = 0
-            for key in ("https_port", "passive_ports"):
-                entry.pop(key, None)
+            for key in [k for k in entry if k.endswith("_port")]:
+                entry[key] = 0
+            entry.pop("passive_ports", None)
     times = []
     with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
         env = dict(os.environ)
