@@ -15,6 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .. import soap
+from ..digest import Credentials
 from . import device, events, imaging, media, media2, security
 from .call import ALLOWED, Call, Operation, Reply
 
@@ -170,17 +171,18 @@ class OnvifService:
             call = Call(self.wing, request, message, user, service, target)
             reply = await operation.handler(call)
         except _Challenge as challenge:
-            error = soap.not_authorized()
-            self._record(request, name, service, None, 401, error)
-            return self._fault(error, status=401, headers=self._challenge(stale=challenge.stale))
-        except soap.SoapError as error:
-            self._record(request, name, service, user, error.status, error)
-            return self._fault(error)
+            refused = soap.not_authorized()
+            self._record(request, name, service, None, 401, refused)
+            return self._fault(refused, status=401,
+                               headers=self._challenge(stale=challenge.stale))
+        except soap.SoapError as fault:
+            self._record(request, name, service, user, fault.status, fault)
+            return self._fault(fault)
         except Exception:  # noqa: BLE001 - a handler's bug is a receiver fault, not a 500 page
             log.exception("%s: ONVIF %s failed", self.wing.name, name)
-            error = soap.SoapError("env:Receiver", "ter:Action", "internal error")
-            self._record(request, name, service, user, error.status, error)
-            return self._fault(error)
+            failed = soap.SoapError("env:Receiver", "ter:Action", "internal error")
+            self._record(request, name, service, user, failed.status, failed)
+            return self._fault(failed)
         if isinstance(reply, Reply):
             body, header = reply.body, reply.header
         else:
@@ -209,7 +211,7 @@ class OnvifService:
         if not header:
             return None
         found = wing.auth.check(request.method, header, self._password_of)
-        if found is None or found is False:
+        if not isinstance(found, Credentials):
             if pre_auth:
                 return None
             raise _Challenge(stale=found is False)
