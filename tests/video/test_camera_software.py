@@ -44,7 +44,7 @@ async def configure(xaddr: str, user: str, password: str) -> dict[str, Any]:
     camera = ONVIFCamera(parts.hostname, parts.port, user, password)
     try:
         await camera.update_xaddrs()
-        device = camera.create_devicemgmt_service()
+        device = await camera.create_devicemgmt_service()
         info = await device.GetDeviceInformation()
         media = await camera.create_media_service()
         profiles = await media.GetProfiles()

@@ -28,6 +28,7 @@ from tests.video.clients import (
     onvif_token,
     onvif_url,
 )
+from tests.video.discovery_clients import exchange, probe_bytes
 
 MODELS = {"instar-camera": ("INSTAR", "IN-9408 2K+"), "acti-camera": ("ACTi", None)}
 KINDS = sorted(ONVIF_ADMINS)
@@ -216,11 +217,8 @@ def test_network_users_and_discovery(camera: tuple[RunningFarm, str]) -> None:
         interfaces = await dev.GetNetworkInterfaces()
         users = await dev.GetUsers()
         protocols = await dev.GetNetworkProtocols()
-        await dev.SetDiscoveryMode({"DiscoveryMode": "NonDiscoverable"})
-        mode = await dev.GetDiscoveryMode()
-        await dev.SetDiscoveryMode({"DiscoveryMode": "Discoverable"})
-        return (interfaces, users, protocols, mode, await dev.GetNTP(), await dev.GetDNS(),
-                await dev.GetWsdlUrl(), await dev.GetEndpointReference())
+        return (interfaces, users, protocols, await dev.GetDiscoveryMode(), await dev.GetNTP(),
+                await dev.GetDNS(), await dev.GetWsdlUrl(), await dev.GetEndpointReference())
 
     interfaces, users, protocols, mode, _, _, _, guid = device(farm, kind, read)
     assert interfaces[0].IPv4.Config.Manual[0].Address == "127.0.0.1"
@@ -229,8 +227,32 @@ def test_network_users_and_discovery(camera: tuple[RunningFarm, str]) -> None:
     assert all(u.Password is None for u in users)
     http = next(p for p in protocols if p.Name == "HTTP")
     assert int(onvif_url(farm).rsplit(":", 1)[1].split("/")[0]) in http.Port
-    assert mode == "NonDiscoverable"
-    assert guid.GUID.startswith("urn:uuid:")
+    assert mode == "Discoverable"
+    assert guid.GUID == farm.farm.members["cam"].video.endpoint
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_discovery_mode_is_set_through_onvif(tmp_path: Path, kind: str) -> None:
+    # A farm of its own: the camera's discovery sockets close and open again as the mode
+    # changes, which the module's shared farm would count as sockets left open.
+    farm = onvif_farm(tmp_path, kind)
+    try:
+        async def hide(cam: Any, dev: Any) -> Any:
+            await dev.SetDiscoveryMode({"DiscoveryMode": "NonDiscoverable"})
+            return await dev.GetDiscoveryMode()
+
+        async def show(cam: Any, dev: Any) -> Any:
+            await dev.SetDiscoveryMode({"DiscoveryMode": "Discoverable"})
+            return await dev.GetDiscoveryMode()
+
+        assert device(farm, kind, hide) == "NonDiscoverable"
+        assert exchange(probe_bytes()[1], to=("127.0.0.1", 3702), wait=0.5) == []
+        assert farm.farm.members["cam"].state()["video"]["discoverable"] is False
+        assert device(farm, kind, show) == "Discoverable"
+        [answer] = exchange(probe_bytes()[1], to=("127.0.0.1", 3702), wait=1.0)
+        assert answer.xaddrs == onvif_url(farm)
+    finally:
+        farm.stop()
 
 
 async def _mac(cam: Any, dev: Any) -> Any:

@@ -53,11 +53,6 @@ TYPES = ((DN, "NetworkVideoTransmitter"), (TDS, "Device"))
 _DECLARE = {"wsa": WSA, "d": WSD, "dn": DN, "tds": TDS}
 
 
-def endpoint_address(wing: VideoWing) -> str:
-    """The camera's stable endpoint reference: the same URN at every start."""
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'emulators-camera:{wing.name}')}"
-
-
 def _envelope(action: str, body: str, *, relates_to: str | None = None,
               to: str = TO_DISCOVERY, sequence: tuple[int, int] | None = None) -> bytes:
     header = (f"<wsa:MessageID>urn:uuid:{uuid.uuid4()}</wsa:MessageID>"
@@ -75,7 +70,7 @@ def _envelope(action: str, body: str, *, relates_to: str | None = None,
 
 def _description(wing: VideoWing, version: int) -> str:
     scopes = " ".join(soap.xml_text(s) for s in wing.all_scopes())
-    return (f"<wsa:EndpointReference><wsa:Address>{endpoint_address(wing)}</wsa:Address>"
+    return (f"<wsa:EndpointReference><wsa:Address>{wing.endpoint}</wsa:Address>"
             f"</wsa:EndpointReference><d:Types>dn:NetworkVideoTransmitter tds:Device</d:Types>"
             f"<d:Scopes>{scopes}</d:Scopes><d:XAddrs>{soap.xml_text(wing.device_url())}"
             f"</d:XAddrs><d:MetadataVersion>{version}</d:MetadataVersion>")
@@ -127,7 +122,7 @@ class Probe:
 
     def matches(self, wing: VideoWing) -> bool:
         if self.action == "Resolve":
-            return self.endpoint == endpoint_address(wing)
+            return self.endpoint == wing.endpoint
         if self.match_by not in (RFC3986, STRCMP0):
             return False
         if not _types_match(self.types):
@@ -359,7 +354,7 @@ class Hub:
         wing.record("wsd", "hello")
 
     def _bye(self, wing: VideoWing) -> bytes:
-        body = (f"<d:Bye><wsa:EndpointReference><wsa:Address>{endpoint_address(wing)}"
+        body = (f"<d:Bye><wsa:EndpointReference><wsa:Address>{wing.endpoint}"
                 "</wsa:Address></wsa:EndpointReference></d:Bye>")
         wing.record("wsd", "bye")
         return _envelope("Bye", body, sequence=self._sequence(wing))

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,14 @@ class VideoWing:
         self.scopes: list[str] = []  # the configurable (non-fixed) scopes
         self.hostname = member.name
         self.clock_offset = options.clock_offset
+        # SetSystemDateAndTime's settings besides the clock: how the time is set, daylight
+        # saving, the POSIX time zone.
+        self.date_time_type = "Manual"
+        self.daylight_savings = False
+        self.timezone = "UTC0"
+        # The camera's WS-Discovery endpoint reference (and GetEndpointReference's GUID): a
+        # UUID URN of its name, the same at every start.
+        self.endpoint = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'onvif-camera:{member.name}')}"
         self.discoverable = options.discoverable and options.onvif
         # False while the camera reboots (SystemReboot): every listener of the wing is down.
         self.up = False
@@ -187,7 +196,10 @@ class VideoWing:
     # -- state -------------------------------------------------------------------------------
     def dump_state(self) -> dict[str, Any]:
         return {"scopes": list(self.scopes), "hostname": self.hostname,
-                "clock_offset": self.clock_offset, "discoverable": self.discoverable}
+                "clock_offset": self.clock_offset, "discoverable": self.discoverable,
+                "date_time": {"type": self.date_time_type,
+                              "daylight_savings": self.daylight_savings,
+                              "timezone": self.timezone}}
 
     def load_state(self, data: dict[str, Any] | None) -> None:
         data = data or {}
@@ -198,6 +210,11 @@ class VideoWing:
         self.clock_offset = float(data.get("clock_offset", self.options.clock_offset))
         self.discoverable = bool(data.get("discoverable", self.options.discoverable)) \
             and self.options.onvif
+        found = data.get("date_time")
+        date_time: dict[str, Any] = found if isinstance(found, dict) else {}
+        self.date_time_type = "NTP" if date_time.get("type") == "NTP" else "Manual"
+        self.daylight_savings = bool(date_time.get("daylight_savings", False))
+        self.timezone = str(date_time.get("timezone") or "UTC0")
 
     def initial_state(self) -> dict[str, Any]:
         return {"scopes": self.default_scopes(), "hostname": self.member.name,

@@ -23,13 +23,13 @@ if TYPE_CHECKING:
 
 # ONVIF Core "Access classes": what each user level may call. PRE_AUTH needs no credentials
 # at all (GetSystemDateAndTime among them: clients read the camera's clock before signing).
-Access = Literal["pre_auth", "read_system", "read_media", "actuate", "write_system",
-                 "unrecoverable"]
+Access = Literal["pre_auth", "read_system", "read_system_secret", "read_media", "actuate",
+                 "write_system", "unrecoverable"]
 ALLOWED: dict[UserLevel, frozenset[str]] = {
     "User": frozenset({"pre_auth", "read_system", "read_media"}),
     "Operator": frozenset({"pre_auth", "read_system", "read_media", "actuate"}),
-    "Administrator": frozenset({"pre_auth", "read_system", "read_media", "actuate",
-                                "write_system", "unrecoverable"}),
+    "Administrator": frozenset({"pre_auth", "read_system", "read_system_secret", "read_media",
+                                "actuate", "write_system", "unrecoverable"}),
 }
 
 

@@ -8,7 +8,6 @@ import calendar
 import hashlib
 import ipaddress
 import re
-import uuid
 
 from .. import soap
 from .call import Call, Operation
@@ -250,8 +249,8 @@ def _tz_offset(tz: str) -> int:
 
 
 async def get_system_date_and_time(call: Call) -> str:
-    onvif = call.wing.onvif
-    now = call.wing.camera_time()
+    onvif = call.wing
+    now = onvif.camera_time()
     local = now + _tz_offset(onvif.timezone)
     return (f"<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime>"
             f"<tt:DateTimeType>{onvif.date_time_type}</tt:DateTimeType>"
@@ -294,13 +293,14 @@ async def set_system_date_and_time(call: Call) -> str:
                 and 0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 60):
             raise soap.invalid_arg("ter:InvalidDateTime", "the date is not a valid date")
         new_time = float(calendar.timegm((year, month, day, hour, minute, second)))
-    onvif = wing.onvif
-    onvif.date_time_type = kind
-    onvif.daylight_savings = daylight
+    wing.date_time_type = kind
+    wing.daylight_savings = daylight
     if tz is not None:
-        onvif.timezone = tz
+        wing.timezone = tz
     if new_time is not None:
-        await wing.set_clock_offset(new_time - wing.clock.time())
+        await wing.set_clock_offset(new_time - wing.clock.time())  # saves the rest with it
+    else:
+        await wing.member.save()
     return "<tds:SetSystemDateAndTimeResponse/>"
 
 
@@ -417,13 +417,8 @@ async def system_reboot(call: Call) -> str:
             f"</tds:Message></tds:SystemRebootResponse>")
 
 
-def endpoint_reference(name: str) -> str:
-    """The camera's WS-Discovery endpoint reference: a UUID URN stable across restarts."""
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'onvif-camera:{name}')}"
-
-
 async def get_endpoint_reference(call: Call) -> str:
-    return (f"<tds:GetEndpointReferenceResponse><tds:GUID>{endpoint_reference(call.wing.name)}"
+    return (f"<tds:GetEndpointReferenceResponse><tds:GUID>{call.wing.endpoint}"
             f"</tds:GUID></tds:GetEndpointReferenceResponse>")
 
 
@@ -441,9 +436,8 @@ OPERATIONS: dict[str, Operation] = {
     "GetHostname": Operation(get_hostname, "pre_auth"),
     "SetHostname": Operation(set_hostname, "write_system"),
     "GetNetworkInterfaces": Operation(get_network_interfaces, "read_system"),
-    # READ_SYSTEM_SECRET in ONVIF Core's access classes (administrators only): call.py's
-    # administrator-only class short of unrecoverable is write_system.
-    "GetUsers": Operation(get_users, "write_system"),
+    # READ_SYSTEM_SECRET in ONVIF Core's access classes: administrators only.
+    "GetUsers": Operation(get_users, "read_system_secret"),
     "GetWsdlUrl": Operation(get_wsdl_url, "pre_auth"),
     "GetNTP": Operation(get_ntp, "read_system"),
     "GetDNS": Operation(get_dns, "read_system"),

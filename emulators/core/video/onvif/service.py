@@ -56,11 +56,6 @@ class OnvifService:
     def __init__(self, wing: VideoWing) -> None:
         self.wing = wing
         self.nonces = security.NonceBook()
-        # SetSystemDateAndTime's settings besides the clock itself (which the wing keeps on
-        # flash): how the time is set, daylight saving, the POSIX time zone.
-        self.date_time_type = "Manual"
-        self.daylight_savings = False
-        self.timezone = "UTC0"
         # path -> (service name, its operations, the namespaces its operations live in)
         self.services: dict[str, tuple[str, dict[str, Operation], frozenset[str]]] = {
             "/onvif/device_service": ("device", device.OPERATIONS, frozenset({NS["tds"]})),
