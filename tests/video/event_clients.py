@@ -209,3 +209,20 @@ class EventsConsumer:
 
     def close(self) -> None:
         self.farm.loop.run(self._runner.cleanup())
+
+
+def events_topic_filter(expression: str, dialect: str) -> dict[str, Any]:
+    """The Filter argument a zeep caller passes for one topic expression."""
+    element = events_zeep().get_element("{http://docs.oasis-open.org/wsn/b-2}TopicExpression")
+    return {"_value_1": [zeep.xsd.AnyObject(element, element(_value_1=expression,
+                                                             Dialect=dialect))]}
+
+
+def events_raw(body: str) -> bytes:
+    """A hand-made SOAP 1.2 request with ``body`` (hostile values zeep would not send)."""
+    return (f'<?xml version="1.0" encoding="utf-8"?><s:Envelope '
+            f'xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+            f'xmlns:tev="http://www.onvif.org/ver10/events/wsdl" '
+            f'xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" '
+            f'xmlns:wsa="http://www.w3.org/2005/08/addressing">'
+            f"<s:Body>{body}</s:Body></s:Envelope>").encode()
