@@ -408,11 +408,18 @@ class InstarCamera(HttpEmulator):
         false once the alarm's uploads are done), and ``snapcount`` snapshots are uploaded
         when the ``snap`` action is enabled and its cooldown has run out; all under the
         correlation id of whatever raised the alarm."""
-        self.video.motion(True)
+        # An alarm raised from the room (the control plane) has no request of the camera's
+        # behind it: it gets an id of its own, which its events and uploads share.
+        token = CORRELATION.set(CORRELATION.get() or self.ctx.journal.new_correlation_id())
         try:
-            return await self._alarm_upload()
+            self.video.motion(True)
+            try:
+                outcome = await self._alarm_upload()
+            finally:
+                self.video.motion(False)
+            return {**outcome, "correlation_id": CORRELATION.get()}
         finally:
-            self.video.motion(False)
+            CORRELATION.reset(token)
 
     async def _alarm_upload(self) -> dict[str, Any]:
         action = self.actions["snap"]

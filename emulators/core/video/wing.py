@@ -377,7 +377,8 @@ class VideoWing:
     def motion(self, active: bool) -> None:
         """The camera saw motion start (or end): the ONVIF motion events go to every
         subscriber, under the correlation id of whatever raised the alarm."""
-        self.events.motion(active, CORRELATION.get())
+        correlation = CORRELATION.get() or self.member.ctx.journal.new_correlation_id()
+        self.events.motion(active, correlation)
 
 
 def _scope_part(text: str) -> str:

@@ -50,11 +50,9 @@ def device_capabilities() -> str:
 
 
 def events_capabilities() -> str:
-    # PullPoint is advertised even where it fails (the pullpoint_fails quirk): the camera in
-    # the field claims it.
-    return ('<tev:Capabilities WSSubscriptionPolicySupport="false" WSPullPointSupport="true" '
-            'WSPausableSubscriptionManagerInterfaceSupport="false" MaxNotificationProducers="4" '
-            'MaxPullPoints="4"/>')
+    from .events import capabilities
+
+    return capabilities()
 
 
 def _capabilities_of(service: str, call: Call) -> str:

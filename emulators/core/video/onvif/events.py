@@ -33,6 +33,7 @@ from .events_parse import (
     iso,
     termination,
 )
+from .xml import SOURCE_CONFIG_TOKEN, SOURCE_TOKEN
 
 if TYPE_CHECKING:
     from ..wing import VideoWing
@@ -61,8 +62,8 @@ NOTIFY_TIMEOUT = aiohttp.ClientTimeout(total=5, connect=3)
 NOTIFY_ACTION = "http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify"
 # Tokens the motion messages name: the camera's one video source, its configuration and its
 # motion detection rule (the rule name is the one Axis and Hikvision firmwares use).
-VIDEO_SOURCE = "VideoSource_1"
-VIDEO_SOURCE_CONFIGURATION = "VideoSourceConfig_1"
+VIDEO_SOURCE = SOURCE_TOKEN  # the media services' tokens: one camera, one source
+VIDEO_SOURCE_CONFIGURATION = SOURCE_CONFIG_TOKEN
 ANALYTICS_CONFIGURATION = "VideoAnalyticsConfig_1"
 MOTION_RULE = "MyMotionDetectorRule"
 
@@ -362,14 +363,19 @@ def _events(call: Call) -> EventService:
 
 # -- /onvif/events ------------------------------------------------------------------------
 
-async def get_service_capabilities(call: Call) -> str | Reply:
-    return (f"<tev:GetServiceCapabilitiesResponse><tev:Capabilities "
-            f"WSSubscriptionPolicySupport=\"false\" WSPullPointSupport=\"true\" "
-            f"WSPausableSubscriptionManagerInterfaceSupport=\"false\" "
+def capabilities() -> str:
+    """The events service's capabilities, as GetServiceCapabilities, GetServices and
+    GetCapabilities all show them. PullPoint is advertised even where it fails (the
+    pullpoint_fails quirk): the camera in the field claims it."""
+    return (f"<tev:Capabilities WSSubscriptionPolicySupport=\"false\" "
+            f"WSPullPointSupport=\"true\" WSPausableSubscriptionManagerInterfaceSupport=\"false\" "
             f"MaxNotificationProducers=\"{MAX_SUBSCRIPTIONS}\" "
-            f"MaxPullPoints=\"{MAX_SUBSCRIPTIONS}\" "
-            f"PersistentNotificationStorage=\"false\"/>"
-            f"</tev:GetServiceCapabilitiesResponse>")
+            f"MaxPullPoints=\"{MAX_SUBSCRIPTIONS}\" PersistentNotificationStorage=\"false\"/>")
+
+
+async def get_service_capabilities(call: Call) -> str | Reply:
+    return (f"<tev:GetServiceCapabilitiesResponse>{capabilities()}"
+            "</tev:GetServiceCapabilitiesResponse>")
 
 
 def _description(source: tuple[tuple[str, str], ...], data: tuple[tuple[str, str], ...]) -> str:
