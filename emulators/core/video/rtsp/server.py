@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ...faults import RTSP_FAULTS
+from ..digest import Credentials
 from .sdp import TRACK, describe
 from .session import PLAYING, RtspSession, TcpOutput, UdpOutput
 from .source import sources
@@ -39,6 +40,7 @@ MAX_HEAD = 16 * 1024  # all header lines together
 MAX_BODY = 64 * 1024
 # A client that sends requests without reading the replies is closed past this.
 MAX_REPLY_BACKLOG = 1024 * 1024
+LINGER_BYTES = 1024 * 1024  # read and dropped after a request that closes the connection
 METHODS = ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER")
 # RFC 2326 methods this server does not take: 405 with Allow; any other token is 501.
 OTHER_METHODS = ("ANNOUNCE", "RECORD", "REDIRECT", "SET_PARAMETER")
@@ -223,6 +225,8 @@ class RtspServer:
                     owner = next((c for c in self._connections if session.id in c.sessions),
                                  None)
                     self.end_session(session, "timeout", client=session.client)
+                    if owner is not None:
+                        owner.sessions.pop(session.id, None)
                     if owner is not None and not owner.sessions:
                         owner.close("session timed out")
 
@@ -255,6 +259,7 @@ class Connection:
         self.local_host = str(sock[0])
         self.sessions: dict[str, RtspSession] = {}
         self.authenticated = False
+        self.credentials: Credentials | None = None
         self.closed = False
         self._drop: asyncio.TimerHandle | None = None
 
@@ -280,12 +285,29 @@ class Connection:
                 if bad.status is not None:
                     self.send(Reply(bad.status), None)
                 self.refused(bad.status, bad.reason, None)
+                await self.linger()
                 return
             self.touch()
             if self.writer.transport.get_write_buffer_size() > MAX_REPLY_BACKLOG:
                 return
             if not await self.handle(request):
                 return
+
+    async def linger(self) -> None:
+        """Half-close and read what the client still sends (up to a bound, for a moment)
+        before closing: a close with unread bytes would reset the connection, and the
+        client would lose the status it was just sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        received = 0
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            while received < LINGER_BYTES and (left := deadline - loop.time()) > 0:
+                chunk = await asyncio.wait_for(self.reader.read(65536), left)
+                if not chunk:
+                    break
+                received += len(chunk)
 
     def touch(self) -> None:
         for session in self.sessions.values():
@@ -423,6 +445,8 @@ class Connection:
             verdict = True  # a stale nonce mid-session: the session was let in already
         if verdict:
             self.authenticated = True
+            if isinstance(verdict, Credentials):
+                self.credentials = verdict
             return True
         challenges = self.wing.auth.challenges(stale=verdict is False)
         if not facts.rtsp_basic:
@@ -497,7 +521,9 @@ class Connection:
         self.sessions[session_id] = session
         self.server.add_session(session)
         self.wing.record("rtsp", "setup", client=self.client, path=profile.rtsp_path,
+                         user=self.credentials.user if self.credentials else None,
                          detail={"session": session_id, "transport": output.kind,
+                                 "auth": self.credentials.scheme if self.credentials else None,
                                  "width": source.media.width, "height": source.media.height})
         return Reply(200, [("Transport", output.transport_header(session.ssrc)),
                            self.session_header(session)])
