@@ -132,8 +132,7 @@ _cached_jpegs: set[tuple[int, int]] = set()
 
 @functools.cache
 def _load_loop(width: int, height: int) -> H264Loop:
-    with _lock:  # two executor threads asking at once parse it once
-        return parse_loop((MEDIA / f"{width}x{height}.h264").read_bytes(), width, height)
+    return parse_loop((MEDIA / f"{width}x{height}.h264").read_bytes(), width, height)
 
 
 @functools.cache
@@ -144,7 +143,8 @@ def _load_jpeg(width: int, height: int) -> bytes:
 def load_loop(width: int, height: int) -> H264Loop:
     """The loop for a profile's resolution (the nearest asset's); blocking: first use reads
     and parses the file."""
-    return _load_loop(*nearest(width, height))
+    with _lock:  # two executor threads asking at once: parsed once
+        return _load_loop(*nearest(width, height))
 
 
 async def h264_loop(width: int, height: int) -> H264Loop:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
+import threading
 import weakref
 from typing import Protocol
 
@@ -84,12 +84,20 @@ class StreamSource:
             self._task = None
 
 
-@functools.cache
+_packetized: dict[tuple[int, int], tuple[H264Loop, tuple[PacketizedFrame, ...]]] = {}
+_packetizing = threading.Lock()
+
+
 def packetized(width: int, height: int) -> tuple[H264Loop, tuple[PacketizedFrame, ...]]:
     """An asset's loop and its frames as RTP packets (blocking: the first call reads the
-    file and packetizes it; the result is kept for the process)."""
-    media = load_loop(width, height)
-    return media, tuple(packetize(u) for u in media.frames)
+    file and packetizes it, once for the process however many threads ask at once)."""
+    with _packetizing:
+        found = _packetized.get((width, height))
+        if found is None:
+            media = load_loop(width, height)
+            found = _packetized[(width, height)] = (
+                media, tuple(packetize(u) for u in media.frames))
+        return found
 
 
 class Sources:
