@@ -3,7 +3,7 @@ farm in its own process, GetProfiles + GetStreamUri (one media round trip each, 
 PasswordDigest UsernameToken), against the same client's GetSystemDateAndTime (pre-auth, the
 smallest reply) and a plain aiohttp GET of the camera's CGI in the same run.
 
-    python bench/onvif.py [--kind acti-camera|instar-camera] [--rounds 300]
+    python bench/onvif_round_trips.py [--kind acti-camera|instar-camera] [--rounds 300]
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,15 +18,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
-
-# This script's own folder comes first on sys.path and the script is named like the client
-# package: the package is imported with the folder set aside.
-_HERE = sys.path.pop(0)
-import onvif  # noqa: E402
-from onvif import ONVIFCamera  # noqa: E402
-
-sys.path.insert(0, _HERE)
-from common import env_note, farm_process, show  # noqa: E402
+import onvif
+from common import env_note, farm_process, show
+from onvif import ONVIFCamera
 
 ADMINS = {"acti-camera": ("admin", "123456"), "instar-camera": ("admin", "instar")}
 CGI = {"acti-camera": "/cgi-bin/encoder?USER=admin&PWD=123456&VIDEO_RESOLUTION",
