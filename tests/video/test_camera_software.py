@@ -17,6 +17,7 @@ from onvif import ONVIFCamera
 
 from emulators.testing import ShardedFarm
 from tests.video.discovery_clients import exchange, probe_bytes
+from tests.video.rtsp_clients import jpeg_size
 
 SCENARIO = {
     "name": "camera-software", "control": {"port": 0},
@@ -52,10 +53,14 @@ async def configure(xaddr: str, user: str, password: str) -> dict[str, Any]:
         uri = await media.GetStreamUri({
             "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
             "ProfileToken": main.token})
+        # Home Assistant's camera snapshot: GetSnapshotUri, then the JPEG with Digest (and
+        # with Basic, which it falls back to).
+        digest = await camera.get_snapshot(main.token)
+        basic = await camera.get_snapshot(main.token, basic_auth=True)
         return {"manufacturer": info.Manufacturer, "model": info.Model,
                 "size": (main.VideoEncoderConfiguration.Resolution.Width,
                          main.VideoEncoderConfiguration.Resolution.Height),
-                "uri": uri.Uri}
+                "uri": uri.Uri, "snapshots": (digest, basic)}
     finally:
         await camera.close()
 
@@ -81,6 +86,8 @@ def test_found_configured_and_streamed(farm: ShardedFarm) -> None:
         assert (seen["manufacturer"], seen["model"]) == IDENTITY[name]
         assert seen["size"] == MAIN[name]
         assert seen["uri"] == farm[name].urls["rtsp"]
+        for jpeg in seen["snapshots"]:
+            assert jpeg is not None and jpeg_size(jpeg) == MAIN[name]
         stream = ffprobe(seen["uri"], user, password)
         assert (stream["codec_name"], stream["width"], stream["height"]) == \
             ("h264", *MAIN[name])
