@@ -112,7 +112,7 @@ class ActiCamera(HttpEmulator):
         doc["files"] = self.https_files.describe()
         doc["https"] = self.https_status()
         doc["upload_grants"] = self.grants.describe(self.clock.time())
-        doc["video"] = self.video.describe()
+        doc["video"] = self.video.describe(now=False)
         return doc
 
     def https_status(self) -> dict[str, Any]:

@@ -43,12 +43,13 @@ What each is for, and what it bought (figures from bench/README.md, "Throughput"
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+
+from .tasks import listening_address
 
 __all__ = [
     "ComposedResponse", "DressedRequest", "HookedRunner", "HttpProcessingError",
@@ -131,14 +132,7 @@ def bound_address(site: web.BaseSite) -> tuple[str, int]:
     """Where a started site listens (the real port when it was asked for port 0)."""
     server = site._server
     assert isinstance(server, asyncio.Server)
-    if not server.sockets:
-        # asyncio's create_server takes a failing socket() for a bad address family and goes
-        # on, leaving a server with no socket: in practice the open-file limit was reached.
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        raise OSError(f"{site.name}: no socket could be made (the open-file limit, {soft}, "
-                      "reached?)")
-    bound = server.sockets[0].getsockname()
-    return bound[0], bound[1]
+    return listening_address(server, site.name)
 
 
 class ServerSite(web.BaseSite):

@@ -279,7 +279,7 @@ class InstarCamera(HttpEmulator):
         doc["public_key"] = self.public_key_line()
         doc["uploads"] = list(self._uploads or ())
         doc["testftp_running"] = self.testftp_running
-        doc["video"] = self.video.describe()
+        doc["video"] = self.video.describe(now=False)
         return doc
 
     def credentials(self) -> dict[str, Any]:

@@ -60,7 +60,7 @@ from typing import Any
 
 from ..asyncio_internals import shrink_tls_read_buffer, start_tls_small
 from ..process import release_free_memory
-from ..tasks import cancel_and_wait
+from ..tasks import cancel_and_wait, listening_address
 from .connect import UnsupportedLevel, parse_connect
 from .hooks import MqttHooks, Refusal
 from .packets import (
@@ -181,7 +181,7 @@ class MqttListener:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Handover(self), self.host, self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = listening_address(self._server, f"MQTT {self.host}:{self.port}")[1]
         return self.host, self.port
 
     async def stop(self) -> None:

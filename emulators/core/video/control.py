@@ -48,6 +48,15 @@ async def describe(request: web.Request) -> web.Response:
     return web.json_response(_wing(request).describe())
 
 
+def _only(doc: Any, *keys: str) -> dict[str, Any]:
+    """The body's fields, all of them known (a misspelt key is an error, not a default)."""
+    unknown = sorted(set(doc) - set(keys)) if isinstance(doc, dict) else []
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(map(repr, unknown))[:200]}; "
+                         f"this route takes {', '.join(map(repr, keys))}")
+    return doc
+
+
 def _flag(doc: Any, key: str, default: bool | None = None) -> bool:
     value = doc.get(key, default) if isinstance(doc, dict) else None
     if not isinstance(value, bool):
@@ -58,7 +67,7 @@ def _flag(doc: Any, key: str, default: bool | None = None) -> bool:
 @routes.post("/v1/emulators/{name}/video/motion")
 async def motion(request: web.Request) -> web.Response:
     wing = _wing(request)
-    active = _flag(await read_json(request), "active", True)
+    active = _flag(_only(await read_json(request), "active"), "active", True)
     await wing.member.video_motion(active)
     return web.json_response({"motion": active, **wing.describe()})
 
@@ -66,7 +75,7 @@ async def motion(request: web.Request) -> web.Response:
 @routes.post("/v1/emulators/{name}/video/clock")
 async def clock(request: web.Request) -> web.Response:
     wing = _wing(request)
-    doc = await read_json(request)
+    doc = _only(await read_json(request), "offset")
     offset = doc.get("offset") if isinstance(doc, dict) else None
     if isinstance(offset, bool) or not isinstance(offset, int | float) \
             or not math.isfinite(offset) or abs(offset) > 10 * 365 * 86400:
@@ -78,6 +87,7 @@ async def clock(request: web.Request) -> web.Response:
 @routes.post("/v1/emulators/{name}/video/discoverable")
 async def discoverable(request: web.Request) -> web.Response:
     wing = _wing(request)
-    await wing.set_discoverable(_flag(await read_json(request), "discoverable"))
+    await wing.set_discoverable(_flag(_only(await read_json(request), "discoverable"),
+                                      "discoverable"))
     await wing.member.save()
     return web.json_response(wing.describe())

@@ -351,12 +351,10 @@ class Hub:
         body = f"<d:Hello>{_description(wing, self._version(wing))}</d:Hello>"
         self._send(self._addresses.get(wing.url_host),
                    _envelope("Hello", body, sequence=self._sequence(wing)), (GROUP, PORT))
-        wing.record("wsd", "hello")
 
     def _bye(self, wing: VideoWing) -> bytes:
         body = (f"<d:Bye><wsa:EndpointReference><wsa:Address>{wing.endpoint}"
                 "</wsa:Address></wsa:EndpointReference></d:Bye>")
-        wing.record("wsd", "bye")
         return _envelope("Bye", body, sequence=self._sequence(wing))
 
     def _answer(self, wing: VideoWing, probe: Probe, addr: tuple[Any, int]) -> None:

@@ -72,8 +72,10 @@ class VideoWing:
         self.daylight_savings = False
         self.timezone = "UTC0"
         # The camera's WS-Discovery endpoint reference (and GetEndpointReference's GUID): a
-        # UUID URN of its name, the same at every start.
-        self.endpoint = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'onvif-camera:{member.name}')}"
+        # UUID URN of its name and address, the same at every start, and apart from a camera
+        # of the same name in another farm (discovery clients merge answers by it).
+        self.endpoint = "urn:uuid:" + str(uuid.uuid5(
+            uuid.NAMESPACE_URL, f"onvif-camera:{member.name}@{member.host}"))
         self.discoverable = options.discoverable and options.onvif
         # False while the camera reboots (SystemReboot): every listener of the wing is down.
         self.up = False
@@ -221,13 +223,16 @@ class VideoWing:
                 "clock_offset": self.options.clock_offset,
                 "discoverable": self.options.discoverable and self.options.onvif}
 
-    def describe(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"up": self.up, "camera_time": self.camera_time(),
-                               "clock_offset": self.clock_offset,
+    def describe(self, *, now: bool = True) -> dict[str, Any]:
+        """The wing's state for the control plane; ``now``: with the camera's clock reading
+        (not in the member's state view, which a test compares before and after a request)."""
+        doc: dict[str, Any] = {"up": self.up, "clock_offset": self.clock_offset,
                                "discoverable": self.discoverable, "scopes": self.all_scopes(),
                                "hostname": self.hostname}
         doc["rtsp_sessions"] = self.rtsp.session_count() if self.rtsp is not None else 0
         doc["subscriptions"] = self.events.subscription_count()
+        if now:
+            doc["camera_time"] = self.camera_time()
         return doc
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ...faults import RTSP_FAULTS
+from ...tasks import listening_address
 from ..digest import Credentials
 from .messages import (
     MAX_LINE,
@@ -61,7 +62,7 @@ class RtspServer:
         self._server = await asyncio.start_server(
             self._serve, host or None, port, limit=MAX_LINE, reuse_address=True,
             backlog=512)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = listening_address(self._server, f"{self.wing.name} RTSP")[1]
 
     async def stop(self) -> None:
         if self._server is not None:
