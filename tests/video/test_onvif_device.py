@@ -233,9 +233,12 @@ def test_network_users_and_discovery(camera: tuple[RunningFarm, str]) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_discovery_mode_is_set_through_onvif(tmp_path: Path, kind: str) -> None:
-    # A farm of its own: the camera's discovery sockets close and open again as the mode
-    # changes, which the module's shared farm would count as sockets left open.
-    farm = onvif_farm(tmp_path, kind)
+    # A farm of its own on an address of its own: the camera's discovery sockets close and
+    # open again as the mode changes (which the module's shared farm would count as sockets
+    # left open), and a unicast Probe to an address other processes' cameras share may reach
+    # their socket instead (SO_REUSEPORT spreads unicast datagrams).
+    farm = onvif_farm(tmp_path, kind, host="127.0.0.41")
+    address = ("127.0.0.41", 3702)
     try:
         async def hide(cam: Any, dev: Any) -> Any:
             await dev.SetDiscoveryMode({"DiscoveryMode": "NonDiscoverable"})
@@ -246,15 +249,12 @@ def test_discovery_mode_is_set_through_onvif(tmp_path: Path, kind: str) -> None:
             return await dev.GetDiscoveryMode()
 
         assert device(farm, kind, hide) == "NonDiscoverable"
-        # Other cameras on 127.0.0.1 (the module's shared farm) answer too: only this one's
-        # answer counts.
         mine = onvif_url(farm)
-        assert [a for a in exchange(probe_bytes()[1], to=("127.0.0.1", 3702), wait=0.5)
-                if a.xaddrs == mine] == []
+        assert exchange(probe_bytes()[1], to=address, wait=0.5) == []
         assert farm.farm.members["cam"].state()["video"]["discoverable"] is False
         assert device(farm, kind, show) == "Discoverable"
-        answers = exchange(probe_bytes()[1], to=("127.0.0.1", 3702), wait=1.0)
-        assert [a.xaddrs for a in answers if a.xaddrs == mine] == [mine]
+        answers = exchange(probe_bytes()[1], to=address, wait=1.0)
+        assert [a.xaddrs for a in answers] == [mine]
     finally:
         farm.stop()
 
