@@ -223,7 +223,7 @@ def parse(doc: Any, source: str | None = None) -> Profile:
     redacted = prov.get("redacted", True)
     if not isinstance(redacted, bool):
         raise ProfileError(f"{where}.provenance.redacted: true or false")
-    provenance = Provenance(redacted=redacted, **texts)  # type: ignore[arg-type]
+    provenance = Provenance(redacted=redacted, **texts)
     exchanges = doc.get("exchanges")
     if not isinstance(exchanges, list):
         raise ProfileError(f"{where}.exchanges: a list")
