@@ -231,6 +231,7 @@ def load(source: str | Path | dict[str, Any], keep: Keep | None = None) -> Scena
     ``keep``, only the members it keeps are stamped)."""
     lines: dict[Path_, int] = {}
     label = "scenario"
+    base: Path | None = None  # what a relative file an entry names is relative to
     if isinstance(source, dict):
         data: Any = source
     else:
@@ -245,14 +246,17 @@ def load(source: str | Path | dict[str, Any], keep: Keep | None = None) -> Scena
         except (OSError, UnicodeDecodeError) as exc:
             raise ScenarioInvalid([Problem((), f"cannot read: {exc}")], label) from None
         data, lines = _parse_yaml(text, label)
-    return validate(data, lines, label, keep)
+        base = path.resolve().parent
+    return validate(data, lines, label, keep, base)
 
 
 def validate(data: Any, lines: dict[Path_, int] | None = None,
-             source: str = "scenario", keep: Keep | None = None) -> Scenario:
+             source: str = "scenario", keep: Keep | None = None,
+             base: Path | None = None) -> Scenario:
     """The scenario ``data`` describes, or ScenarioInvalid with every problem of it (each with
     its line in the file where ``lines`` has one): the top level, then each entry on its own,
-    then what entries say of each other (references, names, ports)."""
+    then what entries say of each other (references, names, ports). A file an entry names
+    (a camera's ``quirks``) is relative to ``base``, else to the current directory."""
     lines = lines or {}
     problems: list[Problem] = []
 
@@ -270,7 +274,7 @@ def validate(data: Any, lines: dict[Path_, int] | None = None,
     for role, section in sections:
         section_key = "servers" if role == "server" else "emulators"
         for i, raw in enumerate(section):
-            _read_entry(raw, (section_key, i), role, stamped, problems, keep)
+            _read_entry(raw, (section_key, i), role, stamped, problems, keep, base)
     members = stamped.members
     problems.extend(_reference_problems(stamped))
     problems.extend(_name_problems(stamped))
@@ -307,7 +311,7 @@ class _Stamped:
 
 
 def _read_entry(raw: Any, prefix: Path_, role: Role, stamped: _Stamped,
-                problems: list[Problem], keep: Keep | None) -> None:
+                problems: list[Problem], keep: Keep | None, base: Path | None = None) -> None:
     """One entry of ``servers`` or ``emulators``: its problems, or its members stamped."""
     if not isinstance(raw, dict):
         problems.append(Problem(prefix, "each entry is a mapping"))
@@ -343,7 +347,7 @@ def _read_entry(raw: Any, prefix: Path_, role: Role, stamped: _Stamped,
     extra = (dict(entry.model_extra or {}) if entry is not None
              else {k: v for k, v in raw.items() if k not in EntrySpec.model_fields})
     try:
-        options = cls.Options.model_validate(extra)
+        options = cls.Options.model_validate(extra, context={"scenario_dir": base})
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, prefix))
         return

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..core.httpserver import HttpEmulator
 from ..core.video import control as video_control
+from ..core.video.onvif.device import mac_address
 from ..core.video.wing import VideoWing
 from . import exceptions as errors
 from . import video
@@ -187,6 +188,12 @@ class ActiCamera(HttpEmulator):
 
     def extra_description(self) -> dict[str, Any]:
         return {"firmware": self.firmware.describe(), "https": self.https_status()}
+
+    def quirk_logins(self) -> dict[str, str]:
+        return {u.user: u.password for u in self.options.users}
+
+    def quirk_values(self) -> dict[str, str]:
+        return {"serial": self.video.facts.identity.serial, "mac": mac_address(self.name)}
 
     # -- what the CGIs change ------------------------------------------------------------------
     async def set_https_files(self, files: HttpsFiles) -> None:

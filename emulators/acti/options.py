@@ -4,12 +4,14 @@ starts (firmware string, unique names, the initial certificate and key)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from .. import pki
 from ..core.member import KindOptions
+from ..core.quirks.format import Profile as QuirkProfile
+from ..core.quirks.replay import QuirkFile
 from ..core.replyheaders import WebServerOptions
 from ..core.video.options import VideoOptions
 from . import exceptions as errors
@@ -73,6 +75,9 @@ class ActiOptions(WebServerOptions):
     video: VideoOptions = VideoOptions()
     # reply_date / reply_headers (WebServerOptions): seed 000's replies carry neither a Date
     # nor a Server line, so by default the camera writes none.
+    # A quirk profile of a real camera (a file; docs/QUIRKS.md): its recorded replies replace
+    # the camera's own for the requests it recorded.
+    quirks: Annotated[QuirkProfile | None, QuirkFile("acti-camera")] = None
 
     @field_validator("firmware")
     @classmethod

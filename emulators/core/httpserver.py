@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ssl
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiohttp import web
 
@@ -13,8 +13,12 @@ from .aiohttp_internals import HookedRunner, bound_address, dress_requests
 from .faults import TLS_FAULTS
 from .member import Member
 from .observe import MEMBER, Handler
+from .quirks.format import Profile
 from .replyheaders import ReplyHeaders, WebServerOptions
 from .tls import TlsSite, fault_contexts
+
+if TYPE_CHECKING:
+    from .quirks.replay import QuirkReplay
 
 # How long shutdown waits for requests in flight before closing their connections.
 SHUTDOWN_GRACE = 5.0
@@ -52,6 +56,8 @@ class HttpEmulator(Member):
     # it is read, and the connection closed. False: the kind's handlers decide (aiohttp
     # refuses such a body when a handler reads it).
     refuses_large_bodies: ClassVar[bool] = False
+    # The replay of the member's quirk profile (its ``quirks`` option), made at each start.
+    quirks: QuirkReplay | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,13 +117,44 @@ class HttpEmulator(Member):
         """The reply to a body declared over ``client_max_size`` (``refuses_large_bodies``)."""
         return web.Response(status=413, text="413: Request Entity Too Large")
 
+    def quirk_profile(self) -> Profile | None:
+        """The quirk profile the member replays: its kind's ``quirks`` option, if it has one."""
+        return getattr(self.options, "quirks", None)
+
+    async def reset(self) -> None:
+        await super().reset()
+        if self.quirks is not None:
+            self.quirks.reset()
+
+    def describe(self) -> dict[str, Any]:
+        doc = super().describe()
+        profile = self.quirk_profile()
+        if profile is not None:
+            doc["quirks"] = profile.describe()
+        return doc
+
+    def _wrapper(self) -> Callable[[Handler], Handler] | None:
+        """What the server runs in place of the application's handler: the farm's observer
+        around it and, for a member with a quirk profile, the replay between the two (a member
+        without one runs no code of it)."""
+        observe = self.ctx.http_observer
+        profile = self.quirk_profile()
+        self.quirks = None
+        if profile is None:
+            return None if observe is None else functools.partial(observe, self)
+        from .quirks.replay import QuirkReplay
+
+        quirks = self.quirks = QuirkReplay(profile, self)
+        if observe is None:
+            return quirks.wrap
+        return lambda handler: observe(self, quirks.wrap(handler))
+
     async def start(self) -> None:
         self.restore_saved()
         self.app = self.build_app()
         self._reply_headers = self.reply_headers()
-        observe = self.ctx.http_observer
         self.runner = ObservedRunner(
-            self.app, None if observe is None else functools.partial(observe, self),
+            self.app, self._wrapper(),
             self.dress_reply, access_log=None, shutdown_timeout=SHUTDOWN_GRACE,
             handle_signals=False, keepalive_timeout=self.idle_timeout,
         )

@@ -216,6 +216,17 @@ class Member:
     def extra_description(self) -> dict[str, Any]:
         return {}
 
+    # -- quirk profiles (core/quirks/replay.py) ---------------------------------------------
+    def quirk_logins(self) -> dict[str, str]:
+        """The users a quirk profile's ``<user>``, ``<password>``, ``<wrong-password>`` and
+        ``<basic>`` stand for: user name -> that user's right password."""
+        return {}
+
+    def quirk_values(self) -> dict[str, str]:
+        """This member's own values for a profile's redacted ones (``serial``, ``mac``...):
+        what a replayed reply says in their place."""
+        return {}
+
     def certificates(self) -> list[dict[str, Any]]:
         """The certificates this member holds, for the control plane's certificate view:
         ``{"role": what it is to the member, "pem": the certificate}`` plus any fields of the

@@ -16,6 +16,7 @@ from ..core.httpserver import HttpEmulator
 from ..core.journal import CORRELATION
 from ..core.replyheaders import ReplyHeaders
 from ..core.video import control as video_control
+from ..core.video.onvif.device import mac_address
 from ..core.video.wing import VideoWing
 from . import control, uploader, urls, video
 from .exceptions import Busy, InternalError, InvalidValue
@@ -288,6 +289,15 @@ class InstarCamera(HttpEmulator):
 
     def urls(self) -> dict[str, str]:
         return {**super().urls(), **self.video.urls()}
+
+    def quirk_logins(self) -> dict[str, str]:
+        logins: dict[str, str] = {}
+        for user in self.options.users:  # the first of two alike wins, as logins are read
+            logins.setdefault(user.name, user.password)
+        return logins
+
+    def quirk_values(self) -> dict[str, str]:
+        return {"serial": self.video.facts.identity.serial, "mac": mac_address(self.name)}
 
     def extra_description(self) -> dict[str, Any]:
         return {"model": self.options.model, "param_cgi": f"{self._base_url()}/param.cgi"}

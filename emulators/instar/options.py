@@ -10,6 +10,8 @@ from pydantic import Field, GetPydanticSchema, model_validator
 from pydantic_core import core_schema
 
 from ..core.member import KindOptions
+from ..core.quirks.format import Profile as QuirkProfile
+from ..core.quirks.replay import QuirkFile
 from ..core.video.options import VideoOptions
 from .exceptions import InvalidValue
 from .models.ftp import FtpSettings
@@ -98,6 +100,10 @@ class InstarOptions(KindOptions):
     video: VideoOptions = VideoOptions()
     # Firmware switches (profiles.py): a mapping of overrides, read once into the Profile.
     profile: Annotated[Profile, _OVERRIDES] = PROFILE
+    # A quirk profile of a real camera (a file; docs/QUIRKS.md): its recorded replies replace
+    # the camera's own for the requests it recorded (``profile`` above is another thing: the
+    # firmware's switches).
+    quirks: Annotated[QuirkProfile | None, QuirkFile("instar-camera")] = None
 
     @model_validator(mode="after")
     def _camera_rules(self) -> InstarOptions:

@@ -23,6 +23,7 @@ REQUEST_PLACEHOLDERS = ("<user>", "<password>", "<wrong-password>", "<basic>")
 REPLY_PLACEHOLDERS = ("<length>", "<date>", "<address>", "<serial>", "<mac>", "<secret>",
                       "<key>", "<token>", "<pem>")
 Merge = Literal["key-values"]
+LINE_ENDINGS = {"\r\n": "crlf", "\n": "lf"}
 
 
 class Pair(list[str]):
@@ -55,11 +56,14 @@ class RecordedReply:
     reason: str
     headers: tuple[tuple[str, str], ...]  # names in order and casing
     body: bytes
+    eol: str = "\r\n"  # what ends the status and header lines: CRLF, or a bare LF
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"version": self.version, "status": self.status,
                                "reason": self.reason,
                                "headers": [Pair(h) for h in self.headers]}
+        if self.eol != "\r\n":  # absent for CRLF: profiles of CRLF devices keep their checksum
+            doc["line_ending"] = LINE_ENDINGS[self.eol]
         try:
             doc["body"] = self.body.decode("utf-8")
         except UnicodeDecodeError:
@@ -138,7 +142,8 @@ def _pairs(value: Any, where: str) -> tuple[tuple[str, str], ...]:
 def _reply(doc: Any, where: str) -> RecordedReply:
     if not isinstance(doc, dict):
         raise ProfileError(f"{where}: a mapping")
-    unknown = set(doc) - {"version", "status", "reason", "headers", "body", "body_base64"}
+    unknown = set(doc) - {"version", "status", "reason", "headers", "body", "body_base64",
+                          "line_ending"}
     if unknown:
         raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     version = doc.get("version", "HTTP/1.1")
@@ -166,7 +171,10 @@ def _reply(doc: Any, where: str) -> RecordedReply:
         if not isinstance(text, str):
             raise ProfileError(f"{where}.body: text")
         body = text.encode("utf-8")
-    return RecordedReply(version, status, reason, headers, body)
+    eol = {v: k for k, v in LINE_ENDINGS.items()}.get(doc.get("line_ending", "crlf"))
+    if eol is None:
+        raise ProfileError(f"{where}.line_ending: crlf or lf")
+    return RecordedReply(version, status, reason, headers, body, eol)
 
 
 def _exchange(doc: Any, where: str) -> Exchange:
