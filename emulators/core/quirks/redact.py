@@ -31,9 +31,12 @@ _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
 _MAC = re.compile(r"(?<![0-9A-Fa-f:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"
                   r"(?![0-9A-Fa-f:-])")
 # ``name="value"``, ``name='value'`` (INSTAR, ACTi bodies), ``name=value`` up to ; & or the
-# line's end, ``Name: value`` lines.
-_KEY_VALUE = re.compile(r"""(?P<name>[A-Za-z_][\w.\[\]'-]*)(?P<sep>\s*=\s*|:[ \t]*)"""
+# line's end.
+_KEY_VALUE = re.compile(r"""(?P<name>[A-Za-z_][\w.\[\]'-]*)(?P<sep>\s*=\s*)"""
                         r"""(?:(?P<q>["'])(?P<quoted>[^"'\r\n]*)(?P=q)|(?P<bare>[^\s;&,"'<]+))""")
+# ``Serial Number: value`` lines (ACTi's SYSTEM_INFO style; ``Name = value`` too).
+_WORDS_LINE = re.compile(r"^(?P<name>[A-Za-z][\w.-]*(?: [\w.-]+)*)(?P<sep>[ \t]*[:=][ \t]*)"
+                         r"(?P<value>[^\r\n<]+?)(?P<end>[ \t;]*\r?)$", re.MULTILINE)
 _LONG_RUN = re.compile(r"[A-Fa-f0-9]{24,}|[A-Za-z0-9+/_-]{32,}={0,2}")
 _DIGEST_PARAM = re.compile(r"""\b(nonce|cnonce|opaque)=("?)([^",\s]+)\2""")
 
@@ -80,7 +83,15 @@ class Redactor:
             text = text.replace(escape(self.password), "<secret>")
         text = self._address(text)
         text = _MAC.sub("<mac>", text)
-        return _KEY_VALUE.sub(self._key_value, text)
+        text = _KEY_VALUE.sub(self._key_value, text)
+        return _WORDS_LINE.sub(self._words_line, text)
+
+    @staticmethod
+    def _words_line(match: re.Match[str]) -> str:
+        placeholder = secret_placeholder(match["name"])
+        if placeholder is None:
+            return match[0]
+        return f"{match['name']}{match['sep']}{placeholder}{match['end']}"
 
     @staticmethod
     def _key_value(match: re.Match[str]) -> str:
