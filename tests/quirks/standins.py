@@ -6,10 +6,14 @@ recording every request they receive."""
 from __future__ import annotations
 
 import base64
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import unquote
 
 Pairs = list[tuple[str, str | None]]
@@ -22,6 +26,14 @@ COOKIE = "9f8e7d6c5b4a39281706"
 ACTI_USER, ACTI_PASSWORD = "Admin", "acti-Pw-99"
 ACTI_SERIAL = "ACTISN0051234"
 ACTI_MAC = "00-0F-7C-11-22-33"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def emulators(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``python -m emulators ARGS`` as a user runs it: a child process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "emulators", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
 
 
 def parse_query(raw: str) -> Pairs:

@@ -15,7 +15,6 @@ import pytest
 from emulators.core.quirks import format as fmt
 from emulators.core.quirks import rawhttp
 from emulators.testing import RunningFarm
-from tests.quirks.cli_run import emulators
 from tests.quirks.standins import (
     ACTI_MAC,
     ACTI_PASSWORD,
@@ -29,6 +28,7 @@ from tests.quirks.standins import (
     SERIAL,
     StandIn,
     acti_standin,
+    emulators,
     instar_standin,
 )
 

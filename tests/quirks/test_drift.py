@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 from emulators.testing import RunningFarm
-from tests.quirks.cli_run import emulators
-from tests.quirks.standins import INSTAR_PASSWORD, INSTAR_USER, StandIn, instar_standin
+from tests.quirks.standins import (
+    INSTAR_PASSWORD,
+    INSTAR_USER,
+    StandIn,
+    emulators,
+    instar_standin,
+)
 
 CREDENTIALS = ("--user", INSTAR_USER, "--password", INSTAR_PASSWORD)
 
