@@ -83,7 +83,7 @@ def _allow_hosts(scenario: scenario_mod.Scenario, names: list[str]) -> scenario_
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import ctl
+    from . import capture, ctl
     from . import scenario as scenario_mod
 
     parser = argparse.ArgumentParser(prog="emulators", description=__doc__)
@@ -157,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("kinds", help="list the kinds a scenario may use")
     ctl.add_parser(sub)
+    capture.add_parsers(sub)
     return parser
 
 
@@ -176,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind in sorted(KINDS):
             print(kind)
         return 0
+    if args.command in ("capture", "drift"):
+        from . import capture
+
+        return capture.run(args)
     if args.command in ("shard", "front"):
         logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")

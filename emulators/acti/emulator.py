@@ -63,6 +63,7 @@ class ActiCamera(HttpEmulator):
     kind = "acti-camera"
     title = "ACTi-style IP camera (update CGI, HTTPS_CER, HTTPS_CSR_CREATE, HTTPS)"
     Options = ActiOptions
+    probe_script = "emulators.acti.probe:SCRIPT"
     options: ActiOptions
     control_routes = (video_control.routes,)
     control_openapi = video_control.OPENAPI

@@ -142,6 +142,9 @@ class Member:
     # them (the kind's own and its shared machinery's).
     control_routes: ClassVar[Any] = None
     control_openapi: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The kind's probe script for `emulators capture` / `drift` ("package.module:SCRIPT"),
+    # imported by name so that the platform never imports a kind's package itself.
+    probe_script: ClassVar[str | None] = None
 
     def __init__(self, spec: MemberSpec, ctx: FarmContext) -> None:
         self.spec = spec

@@ -48,6 +48,7 @@ class InstarCamera(HttpEmulator):
     title = "INSTAR WQHD (2K+) IP camera: param.cgi FTP/FTPS/sFTP upload"
     Options = InstarOptions
     server_refs = ("upload_server",)
+    probe_script = "emulators.instar.probe:SCRIPT"
     control_routes = (control.routes, video_control.routes)
     control_openapi = {**control.OPENAPI, **video_control.OPENAPI}
     # A body declared over 2 MiB: the web server's own 413 page at once, the body unread.
