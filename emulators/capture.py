@@ -101,7 +101,8 @@ def record_reply(raw: rawhttp.RawReply, redactor: Redactor) -> fmt.RecordedReply
     except UnicodeDecodeError:
         body = raw.body  # bytes that are not text are kept as they came (body_base64)
     return fmt.RecordedReply(raw.version, raw.status, escape(raw.reason),
-                             tuple((n, redactor.header(n, v)) for n, v in raw.headers), body)
+                             tuple((n, redactor.header(n, v)) for n, v in raw.headers), body,
+                             raw.line_ending)
 
 
 def _request_value(template: str, filled: str, redactor: Redactor,

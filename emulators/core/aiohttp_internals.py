@@ -158,9 +158,14 @@ class ComposedResponse(web.StreamResponse):
     server does. ``prepared_for`` is the request being answered (None until prepared)."""
 
     prepared_for: web.BaseRequest | None = None
+    # True: the connection stays open after the reply when the request allows it (a recorded
+    # HTTP/1.1 reply of a quirk profile); False: closed, as an HTTP/1.0 server does.
+    keep_alive_after: bool = False
 
     async def _prepare_headers(self) -> None:
-        self._keep_alive = False  # HTTP/1.0: one reply per connection, ended by closing it
+        # HTTP/1.0: one reply per connection, ended by closing it (unless keep_alive_after)
+        self._keep_alive = bool(self.keep_alive_after and self._req is not None
+                                and self._req.keep_alive)
         self.prepared_for = self._req
 
     async def _write_headers(self) -> None:

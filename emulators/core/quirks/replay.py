@@ -353,8 +353,8 @@ def stable_fake(placeholder: str, seed: str) -> str:
 
 class QuirkResponse(ComposedResponse):
     """A recorded reply written as composed: the device's status line and header bytes, then
-    the body. ``ComposedResponse`` ends the connection after it; ``close`` says whether the
-    recorded reply asked for that itself (HTTP/1.0, ``Connection: close``)."""
+    the body. The connection stays open after it unless the recorded reply closed it
+    (HTTP/1.0, ``Connection: close``) or the client asked to."""
 
     def __init__(self, head: bytes, body: bytes, status: int, reason: str,
                  close: bool) -> None:
@@ -362,6 +362,7 @@ class QuirkResponse(ComposedResponse):
         self.head = head
         self.wire_body = body
         self.close = close
+        self.keep_alive_after = not close
 
     async def write_eof(self, data: bytes = b"") -> None:
         request = self.prepared_for
