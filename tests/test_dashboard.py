@@ -598,3 +598,22 @@ def test_journal_rates_count_entries_and_durations_per_member(farm: RunningFarm)
     status = curl(f"{farm.control_url}/journal/rates?minutes=0", "-o", "/dev/null", "-w",
                   "%{http_code}")
     assert status == "400"
+
+
+def test_a_member_replaying_a_quirk_profile_says_so(
+        browser: webdriver.Chrome, farm_factory: Callable[..., RunningFarm],
+        tmp_path: Path) -> None:
+    from tests.quirks.clients import doc_profiles
+
+    profile = tmp_path / "device.yaml"
+    profile.write_text(doc_profiles()["instar-camera"])
+    farm = farm_factory({"version": 1, "name": "quirky", "emulators": [
+        {"name": "instar-camera", "kind": "instar-camera", "port": 0,
+         "quirks": str(profile)}]})
+    described = farm.ready["emulators"][0]["quirks"]
+    open_page(browser, farm)
+    line = browser.find_element(By.CSS_SELECTOR,
+                                "#members tr[data-member='instar-camera'] .quirks")
+    assert line.text == f"quirks: {described['model']} {described['firmware']}"
+    assert f"file: {profile}" in line.get_attribute("title")
+    assert errors_in_console(browser) == []

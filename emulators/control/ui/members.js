@@ -42,7 +42,18 @@ function memberRow(m, inFleet) {
   row.dataset.member = m.name;
   if (inFleet) row.className = "in-fleet";
   cell(row, m.name);
-  cell(row, m.kind);
+  const kind = cell(row, m.kind);
+  if (m.quirks) {
+    // A member replaying a captured device says which one, and where the profile came from.
+    const q = m.quirks;
+    const line = document.createElement("div");
+    line.className = "quirks";
+    line.textContent = `quirks: ${[q.model, q.firmware].filter(Boolean).join(" ") || q.file}`;
+    line.title = [`file: ${q.file}`, q.captured_at && `captured: ${q.captured_at}`,
+      q.checksum && `checksum: ${q.checksum}`, `${q.exchanges} exchanges`]
+      .filter(Boolean).join("\n");
+    kind.append(line);
+  }
   cell(row, m.group === m.name ? "" : m.group);
   cell(row, m.health?.status, `health-${m.health?.status}`);
   const urls = cell(row, "");
