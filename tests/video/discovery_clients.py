@@ -9,6 +9,7 @@ import struct
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 
 GROUP, PORT = "239.255.255.250", 3702
@@ -75,19 +76,24 @@ class Answer:
 
 
 def exchange(data: bytes, *, to: tuple[str, int] = (GROUP, PORT), wait: float = 1.5,
-             source: str = "127.0.0.1") -> list[Answer]:
-    """Send ``data`` and collect every answer that arrives within ``wait`` seconds."""
+             source: str = "127.0.0.1",
+             until: Callable[[list[Answer]], bool] | None = None) -> list[Answer]:
+    """Send ``data`` and collect every answer that arrives within ``wait`` seconds (or until
+    the answers so far satisfy ``until``: a test that knows what it waits for stops there)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
         sock.bind((source, 0))
         sock.sendto(data, to)
-        return collect(sock, wait)
+        return collect(sock, wait, until)
 
 
-def collect(sock: socket.socket, wait: float) -> list[Answer]:
-    answers = []
+def collect(sock: socket.socket, wait: float,
+            until: Callable[[list[Answer]], bool] | None = None) -> list[Answer]:
+    answers: list[Answer] = []
     deadline = time.monotonic() + wait
     while (left := deadline - time.monotonic()) > 0:
+        if until is not None and until(answers):
+            break
         sock.settimeout(left)
         try:
             raw, source = sock.recvfrom(65536)
