@@ -27,8 +27,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -153,21 +152,3 @@ def read_token(token: str, key: rsa.RSAPrivateKey, apps: Mapping[str, str]) -> S
                                                 and _HEX64.fullmatch(refresh)):
         raise NotGenuine("not derived the SDK's way")
     return SdkToken(app_key, access, refresh)
-
-
-@contextmanager
-def poseidon_trusting(public_key: str) -> Iterator[None]:
-    """enos-poseidon encrypting to ``public_key`` (the ready file's ``sdkPublicKey``) for the
-    duration, for a member in ``sdk_token_check: farm-key`` mode (the default mode needs
-    nothing: the SDK works as it ships): ``with poseidon_trusting(key): poseidon.urlopen(...)``.
-    For good, assign it: ``poseidon.poseidon.pubkey = key``. (Importing poseidon switches TLS
-    verification off for the whole process, as the SDK does; a client of the SDK has imported
-    it already.)"""
-    from poseidon import poseidon  # a client's library, not a dependency of the farm
-
-    saved = poseidon.pubkey
-    poseidon.pubkey = public_key
-    try:
-        yield
-    finally:
-        poseidon.pubkey = saved

@@ -381,37 +381,38 @@ def test_an_sdk_token_lives_two_hours_from_its_first_use_then_poseidon_s_retry_g
 
 # -- enos-poseidon itself, end to end --------------------------------------------------------------
 
-def test_farm_key_mode_with_poseidon_pointed_at_the_farm_s_own_key_end_to_end(
+def test_farm_key_mode_end_to_end_for_a_client_that_encrypts_to_the_farm_s_key(
         start_enos: Callable[..., Enos], tmp_path: Path, capsys: Any) -> None:
     """The stricter option: a member with no key in its scenario makes one at first start;
-    the ready file gives it; the SDK pointed at it (the only test that changes the SDK's key:
-    that is what this mode asks of a user) applies, lists, renews and revokes. The SDK as
-    published gets 4012, after its own retry."""
+    the ready file gives it; a client that encrypts its token the SDK's way to that key (what
+    this mode asks of a user: ``make_token(appKey, appSecret, sdkPublicKey)``, or the SDK's
+    own ``pubkey`` set to it in their program) applies, renews, revokes and lists. The SDK as
+    published, unchanged, gets 4012, after its own retry."""
     enos = start_enos(state_dir=tmp_path, sdk_token_key=None, sdk_token_check="farm-key")
     public_key = enos.handle.credentials["sdkPublicKey"]
     assert public_key != sdk.public_key_text(rsa_key(2048, 7))
-    url = enos.url + CERTS + "?"
     query = {"orgId": ORG, "assetId": "assetA"}
-    unconfigured = poseidon.urlopen(APP_KEY, APP_SECRET,
-                                    url + urllib.parse.urlencode({"action": "list", **query}))
+    unconfigured = poseidon.urlopen(APP_KEY, APP_SECRET, enos.url + CERTS + "?"
+                                    + urllib.parse.urlencode({"action": "list", **query}))
     assert "the second time request" in capsys.readouterr().out  # its 4012 retry, refused
     assert json.loads(unconfigured) == UNKNOWN
-    with sdk.poseidon_trusting(public_key):
-        applied = poseidon.urlopen(APP_KEY, APP_SECRET,
-                                   url + urllib.parse.urlencode({"action": "apply", **query}),
-                                   data={"csr": make_csr(rsa_key(), "poseidon-e2e")})
-        assert applied["code"] == 0, applied
-        sn = int(applied["data"]["certSN"])
-        renewed = poseidon.urlopen(APP_KEY, APP_SECRET,
-                                   url + urllib.parse.urlencode({"action": "renew", **query}),
-                                   data={"certSn": sn})
-        assert renewed["code"] == 0, renewed
-        revoked = poseidon.urlopen(APP_KEY, APP_SECRET,
-                                   url + urllib.parse.urlencode({"action": "revoke", **query}),
-                                   data={"certSn": sn, "reason": 1})
-        assert revoked["code"] == 0, revoked
-        listed = poseidon.urlopen(APP_KEY, APP_SECRET,
-                                  url + urllib.parse.urlencode({"action": "list", **query}))
+
+    def bare(farm: Enos, action: str, **body: Any) -> Any:
+        token = sdk.make_token(APP_KEY, APP_SECRET, farm.handle.credentials["sdkPublicKey"])
+        status, reply, _ = farm.raw(
+            "GET" if action == "list" else "POST",
+            f"{CERTS}?{urllib.parse.urlencode({'action': action, **query})}",
+            json.dumps(body) if body else None,
+            {"apim-accesstoken": token, "Content-Type": "application/json;charset=utf-8"})
+        assert status == 200
+        return reply
+
+    applied = bare(enos, "apply", csr=make_csr(rsa_key(), "farm-key-e2e"))
+    assert applied["code"] == 0, applied
+    sn = int(applied["data"]["certSN"])
+    assert bare(enos, "renew", certSn=sn)["code"] == 0
+    assert bare(enos, "revoke", certSn=sn, reason=1)["code"] == 0
+    listed = bare(enos, "list")
     entry = {c["certSN"]: c for c in listed["data"]}[str(sn)]
     assert (entry["certStatus"], entry["revoker"], entry["revokerReason"]) == (1, APP_KEY, 1)
     # The key is the member's: a reset and a restart keep it.
@@ -420,8 +421,7 @@ def test_farm_key_mode_with_poseidon_pointed_at_the_farm_s_own_key_end_to_end(
     enos.handle._farm.stop()
     again = start_enos(state_dir=tmp_path, sdk_token_key=None, sdk_token_check="farm-key")
     assert again.handle.credentials["sdkPublicKey"] == public_key
-    with sdk.poseidon_trusting(public_key):
-        assert again.sdk("list")["code"] == 0
+    assert bare(again, "list")["code"] == 0
 
 
 @pytest.mark.parametrize("key", [
