@@ -6,6 +6,7 @@ schedules) asks this clock, never ``time.time()``, so that a test can jump to ne
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -103,6 +104,37 @@ class Clock:
         """Call ``callback`` whenever the clock jumps; returns a function that unsubscribes."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    async def reached(self, target: float) -> bool:
+        """Sleep until the clock reaches ``target`` (True), or until it jumps without reaching
+        it (False: the caller works out its next time again, e.g. after a jump back)."""
+        jumped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_jump() -> None:
+            if not jumped.done():
+                jumped.set_result(None)
+
+        unsubscribe = self.on_change(on_jump)
+        try:
+            while True:
+                remaining = target - self.time()
+                if remaining <= 0:
+                    return True
+                # A frozen clock only moves when someone moves it: wait for that.
+                timeout = None if self.frozen else min(remaining, 3600)
+                try:
+                    await asyncio.wait_for(asyncio.shield(jumped), timeout)
+                except TimeoutError:
+                    continue
+                return self.time() >= target
+        finally:
+            unsubscribe()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of this clock, following its jumps (frozen: until moved past)."""
+        target = self.time() + seconds
+        while not await self.reached(target):
+            pass
 
     def _changed(self) -> None:
         real = self._frozen_at is None and self._offset == 0.0

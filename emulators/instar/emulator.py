@@ -469,34 +469,8 @@ class InstarCamera(HttpEmulator):
             nxt = self.schedule.next_after(self.local_now())
             if nxt is None:
                 return
-            if await self._reached(self._to_farm_time(nxt)):
+            if await self.clock.reached(self._to_farm_time(nxt)):
                 await self.scheduled_snapshot(nxt)
-
-    async def _reached(self, target: float) -> bool:
-        """Sleep until the farm clock reaches ``target`` (True), or until it jumps without
-        reaching it (False: the caller works out the next time again, e.g. after a jump
-        back)."""
-        jumped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_jump() -> None:
-            if not jumped.done():
-                jumped.set_result(None)
-
-        unsubscribe = self.clock.on_change(on_jump)
-        try:
-            while True:
-                remaining = target - self.clock.time()
-                if remaining <= 0:
-                    return True
-                # A frozen clock only moves when someone moves it: wait for that.
-                timeout = None if self.clock.frozen else min(remaining, 3600)
-                try:
-                    await asyncio.wait_for(asyncio.shield(jumped), timeout)
-                except TimeoutError:
-                    continue
-                return self.clock.time() >= target
-        finally:
-            unsubscribe()
 
     async def scheduled_snapshot(self, local: dt.datetime) -> dict[str, Any]:
         action = self.actions["timersnap"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ from tests.video.discovery_clients import exchange, probe_bytes
 MODELS = {"instar-camera": ("INSTAR", "IN-9408 2K+"), "acti-camera": ("ACTi", None)}
 KINDS = sorted(ONVIF_ADMINS)
 
-
-@pytest.fixture(scope="module", params=KINDS)
-def camera(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningFarm, str]]:
-    farm = onvif_farm(tmp_path_factory.mktemp("farm"), request.param)
-    yield farm, request.param
-    farm.stop()
 
 
 async def _with_device(url: str, kind: str, fn: Any, **options: Any) -> Any:

@@ -4,7 +4,6 @@ for (never a 500 page, a traceback or a hang), and the camera serves a good requ
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import pytest
@@ -15,7 +14,6 @@ from tests.video.clients import (
     ONVIF_ADMINS,
     SOAP12,
     onvif_envelope,
-    onvif_farm,
     onvif_fault,
     onvif_post,
     onvif_run,
@@ -93,13 +91,6 @@ CASES = [
         "</timg:GetImagingSettings>"), 500, "ter:ActionNotSupported", path="media"),
 ]
 
-
-@pytest.fixture(scope="module", params=sorted(ONVIF_ADMINS))
-def camera(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningFarm, str]]:
-    farm = onvif_farm(tmp_path_factory.mktemp("farm"), request.param)
-    yield farm, request.param
-    farm.stop()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -4,7 +4,6 @@ raw SOAP, and raw replies validated against the XSDs onvif-zeep-async ships."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,7 +20,6 @@ from tests.video.clients import (
     onvif_body,
     onvif_call,
     onvif_camera,
-    onvif_farm,
     onvif_fault,
     onvif_run,
     onvif_service_url,
@@ -38,13 +36,6 @@ PROFILES = {
 }
 KINDS = sorted(ONVIF_ADMINS)
 
-
-@pytest.fixture(scope="module", params=KINDS)
-def camera(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningFarm, str]]:
-    farm = onvif_farm(tmp_path_factory.mktemp("farm"), request.param)
-    yield farm, request.param
-    farm.stop()
 
 
 def media(farm: RunningFarm, kind: str, fn: Any) -> Any:

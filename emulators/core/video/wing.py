@@ -326,7 +326,7 @@ class VideoWing:
             await self._down()
             if self.power is not None:
                 await self.power(False)
-            await self.clock_sleep(self.options.boot_seconds)
+            await self.clock.sleep(self.options.boot_seconds)
             if self.power is not None:
                 await self.power(True)
             await self.start()
@@ -334,20 +334,6 @@ class VideoWing:
         except Exception as exc:  # noqa: BLE001 - a camera that cannot come back says so
             log.exception("%s: reboot failed", self.name)
             self.member.report_failure(f"the camera did not come back from a reboot: {exc}")
-
-    async def clock_sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` of the farm clock (a frozen clock waits until moved past)."""
-        target = self.clock.time() + seconds
-        changed = asyncio.Event()
-        unsubscribe = self.clock.on_change(changed.set)
-        try:
-            while (remaining := target - self.clock.time()) > 0:
-                changed.clear()
-                timeout = None if self.clock.frozen else remaining
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout)
-        finally:
-            unsubscribe()
 
     # -- snapshots ---------------------------------------------------------------------------
     async def snapshot(self, request: web.Request, profile: StreamProfile,
