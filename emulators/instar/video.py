@@ -36,4 +36,5 @@ def facts(name: str, options: InstarOptions) -> VideoFacts:
         if all(u.name != user.name for u in users):  # the first of two alike wins
             users.append(VideoUser(user.name, user.password, LEVELS[user.role]))
     return VideoFacts(identity, PROFILES, tuple(users), realm=options.profile.realm,
-                      rtsp_basic=True, claims_profile_t=options.onvif_profile_t)
+                      rtsp_basic=True, claims_profile_t=options.onvif_profile_t,
+                      unauthorized_body=options.profile.unauthorized_body)

@@ -63,6 +63,9 @@ class VideoFacts:
     claims_profile_t: bool = False
     # Whether the vendor has an imaging service.
     imaging: bool = True
+    # The body of the web server's 401 (a snapshot without credentials), as the kind's own
+    # refusals write it.
+    unauthorized_body: str = "401 Unauthorized"
     # Scopes the firmware sets besides the profile, hardware and name ones (location...).
     extra_scopes: tuple[str, ...] = field(default_factory=tuple)
 

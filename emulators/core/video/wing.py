@@ -347,7 +347,7 @@ class VideoWing:
             allowed = self.auth.check(request.method, request.headers.get("Authorization"),
                                       self._password_of)
             if not allowed:
-                return web.Response(status=401, text="401 Unauthorized",
+                return web.Response(status=401, text=self.facts.unauthorized_body,
                                     headers=self._challenge_headers(stale=allowed is False))
         body = await snapshot_jpeg(profile.width, profile.height)
         return web.Response(body=body, content_type="image/jpeg")
