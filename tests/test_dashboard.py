@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -422,8 +423,12 @@ def test_snapshots_and_resets_from_the_page(
         lambda d: d.find_element(By.ID, "status").text.startswith("farm reset:"))
     assert ftp_port() == original
 
-    browser.find_element(By.CSS_SELECTOR, "button[aria-label='delete snapshot before-change']"
-                         ).click()
+    # The farm reset re-renders the snapshot list once its answer is in: the button is found
+    # again if it was replaced between finding and clicking.
+    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(
+            By.CSS_SELECTOR, "button[aria-label='delete snapshot before-change']").click()
+        or True)
     WebDriverWait(browser, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#snapshots li"))
     assert api(farm, "GET", "/v1/snapshots")["snapshots"] == []
     shot(browser, "snapshots")
