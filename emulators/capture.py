@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import importlib
+import json
 import os
 import re
 import sys
@@ -31,7 +32,8 @@ def add_parsers(sub: Any) -> None:
     capture = sub.add_parser("capture", help="record a device's answers to its kind's probe "
                                              "script as a quirk profile")
     capture.add_argument("--kind", required=True, help="the kind whose probe script to run")
-    capture.add_argument("--target", required=True, help="the device, http://host[:port]")
+    capture.add_argument("--target", required=True,
+                         help="the device or service, http[s]://host[:port][/base]")
     capture.add_argument("--user", default=None, help="default: the vendor's factory user")
     capture.add_argument("--password", default=None)
     capture.add_argument("--out", type=Path, required=True, help="the profile file to write")
@@ -48,6 +50,13 @@ def add_parsers(sub: Any) -> None:
     drift.add_argument("--user", default=None)
     drift.add_argument("--password", default=None)
     drift.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    for command in (capture, drift):
+        command.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                             help="a value the kind's probe script asks for (repeatable; "
+                                  "a cloud's project or organisation id)")
+        command.add_argument("--cafile", default=None,
+                             help="for an https:// target: the PEM file of the CA to trust "
+                                  "(default: the system's trust store)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,9 +96,26 @@ def load_script(kind: str) -> probe.Script:
     return script
 
 
-def _target(url: str) -> rawhttp.Target:
+def _target(url: str, cafile: str | None) -> rawhttp.Target:
     try:
-        return rawhttp.Target.parse(url)
+        return rawhttp.Target.parse(url, cafile)
+    except ValueError as exc:
+        raise CannotRun(str(exc)) from None
+
+
+def given_params(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise CannotRun(f"--param {pair!r}: NAME=VALUE")
+        params[name.strip()] = value
+    return params
+
+
+def _params(script: probe.Script, given: dict[str, str]) -> dict[str, str]:
+    try:
+        return script.resolve_params(given)
     except ValueError as exc:
         raise CannotRun(str(exc)) from None
 
@@ -105,30 +131,55 @@ def record_reply(raw: rawhttp.RawReply, redactor: Redactor) -> fmt.RecordedReply
                              raw.line_ending)
 
 
-def _request_value(template: str, filled: str, redactor: Redactor,
-                   credentials: probe.Credentials) -> str:
+_KEPT = re.compile("|".join(re.escape(p) for p in fmt.REQUEST_PLACEHOLDERS)
+                   + r"|\{sign\.([\w-]+)\}")
+
+
+def request_value(value: str, redactor: Redactor, credentials: probe.Credentials,
+                  signed: dict[str, str]) -> str:
+    """A request value (references filled) as the profile records it: the request
+    placeholders kept, a ``{sign.NAME}`` as ``<NAME>`` (computed anew for every request),
+    the rest redacted. With --keep-secrets, everything as it was sent."""
     if not redactor.enabled:
-        return credentials.fill(filled)
-    if any(p in template for p in fmt.REQUEST_PLACEHOLDERS):
-        return template
-    return redactor.text(filled)
+        return escape(probe.fill_signed(credentials.fill(value), signed))
+    pieces: list[str] = []
+    at = 0
+    for match in _KEPT.finditer(value):
+        pieces += [redactor.text(value[at:match.start()]) if match.start() > at else "",
+                   f"<{match[1]}>" if match[1] else match[0]]
+        at = match.end()
+    return "".join(pieces) + (redactor.text(value[at:]) if at < len(value) else "")
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict | list)
+    except (ValueError, RecursionError):
+        return False
 
 
 def record(sent: probe.Sent, redactor: Redactor, credentials: probe.Credentials) -> fmt.Exchange:
     step = sent.step
+
+    def value(text: str) -> str:
+        return request_value(text, redactor, credentials, sent.signed)
+
     request = fmt.RecordedRequest(
-        step.method, step.path,
-        tuple((k, _request_value(t, v, redactor, credentials))
-              for (k, t), (_, v) in zip(step.query, sent.query, strict=True)),
-        tuple((k, _request_value(t, v, redactor, credentials))
-              for (k, t), (_, v) in zip(step.headers, sent.headers, strict=True)))
+        sent.method, value(sent.path), tuple((k, value(v)) for k, v in sent.query),
+        tuple((k, value(v)) for k, v in sent.headers),
+        None if sent.body is None else value(sent.body), sent.credentials)
     replies: list[fmt.RecordedReply] = []
     for raw in sent.replies:
         reply = record_reply(raw, redactor)
         if not replies or replies[-1] != reply:
             replies.append(reply)
-    merge: fmt.Merge | None = "key-values" if step.read and all(
-        probe.is_key_values(r.body) for r in sent.replies) else None
+    merge: fmt.Merge | None = None
+    if step.read and all(probe.is_key_values(r.body) for r in sent.replies):
+        merge = "key-values"
+    elif all(_is_json(r.body) for r in sent.replies) and any(
+            _PLACEHOLDER.search(r.body.replace(b"<<", b"").decode("utf-8", "replace"))
+            for r in replies):
+        merge = "json"  # its redacted values take the member's own on replay
     return fmt.Exchange(step.name, request, tuple(replies), merge)
 
 
@@ -143,15 +194,28 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _credentials(script: probe.Script | None, user: str | None,
+                 password: str | None) -> probe.Credentials:
+    if script is not None:
+        user = script.default_user if user is None else user
+        password = script.default_password if password is None else password
+    return probe.Credentials(user or "", password or "")
+
+
+def _redactor(script: probe.Script | None, credentials: probe.Credentials,
+              target: rawhttp.Target, enabled: bool) -> Redactor:
+    user = credentials.user if script is not None and script.user_is_secret else None
+    return Redactor(credentials.password, target.host, target.port, enabled=enabled,
+                    user=user or None)
+
+
 async def capture(args: argparse.Namespace) -> int:
     script = load_script(args.kind)
-    target = _target(args.target)
-    credentials = probe.Credentials(
-        script.default_user if args.user is None else args.user,
-        script.default_password if args.password is None else args.password)
-    redactor = Redactor(credentials.password, target.host, target.port,
-                        enabled=not args.keep_secrets)
-    runner = probe.Runner(target, credentials, args.timeout)
+    params = _params(script, given_params(args.param))
+    target = _target(args.target, args.cafile)
+    credentials = _credentials(script, args.user, args.password)
+    redactor = _redactor(script, credentials, target, not args.keep_secrets)
+    runner = probe.Runner(target, credentials, args.timeout, params, script.signer)
     steps, skipped = probe.plan(script, args.write)
     if args.write:
         print("warning: --write: settings are changed, then restored:",
@@ -179,7 +243,7 @@ async def capture(args: argparse.Namespace) -> int:
             if script.refused(first):
                 raise CannotRun(f"{args.target} refused the credentials of "
                                 f"{credentials.user!r} ({first.status} {first.reason})")
-            found = script.identity(first.body)
+            found = script.identity(first)
             model, firmware = model or found[0], firmware or found[1]
         exchanges.append(record(sent, redactor, credentials))
     provenance = fmt.Provenance(
@@ -187,7 +251,7 @@ async def capture(args: argparse.Namespace) -> int:
         tool=f"emulators {tool_version()}", probe_script=script.name,
         model=model, firmware=firmware,
         target="<address>" if redactor.enabled else target.netloc,
-        redacted=redactor.enabled, checksum=fmt.checksum(exchanges))
+        redacted=redactor.enabled, checksum=fmt.checksum(exchanges), params=params or None)
     profile = fmt.Profile(script.kind, tuple(exchanges), provenance)
     try:
         write_atomically(args.out, fmt.dump(profile))
@@ -263,30 +327,54 @@ def _show(text: str) -> str:
     return "\n".join("    " + repr(line)[1:-1] for line in text.split("\n"))
 
 
+def _as_recorded(exchange: fmt.Exchange) -> probe.Sent:
+    """A hand-written exchange (its step not in the kind's script) sent as recorded: the
+    request placeholders filled, any other placeholder sent as written."""
+    request = exchange.request
+    step = probe.Step(exchange.step, request.path, method=request.method)
+    credentials: probe.Credential | None = (
+        request.credentials if request.credentials in ("right", "wrong", "none")
+        else None)  # type: ignore[assignment]
+    return probe.Sent(step, _literal(request.path),
+                      tuple((k, _literal(v)) for k, v in request.query),
+                      tuple((k, _literal(v)) for k, v in request.headers),
+                      None if request.body is None else _literal(request.body),
+                      credentials, request.method)
+
+
+def _literal(text: str) -> str:
+    return text.replace("<<", "<")
+
+
 async def drift(args: argparse.Namespace) -> int:
     try:
         profile = fmt.load(args.profile)
     except fmt.ProfileError as exc:
         raise CannotRun(f"cannot read the profile: {exc}") from None
-    user, password = args.user, args.password
-    if user is None or password is None:
-        with contextlib.suppress(CannotRun, ImportError):
-            script = load_script(profile.kind)
-            user = script.default_user if user is None else user
-            password = script.default_password if password is None else password
-    credentials = probe.Credentials(user or "", password or "")
-    target = _target(args.target)
-    redactor = Redactor(credentials.password, target.host, target.port,
-                        enabled=profile.provenance.redacted)
-    runner = probe.Runner(target, credentials, args.timeout)
+    script: probe.Script | None = None
+    with contextlib.suppress(CannotRun, ImportError):
+        script = load_script(profile.kind)
+    steps = {s.name: s for s in script.steps} if script is not None else {}
+    # The params of the capture, unless given again.
+    params = {**(profile.provenance.params or {}), **given_params(args.param)}
+    if script is not None:
+        params = _params(script, params)
+    credentials = _credentials(script, args.user, args.password)
+    target = _target(args.target, args.cafile)
+    redactor = _redactor(script, credentials, target, profile.provenance.redacted)
+    runner = probe.Runner(target, credentials, args.timeout, params,
+                          script.signer if script is not None else None)
     blocks: list[str] = []
     for exchange in profile.exchanges:
-        request = exchange.request
-        query = tuple((k, v.replace("<<", "<")) for k, v in request.query)
-        headers = tuple((k, v.replace("<<", "<")) for k, v in request.headers)
+        step = steps.get(exchange.step)
+        try:
+            sent = runner.prepare(step) if step is not None else _as_recorded(exchange)
+        except probe.MissingValue as exc:
+            blocks.append(f"step {exchange.step}: not sent: {exc}")
+            continue
         for index, expected in enumerate(exchange.replies):
             try:
-                raw = await runner.send(request.method, request.path, query, headers)
+                raw = await runner.send(sent)
             except rawhttp.RawHttpError as exc:
                 if exc.unreachable:
                     raise CannotRun(f"cannot reach {args.target}: {exc}") from None
@@ -294,6 +382,12 @@ async def drift(args: argparse.Namespace) -> int:
                               f"{_show(expected.version + ' ' + str(expected.status))}\n"
                               f"  target:\n    no reply: {exc}")
                 continue
+            if index == 0:
+                runner.remember(exchange.step, raw)
+                if (script is not None and step is not None and step.identity
+                        and not step.expect_refusal and script.refused(raw)):
+                    raise CannotRun(f"{args.target} refused the credentials of "
+                                    f"{credentials.user!r} ({raw.status} {raw.reason})")
             got = record_reply(raw, redactor)
             # Ordered states: a reply like any recorded state is no drift (a device's clock
             # or counter moves on between two captures).

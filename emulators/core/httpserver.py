@@ -121,6 +121,13 @@ class HttpEmulator(Member):
         """The quirk profile the member replays: its kind's ``quirks`` option, if it has one."""
         return getattr(self.options, "quirks", None)
 
+    async def quirk_credentials(self, request: web.Request) -> str | None:
+        """Hook: how this member judges a request's credentials, for a quirk profile's
+        exchanges that say (``credentials:``): ``right`` (its own check would let the request
+        in), ``wrong`` (credentials given, refused) or ``none`` (none given). A kind without
+        a signed API answers None, which no exchange's ``credentials`` matches."""
+        return None
+
     async def reset(self) -> None:
         await super().reset()
         if self.quirks is not None:

@@ -21,8 +21,11 @@ FORMAT = 1
 # recorded value is written "<<").
 REQUEST_PLACEHOLDERS = ("<user>", "<password>", "<wrong-password>", "<basic>")
 REPLY_PLACEHOLDERS = ("<length>", "<date>", "<address>", "<serial>", "<mac>", "<secret>",
-                      "<key>", "<token>", "<pem>")
-Merge = Literal["key-values"]
+                      "<key>", "<token>", "<pem>", "<request-id>")
+Merge = Literal["key-values", "json"]
+MERGES = ("key-values", "json")
+# How a request carried its credentials, as the member judges them on replay.
+CREDENTIALS = ("right", "wrong", "none")
 LINE_ENDINGS = {"\r\n": "crlf", "\n": "lf"}
 
 
@@ -40,12 +43,18 @@ class RecordedRequest:
     path: str
     query: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None  # as sent, redacted; not compared when matching
+    credentials: str | None = None  # right, wrong, none: the member's verdict must agree
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"method": self.method, "path": self.path,
                                "query": [Pair(p) for p in self.query]}
         if self.headers:
             doc["headers"] = [Pair(h) for h in self.headers]
+        if self.credentials is not None:
+            doc["credentials"] = self.credentials
+        if self.body is not None:
+            doc["body"] = self.body
         return doc
 
 
@@ -97,6 +106,7 @@ class Provenance:
     redacted: bool = True
     checksum: str | None = None
     note: str | None = None  # a hand-written profile says where it comes from
+    params: dict[str, str] | None = None  # the probe's --param values (drift's defaults)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -195,14 +205,23 @@ def _exchange(doc: Any, where: str) -> Exchange:
         raise ProfileError(f"{where}.request.method: an HTTP method such as GET")
     if not isinstance(path, str) or not path.startswith("/"):
         raise ProfileError(f"{where}.request.path: a path starting with /")
+    unknown = set(request) - {"method", "path", "query", "headers", "body", "credentials"}
+    if unknown:
+        raise ProfileError(f"{where}.request: unknown key(s) {', '.join(sorted(unknown))}")
+    body, credentials = request.get("body"), request.get("credentials")
+    if body is not None and not isinstance(body, str):
+        raise ProfileError(f"{where}.request.body: text")
+    if credentials not in (None, *CREDENTIALS):
+        raise ProfileError(f"{where}.request.credentials: {', '.join(CREDENTIALS)} (or absent)")
     recorded = RecordedRequest(method, path, _pairs(request.get("query"), f"{where}.query"),
-                               _pairs(request.get("headers"), f"{where}.headers"))
+                               _pairs(request.get("headers"), f"{where}.headers"), body,
+                               credentials)
     replies = doc.get("replies")
     if not isinstance(replies, list) or not replies:
         raise ProfileError(f"{where}.replies: a list of at least one reply")
     merge = doc.get("merge")
-    if merge not in (None, "key-values"):
-        raise ProfileError(f"{where}.merge: key-values (or absent)")
+    if merge not in (None, *MERGES):
+        raise ProfileError(f"{where}.merge: {' or '.join(MERGES)} (or absent)")
     return Exchange(step, recorded, tuple(_reply(r, f"{where}.replies[{i}]")
                                           for i, r in enumerate(replies)), merge)
 
@@ -227,11 +246,17 @@ def parse(doc: Any, source: str | None = None) -> Profile:
     if set(prov) - set(known):
         raise ProfileError(f"{where}.provenance: unknown key(s) "
                            f"{', '.join(sorted(set(prov) - set(known)))}")
-    texts = {k: None if v is None else str(v) for k, v in prov.items() if k != "redacted"}
+    texts = {k: None if v is None else str(v) for k, v in prov.items()
+             if k not in ("redacted", "params")}
     redacted = prov.get("redacted", True)
     if not isinstance(redacted, bool):
         raise ProfileError(f"{where}.provenance.redacted: true or false")
-    provenance = Provenance(redacted=redacted, **texts)
+    params = prov.get("params")
+    if params is not None and (not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | int) for k, v in params.items())):
+        raise ProfileError(f"{where}.provenance.params: a mapping of names to values")
+    provenance = Provenance(redacted=redacted, params=None if params is None else {
+        k: str(v) for k, v in params.items()}, **texts)
     exchanges = doc.get("exchanges")
     if not isinstance(exchanges, list):
         raise ProfileError(f"{where}.exchanges: a list")

@@ -1,12 +1,14 @@
 """A raw HTTP/1.x client for capture and drift: it keeps what a library would normalise away
 (the status line as sent, header lines in order and casing, LF-only lines, HTTP/1.0 bodies
-read to the close), bounded in time and size."""
+read to the close), bounded in time and size; over TLS for ``https://`` targets, the server's
+certificate checked against the system's trust store or a CA file given."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -41,29 +43,44 @@ class RawReply:
         return next((v for k, v in self.headers if k.lower() == lowered), None)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 @dataclass(frozen=True)
 class Target:
     host: str
     port: int
     base_path: str  # the URL's path, prefixed to each request's ("" for none)
+    scheme: str = "http"
+    # https: the context that checks the server's certificate (and its name).
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, url: str) -> Target:
+    def parse(cls, url: str, cafile: str | None = None) -> Target:
+        """``http://`` or ``https://host[:port][/base]``; an https target's certificate is
+        checked against ``cafile`` (PEM) when given, else the system's trust store."""
         parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http":
-            raise ValueError(f"{url}: only http:// targets (got {parts.scheme}://)")
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"{url}: only http:// and https:// targets (got {parts.scheme}://)")
         if not parts.hostname:
             raise ValueError(f"{url}: no host")
         try:
-            port = parts.port or 80
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
         except ValueError as exc:
             raise ValueError(f"{url}: {exc}") from None
-        return cls(parts.hostname, port, parts.path.rstrip("/"))
+        tls = None
+        if parts.scheme == "https":
+            try:
+                tls = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"--cafile {cafile}: {getattr(exc, 'strerror', None) or exc}"
+                                 ) from None
+        return cls(parts.hostname, port, parts.path.rstrip("/"), parts.scheme, tls)
 
     @property
     def netloc(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == 80 else f"{host}:{self.port}"
+        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
 
 def encode_query(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
@@ -74,13 +91,17 @@ def encode_query(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> 
 
 
 def request_bytes(target: Target, method: str, path: str, query: str,
-                  headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+                  headers: tuple[tuple[str, str], ...] = (), body: bytes | None = None) -> bytes:
+    """The request as sent: ``Host`` first, then ``headers`` in order, then the client's own
+    lines; a body (even an empty one) with its ``Content-Length``."""
     line = f"{method} {target.base_path}{path}{'?' + query if query else ''} HTTP/1.1\r\n"
     head = [line, f"Host: {target.netloc}\r\n"]
     head += [f"{k}: {v}\r\n" for k, v in headers]
-    head += ["User-Agent: emulators-capture\r\n", "Accept: */*\r\n", "Connection: close\r\n",
-             "\r\n"]
-    return "".join(head).encode("latin-1")
+    head += ["User-Agent: emulators-capture\r\n", "Accept: */*\r\n", "Connection: close\r\n"]
+    if body is not None:
+        head.append(f"Content-Length: {len(body)}\r\n")
+    head.append("\r\n")
+    return "".join(head).encode("latin-1") + (body or b"")
 
 
 async def _read(awaitable: Awaitable[T], seconds: float, what: str) -> T:
@@ -92,21 +113,30 @@ async def _read(awaitable: Awaitable[T], seconds: float, what: str) -> T:
 
 
 async def fetch(target: Target, method: str, path: str, query: str = "",
-                headers: tuple[tuple[str, str], ...] = (), *,
+                headers: tuple[tuple[str, str], ...] = (), *, body: bytes | None = None,
                 connect_timeout: float = CONNECT_TIMEOUT,
                 read_timeout: float = READ_TIMEOUT) -> RawReply:
-    """One request on its own connection (``Connection: close``), its reply as sent."""
+    """One request on its own connection (``Connection: close``), its reply as sent. The TLS
+    handshake of an https target counts in ``connect_timeout``; a certificate that does not
+    verify makes the target unreachable, as no connection is made."""
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(target.host, target.port,
-                                                           limit=REPLY_LIMIT)
+            reader, writer = await asyncio.open_connection(
+                target.host, target.port, limit=REPLY_LIMIT, ssl=target.tls,
+                server_hostname=target.host if target.tls is not None else None)
     except TimeoutError:
         raise RawHttpError(f"no connection within {connect_timeout:g} s",
                            unreachable=True) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise RawHttpError(f"TLS: the server's certificate does not verify "
+                           f"({exc.verify_message}); --cafile names the CA to trust",
+                           unreachable=True) from None
+    except ssl.SSLError as exc:
+        raise RawHttpError(f"TLS: {exc.reason or exc}", unreachable=True) from None
     except OSError as exc:
         raise RawHttpError(exc.strerror or str(exc), unreachable=True) from None
     try:
-        writer.write(request_bytes(target, method, path, query, headers))
+        writer.write(request_bytes(target, method, path, query, headers, body))
         await _read(writer.drain(), read_timeout, "room to send")
         return await _reply(reader, method, read_timeout)
     except (ConnectionError, OSError) as exc:

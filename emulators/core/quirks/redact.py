@@ -1,12 +1,14 @@
 """Redaction of a capture, in one place: what a profile may not carry (the password given,
 the target's address, secret-named values, serials, MAC addresses, PEM blocks, secret-looking
-values of headers the tool does not know) becomes the format's placeholders; user names and
-settings stay as the device sent them."""
+values of headers the tool does not know, a cloud's access key, request ids) becomes the
+format's placeholders; user names and settings stay as the device sent them. A value once
+redacted by its name (a token in a reply) is redacted wherever it appears later (the request
+that sends it back)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # A name says secret when one of its words is one of these (``ft_password``, ``sessionid``,
 # ``publickey``), or one of its tokens is a short one (``sn``, ``mac``: as a substring they
@@ -37,8 +39,21 @@ _KEY_VALUE = re.compile(r"""(?P<name>[A-Za-z_][\w.\[\]'-]*)(?P<sep>\s*=\s*)"""
 # ``Serial Number: value`` lines (ACTi's SYSTEM_INFO style; ``Name = value`` too).
 _WORDS_LINE = re.compile(r"^(?P<name>[A-Za-z][\w.-]*(?: [\w.-]+)*)(?P<sep>[ \t]*[:=][ \t]*)"
                          r"(?P<value>[^\r\n<]+?)(?P<end>[ \t;]*\r?)$", re.MULTILINE)
+_PLACEHOLDER_ONLY = re.compile(r"<[a-z-]+>")
 _LONG_RUN = re.compile(r"[A-Fa-f0-9]{24,}|[A-Za-z0-9+/_-]{32,}={0,2}")
 _DIGEST_PARAM = re.compile(r"""\b(nonce|cnonce|opaque)=("?)([^",\s]+)\2""")
+# A JSON member whose value is a string or a number (``"accessToken": "..."``,
+# ``"certSN": 52771``); objects and arrays are walked into by the pattern's later matches.
+_JSON_PAIR = re.compile(r'"(?P<name>[A-Za-z_][\w.-]{0,63})"(?P<sep>\s*:\s*)'
+                        r'(?:"(?P<quoted>(?:[^"\\\r\n]|\\.)*)"|(?P<num>-?\d+)(?![\d.eE]))')
+# JSON names that say secret but hold a kind of thing, not the thing (``auth_type``: "SECRET").
+_DESCRIBES = {"type", "mode", "method", "status", "enable", "enabled", "time", "date",
+              "expire", "expires", "count", "algorithm", "format", "info"}
+# Names of a per-request id: the service's own, a new one in every reply.
+_REQUEST_ID = {"requestid", "xrequestid"}
+# A value remembered for later requests and replies only when it is this long (a short one
+# would replace ordinary words).
+_LEARN_MIN = 6
 
 
 def secret_placeholder(name: str) -> str | None:
@@ -54,6 +69,19 @@ def secret_placeholder(name: str) -> str | None:
     return None
 
 
+def is_request_id(name: str) -> bool:
+    return re.sub(r"[^a-z0-9]", "", name.lower()) in _REQUEST_ID
+
+
+def _json_placeholder(name: str) -> str | None:
+    if is_request_id(name):
+        return "<request-id>"
+    tokens = re.split(r"[^a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower())
+    if tokens[-1] in _DESCRIBES:
+        return None
+    return secret_placeholder(name)
+
+
 def escape(text: str) -> str:
     """A recorded value's own ``<`` is written ``<<`` (placeholders are the only single ``<``)."""
     return text.replace("<", "<<")
@@ -61,12 +89,44 @@ def escape(text: str) -> str:
 
 @dataclass(frozen=True)
 class Redactor:
-    """The rules for one capture: the password given and the target's host and port."""
+    """The rules for one capture: the password given and the target's host and port; the
+    user too where it names the account (a cloud's access key)."""
 
     password: str | None
     host: str
     port: int
     enabled: bool = True
+    user: str | None = None  # redacted as <user> (None: user names stay)
+    # Values redacted by their name, and what they became: redacted wherever they reappear.
+    learned: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def _known(self, text: str) -> str:
+        if self.password:
+            text = text.replace(escape(self.password), "<secret>")
+        if self.user:
+            text = text.replace(escape(self.user), "<user>")
+        for value, placeholder in self.learned.items():
+            text = text.replace(value, placeholder)
+        return text
+
+    def _learn(self, value: str, placeholder: str) -> None:
+        if len(value) >= _LEARN_MIN and placeholder not in ("<request-id>",):
+            self.learned[value] = placeholder
+
+    def _json_pair(self, match: re.Match[str]) -> str:
+        quoted = match["quoted"]
+        value = quoted if quoted is not None else match["num"]
+        if not value or _PLACEHOLDER_ONLY.fullmatch(value):
+            return match[0]
+        placeholder = _json_placeholder(match["name"])
+        if placeholder is None and quoted is not None and _PEM.fullmatch(
+                quoted.replace("\\n", "\n").replace("\\r", "\r").strip()):
+            placeholder = "<pem>"  # the whole value: a member's own PEM takes its place
+        if placeholder is None:
+            return match[0]
+        self._learn(value, placeholder)
+        shown = f'"{placeholder}"' if quoted is not None else placeholder
+        return f'"{match["name"]}"{match["sep"]}{shown}'
 
     def _address(self, text: str) -> str:
         host = re.escape(self.host)
@@ -78,9 +138,9 @@ class Redactor:
         text = escape(text)
         if not self.enabled:
             return text
+        text = self._known(text)
+        text = _JSON_PAIR.sub(self._json_pair, text)
         text = _PEM.sub("<pem>", text)
-        if self.password:
-            text = text.replace(escape(self.password), "<secret>")
         text = self._address(text)
         text = _MAC.sub("<mac>", text)
         text = _KEY_VALUE.sub(self._key_value, text)
@@ -112,8 +172,9 @@ class Redactor:
         value = escape(value)
         if not self.enabled:
             return value
-        if self.password:
-            value = value.replace(escape(self.password), "<secret>")
+        if is_request_id(name):
+            return "<request-id>"
+        value = self._known(value)
         value = _MAC.sub("<mac>", self._address(value))
         value = _DIGEST_PARAM.sub(lambda m: f"{m[1]}={m[2]}<token>{m[2]}", value)
         if lowered in _COOKIE_HEADERS:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,12 +38,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 USER, PASSWORD, WRONG, BASIC = "<user>", "<password>", "<wrong-password>", "<basic>"
 _ANY = object()
 _NAMES = ("length", "date", "address", "serial", "mac", "secret", "key", "token", "pem",
-          "user", "password", "wrong-password", "basic")
-_PLACEHOLDER = re.compile(rb"<<|<(" + b"|".join(n.encode() for n in _NAMES) + rb")>")
+          "request-id", "user", "password", "wrong-password", "basic")
+_ONE_OF = b"|".join(n.encode() for n in _NAMES)
+_PLACEHOLDER = re.compile(rb"<<|<(" + _ONE_OF + rb")>")
 # A body's key="value" / key='value' (with ``merge: key-values``), or a placeholder.
 _KEY_VALUE = rb"""([A-Za-z_][\w.\-]*)=(?:"([^"\r\n]*)"|'([^'\r\n]*)')"""
-_MERGE = re.compile(_KEY_VALUE + rb"|<<|<(" + b"|".join(n.encode() for n in _NAMES) + rb")>")
+_MERGE = re.compile(_KEY_VALUE + rb"|<<|<(" + _ONE_OF + rb")>")
 _OWN_PAIR = re.compile(_KEY_VALUE)
+# A JSON member whose whole value is a placeholder, quoted or not (``merge: json``), or a
+# placeholder anywhere else.
+_JSON_MERGE = re.compile(rb'"((?:[^"\\]|\\.)*)"(\s*:\s*)("?)<(' + _ONE_OF
+                         + rb')>\3(?=\s*[,}\]])|<<|<(' + _ONE_OF + rb")>")
+_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+# Placeholders a header may hold whole that the member's own reply's header of the same name
+# answers instead (its own request id, its own cookie).
+_OWN_HEADER = frozenset(("<request-id>", "<token>", "<secret>", "<key>", "<serial>"))
 
 
 # -- the scenario option ------------------------------------------------------------------------
@@ -84,7 +95,7 @@ class _Recorded:
     """One exchange as the matcher reads it: the query with each value a literal string or a
     placeholder, the headers to check, and how many matching requests it answered."""
 
-    __slots__ = ("exchange", "query", "headers", "count")
+    __slots__ = ("exchange", "query", "headers", "credentials", "count")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -93,6 +104,7 @@ class _Recorded:
         self.headers = tuple((name, _request_value(value))
                              for name, value in exchange.request.headers
                              if name.lower() not in ("host", "content-length"))
+        self.credentials = exchange.request.credentials
         self.count = 0
 
 
@@ -143,6 +155,10 @@ class QuirkReplay:
         for exchange in profile.exchanges:
             key = (exchange.request.method, _literal(exchange.request.path))
             self._index.setdefault(key, []).append(_Recorded(exchange))
+        # Paths where an exchange says how the credentials must judge: the member's check
+        # (it may read the body) runs before those are answered.
+        self._judged = {key for key, entries in self._index.items()
+                        if any(e.credentials is not None for e in entries)}
 
     def reset(self) -> None:
         """Back to the first reply of every exchange (the member was reset or restarted)."""
@@ -152,13 +168,17 @@ class QuirkReplay:
 
     def wrap(self, handler: Handler) -> Handler:
         index = self._index
+        judged = self._judged
 
         def replay(request: web.Request) -> Awaitable[web.StreamResponse]:
             # Not a coroutine function: a request no exchange names goes to the handler with
             # no frame of ours around it.
-            candidates = index.get((request.method, request.path))
+            key = (request.method, request.path)
+            candidates = index.get(key)
             if candidates is None:
                 return handler(request)
+            if key in judged:
+                return self._judge_and_answer(candidates, request, handler)
             found = self.match(candidates, request)
             if found is None:
                 return handler(request)
@@ -169,13 +189,33 @@ class QuirkReplay:
     # -- matching -------------------------------------------------------------------------
     def match(self, candidates: list[_Recorded],
               request: web.Request) -> tuple[_Recorded, str | None] | None:
-        """The first exchange ``request`` matches, with the user it logged in as."""
+        """The first exchange ``request`` matches, with the user it logged in as (exchanges
+        that ask for a verdict on the credentials aside: ``_judge_and_answer``)."""
+        return next((found for found in self._candidates(candidates, request)
+                     if found[0].credentials is None), None)
+
+    def _candidates(self, candidates: list[_Recorded],
+                    request: web.Request) -> Iterator[tuple[_Recorded, str | None]]:
         pairs = _raw_pairs(request.rel_url.raw_query_string)
         for entry in candidates:
             user = self._matches(entry, pairs, request)
             if user is not False:
-                return entry, user  # type: ignore[return-value]
-        return None
+                yield entry, user  # type: ignore[misc]
+
+    async def _judge_and_answer(self, candidates: list[_Recorded], request: web.Request,
+                                handler: Handler) -> web.StreamResponse:
+        """The first exchange that matches, the member's verdict on the request's credentials
+        (asked once, when an exchange needs it) agreeing with its ``credentials``."""
+        verdict: str | None = None
+        asked = False
+        for entry, user in self._candidates(candidates, request):
+            if entry.credentials is not None:
+                if not asked:
+                    verdict, asked = await self.member.quirk_credentials(request), True
+                if verdict != entry.credentials:
+                    continue
+            return await self._answer((entry, user), request, handler)
+        return await handler(request)
 
     def _matches(self, entry: _Recorded, pairs: list[tuple[str, str]],
                  request: web.Request) -> str | None | bool:
@@ -242,7 +282,9 @@ class QuirkReplay:
         if not isinstance(own_body, bytes):
             own_body = getattr(own, "journal_body", None)
         reply = self.render(replies[state], request, user,
-                            own_body if exchange.merge == "key-values" else None)
+                            own_body if exchange.merge == "key-values" else None,
+                            Own(own_body if isinstance(own_body, bytes) else b"", own.headers,
+                                exchange.merge == "json"))
         member = self.member
         member.ctx.journal.record(member.name, member.kind, request.scheme, "quirk",
                                   method=request.method, path=request.path,
@@ -251,19 +293,22 @@ class QuirkReplay:
         return reply
 
     def render(self, recorded: RecordedReply, request: web.Request, user: str | None,
-               own_body: bytes | None) -> QuirkResponse:
-        fill = self._filler(request, user)
-        if own_body is not None:
-            own = {m.group(1): m.group(2) if m.group(2) is not None else m.group(3)
-                   for m in reversed(list(_OWN_PAIR.finditer(own_body)))}  # the first wins
+               own_body: bytes | None, own: Own | None = None) -> QuirkResponse:
+        own = own or Own(b"", {})
+        fill = self._filler(request, user, own)
+        if own.json:
+            body = own.merge_json(recorded.body, fill)
+        elif own_body is not None:
+            pairs = {m.group(1): m.group(2) if m.group(2) is not None else m.group(3)
+                     for m in reversed(list(_OWN_PAIR.finditer(own_body)))}  # the first wins
 
             def merged(m: re.Match[bytes]) -> bytes:
                 key = m.group(1)
                 if key is None:
                     return fill(m)
-                if key in own:
+                if key in pairs:
                     quote = b'"' if m.group(2) is not None else b"'"
-                    return key + b"=" + quote + own[key] + quote
+                    return key + b"=" + quote + pairs[key] + quote
                 return _PLACEHOLDER.sub(fill, m.group(0))
 
             body = _MERGE.sub(merged, recorded.body)
@@ -282,6 +327,8 @@ class QuirkReplay:
                 close = True
             if value == "<length>":
                 value = str(len(body))
+            elif value in _OWN_HEADER and name in own.headers:
+                value = own.headers[name]
             elif "<" in value:
                 value = _PLACEHOLDER.sub(fill, value.encode("utf-8")).decode("utf-8")
             lines.append(f"{name}: {value}")
@@ -291,17 +338,22 @@ class QuirkReplay:
             body = (b"%x\r\n" % len(body) + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
         return QuirkResponse(head, body, recorded.status, recorded.reason, close)
 
-    def _filler(self, request: web.Request, user: str | None
+    def _filler(self, request: web.Request, user: str | None, own: Own
                 ) -> Callable[[re.Match[bytes]], bytes]:
         member = self.member
         if user is None and self.logins:
             user = next(iter(self.logins))
         cache: dict[bytes, bytes] = {}
+        pems = iter(own.pems())
 
         def fill(m: re.Match[bytes]) -> bytes:
             name = m.group(m.lastindex) if m.lastindex else None
             if name is None:
                 return b"<"  # "<<"
+            if name == b"pem":  # the member's own PEM blocks in order, where it has them
+                found = next(pems, None)
+                if found is not None:
+                    return found
             if name in cache:
                 return cache[name]
             text = name.decode()
@@ -318,12 +370,91 @@ class QuirkReplay:
             elif text == "basic":
                 value = "Basic " + base64.b64encode(
                     f"{user}:{self.logins.get(user or '', '')}".encode()).decode()
+            elif text == "request-id":
+                value = own.request_id() or uuid.uuid4().hex
             else:
                 value = stable_fake(text, f"{member.kind}:{member.name}")
             cache[name] = value.encode("utf-8")
             return cache[name]
 
         return fill
+
+
+class Own:
+    """The member's own reply to a replayed request, as far as the recorded one takes from it:
+    its header lines, its PEM blocks, and (``merge: json``) its JSON values by name."""
+
+    def __init__(self, body: bytes, headers: Any, json_merge: bool = False) -> None:
+        self.body = body
+        self.headers = headers
+        self.json = json_merge
+
+    def pems(self) -> list[bytes]:
+        if self.json or b"-----BEGIN " not in self.body:
+            return []
+        return [m.group(0) for m in _PEM.finditer(self.body)]
+
+    def request_id(self) -> str | None:
+        return next((v for k, v in self.headers.items()
+                     if k.lower() in ("x-request-id", "request-id")), None)
+
+    def values(self) -> dict[str, list[Any]]:
+        """Every scalar of the member's JSON reply, by member name, in document order."""
+        found: dict[str, list[Any]] = {}
+        try:
+            doc = json.loads(self.body)
+        except (ValueError, RecursionError):
+            return found
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if isinstance(value, dict | list):
+                        walk(value)
+                    elif value is not None:
+                        found.setdefault(key, []).append(value)
+            elif isinstance(node, list):
+                for item in node:
+                    walk(item)
+
+        walk(doc)
+        return found
+
+    def merge_json(self, body: bytes,
+                   fill: Callable[[re.Match[bytes]], bytes]) -> bytes:
+        """``body`` (the recorded JSON) with each member whose whole value is a placeholder
+        given the member's own value of that name (the nth such member the nth value), and
+        every other placeholder filled, as JSON text."""
+        own = self.values()
+        seen: dict[bytes, int] = {}
+
+        def merged(m: re.Match[bytes]) -> bytes:
+            if m.group(1) is None:  # a placeholder inside some text: JSON-escaped
+                return _json_text(fill(m))
+            name, quoted = m.group(1), bool(m.group(3))
+            index = seen.get(name, 0)
+            seen[name] = index + 1
+            values = own.get(name.decode("utf-8", "replace"), [])
+            head = b'"' + name + b'"' + m.group(2)
+            if index < len(values):
+                value = values[index]
+                if quoted:
+                    return head + b'"' + _json_text(str(value).encode()) + b'"'
+                if isinstance(value, str) and not value.isdigit():
+                    return head + json.dumps(value).encode()
+                return head + str(value).encode()
+            filled = fill(_PLACEHOLDER.fullmatch(b"<" + m.group(4) + b">"))  # type: ignore[arg-type]
+            if quoted:
+                return head + b'"' + _json_text(filled) + b'"'
+            return head + (filled if filled.isdigit() else json.dumps(
+                filled.decode("utf-8", "replace")).encode())
+
+        return _JSON_MERGE.sub(merged, body)
+
+
+def _json_text(value: bytes) -> bytes:
+    """``value`` as the inside of a JSON string."""
+    return json.dumps(value.decode("utf-8", "replace"), ensure_ascii=False)[1:-1].encode()
 
 
 def _header_bytes(text: str) -> bytes:
