@@ -291,9 +291,20 @@ def _key_value_shape(text: str) -> str:
                      for line in text.split("\n"))
 
 
+def _volatile_shape(text: str, names: tuple[str, ...]) -> str:
+    """JSON members ``names`` with their values left out (a countdown such as a token's
+    ``expire``: another value at every request)."""
+    for name in names:
+        text = re.sub(rf'("{re.escape(name)}"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|[-\w.+]+)',
+                      r"\1…", text)
+    return text
+
+
 def differences(exchange: fmt.Exchange, expected: fmt.RecordedReply,
-                got: fmt.RecordedReply) -> list[tuple[str, str, str]]:
-    """(what, the profile's, the target's) for each way ``got`` is not ``expected``."""
+                got: fmt.RecordedReply,
+                volatile: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
+    """(what, the profile's, the target's) for each way ``got`` is not ``expected``; the
+    values of the JSON members ``volatile`` are not compared."""
     found: list[tuple[str, str, str]] = []
     want = f"{expected.version} {expected.status} {expected.reason}"
     have = f"{got.version} {got.status} {got.reason}"
@@ -317,6 +328,9 @@ def differences(exchange: fmt.Exchange, expected: fmt.RecordedReply,
         return found
     if exchange.merge == "key-values":
         want_body, have_body = _key_value_shape(want_body), _key_value_shape(have_body)
+    if volatile:
+        want_body = _volatile_shape(want_body, volatile)
+        have_body = _volatile_shape(have_body, volatile)
     if not matches(want_body, have_body):
         found.append(("body", want_body, have_body))
     return found
@@ -389,11 +403,13 @@ async def drift(args: argparse.Namespace) -> int:
                     raise CannotRun(f"{args.target} refused the credentials of "
                                     f"{credentials.user!r} ({raw.status} {raw.reason})")
             got = record_reply(raw, redactor)
+            volatile = step.volatile if step is not None else ()
             # Ordered states: a reply like any recorded state is no drift (a device's clock
             # or counter moves on between two captures).
-            if any(not differences(exchange, state, got) for state in exchange.replies):
+            if any(not differences(exchange, state, got, volatile)
+                   for state in exchange.replies):
                 continue
-            for what, want, have in differences(exchange, expected, got):
+            for what, want, have in differences(exchange, expected, got, volatile):
                 state = f" (reply {index + 1})" if len(exchange.replies) > 1 else ""
                 blocks.append(f"step {exchange.step}{state}: {what}\n  profile:\n{_show(want)}"
                               f"\n  target:\n{_show(have)}")

@@ -79,6 +79,7 @@ class EnosService(HttpEmulator):
     title = "Envision EnOS Connection Service"
     Options = EnosOptions
     control_routes = control.routes
+    probe_script = "emulators.enos.probe:SCRIPT"
     control_openapi = control.OPENAPI
     # A body declared over client_max_size: the gateway's 413 at once, the body unread.
     refuses_large_bodies = True
@@ -355,6 +356,16 @@ class EnosService(HttpEmulator):
         app = self.new_app(middlewares=[error_middleware, gateway.auth_middleware])
         app.router.add_routes(urls.ROUTES)
         return app
+
+    # -- quirk profiles (core/quirks/replay.py) ----------------------------------------------
+    def quirk_logins(self) -> dict[str, str]:
+        return {a.app_key: a.app_secret for a in self.tokens.apps.values()}
+
+    async def quirk_credentials(self, request: web.Request) -> str | None:
+        try:
+            return await gateway.judge(request)
+        except web.HTTPException:
+            return None  # a body it will not read: the member's own reply says so
 
     def credentials(self) -> dict[str, Any]:
         apps = [{"appKey": a.app_key, "appSecret": a.app_secret}

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .exceptions import InvalidParameter, ParameterEmpty, TokenMissing
+from .exceptions import GatewayError, InvalidParameter, ParameterEmpty, TokenMissing
 from .models.tokens import TOKEN_SERVICE
 from .wire import MEMBER, gateway_reply
 
@@ -56,6 +56,40 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                                       org_id=_org_of(request))
         request[CALLER] = app.app_key
     return await handler(request)
+
+
+async def judge(request: web.Request) -> str:
+    """The gateway's verdict on a request's credentials, as ``auth_middleware`` and the token
+    service would give it, for a quirk profile's replay: ``right``, ``wrong`` (given,
+    refused) or ``none``. The CA downloads take none."""
+    member = request.app[MEMBER]
+    if request.path.startswith(PUBLIC_PREFIXES[1]):
+        return "none"
+    if request.path.startswith(PUBLIC_PREFIXES[0]):
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, RecursionError):
+            return "none"
+        return member.tokens.judge_request(body)
+    token = request.headers.get("apim-accesstoken", "")
+    if not token.strip():
+        return "none"
+    timestamp = request.headers.get("apim-timestamp")
+    signature = request.headers.get("apim-signature")
+    now = member.clock.time()
+    try:
+        if timestamp is not None or signature is not None:
+            raw = (await request.read()).decode("utf-8", "replace")
+            member.tokens.verify(token, (timestamp or "").strip(), (signature or "").strip(),
+                                 list(request.query.items()), raw, now)
+        else:
+            options = member.options
+            member.tokens.authorize(token, now, sdk_tokens=options.accept_sdk_tokens,
+                                    by_form=options.sdk_token_check == "form",
+                                    org_id=_org_of(request))
+    except GatewayError:
+        return "wrong"
+    return "right"
 
 
 def _org_of(request: web.Request) -> str | None:

@@ -8,13 +8,15 @@ snake_case.
 from __future__ import annotations
 
 import string
-from typing import Literal
+from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import Field, field_validator, model_validator
 
 from .. import pki
 from ..core.member import KindOptions
+from ..core.quirks.format import Profile as QuirkProfile
+from ..core.quirks.replay import QuirkFile
 from ..core.replyheaders import WebServerOptions
 from .exceptions import ConnectError
 from .models.ca import check_root
@@ -228,6 +230,9 @@ class EnosOptions(WebServerOptions):
     # validDay left out while the product allows less than 730 days: use the product's
     # maximum ("cap"), fail as for a validDay above it ("fail"), or issue 730 days ("keep").
     default_valid_day_over_max: Literal["cap", "fail", "keep"] = "cap"
+    # A quirk profile of a real tenant (a file; docs/QUIRKS.md): its recorded replies replace
+    # the member's own for the probe's requests, after the member's own handler ran.
+    quirks: Annotated[QuirkProfile | None, QuirkFile("enos")] = None
 
     @field_validator("sdk_token_key")
     @classmethod

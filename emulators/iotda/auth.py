@@ -5,6 +5,8 @@ before any handler runs.
 Mirrors ``huaweicloudsdkcore.signer.signer.Signer`` (SDK-HMAC-SHA256) and
 ``DerivationAKSKSigner`` (V11-HMAC-SHA256, key from ``signer/hkdf.py``) byte for byte, seen
 from the receiving side: the canonical request is rebuilt from what arrived on the wire.
+``signature_headers`` is the sending side of the same code, for the farm's own probe
+(``probe.py``): it signs what it will send as the check will rebuild it.
 """
 
 from __future__ import annotations
@@ -162,6 +164,23 @@ def sign_derived(access_key: str, secret_key: str, canonical: str, sdk_date: str
                  scope: str) -> str:
     return hmac_hex(derived_key(access_key, secret_key, scope),
                     string_to_sign(canonical, sdk_date, scope))
+
+
+def signature_headers(access_key: str, secret_key: str, *, method: str, path: str,
+                      raw_query: str, headers: Mapping[str, str], body: bytes,
+                      now: float) -> tuple[tuple[str, str], ...]:
+    """``X-Sdk-Date`` and ``Authorization`` (SDK-HMAC-SHA256) for a request about to be sent:
+    every header given (``Host`` among them) whose name has no ``_`` is signed, with
+    X-Sdk-Date, as ``Signer`` does; ``path`` and ``raw_query`` exactly as they will be sent."""
+    sdk_date = datetime.fromtimestamp(now, UTC).strftime(DATE_FORMAT)
+    lines = {k.lower(): v.strip() for k, v in headers.items() if "_" not in k}
+    lines["x-sdk-date"] = sdk_date
+    names = sorted(lines)
+    canonical = canonical_request(method, path, query_pairs(raw_query), lines, names, body)
+    return (("X-Sdk-Date", sdk_date),
+            ("Authorization", f"{SDK_ALGORITHM} Access={access_key}, "
+                              f"SignedHeaders={';'.join(names)}, "
+                              f"Signature={sign(secret_key, canonical, sdk_date)}"))
 
 
 # -- checking a request --------------------------------------------------------------------------

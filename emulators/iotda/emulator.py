@@ -19,7 +19,14 @@ from ..core.state import encode_document, encode_state
 from . import control
 from .access import IotdaAccess
 from .auth import Authenticator, KeyPair, auth_middleware
-from .exceptions import ALL_ERRORS, BadRequestFormat, DeviceOffline, InternalError
+from .exceptions import (
+    ALL_ERRORS,
+    BadRequestFormat,
+    DeviceOffline,
+    InternalError,
+    IotdaError,
+    TokenNotFound,
+)
 from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
 from .models import issued as issued_certificates
 from .models.access import LOGIN_HOUR, password_for
@@ -37,6 +44,7 @@ class IotdaService(HttpEmulator):
     Options = IotdaOptions
     control_routes = control.routes
     control_openapi = control.OPENAPI
+    probe_script = "emulators.iotda.probe:SCRIPT"
     client_max_size = 2 * 1024 * 1024
     # A body declared over 2 MiB: IOTDA.000008 at once, the body unread (request.read() would
     # wait for all of it), the connection closed as soon as the client stops sending.
@@ -224,6 +232,27 @@ class IotdaService(HttpEmulator):
 
     def extra_description(self) -> dict[str, Any]:
         return {"mqtt_sessions": len(self.access.by_identity)}
+
+    # -- quirk profiles (core/quirks/replay.py) ----------------------------------------------
+    def quirk_logins(self) -> dict[str, str]:
+        return {k.ak: k.sk for k in self.options.credentials}
+
+    async def quirk_credentials(self, request: web.Request) -> str | None:
+        """The gateway's own check: a signature (or token) it accepts, one it refuses, none."""
+        try:
+            body = await request.read()
+        except web.HTTPException:
+            return None  # a body it will not read: the member's own reply says so
+        try:
+            self.authenticator.authenticate(
+                method=request.method, path=request.rel_url.raw_path,
+                raw_query=request.rel_url.raw_query_string, headers=request.headers,
+                body=body, nows=self.freshness_readings())
+        except TokenNotFound:
+            return "none"
+        except IotdaError:
+            return "wrong"
+        return "right"
 
     def build_app(self) -> web.Application:
         app = self.new_app(middlewares=[error_middleware, auth_middleware])

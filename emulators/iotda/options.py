@@ -4,11 +4,13 @@ region) and the platform's limits.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from ..core.member import KindOptions
+from ..core.quirks.format import Profile as QuirkProfile
+from ..core.quirks.replay import QuirkFile
 from ..core.replyheaders import WebServerOptions
 
 
@@ -162,6 +164,9 @@ class IotdaOptions(WebServerOptions):
     mqtt_handshake_timeout: float = Field(default=15.0, gt=0, le=600)
     mqtt_max_handshakes: int = Field(default=128, ge=1)
     mqtt_write_timeout: float = Field(default=30.0, gt=0, le=600)
+    # A quirk profile of a real tenant (a file; docs/QUIRKS.md): its recorded replies replace
+    # the member's own for the probe's requests, after the member's own handler ran.
+    quirks: Annotated[QuirkProfile | None, QuirkFile("iotda")] = None
 
     @model_validator(mode="after")
     def _devices_name_products(self) -> IotdaOptions:

@@ -50,6 +50,9 @@ class Step:
     # exchange's ``credentials``, judged by the member on replay); None: a public request,
     # sent unsigned and not judged.
     credentials: Credential | None = "right"
+    # JSON members whose values move on from request to request (a token's seconds left):
+    # recorded as sent, not compared by drift.
+    volatile: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ _JSON_PAIR = re.compile(r'"(?P<name>[A-Za-z_][\w.-]{0,63})"(?P<sep>\s*:\s*)'
                         r'(?:"(?P<quoted>(?:[^"\\\r\n]|\\.)*)"|(?P<num>-?\d+)(?![\d.eE]))')
 # JSON names that say secret but hold a kind of thing, not the thing (``auth_type``: "SECRET").
 _DESCRIBES = {"type", "mode", "method", "status", "enable", "enabled", "time", "date",
-              "expire", "expires", "count", "algorithm", "format", "info"}
+              "expire", "expires", "count", "algorithm", "format", "info", "authority"}
 # Names of a per-request id: the service's own, a new one in every reply.
 _REQUEST_ID = {"requestid", "xrequestid"}
 # A value remembered for later requests and replies only when it is this long (a short one

@@ -120,6 +120,20 @@ class TokenService:
         self.used[wanted] = now
         return app
 
+    def judge_request(self, body: Any) -> str:
+        """How a token request's credentials stand, using nothing up (its encryption is not
+        remembered): ``none`` without an appKey and encryption, ``right`` for a known app's
+        right encryption, else ``wrong``. For a quirk profile's replay."""
+        if not isinstance(body, dict) or not body.get("appKey") or not body.get("encryption"):
+            return "none"
+        key, given, timestamp = body["appKey"], body["encryption"], body.get("timestamp")
+        app = self.apps.get(key) if isinstance(key, str) else None
+        if (app is None or not isinstance(given, str) or isinstance(timestamp, bool)
+                or not isinstance(timestamp, int | str)):
+            return "wrong"
+        wanted = encryption(app.app_key, str(timestamp), app.app_secret)
+        return "right" if _same(wanted, given) else "wrong"
+
     def _forget_old(self, now: float) -> None:
         for key in [k for k, at in self.used.items() if now - at > REPLAY_MEMORY]:
             del self.used[key]
