@@ -363,7 +363,7 @@ class EnosService(HttpEmulator):
 
     async def quirk_credentials(self, request: web.Request) -> str | None:
         try:
-            return await gateway.judge(request)
+            return await gateway.judge(self, request)
         except web.HTTPException:
             return None  # a body it will not read: the member's own reply says so
 

@@ -12,7 +12,7 @@ encrypted to this member's key (the only kind ``sdk_token_check: farm-key`` acce
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -20,6 +20,9 @@ from aiohttp.typedefs import Handler
 from .exceptions import GatewayError, InvalidParameter, ParameterEmpty, TokenMissing
 from .models.tokens import TOKEN_SERVICE
 from .wire import MEMBER, gateway_reply
+
+if TYPE_CHECKING:
+    from .emulator import EnosService
 
 # The token service's and the CA downloads' routes (urls.py; named here, as urls imports this
 # module): no credentials asked.
@@ -58,11 +61,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def judge(request: web.Request) -> str:
+async def judge(member: EnosService, request: web.Request) -> str:
     """The gateway's verdict on a request's credentials, as ``auth_middleware`` and the token
-    service would give it, for a quirk profile's replay: ``right``, ``wrong`` (given,
-    refused) or ``none``. The CA downloads take none."""
-    member = request.app[MEMBER]
+    service would give it, for a quirk profile's replay (which runs before routing: the
+    member is given): ``right``, ``wrong`` (given, refused) or ``none``. The CA downloads
+    take none."""
     if request.path.startswith(PUBLIC_PREFIXES[1]):
         return "none"
     if request.path.startswith(PUBLIC_PREFIXES[0]):

@@ -1,13 +1,14 @@
 """Stand-ins for real cameras in the capture and drift tests: raw socket servers answering
 with what the emulators have no option for (another header casing and order, LF-only lines,
 another field order, error bodies of their own, a serial, a MAC and a session cookie), and
-recording every request they receive."""
+recording every request they receive. Over TLS too, for the clouds' (cloud_standins.py)."""
 
 from __future__ import annotations
 
 import base64
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -51,6 +52,8 @@ class Request:
     path: str
     query: Pairs
     headers: list[tuple[str, str]]
+    raw_query: str = ""
+    body: bytes = b""
 
     def get(self, name: str) -> str | None:
         return next((v or "" for k, v in self.query if k == name), None)
@@ -65,11 +68,12 @@ class StandIn:
 
     answer: Callable[[Request], bytes]
     received: list[Request] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # https: the stand-in's TLS identity
 
     def __post_init__(self) -> None:
         self.sock = socket.create_server((HOST, 0))
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://{HOST}:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -83,21 +87,40 @@ class StandIn:
             if self._stop:
                 conn.close()
                 return
+            conn.settimeout(30)
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:  # a client that does not trust the certificate hangs up
+                    conn.close()
+                    continue
             with conn:
-                conn.settimeout(30)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-                method, target, _ = lines[0].split(" ", 2)
-                path, _, query = target.partition("?")
-                headers = [(k, v.strip()) for k, _, v in (h.partition(":") for h in lines[1:])]
-                request = Request(method, path, parse_query(query), headers)
-                self.received.append(request)
-                conn.sendall(self.answer(request))
+                try:
+                    self._one(conn)
+                except OSError:
+                    pass
+
+    def _one(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        path, _, query = target.partition("?")
+        headers = [(k, v.strip()) for k, _, v in (h.partition(":") for h in lines[1:])]
+        length = int(next((v for k, v in headers if k.lower() == "content-length"), "0"))
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        request = Request(method, path, parse_query(query), headers, query, body)
+        self.received.append(request)
+        conn.sendall(self.answer(request))
 
     def close(self) -> None:
         self._stop = True
