@@ -133,6 +133,15 @@ def replaying(captured: Captured,
     farm.stop()
 
 
+@pytest.fixture(scope="module")
+def plain(captured: Captured,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFarm]:
+    """A member of the same account without the profile."""
+    farm = start_member(captured, tmp_path_factory.mktemp("plain"), with_profile=False)
+    yield farm
+    farm.stop()
+
+
 def member_target(farm: RunningFarm) -> tuple[str, str | None]:
     """The member's URL (HTTPS where it serves it) and the CA file that verifies it."""
     urls = farm.ready["emulators"][0]["urls"]
@@ -393,16 +402,29 @@ def test_no_drift_against_the_tenant_or_the_member_that_replays_it(
 
 
 def test_the_plain_member_drifts_from_the_tenant(captured: Captured,
-                                                 tmp_path: Path) -> None:
-    farm = start_member(captured, tmp_path / "plain", with_profile=False)
-    try:
-        result = drift(captured, *member_target(farm))
-    finally:
-        farm.stop()
+                                                 plain: RunningFarm) -> None:
+    result = drift(captured, *member_target(plain))
     assert result.returncode == 1, result.stdout + result.stderr
     first = next(e.step for e in fmt.load(captured.profile).exchanges)
     assert f"step {first}: header names\n  profile:\n" in result.stdout
     assert "difference(s) between" in result.stdout
+
+
+def test_a_capture_of_the_member_itself_has_no_drift(captured: Captured, plain: RunningFarm,
+                                                     tmp_path: Path) -> None:
+    """The member as a tenant: EnOS over its HTTPS listener, trusted through the CA file the
+    farm's ready file names (``ca.file``)."""
+    url, cafile = member_target(plain)
+    assert (cafile is not None) == (captured.tenant.kind == "enos")
+    out = tmp_path / "member.yaml"
+    result = emulators("capture", "--kind", captured.tenant.kind, "--target", url,
+                       *(["--cafile", cafile] if cafile else []), *captured.tenant.args(),
+                       "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = emulators("drift", "--profile", out, "--target", url,
+                      *(["--cafile", cafile] if cafile else []), "--user",
+                      captured.tenant.user, "--password", captured.tenant.password)
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_drift_against_an_unreachable_tenant_exits_2(captured: Captured) -> None:
