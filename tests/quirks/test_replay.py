@@ -275,6 +275,17 @@ BAD_PROFILES = [
                                        "      - {status: 200, colour: red}"),
      "exchanges[0] (s).replies[0]: unknown key(s) colour"),
     ("not-a-mapping", "- just a list\n", "a YAML mapping"),
+    ("unknown-credentials", GOOD.replace("exchanges: []", "exchanges:\n  - step: s\n"
+                                         "    request: {path: /x, credentials: maybe}\n"
+                                         "    replies: [{status: 200}]"),
+     "exchanges[0] (s).request.credentials: right, wrong, none (or absent)"),
+    ("unknown-request-key", GOOD.replace("exchanges: []", "exchanges:\n  - step: s\n"
+                                         "    request: {path: /x, signature: abc}\n"
+                                         "    replies: [{status: 200}]"),
+     "exchanges[0] (s).request: unknown key(s) signature"),
+    ("params-not-a-mapping", GOOD.replace("exchanges: []",
+                                          "provenance: {params: [a]}\nexchanges: []"),
+     "provenance.params: a mapping of names to values"),
 ]
 
 
