@@ -28,12 +28,17 @@ MQTT_FAULTS = ("mqtt_refuse", "mqtt_drop", "mqtt_hang", "mqtt_puback_delay", "mq
 # ``path`` against its URL path; WS-Discovery rules match ``command`` against Probe/Resolve.
 RTSP_FAULTS = ("rtsp_drop",)
 DISCOVERY_FAULTS = ("discovery_drop",)
+# Data forwarding (a cloud's pushes to an application): rules match ``command`` against the
+# action's channel (HTTP_FORWARDING, AMQP_FORWARDING) and ``path`` against its target (the
+# URL, or the queue's name).
+FORWARDING_FAULTS = ("push_drop", "push_delay")
 FaultType = Literal["latency", "vendor_error", "status", "reset", "truncate", "hang",
                     "refuse_login", "busy", "disk_full", "cut_transfer", "throttle",
                     "tls_expired", "tls_wrong_name", "mqtt_refuse", "mqtt_drop", "mqtt_hang",
-                    "mqtt_puback_delay", "mqtt_puback_drop", "rtsp_drop", "discovery_drop"]
+                    "mqtt_puback_delay", "mqtt_puback_drop", "rtsp_drop", "discovery_drop",
+                    "push_drop", "push_delay"]
 Protocol = Literal["http", "https", "ftp", "ftps", "sftp", "tls", "mqtt", "mqtts", "rtsp",
-                   "wsd"]
+                   "wsd", "forwarding"]
 # Each fault: where it acts, what a client sees, and the parameters it reads (required ones
 # first, marked): docs/FAULTS.md's table as data, for GET /v1/faults/types and the
 # dashboard's form (tests/test_faults_catalogue.py holds the two together).
@@ -78,6 +83,10 @@ CATALOGUE: dict[str, dict[str, Any]] = {
                   "optional": ["seconds"]},
     "discovery_drop": {"where": "WS-Discovery", "sees": "no ProbeMatch from that camera (the "
                        "probe is journalled)", "required": [], "optional": []},
+    "push_drop": {"where": "data forwarding", "sees": "no push or queued message for that "
+                  "event (the drop is journalled)", "required": [], "optional": []},
+    "push_delay": {"where": "data forwarding", "sees": "the push or queued message, late",
+                   "required": ["latency_ms"], "optional": []},
 }
 
 
@@ -115,6 +124,8 @@ class FaultSpec(BaseModel):
             raise ValueError("a latency fault needs latency_ms")
         if self.fault == "throttle" and not self.bytes_per_second:
             raise ValueError("a throttle fault needs bytes_per_second")
+        if self.fault == "push_delay" and not self.latency_ms:
+            raise ValueError("a push_delay fault needs latency_ms")
         if self.fault == "mqtt_puback_delay" and not self.latency_ms:
             raise ValueError("an mqtt_puback_delay fault needs latency_ms")
         if self.connack is not None and self.fault != "mqtt_refuse":

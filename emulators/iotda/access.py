@@ -142,6 +142,7 @@ class IotdaAccess(MqttAccess):
         fingerprint = self._record_fingerprint.pop(session.client_id, None)
         self.member.devices.went_online(device, now, fingerprint)
         await self.member.save()
+        self.member.forwarding.status_update(device, True, now)
         await self.push_delta(session, device)
         due = self.member.devices.due_messages(device, now)
         if due:
@@ -158,8 +159,10 @@ class IotdaAccess(MqttAccess):
     async def disconnected(self, session: MqttSession, identity: str, reason: str) -> None:
         device = self.member.devices.find(identity)
         if device is not None and self.session_of(identity) is None:
-            self.member.devices.went_offline(device, self.member.clock.time())
+            now = self.member.clock.time()
+            self.member.devices.went_offline(device, now)
             await self.member.save()
+            self.member.forwarding.status_update(device, False, now)
 
     def may(self, session: MqttSession, identity: str, action: str, topic: str) -> bool:
         if action == "subscribe" and topic not in session.subscriptions and len(
@@ -188,13 +191,20 @@ class IotdaAccess(MqttAccess):
         save, which the message's PUBACK waits for (the session reads on meanwhile)."""
         m = topics.UPSTREAM.fullmatch(topic)
         if m is None or m["device_id"] != identity:
-            return None  # a custom topic: journalled, nothing more
+            # A custom topic outside $oc: journalled, and forwarded as a device message (the
+            # rule API's example filters on a custom topic).
+            device = self.member.devices.find(identity) if m is None else None
+            if device is not None:
+                self.member.forwarding.message_report(device, topic, payload)
+            return None
         device = self.member.devices.find(identity)
         if device is None:
             session.close("the device was deleted")
             return None
         found = topics.HANDLERS.route(m["rest"])
         if found is None:
+            if m["rest"].startswith("user/"):  # $oc/devices/{device_id}/user/...
+                self.member.forwarding.message_report(device, topic, payload)
             return None
         name, match = found
         handler: Handler = getattr(self, name)
@@ -208,6 +218,7 @@ class IotdaAccess(MqttAccess):
         limit = self.member.options.shadow_unmodelled_properties
         taken, dropped = self.member.devices.report(up.device, doc.get("services"), up.now,
                                                     limit)
+        self.member.forwarding.property_report(up.device, doc.get("services"), up.now)
         if dropped:
             self.record(up.session.info, "dropped", path=up.topic, detail={
                 "client_id": up.session.client_id, "dropped": len(dropped),
@@ -223,6 +234,7 @@ class IotdaAccess(MqttAccess):
         self.member.devices.keep_received(up.device, {
             "received_time": now_text(up.now),
             "payload": up.payload.decode("utf-8", "replace")[:4096]})
+        self.member.forwarding.message_report(up.device, up.topic, up.payload)
         return self.member.saving()
 
     async def on_event_up(self, up: Upstream[Device]) -> Awaitable[Any] | None:

@@ -18,6 +18,7 @@ from ..core.httpserver import HttpEmulator
 from ..core.state import encode_document, encode_state
 from . import control
 from .access import IotdaAccess
+from .amqp import IotdaAmqp
 from .auth import Authenticator, KeyPair, auth_middleware
 from .exceptions import (
     ALL_ERRORS,
@@ -27,10 +28,12 @@ from .exceptions import (
     IotdaError,
     TokenNotFound,
 )
+from .forwarding import Forwarding
 from .models import DeviceCA, DeviceCAs, DeviceStore, ServerCertificates
 from .models import issued as issued_certificates
 from .models.access import LOGIN_HOUR, password_for
 from .models.common import IdSource
+from .models.routing import Routing
 from .options import IotdaOptions
 from .urls import ROUTES
 from .wire import error_middleware, error_reply
@@ -70,6 +73,12 @@ class IotdaService(HttpEmulator):
             update_resets_verification=self.options.update_resets_verification, ids=self.ids)
         self.devices = DeviceStore(default_app_id=self.options.default_app_id, ids=self.ids)
         self.access = IotdaAccess(self)
+        forwarding = self.options.forwarding
+        self.routing = Routing(self.ids, self.options.default_app_id,
+                               rule_quota=forwarding.rule_quota,
+                               actions_per_rule=forwarding.actions_per_rule)
+        self.forwarding = Forwarding(self)
+        self.amqp = IotdaAmqp(self)
         # The certificates issued for scenario devices (models/issued.py): made once, kept in
         # the state, reused by every reset.
         self.issued: dict[str, Any] = {}
@@ -86,7 +95,7 @@ class IotdaService(HttpEmulator):
         products, devices, cas = self.scenario_devices()
         doc: dict[str, Any] = {"last_id": None, "server_certificates": {"records": []},
                                "device_cas": {"records": cas}, "products": products,
-                               "devices": devices}
+                               "devices": devices, "routing": {}}
         if self.issued:
             doc["issued"] = self.issued
         return doc
@@ -133,12 +142,13 @@ class IotdaService(HttpEmulator):
         self.server_certificates.load(data.get("server_certificates", {}))
         self.device_cas.load(data.get("device_cas", {}))
         self.devices.load(data.get("products", []), data.get("devices", []))
+        self.routing.load(data.get("routing", {}))
 
     def dump_state(self) -> dict[str, Any]:
         products, devices = self.devices.dump()
         doc = {"last_id": self.ids.last, "server_certificates": self.server_certificates.dump(),
                "device_cas": self.device_cas.dump(), "products": products,
-               "devices": devices}
+               "devices": devices, "routing": self.routing.dump()}
         if self.issued:
             doc["issued"] = self.issued
         return doc
@@ -151,7 +161,8 @@ class IotdaService(HttpEmulator):
             "server_certificates": [encode_state(self.server_certificates.dump())],
             "device_cas": [encode_state(self.device_cas.dump())],
             "products": [encode_state([p.to_dict() for p in self.devices.products.values()])],
-            "devices": self.devices.encoded.parts()}
+            "devices": self.devices.encoded.parts(),
+            "routing": [encode_state(self.routing.dump())]}
         if self.issued:
             parts["issued"] = [encode_state(self.issued)]
         return encode_document(parts)
@@ -190,6 +201,7 @@ class IotdaService(HttpEmulator):
             self._issued_new = False
             await self.save()
         await self.access.start()
+        await self.amqp.start()
 
     def issued_for(self, device_id: str) -> dict[str, str] | None:
         """The certificate, key and CA the member issued for a scenario device, or None."""
@@ -201,11 +213,15 @@ class IotdaService(HttpEmulator):
 
     async def before_stop(self) -> None:
         await self.access.stop()
+        await self.forwarding.stop()
+        await self.amqp.stop()
 
     async def state_changed(self) -> None:
         """A reset or a restored snapshot: every session ends (its device may be gone or
         changed); devices connect again."""
         self.access.close_all("the member's state was replaced")
+        self.forwarding.reset()
+        self.amqp.reset()
 
     def disconnect(self, device_id: str, reason: str) -> None:
         session = self.access.session_of(device_id)
@@ -228,10 +244,11 @@ class IotdaService(HttpEmulator):
                 DeviceOffline.code, DeviceOffline.message))
 
     def urls(self) -> dict[str, str]:
-        return {**super().urls(), **self.access.urls()}
+        return {**super().urls(), **self.access.urls(), **self.amqp.urls()}
 
     def extra_description(self) -> dict[str, Any]:
-        return {"mqtt_sessions": len(self.access.by_identity)}
+        return {"mqtt_sessions": len(self.access.by_identity),
+                "forwarding": self.forwarding.describe(), "amqp_queues": self.amqp.describe()}
 
     # -- quirk profiles (core/quirks/replay.py) ----------------------------------------------
     def quirk_logins(self) -> dict[str, str]:

@@ -142,6 +142,40 @@ class ProductExists(IotdaError):
     status, code, message = 409, "IOTDA.014004", "The product already exists."
 
 
+# -- data forwarding ---------------------------------------------------------------------------
+
+class RuleNotFound(IotdaError):
+    # IoTDA's code and message for a rule that does not exist (the rule APIs' error table).
+    status, code, message = 404, "IOTDA.010002", "The rule does not exist."
+
+
+class ActionNotFound(IotdaError):
+    # Chosen: no public source names the code for an unknown rule action.
+    status, code, message = 404, "IOTDA.010005", "The rule action does not exist."
+
+
+class RuleQuotaExceeded(IotdaError):
+    # The rule APIs' row for "the number of rules has reached the upper limit".
+    status, code = 400, "IOTDA.010003"
+    message = "The number of rules has reached the upper limit."
+
+
+class QueueNotFound(IotdaError):
+    # DeleteQueue's and ShowQueue's error table.
+    status, code, message = 404, "IOTDA.016002", "The queueId does not exist."
+
+
+class QueueInUse(IotdaError):
+    # DeleteQueue's error table: a queue a rule action forwards to.
+    status, code, message = 403, "IOTDA.016003", "Operation not allowed, the queue is using"
+
+
+class QueueRefused(IotdaError):
+    # Chosen: AddQueue says a duplicate name or a 101st queue "fails", without the error.
+    status, code = 400, "IOTDA.016001"
+    message = "Operation not allowed, the queue name already exists or the quota is reached."
+
+
 class InternalError(IotdaError):
     # A safety net for bugs, so that a client still gets IoTDA's form rather than a traceback.
     status, code, message = 500, "IOTDA.000001", "Internal server error."
@@ -151,6 +185,6 @@ ALL_ERRORS: tuple[type[IotdaError], ...] = (
     InvalidInput, BadRequestFormat, LimitOutOfRange, InvalidCertificate, VerifyCodeFailed,
     QuotaExceeded, SignatureFailed, TokenNotFound, TokenInvalid, Forbidden, PathNotFound,
     CertificateNotFound, DeviceNotFound, ProductNotFound, DeviceOffline, CommandTimeout,
-    DeviceExists,
-    ProductExists, InternalError,
+    DeviceExists, ProductExists, RuleNotFound, ActionNotFound, RuleQuotaExceeded, QueueNotFound,
+    QueueInUse, QueueRefused, InternalError,
 )

@@ -4,9 +4,11 @@ region) and the platform's limits.
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..core.member import KindOptions
 from ..core.quirks.format import Profile as QuirkProfile
@@ -101,6 +103,61 @@ class MqttConnack(KindOptions):
     fingerprint: int = Connack  # not the device's registered fingerprint
 
 
+class ForwardingOptions(KindOptions):
+    """Data forwarding (rules, HTTP push, AMQP queues): the push mechanism's numbers as the
+    user guide gives them, and the bounds the guide leaves to the emulator."""
+
+    # "No response within 15 seconds or a non-200 code: the push failed, the message is
+    # discarded"; "10 consecutive failures put the URL's host on a blocklist"; "every 3
+    # minutes" the platform tries it again.
+    http_timeout: float = Field(default=15.0, gt=0, le=600)
+    blocklist_after: int = Field(default=10, ge=1)
+    blocklist_retry: float = Field(default=180.0, gt=0)  # seconds of the farm clock
+    # A blocklisted host's backlog: "the last 24 hours or 1 GB" (the backlog policy's
+    # defaults, 86399 s and 1073741823 bytes); the oldest goes first.
+    backlog_seconds: float = Field(default=86399.0, ge=0)
+    backlog_bytes: int = Field(default=1_073_741_823, ge=0)
+    # Chosen: pushes that may wait for one host that is slow but not blocklisted; beyond,
+    # one is dropped and journalled (the flow control of a real instance drops too).
+    http_queue_limit: int = Field(default=10_000, ge=1)
+    # A PEM file of CAs an https:// push target may chain to, besides the system's store
+    # (relative to the scenario file). An action's cert_id names a device CA too.
+    ca_file: str | None = None
+    # Chosen quotas (no source gives them for routing rules).
+    rule_quota: int = Field(default=100, ge=0)
+    actions_per_rule: int = Field(default=10, ge=0)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable_ca(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("scenario_dir")
+        if not path.is_absolute():
+            path = Path(base or Path.cwd()) / path
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{path}: not a readable PEM file of CA certificates ({exc})"
+                             ) from None
+        return str(path)
+
+
+class AmqpLimits(KindOptions):
+    """The AMQPS listener's numbers (``amqp.py`` gives the documented ones)."""
+
+    # "The receiver link must be set up within 15 seconds ... otherwise the platform closes
+    # the connection."
+    attach_deadline: float = Field(default=15.0, gt=0, le=3600)
+    # The idle time-out the server announces (s; 0: none). The guide's connection string asks
+    # for amqp.idleTimeout=8000 (ms) on the client side; 60 s is chosen for the server's.
+    idle_timeout: float = Field(default=60.0, ge=0, le=3600)
+    # Chosen: messages a queue holds (waiting and unsettled) while no receiver takes them;
+    # past it the oldest is dropped and journalled (the guide's bound is "24 hours, 1 GB").
+    queue_limit: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
 DEFAULT_KEY = AkSk(ak="IOTDAEMULATORAK00001", sk="IotdaEmulatorSecretKey000000000000000001",
                    project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9")
 
@@ -167,6 +224,11 @@ class IotdaOptions(WebServerOptions):
     # A quirk profile of a real tenant (a file; docs/QUIRKS.md): its recorded replies replace
     # the member's own for the probe's requests, after the member's own handler ran.
     quirks: Annotated[QuirkProfile | None, QuirkFile("iotda")] = None
+    forwarding: ForwardingOptions = Field(default_factory=ForwardingOptions)
+    # The application side's AMQP 1.0 over TLS (data forwarding's AMQP_FORWARDING queues):
+    # Huawei's port 5671 (0: a free port; null: none).
+    amqps_port: int | None = Field(default=5671, ge=0, le=65535)
+    amqp: AmqpLimits = Field(default_factory=AmqpLimits)
 
     @model_validator(mode="after")
     def _devices_name_products(self) -> IotdaOptions:

@@ -149,7 +149,9 @@ async def add_device(request: web.Request) -> web.Response:
     body = await read_json(request)
     device = service.devices.add_device(project(request), body, service.clock.time())
     await service.save()
-    return reply(service.devices.detail(device), 201)
+    detail = service.devices.detail(device)
+    service.forwarding.device_changed(device, "create", detail)
+    return reply(detail, 201)
 
 
 async def list_devices(request: web.Request) -> web.Response:
@@ -171,14 +173,18 @@ async def update_device(request: web.Request) -> web.Response:
     body = await read_json(request)
     device = service.devices.update_device(project(request), device_id(request), body)
     await service.save()
-    return reply(service.devices.detail(device))
+    detail = service.devices.detail(device)
+    service.forwarding.device_changed(device, "update", detail)
+    return reply(detail)
 
 
 async def delete_device(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
+    device = service.devices.device(project(request), device_id(request))
     service.devices.delete_device(project(request), device_id(request))
     service.disconnect(device_id(request), "the device was deleted")
     await service.save()
+    service.forwarding.device_changed(device, "delete", {})
     return no_body(204)
 
 
@@ -283,3 +289,127 @@ async def list_properties(request: web.Request) -> web.Response:
     device = service.devices.properties_get(project(request), device_id(request), service_id)
     doc = {"service_id": service_id} if service_id is not None else {}
     return reply(await service.access.properties(device, "properties/get", doc))
+
+
+# -- data forwarding: routing rules, rule actions, AMQP queues, access codes ---------------------
+
+def _filters(request: web.Request, *names: str) -> dict[str, str]:
+    return {n: request.query[n] for n in names if n in request.query}
+
+
+async def create_routing_rule(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    rule = service.routing.add_rule(project(request), await read_json(request),
+                                    service.clock.time())
+    await service.save()
+    return reply(rule.summary(), 201)
+
+
+async def list_routing_rules(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    rules, page = service.routing.list_rules(
+        project(request), _filters(request, "resource", "event", "app_type", "app_id",
+                                   "rule_name", "active"), page_query(request))
+    # ListRoutingRulesResponse: count and marker beside the list, not in a page object.
+    return reply({"rules": [r.summary() for r in rules], **page})
+
+
+async def show_routing_rule(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return reply(service.routing.rule(project(request), request.match_info["rule_id"]).summary())
+
+
+async def update_routing_rule(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.routing.rule(project(request), request.match_info["rule_id"])  # unknown id first
+    rule = service.routing.update_rule(project(request), request.match_info["rule_id"],
+                                       await read_json(request))
+    await service.save()
+    return reply(rule.summary())
+
+
+async def delete_routing_rule(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.routing.delete_rule(project(request), request.match_info["rule_id"])
+    await service.save()
+    return no_body(204)
+
+
+async def create_rule_action(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    action = service.routing.add_action(project(request), await read_json(request),
+                                        service.clock.time())
+    await service.save()
+    return reply(action.summary(), 201)
+
+
+async def list_rule_actions(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    actions, page = service.routing.list_actions(
+        project(request), _filters(request, "rule_id", "channel", "app_type", "app_id"),
+        page_query(request))
+    return reply({"actions": [a.summary() for a in actions], **page})
+
+
+async def show_rule_action(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return reply(service.routing.action(project(request),
+                                        request.match_info["action_id"]).summary())
+
+
+async def update_rule_action(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.routing.action(project(request), request.match_info["action_id"])
+    action = service.routing.update_action(project(request), request.match_info["action_id"],
+                                           await read_json(request))
+    await service.save()
+    return reply(action.summary())
+
+
+async def delete_rule_action(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.routing.delete_action(project(request), request.match_info["action_id"])
+    await service.save()
+    return no_body(204)
+
+
+async def add_queue(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    queue = service.routing.add_queue(project(request), await read_json(request),
+                                      service.clock.time())
+    await service.save()
+    return reply(queue.summary(), 201)
+
+
+async def batch_show_queue(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    queues, page = service.routing.list_queues(project(request),
+                                               request.query.get("queue_name"),
+                                               page_query(request))
+    # BatchShowQueueResponse: count and marker in a page object (unlike the rule lists).
+    return reply({"queues": [q.summary() for q in queues], "page": page})
+
+
+async def show_queue(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return reply(service.routing.queue(project(request),
+                                       request.match_info["queue_id"]).summary())
+
+
+async def delete_queue(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    queue = service.routing.delete_queue(project(request), request.match_info["queue_id"])
+    service.amqp.queue_deleted(queue.project_id, queue.queue_name)
+    await service.save()
+    return no_body(204)
+
+
+async def create_access_code(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    # The body is optional (``type`` defaults to AMQP): none, or an empty one, is {}.
+    body = await read_json(request) if (await request.read()).strip() else {}
+    code = service.routing.new_access_code(project(request), body)
+    if code.type == "AMQP" and body.get("force_disconnect") is True:
+        service.amqp.disconnect(code.access_key, "CreateAccessCode force_disconnect")
+    await service.save()
+    return reply({"access_key": code.access_key, "access_code": code.access_code}, 201)

@@ -12,6 +12,9 @@ CERTS = f"{BASE}/certificates"
 PRODUCTS = f"{BASE}/products"
 DEVICES = f"{BASE}/devices"
 DEVICE = DEVICES + "/{device_id}"
+RULES = f"{BASE}/routing-rule/rules"
+ACTIONS = f"{BASE}/routing-rule/actions"
+QUEUES = f"{BASE}/amqp-queues"
 
 ROUTES: list[web.RouteDef] = [
     # server certificates (seed 004)
@@ -51,4 +54,20 @@ ROUTES: list[web.RouteDef] = [
     web.post(DEVICE + "/commands", r.create_command),  # create_command
     web.put(DEVICE + "/properties", r.update_properties),  # update_properties
     web.get(DEVICE + "/properties", r.list_properties, allow_head=False),  # list_properties
+    # data forwarding
+    web.post(RULES, r.create_routing_rule),  # create_routing_rule
+    web.get(RULES, r.list_routing_rules, allow_head=False),  # list_routing_rules
+    web.get(RULES + "/{rule_id}", r.show_routing_rule, allow_head=False),  # show_routing_rule
+    web.put(RULES + "/{rule_id}", r.update_routing_rule),  # update_routing_rule
+    web.delete(RULES + "/{rule_id}", r.delete_routing_rule),  # delete_routing_rule
+    web.post(ACTIONS, r.create_rule_action),  # create_rule_action
+    web.get(ACTIONS, r.list_rule_actions, allow_head=False),  # list_rule_actions
+    web.get(ACTIONS + "/{action_id}", r.show_rule_action, allow_head=False),  # show_rule_action
+    web.put(ACTIONS + "/{action_id}", r.update_rule_action),  # update_rule_action
+    web.delete(ACTIONS + "/{action_id}", r.delete_rule_action),  # delete_rule_action
+    web.post(QUEUES, r.add_queue),  # add_queue
+    web.get(QUEUES, r.batch_show_queue, allow_head=False),  # batch_show_queue
+    web.get(QUEUES + "/{queue_id}", r.show_queue, allow_head=False),  # show_queue
+    web.delete(QUEUES + "/{queue_id}", r.delete_queue),  # delete_queue
+    web.post(f"{BASE}/auth/accesscode", r.create_access_code),  # create_access_code
 ]
