@@ -48,7 +48,14 @@ from proton import (
 )
 from proton import Transport as ProtonTransport
 
-from .hooks import INTERNAL_ERROR, NOT_FOUND, RESOURCE_LIMIT_EXCEEDED, Peer, Refusal
+from .hooks import (
+    FRAMING_ERROR,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    RESOURCE_LIMIT_EXCEEDED,
+    Peer,
+    Refusal,
+)
 from .links import LinkConsumer
 from .queue import Message, Queue
 from .sasl import AMQP_HEADER
@@ -121,7 +128,9 @@ class AmqpConnection:
     # -- the public face -------------------------------------------------------------------
     def close(self, condition: str, description: str) -> None:
         """End the connection with a close frame carrying ``condition``; the socket closes
-        when the client has answered (or after ``close_grace``)."""
+        when the client has answered (or after ``close_grace``). Before the client's open,
+        proton sends this server's open but holds the close until an open has come: the
+        socket is closed once the open is out."""
         if self._closing or self._io_closed:
             return
         self._closing = True
@@ -131,9 +140,12 @@ class AmqpConnection:
         if connection.state & Endpoint.LOCAL_UNINIT:
             connection.open()  # a close follows an open (AMQP 1.0 2.4.5)
         connection.close()
+        self.wake()
+        if not self._opened:
+            self._loop.call_soon(self.writer.close)  # after the service wake() asked for
+            return
         self._timers.append(self._loop.call_later(self.options.close_grace,
                                                   self.writer.transport.abort))
-        self.wake()
 
     def info(self) -> dict[str, Any]:
         """What the control plane shows of the connection."""
@@ -161,7 +173,8 @@ class AmqpConnection:
             while not self._io_closed:
                 capacity = self.transport.capacity()
                 if capacity <= 0:
-                    break  # proton reads no more (its tail is closed)
+                    self._stopped_reading()
+                    break
                 data = await reader.read(min(capacity, READ_CHUNK))
                 if not data:
                     self._set_end("connection lost", None, "client")
@@ -175,6 +188,15 @@ class AmqpConnection:
             self._set_end("connection lost", None, "client")
         finally:
             self._finish()
+
+    def _stopped_reading(self) -> None:
+        """Proton reads no more: after the client's close, after an error it reported (and
+        answered with a close), or, silently, after a frame it does not know (an unknown
+        performative): that last one is answered here, as the framing error it is."""
+        if (self.transport.condition is None and not self._closing
+                and not self.connection.state & Endpoint.REMOTE_CLOSED):
+            self.close(FRAMING_ERROR, "a frame that is not an AMQP 1.0 performative")
+            self._service()
 
     def _push(self, data: bytes) -> None:
         try:
@@ -337,6 +359,10 @@ class AmqpConnection:
     def _on_begin(self, event: Event) -> None:
         session = event.session
         assert session is not None
+        if not self._opened:  # proton lets a begin before the open through
+            self.close(FRAMING_ERROR, "a begin before the open (the open is the first frame, "
+                                      "AMQP 1.0 2.4.1)")
+            return
         if session.state & Endpoint.LOCAL_UNINIT:
             session.open()
 

@@ -45,7 +45,7 @@ CONNECTION_FORCED = "amqp:connection:forced"
 
 
 class JournalHook(Protocol):
-    def __call__(self, protocol: str, event: str, /, **fields: Any) -> object: ...
+    def __call__(self, protocol: str, event: str, **fields: Any) -> object: ...
 
 
 @dataclass(frozen=True)
