@@ -89,7 +89,11 @@ class RemoteMember:
         self.host: str = description["host"]
         self.port: int = description["port"]
         # Its first URL (the device's own address) does not change while the farm runs.
-        self._url: str | None = next(iter(description["urls"].values()), None)
+        # The web URL first: the control plane's JSON lists urls by label in sorted order, and
+        # "amqps" sorts before "http".
+        urls = list(description["urls"].values())
+        self._url: str | None = next((u for u in urls if u.startswith(("http://", "https://"))),
+                                     urls[0] if urls else None)
 
     @property
     def farm(self) -> ShardedFarm:

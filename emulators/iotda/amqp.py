@@ -16,8 +16,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.amqp import AmqpApplication, AmqpOptions, AmqpServer, Denied, Peer, Queue, Refusal
-from ..core.amqp.server import farm_tls
+from ..core.amqp.hooks import AmqpApplication, Denied, Peer, Refusal
+from ..core.amqp.options import AmqpOptions
+from ..core.amqp.queue import Queue
+from ..core.amqp.server import AmqpServer, farm_tls
 
 if TYPE_CHECKING:
     from .emulator import IotdaService

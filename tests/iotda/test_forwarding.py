@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +41,7 @@ from huaweicloudsdkiotda.v5 import (
     UpdateRuleReq,
 )
 
-from emulators.testing import RemoteMember, ShardedFarm
+from emulators.testing import RemoteMember, ShardedFarm, single_member_scenario
 from tests.ways import WAYS, both_ways
 
 from .clients import DEVICE, MQTT_OPTIONS, PROJECT, SdkDevice, wait_for
@@ -187,13 +188,22 @@ def test_a_new_access_code_replaces_the_old_one(client: Any) -> None:
 
 
 def test_rules_and_queues_survive_a_restart_and_a_reset_clears_them(
-        iotda: RemoteMember, client: Any) -> None:
+        farm_factory: Callable[..., Any], make_client: Any, tmp_path: Path) -> None:
+    scenario = single_member_scenario("iotda", "iotda-kept", **OPTIONS)
+    first = farm_factory(scenario, tmp_path, control=False)
+    client = make_client(endpoint=first["iotda-kept"].url)
     rule = make_rule(client, "device.status", "update")
     client.add_queue(AddQueueRequest(body=QueueInfo(queue_name="kept-queue")))
-    iotda.restart()
+    code = client.create_access_code(CreateAccessCodeRequest(body=CreateAccessCodeRequestBody()))
+    first.stop()
+    second = farm_factory(scenario, tmp_path, control=False)
+    client = make_client(endpoint=second["iotda-kept"].url)
     assert client.show_routing_rule(ShowRoutingRuleRequest(rule_id=rule.rule_id)).active
     assert client.batch_show_queue(BatchShowQueueRequest()).page.count == 1
-    iotda.reset()
+    kept = second["iotda-kept"].state()["routing"]["access_codes"]
+    assert [(c["access_key"], c["access_code"]) for c in kept] == [
+        (code.access_key, code.access_code)]
+    second["iotda-kept"].reset()
     assert client.list_routing_rules(ListRoutingRulesRequest()).count == 0
 
 
