@@ -172,7 +172,7 @@ def test_validate_reports_all_six_problems_of_a_file_with_their_lines() -> None:
         f"{where}:11: emulators[1].speed: unknown key",
         f"{where}:15: emulators[2].mqtts_port: 'iot' mqtts_port and 'iot' mqtt_port both "
         "listen on 127.0.0.1:1883",
-        f"{where}:25: emulators[4].port: 'other' and 'fleet-2' mqtt_port both listen on "
+        f"{where}:26: emulators[4].port: 'other' and 'fleet-2' mqtt_port both listen on "
         "127.0.0.1:2884"], out.stdout
 
 
@@ -181,7 +181,9 @@ def test_validate_reports_all_six_problems_of_a_file_with_their_lines() -> None:
                  ["emulators[1].mqtt_port: 'b' mqtt_port and 'a' mqtt_port both listen on "
                   "127.0.0.1:1883",
                   "emulators[1].mqtts_port: 'b' mqtts_port and 'a' mqtts_port both listen on "
-                  "127.0.0.1:8883"], id="two-members-options"),
+                  "127.0.0.1:8883",
+                  "emulators[1].amqps_port: 'b' amqps_port and 'a' amqps_port both listen on "
+                  "127.0.0.1:5671"], id="two-members-options"),
     pytest.param([{"name": "a", "kind": "acti-camera", "port": 9000},
                   {"name": "b", "kind": "acti-camera", "host": "0.0.0.0", "port": 9000}],
                  ["emulators[1].port: 'b' and 'a' both listen on 0.0.0.0:9000"],
@@ -198,9 +200,10 @@ def test_listeners_on_one_address_are_reported(entries: list[dict[str, object]],
 
 
 @pytest.mark.parametrize("entries", [
-    pytest.param([{"name": "a", "kind": "iotda", "port": 0, "mqtt_port": 0, "mqtts_port": 0},
+    pytest.param([{"name": "a", "kind": "iotda", "port": 0, "mqtt_port": 0, "mqtts_port": 0,
+                   "amqps_port": 0},
                   {"name": "b", "kind": "iotda", "port": 0, "mqtt_port": 0,
-                   "mqtts_port": 0}], id="port-0-never-clashes"),
+                   "mqtts_port": 0, "amqps_port": 0}], id="port-0-never-clashes"),
     pytest.param([{"name": "a", "kind": "iotda", "host": "127.0.3.1"},
                   {"name": "b", "kind": "iotda", "host": "127.0.3.2"}], id="other-addresses"),
     pytest.param([{"name": "f", "kind": "iotda", "count": 3, "fleet": "ports", "port": 9000}],

@@ -79,6 +79,7 @@ class IotdaService(HttpEmulator):
                                actions_per_rule=forwarding.actions_per_rule)
         self.forwarding = Forwarding(self)
         self.amqp = IotdaAmqp(self)
+        self.devices.mail.status_changed = self.forwarding.message_status
         # The certificates issued for scenario devices (models/issued.py): made once, kept in
         # the state, reused by every reset.
         self.issued: dict[str, Any] = {}

@@ -87,8 +87,8 @@ class _Host:
     backlog: collections.deque[_Push] = field(default_factory=collections.deque)
     backlog_bytes: int = 0
     queue: collections.deque[_Push] = field(default_factory=collections.deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    workers: set[asyncio.Task[None]] = field(default_factory=set)
+    prober: asyncio.Task[Any] | None = None  # the one worker probing a blocklisted host
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,21 @@ class Forwarding:
                      "last_online_time": device.active_time or now_text(now),
                      "status_update_time": event_time_ms(now)}}, app_id=device.app_id)
 
+    def message_status(self, device: Device, record: dict[str, Any]) -> None:
+        """``device.message.status:update``: a CreateMessage message's final status."""
+        body: dict[str, Any] = {"message_id": record["message_id"], "name": record.get("name"),
+                                "topic": record.get("mqtt_topic"), "status": record["status"],
+                                "timestamp": record.get("finished_time")}
+        if record.get("error_info"):
+            body["error_info"] = record["error_info"]
+        self.emit(device.project_id, "device.message.status", "update",
+                  {"header": header_of(device), "body": body}, app_id=device.app_id)
+
+    def product_created(self, project_id: str, detail: dict[str, Any]) -> None:
+        """``product:create``: the product as ShowProduct gives it (no header)."""
+        self.emit(project_id, "product", "create", {"body": detail},
+                  app_id=detail.get("app_id"))
+
     def device_changed(self, device: Device, event: str, detail: dict[str, Any]) -> None:
         """``device:create`` / ``device:update`` (the device as QueryDeviceBase, no header)
         and ``device:delete`` (only the header)."""
@@ -217,6 +232,7 @@ class Forwarding:
         options = self.member.options.forwarding
         if host.blocked_since is not None:
             self._backlog(host, item)
+            self._wake(host_key, host)  # a prober, if the one there was failed
             return
         if len(host.queue) >= options.http_queue_limit:
             self._record("dropped", item.correlation_id, path=url, detail={
@@ -239,9 +255,14 @@ class Forwarding:
         then()
 
     def _wake(self, key: str, host: _Host) -> None:
-        host.wake.set()
-        if host.task is None or host.task.done():
-            host.task = self._spawn(self._worker(key, host), f"pushes to {key}")
+        if host.blocked_since is not None:
+            want = 0 if host.prober is not None else 1
+        else:
+            want = min(self.member.options.forwarding.http_concurrency, len(host.queue))
+        while len(host.workers) < want:
+            task = self._spawn(self._worker(key, host), f"pushes to {key}")
+            host.workers.add(task)
+            task.add_done_callback(host.workers.discard)
 
     def _backlog(self, host: _Host, item: _Push) -> None:
         """Keep a push for a blocklisted host, within the backlog policy (oldest dropped)."""
@@ -259,12 +280,17 @@ class Forwarding:
                              "reason": "the backlog policy's size or age was exceeded"})
 
     async def _worker(self, key: str, host: _Host) -> None:
-        """Sends the host's pushes in order; after ``blocklist_after`` consecutive failures
-        the host is blocklisted: pushes wait in its backlog, one is tried every
-        ``blocklist_retry`` seconds of the farm clock, and a success sends the backlog first."""
+        """Sends the host's pushes (``http_concurrency`` workers a host, each taking the next
+        in order); after ``blocklist_after`` consecutive failures the host is blocklisted:
+        pushes wait in its backlog, one worker tries one every ``blocklist_retry`` seconds of
+        the farm clock, and a success sends the backlog, in order, before anything new."""
         options = self.member.options.forwarding
+        me = asyncio.current_task()
         while True:
             if host.blocked_since is not None:
+                if host.prober is not None and host.prober is not me:
+                    return  # one worker probes a blocklisted host
+                host.prober = me
                 await self.member.clock.sleep(options.blocklist_retry)
                 if not host.backlog:
                     continue
@@ -279,15 +305,11 @@ class Forwarding:
                         item = host.backlog.popleft()
                         host.backlog_bytes -= len(item.body)
                         await self._attempt(key, host, item)
+                    host.prober = None
+                    self._wake(key, host)  # what waited meanwhile, at full concurrency
                 continue
             if not host.queue:
-                host.wake.clear()
-                try:
-                    await asyncio.wait_for(host.wake.wait(), 60)
-                except TimeoutError:
-                    if not host.queue:
-                        return  # idle: the next push starts a new worker
-                continue
+                return  # the next push starts a worker again
             await self._attempt(key, host, host.queue.popleft())
 
     async def _attempt(self, key: str, host: _Host, item: _Push) -> None:
@@ -299,7 +321,7 @@ class Forwarding:
             host.failures = 0
             return
         host.failures += 1
-        if host.failures >= options.blocklist_after:
+        if host.failures >= options.blocklist_after and host.blocked_since is None:
             host.blocked_since = self.member.clock.time()
             self._record("blocklisted", item.correlation_id, path=key, detail={
                 "failures": host.failures,
@@ -370,7 +392,8 @@ class Forwarding:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=4),
+                connector=aiohttp.TCPConnector(
+                limit_per_host=self.member.options.forwarding.http_concurrency),
                 headers={"User-Agent": "IoTDA-forwarding"}, skip_auto_headers=("User-Agent",))
         return self._session
 

@@ -120,6 +120,9 @@ class ForwardingOptions(KindOptions):
     # Chosen: pushes that may wait for one host that is slow but not blocklisted; beyond,
     # one is dropped and journalled (the flow control of a real instance drops too).
     http_queue_limit: int = Field(default=10_000, ge=1)
+    # Chosen: pushes in flight to one host at once (the guide's default flow control is 800
+    # pushes a second; one at a time would not reach it against a target 2 ms away).
+    http_concurrency: int = Field(default=8, ge=1, le=256)
     # A PEM file of CAs an https:// push target may chain to, besides the system's store
     # (relative to the scenario file). An action's cert_id names a device CA too.
     ca_file: str | None = None

@@ -135,7 +135,9 @@ async def create_product(request: web.Request) -> web.Response:
     body = await read_json(request)
     product = service.devices.add_product(project(request), body, service.clock.time())
     await service.save()
-    return reply(product.detail(), 201)
+    detail = product.detail()
+    service.forwarding.product_created(project(request), detail)
+    return reply(detail, 201)
 
 
 async def show_product(request: web.Request) -> web.Response:

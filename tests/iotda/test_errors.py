@@ -42,7 +42,7 @@ def test_bad_body_or_media_type_is_000008(iotda: MemberHandle, args: list[str],
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    pytest.param("GET", f"/v5/iot/{PROJECT}/routing-rule/rules", id="unemulated-resource"),
+    pytest.param("GET", f"/v5/iot/{PROJECT}/batchtasks", id="unemulated-resource"),
     pytest.param("GET", "/v3/iot/certificates", id="other-version"),
     pytest.param("GET", "/", id="root"),
     pytest.param("PATCH", CERTS, id="wrong-method"),

@@ -17,23 +17,28 @@ from huaweicloudsdkiotda.v5 import (
     AddActionReq,
     AddDevice,
     AddDeviceRequest,
+    AddProduct,
     AddQueueRequest,
     AddRuleReq,
     BatchShowQueueRequest,
     ChannelDetail,
     CreateAccessCodeRequest,
     CreateAccessCodeRequestBody,
+    CreateMessageRequest,
+    CreateProductRequest,
     CreateRoutingRuleRequest,
     CreateRuleActionRequest,
     DeleteDeviceRequest,
     DeleteQueueRequest,
     DeleteRoutingRuleRequest,
     DeleteRuleActionRequest,
+    DeviceMessageRequest,
     HttpForwarding,
     ListRoutingRulesRequest,
     ListRuleActionsRequest,
     QueueInfo,
     RoutingRuleSubject,
+    ServiceCapability,
     ShowQueueRequest,
     ShowRoutingRuleRequest,
     ShowRuleActionRequest,
@@ -41,10 +46,11 @@ from huaweicloudsdkiotda.v5 import (
     UpdateRuleReq,
 )
 
+from emulators import pki
 from emulators.testing import RemoteMember, ShardedFarm, single_member_scenario
 from tests.ways import WAYS, both_ways
 
-from .clients import DEVICE, MQTT_OPTIONS, PROJECT, SdkDevice, wait_for
+from .clients import CA, DEVICE, MQTT_OPTIONS, PROJECT, SdkDevice, upload_ca, wait_for
 from .push_target import PushTarget
 
 OPTIONS = {**MQTT_OPTIONS, "forwarding": {"blocklist_after": 2, "blocklist_retry": 60}}
@@ -359,3 +365,53 @@ def test_another_projects_rule_sees_nothing(make_client: Any,
     assert target.next().path == "/mine"
     assert target.nothing()
     assert PROJECT != OTHER_PROJECT
+
+
+def test_an_https_target_is_trusted_through_the_actions_cert_id(
+        iotda: RemoteMember, client: Any, devices: Callable[..., SdkDevice]) -> None:
+    """The console's flow: upload the application server's CA (Device CA certificates), name
+    its id in the action; without it the push fails the certificate check."""
+    ca = CA("Backend Root CA")
+    key = pki.ec_key()
+    cert = pki.issue(key.public_key(), pki.name(CN="127.0.0.1"), ca.cert, ca.key,
+                     server=True, ip_addresses=["127.0.0.1"])
+    secure = PushTarget(pki.server_context(pki.cert_pem(cert), pki.key_pem(key)))
+    try:
+        rule = make_rule(client, "device.property", "report")
+        plain = http_action(client, rule.rule_id, secure.url + "/untrusted")
+        device = devices()
+        assert device.connect() == 0
+        device.report([{"service_id": "Ptz", "properties": {"pan": 1}}])
+        failed = wait_for(lambda: iotda.farm.journal(member="iotda", event="push_failed"))
+        assert "certificate" in failed[0]["detail"]["error"].lower()
+        client.delete_rule_action(DeleteRuleActionRequest(action_id=plain.action_id))
+        http_action(client, rule.rule_id, secure.url + "/trusted", cert_id=upload_ca(client, ca))
+        device.report([{"service_id": "Ptz", "properties": {"pan": 2}}])
+        got = secure.next()
+        assert got.path == "/trusted"
+        assert got.doc["notify_data"]["body"]["services"][0]["properties"] == {"pan": 2}
+    finally:
+        secure.close()
+
+
+def test_message_status_and_product_creation_are_pushed(
+        client: Any, devices: Callable[..., SdkDevice], target: PushTarget) -> None:
+    for resource, event in (("device.message.status", "update"), ("product", "create")):
+        http_action(client, make_rule(client, resource, event).rule_id, target.url)
+    device = devices()
+    assert device.connect() == 0
+    made = client.create_message(CreateMessageRequest(
+        device_id=DEVICE, body=DeviceMessageRequest(message="hello", name="greeting")))
+    status = target.next().doc
+    assert (status["resource"], status["event"]) == ("device.message.status", "update")
+    body = status["notify_data"]["body"]
+    assert (body["message_id"], body["name"], body["status"]) == (
+        made.message_id, "greeting", "DELIVERED")
+    assert body["topic"] == f"$oc/devices/{DEVICE}/sys/messages/down"
+    assert EVENT_TIME.fullmatch(body["timestamp"])
+    client.create_product(CreateProductRequest(body=AddProduct(
+        product_id="meter", name="Meter", device_type="Meter", protocol_type="MQTT",
+        data_format="json", service_capabilities=[ServiceCapability(service_id="m")])))
+    product = target.next().doc
+    assert (product["resource"], product["event"]) == ("product", "create")
+    assert product["notify_data"]["body"]["product_id"] == "meter"

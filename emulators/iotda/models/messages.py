@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import DeviceOffline, InvalidInput
@@ -42,6 +43,8 @@ class Messages:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        # Told of each message's final status (data forwarding's device.message.status).
+        self.status_changed: Callable[[Device, dict[str, Any]], None] | None = None
 
     def keep_received(self, device: Device, record: dict[str, Any]) -> None:
         device.received.append(record)
@@ -110,6 +113,8 @@ class Messages:
         record["finished_time"] = now_text(now)
         if error is not None:
             record["error_info"] = {"error_code": error[0], "error_msg": error[1]}
+        if self.status_changed is not None:
+            self.status_changed(device, record)
 
     def due_messages(self, device: Device, now: float) -> list[dict[str, Any]]:
         """The PENDING messages to deliver now that the device is online; those whose ttl ran
