@@ -42,7 +42,9 @@ from huaweicloudsdkiotda.v5 import (
     ShowQueueRequest,
     ShowRoutingRuleRequest,
     ShowRuleActionRequest,
+    UpdateActionReq,
     UpdateRoutingRuleRequest,
+    UpdateRuleActionRequest,
     UpdateRuleReq,
 )
 
@@ -120,6 +122,10 @@ def test_a_rule_starts_inactive_and_its_actions_are_listed(client: Any,
     assert action.channel_detail.http_forwarding.url == target.url + "/push"
     assert client.show_rule_action(ShowRuleActionRequest(
         action_id=action.action_id)).action_id == action.action_id
+    moved = client.update_rule_action(UpdateRuleActionRequest(
+        action_id=action.action_id, body=UpdateActionReq(channel_detail=ChannelDetail(
+            http_forwarding=HttpForwarding(url=target.url + "/moved")))))
+    assert moved.channel_detail.http_forwarding.url == target.url + "/moved"
     listed = client.list_rule_actions(ListRuleActionsRequest(rule_id=rule.rule_id))
     assert [a.action_id for a in listed.actions] == [action.action_id] and listed.count == 1
     rules = client.list_routing_rules(ListRoutingRulesRequest(active=False))

@@ -137,3 +137,28 @@ def test_a_queue_that_does_not_exist_is_not_found(iotda: RemoteMember, client: A
         assert "amqp:not-found" in str(caught.value)
     finally:
         connection.close()
+
+
+def test_a_message_unsettled_when_the_connection_drops_comes_again(
+        iotda: RemoteMember, client: Any, devices: Callable[..., SdkDevice]) -> None:
+    """"If the application does not respond in time ... and the connection is interrupted,
+    the data will be pushed again in the next connection" (AMQP forwarding's push mechanism)."""
+    code = access_code(client)
+    forward_to_queue(client)
+    device = devices()
+    assert device.connect() == 0
+    device.report([{"service_id": "Ptz", "properties": {"pan": 7}}])
+    first = consumer(iotda, code)
+    try:
+        seen = first.create_receiver(QUEUE).receive(timeout=10)  # taken, never accepted
+    finally:
+        first.close()
+    second = consumer(iotda, code)
+    try:
+        receiver = second.create_receiver(QUEUE)
+        again = receiver.receive(timeout=10)
+        receiver.accept()
+    finally:
+        second.close()
+    assert json.loads(again.body) == json.loads(seen.body)
+    assert again.delivery_count >= 1  # the header says it may be a duplicate
