@@ -303,3 +303,18 @@ def test_the_journal_and_hooks_failing_do_not_end_the_server(amqp_server: Start)
         (protocol, event, fields))
     still_serves(served)
 
+
+
+def test_a_client_that_stops_reading_is_given_no_more_and_aborted(amqp_server: Start) -> None:
+    served = amqp_server(write_high_water=64 * 1024, write_timeout=0.5)
+    served.call(lambda: served.app.queue("big"))
+    served.put("big", *[b"x" * 256 * 1024] * 40)  # 10 MB: more than the sockets' buffers hold
+    with RawClient(served.port, tls=True, receive_buffer=4096) as client:
+        assert client.sasl_plain() == 0
+        client.open()
+        client.consume("big", credit=1000)
+        close = served.wait_event("close")  # and never a read
+    assert close["detail"]["reason"].startswith("write timeout: ")
+    assert 0 < len(served.events("deliver")) < 40  # held back once the buffer was full
+    assert served.queue_state("big") == (40, 0)  # all back, the sent ones counted
+    still_serves(served)
