@@ -7,9 +7,14 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY emulators ./emulators
 COPY scenarios ./scenarios
-# A numeric non-root user: Kubernetes' runAsNonRoot can check a number, not a name
-# (deploy/kubernetes runs as 10001 too).
-RUN pip install --no-cache-dir . \
+# python-qpid-proton builds its C engine from source where PyPI has no wheel for the
+# platform: a compiler and OpenSSL's headers for that step only. A numeric non-root user:
+# Kubernetes' runAsNonRoot can check a number, not a name (deploy/kubernetes runs as 10001 too).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
+ && pip install --no-cache-dir . \
+ && apt-get purge -y gcc libc6-dev libssl-dev && apt-get autoremove -y \
+ && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 farm \
  && useradd --system --uid 10001 --gid 10001 --home /state farm \
  && mkdir -p /state && chown 10001:10001 /state

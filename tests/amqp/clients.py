@@ -215,8 +215,13 @@ def condition_of(performative: Frame) -> tuple[str, str] | None:
 class RawClient:
     """A socket (TLS optional) that sends bytes as given and reads what comes back."""
 
-    def __init__(self, port: int, *, tls: bool = False) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    def __init__(self, port: int, *, tls: bool = False, receive_buffer: int | None = None
+                 ) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # before connect: the window offered is small
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
         if tls:
             context = ssl.create_default_context()
             context.check_hostname = False
@@ -296,6 +301,18 @@ class RawClient:
         opened = self.frames(1)[0]
         assert opened.code == OPEN
         return opened
+
+    def consume(self, address: str, credit: int) -> None:
+        """After ``open``: a session and a receiver link on ``address`` with ``credit``."""
+        from proton import Described, uint, ulong
+
+        window = uint(2 ** 31)
+        self.send(frame(BEGIN, [None, uint(0), window, window]))
+        self.send(frame(ATTACH, ["raw-receiver", uint(0), True, None, None,
+                                 Described(ulong(0x28), [address]),
+                                 Described(ulong(0x29), [])]))
+        self.send(frame(FLOW, [uint(0), window, uint(0), window, uint(0), uint(0),
+                               uint(credit)]))
 
     def close_frame(self) -> Frame:
         """Frames until the server's close (empty frames and others skipped)."""

@@ -311,3 +311,17 @@ def test_a_dropped_connections_unsettled_messages_go_to_the_next_consumer(
     assert got == [("m1", 1), ("m2", 1), ("m3", 0)]
     assert [e["detail"]["outcome"] for e in served.events("settle")][:2] == ["lost", "lost"]
     assert served.events("close")[0]["detail"]["reason"] == "connection lost"
+
+
+def test_stopping_the_server_closes_its_connections_with_forced(amqp_server: Start) -> None:
+    served = amqp_server()
+    served.put("q1", "unsettled")
+    with connected(served) as connection:
+        receiver = connection.create_receiver("q1")
+        assert receiver.receive(timeout=5).body == "unsettled"
+        served.loop.run(served.server.stop())
+        with pytest.raises(ConnectionClosed) as caught:
+            connection.wait(lambda: False, timeout=5)
+        assert caught.value.condition == "amqp:connection:forced"
+    assert served.queue_state("q1") == (1, 0)  # back in its queue
+    assert served.events("close")[0]["detail"]["reason"] == "the server is stopping"

@@ -201,6 +201,9 @@ AFTER = [
     After("oversized-frame", lambda: sasl.AMQP_HEADER + frame(OPEN, ["raw"])
           + struct.pack(">IBBH", 70_000, 2, 0, 0) + b"\x00" * 69_992,
           "amqp:connection:framing-error", ""),
+    After("begin-above-channel-max", lambda: sasl.AMQP_HEADER + frame(OPEN, ["raw"])
+          + begin(channel=40), "amqp:connection:framing-error",
+          "remote channel 40 is above negotiated channel_max 31"),
     After("flow-on-a-channel-never-begun", lambda: sasl.AMQP_HEADER + frame(OPEN, ["raw"])
           + frame(FLOW, [None, uint(100), uint(0), uint(100)], channel=3),
           "amqp:", ""),
@@ -303,3 +306,35 @@ def test_the_journal_and_hooks_failing_do_not_end_the_server(amqp_server: Start)
         (protocol, event, fields))
     still_serves(served)
 
+
+
+def test_a_client_that_stops_reading_is_given_no_more_and_aborted(amqp_server: Start) -> None:
+    served = amqp_server(write_high_water=64 * 1024, write_timeout=0.5)
+    served.call(lambda: served.app.queue("big"))
+    served.put("big", *[b"x" * 256 * 1024] * 40)  # 10 MB: more than the sockets' buffers hold
+    with RawClient(served.port, tls=True, receive_buffer=4096) as client:
+        assert client.sasl_plain() == 0
+        client.open()
+        client.consume("big", credit=1000)
+        close = served.wait_event("close")  # and never a read
+    assert close["detail"]["reason"].startswith("write timeout: ")
+    assert 0 < len(served.events("deliver")) < 40  # held back once the buffer was full
+    assert served.queue_state("big") == (40, 0)  # all back, the sent ones counted
+    still_serves(served)
+
+
+def test_an_application_that_fails_to_authenticate_answers_sys(amqp_server: Start,
+                                                                caplog: pytest.LogCaptureFixture
+                                                                ) -> None:
+    served = amqp_server()
+
+    async def broken(username: str, password: str, peer: object) -> None:
+        raise RuntimeError("the user store is down")
+
+    served.app.authenticate = broken  # type: ignore[method-assign,assignment]
+    with RawClient(served.port, tls=True) as client:
+        assert client.sasl_plain() == int(sasl.Code.SYS)
+        assert client.read_to_close() == b""
+    assert served.wait_event("sasl")["detail"]["reason"] == (
+        "authenticate failed (an error of the server's)")
+    assert "the AMQP application's authenticate failed" in caplog.text

@@ -35,8 +35,9 @@ class AmqpOptions:
     # for this long with amqp:resource-limit-exceeded, and sends empty frames to a client that
     # announced one). 0: none. 60 s: qpid-jms's default heartbeat window.
     idle_timeout: float = 60.0
-    # Sessions per connection (channel-max + 1) and links per connection: a consumer needs
-    # one of each; a client asking for more is closed with amqp:resource-limit-exceeded.
+    # Sessions per connection (channel-max + 1: a begin on a higher channel is proton's
+    # amqp:connection:framing-error) and receiver links per connection (one more is refused
+    # with amqp:resource-limit-exceeded). A consumer needs one of each.
     max_sessions: int = 32
     max_links: int = 64
     # How long a write may wait for the client to take what was sent before: past it the
