@@ -87,6 +87,7 @@ def test_reports_wait_in_the_queue_and_arrive_in_order_when_a_receiver_attaches(
     connection = consumer(iotda, code)
     try:
         receiver = connection.create_receiver(QUEUE)
+        assert receiver.link.remote_source.address == QUEUE  # the attach names the queue
         docs = []
         for _ in range(3):
             message = receiver.receive(timeout=10)
