@@ -255,6 +255,8 @@ class AmqpConnection:
             collector.pop()
 
     def _schedule_tick(self, deadline: float) -> None:
+        """Run proton's timers (idle time-out, heartbeats) at ``deadline``: one timer, moved
+        only when the deadline moves."""
         if not deadline:
             if self._tick is not None:
                 self._tick.cancel()
@@ -265,7 +267,13 @@ class AmqpConnection:
         if self._tick is not None:
             self._tick.cancel()
         self._tick_at = deadline
-        self._tick = self._loop.call_at(deadline, self._service)
+        # A millisecond late: asyncio may run a timer up to its clock's resolution early,
+        # and proton, counting in milliseconds, would find nothing due yet.
+        self._tick = self._loop.call_at(deadline + 0.001, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None  # fired: the next deadline, even the same one, gets a new timer
+        self._service()
 
     def _flush(self) -> None:
         transport, out = self.transport, self.writer.transport
