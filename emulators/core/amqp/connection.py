@@ -14,8 +14,10 @@ What a client gets for what:
   ``amqp:not-found``; a sender link: an attach with a null target, then a detach with the
   application's refusal (``amqp:not-allowed`` by default); a link over ``max_links``:
   ``amqp:resource-limit-exceeded``;
-- no receiver link attached within ``attach_deadline`` of the accept, or no open within
-  ``handshake_timeout``: a close with ``amqp:resource-limit-exceeded`` saying which;
+- no receiver link attached within ``attach_deadline`` of the accept: a close with
+  ``amqp:resource-limit-exceeded`` saying so; no open within ``handshake_timeout``, or a
+  begin before the open: this server's open, then the socket closed (proton sends no close
+  before the client's open), the condition journalled;
 - a frame that breaks AMQP (garbage, out of order, larger than max-frame-size): proton's
   close with ``amqp:connection:framing-error`` (or the condition proton gives);
 - nothing received for ``idle_timeout``: proton's close with
