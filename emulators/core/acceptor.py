@@ -4,8 +4,7 @@ said a word (handshakes in flight, their deadline, a 16 KiB TLS read buffer), an
 connection to a ``serve`` coroutine as an asyncio stream. A failure of one connection is
 logged and costs that connection only; ``stop`` ends them all.
 
-The MQTT broker (``core/mqtt/broker.py``) grew the same accept path before this module existed
-and keeps its own copy; the two are meant to become one.
+The MQTT broker (``core/mqtt/broker.py``) has the same accept path of its own.
 """
 
 from __future__ import annotations

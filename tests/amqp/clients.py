@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -157,19 +156,13 @@ def round_trip(connection: BlockingConnection) -> None:
 
 # -- raw frames --------------------------------------------------------------------------------
 
-FRAME = struct.Struct(">IBBH")
+FRAME = sasl.FRAME_HEADER
 OPEN, BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END, CLOSE = range(0x10, 0x19)
 
 
-def frame(performative: int, fields: list[Any], *, channel: int = 0, kind: int = 0,
-          payload: bytes = b"") -> bytes:
-    """An AMQP frame (``kind`` 0) or a SASL one (1), its performative encoded by proton."""
-    from proton import Data, Described, ulong
-
-    data = Data()
-    data.put_object(Described(ulong(performative), fields))
-    body = bytes(data.encode()) + payload
-    return FRAME.pack(8 + len(body), 2, kind, channel) + body
+def frame(performative: int, fields: list[Any], *, channel: int = 0) -> bytes:
+    """An AMQP frame (the one frame encoder is the SASL layer's)."""
+    return sasl.frame(performative, fields, frame_type=sasl.AMQP_FRAME, channel=channel)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from proton import Delivery, Event, Message
+from proton import Delivery, Endpoint, Event, Message
 from proton.handlers import MessagingHandler
 from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection, BlockingReceiver, ConnectionClosed, LinkDetached
@@ -91,6 +91,22 @@ def test_an_unknown_queue_is_not_found(amqp_server: Start) -> None:
     refusal = served.events("attach")[0]
     assert refusal["path"] == "no-such-queue"
     assert refusal["detail"]["condition"] == "amqp:not-found"
+
+
+def test_an_application_that_fails_on_an_attach_refuses_that_link_only(
+        amqp_server: Start, caplog: pytest.LogCaptureFixture) -> None:
+    served = amqp_server()
+
+    def broken(address: str, principal: object) -> None:
+        raise RuntimeError("queue store down")
+
+    served.app.open_queue = broken  # type: ignore[method-assign,assignment]
+    with connected(served) as connection:
+        with pytest.raises(LinkDetached) as caught:
+            connection.create_receiver("q1")
+        assert caught.value.condition == "amqp:internal-error"
+        assert connection.conn.state & Endpoint.REMOTE_ACTIVE  # the connection goes on
+    assert "open_queue failed" in caplog.text
 
 
 def test_a_sender_link_is_not_allowed(amqp_server: Start) -> None:
@@ -234,6 +250,9 @@ def test_two_consumers_of_one_queue_take_turns(amqp_server: Start) -> None:
         first = connection.create_receiver("q1", credit=10, name="first")
         second = connection.create_receiver("q1", credit=10, name="second")
         round_trip(connection)
+        links = served.call(served.server.info)[0]["links"]
+        assert [link["address"] for link in links] == ["q1", "q1"]
+        assert all(link["credit"] >= 10 for link in links)  # proton's fetcher adds its window
         served.put("q1", "m1", "m2", "m3", "m4")
         got = {}
         for receiver in (first, second):

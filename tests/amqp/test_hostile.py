@@ -74,9 +74,9 @@ BEFORE = [
            SASL_PREFIX, "SASL: sasl-outcome where sasl-init was expected"),
     Before("not-a-described-list", sasl.SASL_HEADER + struct.pack(">IBBH", 10, 2, 1, 0)
            + b"\xa1\x00", SASL_PREFIX, "SASL: a SASL frame that is not a described list"),
-    Before("unknown-performative", sasl.SASL_HEADER + frame(0x99, [], kind=1), SASL_PREFIX,
+    Before("unknown-performative", sasl.SASL_HEADER + sasl.frame(0x99, []), SASL_PREFIX,
            "SASL: SASL performative"),
-    Before("init-without-mechanism", sasl.SASL_HEADER + frame(0x41, [None], kind=1),
+    Before("init-without-mechanism", sasl.SASL_HEADER + sasl.frame(sasl.SASL_INIT, [None]),
            SASL_PREFIX, "SASL: sasl-init without a mechanism"),
 ]
 

@@ -14,8 +14,10 @@ What a client gets for what:
   ``amqp:not-found``; a sender link: an attach with a null target, then a detach with the
   application's refusal (``amqp:not-allowed`` by default); a link over ``max_links``:
   ``amqp:resource-limit-exceeded``;
-- no receiver link attached within ``attach_deadline`` of the accept, or no open within
-  ``handshake_timeout``: a close with ``amqp:resource-limit-exceeded`` saying which;
+- no receiver link attached within ``attach_deadline`` of the accept: a close with
+  ``amqp:resource-limit-exceeded`` saying so; no open within ``handshake_timeout``, or a
+  begin before the open: this server's open, then the socket closed (proton sends no close
+  before the client's open), the condition journalled;
 - a frame that breaks AMQP (garbage, out of order, larger than max-frame-size): proton's
   close with ``amqp:connection:framing-error`` (or the condition proton gives);
 - nothing received for ``idle_timeout``: proton's close with
@@ -255,6 +257,8 @@ class AmqpConnection:
             collector.pop()
 
     def _schedule_tick(self, deadline: float) -> None:
+        """Run proton's timers (idle time-out, heartbeats) at ``deadline``: one timer, moved
+        only when the deadline moves."""
         if not deadline:
             if self._tick is not None:
                 self._tick.cancel()
@@ -265,7 +269,13 @@ class AmqpConnection:
         if self._tick is not None:
             self._tick.cancel()
         self._tick_at = deadline
-        self._tick = self._loop.call_at(deadline, self._service)
+        # A millisecond late: asyncio may run a timer up to its clock's resolution early,
+        # and proton, counting in milliseconds, would find nothing due yet.
+        self._tick = self._loop.call_at(deadline + 0.001, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None  # fired: the next deadline, even the same one, gets a new timer
+        self._service()
 
     def _flush(self) -> None:
         transport, out = self.transport, self.writer.transport

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 class AmqpOptions:
     # From the accept to the client's open: the TLS handshake, the SASL dialogue, the AMQP
     # header and the open frame. A client that stalls in TLS or SASL is disconnected (SASL
-    # has no frame to say why); one that stalls after SASL gets a close with
-    # amqp:resource-limit-exceeded. 15 s: what the farm's other listeners allow a handshake.
+    # has no frame to say why); one that stalls after SASL gets this server's open, then the
+    # socket is closed. 15 s: what the farm's other listeners allow a handshake.
     handshake_timeout: float = 15.0
     # TLS handshakes in flight at once (later connections wait, unread, for a slot).
     max_handshakes: int = 128

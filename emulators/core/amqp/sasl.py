@@ -30,6 +30,7 @@ from proton import UNDESCRIBED, Array, Data, DataException, Described, symbol, u
 SASL_HEADER = b"AMQP\x03\x01\x00\x00"
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 FRAME_HEADER = struct.Struct(">IBBH")  # size, data offset (words), type, type-specific
+AMQP_FRAME = 0x00
 SASL_FRAME = 0x01
 
 SASL_MECHANISMS = 0x40
@@ -81,12 +82,14 @@ class Credentials:
     problem: str | None = None
 
 
-def frame(performative: int, fields: list[Any]) -> bytes:
-    """One SASL frame: the described list ``performative`` with ``fields``."""
+def frame(performative: int, fields: list[Any], *, frame_type: int = SASL_FRAME,
+          channel: int = 0) -> bytes:
+    """One frame: the described list ``performative`` with ``fields``, encoded by proton's
+    codec. A SASL frame by default; the tests' raw clients make AMQP frames with it too."""
     data = Data()
     data.put_object(Described(ulong(performative), fields))
     body = bytes(data.encode())
-    return FRAME_HEADER.pack(8 + len(body), 2, SASL_FRAME, 0) + body
+    return FRAME_HEADER.pack(8 + len(body), 2, frame_type, channel) + body
 
 
 def mechanisms_frame(offered: tuple[str, ...] = (PLAIN,)) -> bytes:
