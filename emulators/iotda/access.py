@@ -61,6 +61,8 @@ class IotdaAccess(MqttAccess):
         # Between check_connect and connected: client id -> the fingerprint to record on
         # first use (None: none to record).
         self._record_fingerprint: dict[str, str | None] = {}
+        # CreateMessage records being sent now (by id()): each is delivered once.
+        self._in_flight: set[int] = set()
 
     # -- listeners -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -295,12 +297,20 @@ class IotdaAccess(MqttAccess):
 
     async def deliver(self, session: MqttSession, device: Device,
                       record: dict[str, Any]) -> None:
-        """One CreateMessage message to the connected device: DELIVERED once it has it."""
+        """One CreateMessage message to the connected device: DELIVERED once it has it. Once:
+        a message created while the device's connection is being set up is both delivered by
+        the call and due at the connection's start."""
+        key = id(record)
+        if record["status"] != "PENDING" or key in self._in_flight:
+            return
+        self._in_flight.add(key)
         try:
             await self.send(session, record["mqtt_topic"], None,
                             raw=self.member.devices.message_payload(device, record))
         except (ConnectionError, TimeoutError):
             return  # stays PENDING: delivered on the next connection
+        finally:
+            self._in_flight.discard(key)
         self.member.devices.message_done(device, record, "DELIVERED",
                                          self.member.clock.time())
 

@@ -86,7 +86,9 @@ IOTDA_CREDENTIALS: dict[str, tuple[dict[str, str], str]] = {
 def _iotda_path(canonical: str) -> str:
     return (canonical.replace("{project_id}", IOTDA_PROJECT)
             .replace("{certificate_id}", "0" * 24)
-            .replace("{device_id}", "robust_device").replace("{product_id}", "robustproduct"))
+            .replace("{device_id}", "robust_device").replace("{product_id}", "robustproduct")
+            .replace("{rule_id}", "robust-rule").replace("{action_id}", "robust-action")
+            .replace("{queue_id}", "robust-queue"))
 
 
 def _access_rows() -> list[Any]:
@@ -143,7 +145,8 @@ def test_every_instar_command_and_iotda_route_is_in_the_table() -> None:
     """The table is built from the emulators' own registries, so a new command or route is
     covered the day it is added; this pins the counts a reader can check against the READMEs."""
     assert len(INSTAR_COMMANDS) == 12
-    assert len(IOTDA_ROUTES) == 28  # 10 certificate routes, 18 of device management
+    # 10 certificate routes, 18 of device management, 15 of data forwarding
+    assert len(IOTDA_ROUTES) == 43
 
 
 @pytest.mark.parametrize(("member", "method", "target", "headers", "cred_id"), _access_rows())

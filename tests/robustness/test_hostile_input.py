@@ -691,7 +691,7 @@ CASES = [
         IOTDA_FORBIDDEN),
     row("x-project-id-mismatch", "iotda",
         iotda_call("GET", "certificates", **{"X-Project-Id": "ffff0000"}), IOTDA_FORBIDDEN),
-    row("unknown-path", "iotda", iotda_call("GET", "routing-rule/rules"), IOTDA_NO_PATH),
+    row("unknown-path", "iotda", iotda_call("GET", "batchtasks"), IOTDA_NO_PATH),
     row("unknown-method", "iotda", iotda_call("PATCH", "certificates", b"{}"), IOTDA_NO_PATH),
     # ---- IoTDA: bodies and parameters ----------------------------------------------------------
     row("body-not-json", "iotda", iotda_call("POST", "certificates", b'{"content": '),
