@@ -579,7 +579,7 @@ async def test_tls_handshakes_over_the_bound_wait_for_a_slot(tmp_path: Path) -> 
     async with running(hooks, tls=keys.server_factory(["ca-1"]), max_handshakes=1) as listener:
         holder = socket.create_connection(("127.0.0.1", listener.port))  # never says hello
         try:
-            await eventually(lambda: listener._handshakes == 1)
+            await eventually(lambda: listener.acceptor._handshakes == 1)
             ctx = keys.device("dev-1", "ca-1")
             handshaken = threading.Event()
 
@@ -610,7 +610,7 @@ async def test_half_open_tls_connections_are_closed_at_the_handshake_timeout(
         closed = await asyncio.gather(asyncio.to_thread(half_open_closed, listener.port),
                                       asyncio.to_thread(half_open_closed, listener.port))
         assert closed == [True, True]
-        assert listener._handshakes == 0
+        assert listener.acceptor._handshakes == 0
         async with paho("dev-1", tls=keys.device("dev-1", "ca-1")) as client:
             assert await client.connect(listener.port) == 0
 
@@ -660,7 +660,7 @@ async def test_stop_closes_the_listener_and_every_connection() -> None:
             assert hooks.disconnects == [("dev-1", "stopped")]
             await client.next(client.disconnected)
             assert await asyncio.to_thread(idle.recv, 10) == b""  # the broker closed its side
-            assert listener._transports == set() and listener._connections == set()
+            assert listener.acceptor._transports == set() and listener.acceptor._connections == set()
     finally:
         await asyncio.to_thread(client.close)
     with pytest.raises(ConnectionRefusedError):

@@ -1,10 +1,11 @@
-"""A TCP listener for the farm's own protocol servers (AMQP now): it accepts on the farm's
+"""A TCP listener for the farm's own protocol servers (MQTT, AMQP): it accepts on the farm's
 loop, runs TLS with a context chosen per handshake, bounds what a client costs before it has
 said a word (handshakes in flight, their deadline, a 16 KiB TLS read buffer), and hands each
 connection to a ``serve`` coroutine as an asyncio stream. A failure of one connection is
 logged and costs that connection only; ``stop`` ends them all.
 
-The MQTT broker (``core/mqtt/broker.py``) has the same accept path of its own.
+The MQTT broker (``core/mqtt/broker.py``) and the AMQP server (``core/amqp/server.py``)
+accept through it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .asyncio_internals import shrink_tls_read_buffer, start_tls_small
 from .process import release_free_memory
@@ -99,9 +101,11 @@ class Acceptor:
         self.port = listening_address(self._server, f"{self.name} {self.host}:{self.port}")[1]
         return self.host, self.port
 
-    async def stop(self) -> None:
+    async def stop(self, before: Callable[[], set[asyncio.Task[Any]]] | None = None) -> None:
         """Stop listening and end every connection: their tasks are cancelled and waited for
-        (a ``serve`` coroutine's cleanup runs)."""
+        (a ``serve`` coroutine's cleanup runs). ``before``, called once no new connection can
+        arrive, lets the server end connections its own way first (a broker ends its
+        sessions with a reason); the tasks it returns are waited for, not cancelled again."""
         server, self._server = self._server, None
         self._stopping = True
         if server is not None:
@@ -114,10 +118,12 @@ class Acceptor:
         # ``wait_closed`` does not wait for it: let those arrive, to be refused.
         for _ in range(3):
             await asyncio.sleep(0)
+        owned = before() if before is not None else set()
         tasks = list(self._connections)
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            if task not in owned:
+                task.cancel()
+        await asyncio.gather(*tasks, *owned, return_exceptions=True)
         for transport in list(self._transports):
             transport.abort()
         if server is not None:

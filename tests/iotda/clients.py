@@ -31,7 +31,7 @@ from huaweicloudsdkiotda.v5 import (
 from paho.mqtt.enums import CallbackAPIVersion
 
 from emulators import pki
-from emulators.testing import MemberHandle
+from emulators.testing import MemberHandle, RemoteMember, ShardedFarm
 from tests.mqtt_clients import close_paho
 
 AK = "IOTDAEMULATORAK00001"
@@ -258,3 +258,14 @@ def add_cert_device(client: Any, node_id: str, fingerprint: str | None = None) -
         node_id=node_id, product_id="camera",
         auth_info=AuthInfo(auth_type="CERTIFICATES", fingerprint=fingerprint))))
     return str(made.device_id)
+
+
+def fresh_member(farm: ShardedFarm, name: str = "iotda") -> RemoteMember:
+    """A module farm's member back at its scenario state (no devices added, no sessions, no
+    rules), the farm clock at real time, no fault rules, an empty journal."""
+    farm.reset_clock()
+    farm.clear_faults()
+    farm.clear_journal()
+    handle = farm[name]
+    handle.reset()
+    return handle

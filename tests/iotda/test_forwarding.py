@@ -52,7 +52,7 @@ from emulators import pki
 from emulators.testing import RemoteMember, ShardedFarm, single_member_scenario
 from tests.ways import WAYS, both_ways
 
-from .clients import CA, DEVICE, MQTT_OPTIONS, PROJECT, SdkDevice, upload_ca, wait_for
+from .clients import CA, DEVICE, MQTT_OPTIONS, PROJECT, SdkDevice, fresh_member, upload_ca, wait_for
 from .push_target import PushTarget
 
 OPTIONS = {**MQTT_OPTIONS, "forwarding": {"blocklist_after": 2, "blocklist_retry": 60}}
@@ -68,12 +68,7 @@ def iotda_farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
 
 @pytest.fixture
 def iotda(iotda_farm: ShardedFarm) -> RemoteMember:
-    iotda_farm.reset_clock()
-    iotda_farm.clear_faults()
-    iotda_farm.clear_journal()
-    handle = iotda_farm["iotda"]
-    handle.reset()
-    return handle
+    return fresh_member(iotda_farm)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from proton.utils import BlockingConnection, LinkDetached
 from emulators.testing import RemoteMember, ShardedFarm
 from tests.ways import WAYS, both_ways
 
-from .clients import DEVICE, MQTT_OPTIONS, SdkDevice
+from .clients import DEVICE, MQTT_OPTIONS, SdkDevice, fresh_member
 from .test_forwarding import make_rule
 
 QUEUE = "backend-queue"
@@ -41,12 +41,7 @@ def iotda_farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
 
 @pytest.fixture
 def iotda(iotda_farm: ShardedFarm) -> RemoteMember:
-    iotda_farm.reset_clock()
-    iotda_farm.clear_faults()
-    iotda_farm.clear_journal()
-    handle = iotda_farm["iotda"]
-    handle.reset()
-    return handle
+    return fresh_member(iotda_farm)
 
 
 def access_code(client: Any) -> Any:

@@ -46,6 +46,7 @@ from .clients import (
     SdkDevice,
     add_cert_device,
     device_files,
+    fresh_member,
     sdk_timestamp,
     upload_ca,
     wait_for,
@@ -73,12 +74,7 @@ def iotda_farm(request: pytest.FixtureRequest) -> Iterator[ShardedFarm]:
 def iotda(iotda_farm: ShardedFarm) -> RemoteMember:
     """The module's emulator back at its scenario state (no devices added, no sessions), the
     farm clock at real time, no fault rules, an empty journal."""
-    iotda_farm.reset_clock()
-    iotda_farm.clear_faults()
-    iotda_farm.clear_journal()
-    handle = iotda_farm["iotda"]
-    handle.reset()
-    return handle
+    return fresh_member(iotda_farm)
 
 
 def show(client: Any, device_id: str = DEVICE) -> Any:

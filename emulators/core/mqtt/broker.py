@@ -58,9 +58,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..asyncio_internals import shrink_tls_read_buffer, start_tls_small
-from ..process import release_free_memory
-from ..tasks import cancel_and_wait, listening_address
+from ..acceptor import HANDSHAKE_TIMEOUT, Accepted, Acceptor
+from ..tasks import cancel_and_wait
 from .connect import UnsupportedLevel, parse_connect
 from .hooks import MqttHooks, Refusal
 from .packets import (
@@ -95,21 +94,8 @@ from .session import ACK_TIMEOUT, MqttSession
 
 log = logging.getLogger("emulators.mqtt")
 
-HANDSHAKE_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 10.0  # from accept (after TLS) to a whole CONNECT packet
 WRITE_TIMEOUT = 30.0
-
-
-def _drop_tracebacks(exc: BaseException | None) -> None:
-    """A failed handshake's exception (and those it chains) holds its traceback, whose frames
-    hold the handshake's waiter, which holds the exception: a cycle that keeps the transport,
-    protocol and SSL object (about 100 KB) until a full garbage collection, which a busy farm
-    runs rarely. Dropping the tracebacks frees them at once."""
-    seen = 0
-    while exc is not None and seen < 8:
-        exc.__traceback__ = None
-        exc = exc.__context__ or exc.__cause__
-        seen += 1
 
 
 class _Closed(Exception):
@@ -159,61 +145,45 @@ class MqttListener:
     def __init__(self, hooks: MqttHooks, host: str = "127.0.0.1", port: int = 0, *,
                  tls: Callable[[], ssl.SSLContext] | None = None) -> None:
         self.hooks = hooks
-        self.host = host
-        self.port = port
-        self.tls = tls
         self.sessions: dict[str, MqttSession] = {}
-        self._server: asyncio.Server | None = None
-        self._stopping = False
-        # Every accepted connection's task and raw transport, from accept on: stop() ends
-        # even those whose task has not run yet.
-        self._connections: set[asyncio.Task[None]] = set()
-        self._transports: set[asyncio.Transport] = set()
-        self._handshake_slots: asyncio.Semaphore | None = None
-        self._handshakes = 0  # in flight now
-        self._handshakes_ended = 0  # since the last trim
-        self._trim: asyncio.TimerHandle | None = None
+        # The accept path the farm's protocol servers share: TLS per handshake, bounded
+        # handshakes, one connection's failure costs that connection only.
+        self.acceptor = Acceptor(self._accepted, host, port, tls=tls, name="MQTT")
+
+    @property
+    def host(self) -> str:
+        return self.acceptor.host
+
+    @property
+    def port(self) -> int:
+        return self.acceptor.port
+
+    @property
+    def tls(self) -> Callable[[], ssl.SSLContext] | None:
+        return self.acceptor.tls
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
-        self._stopping = False
-        self._handshake_slots = asyncio.Semaphore(self.max_handshakes)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Handover(self), self.host, self.port, reuse_address=True)
-        self.port = listening_address(self._server, f"MQTT {self.host}:{self.port}")[1]
-        return self.host, self.port
+        acceptor = self.acceptor
+        # The member sets the limits on the listener after making it.
+        acceptor.handshake_timeout = self.handshake_timeout
+        acceptor.max_handshakes = self.max_handshakes
+        acceptor.trim_after_handshakes = self.trim_after_handshakes
+        return await acceptor.start()
 
     async def stop(self) -> None:
         """Stop listening and close every connection; on_disconnect runs for each session."""
-        server, self._server = self._server, None
-        self._stopping = True
-        if server is not None:
-            server.close()
-        if self._trim is not None:
-            self._trim.cancel()
-            self._trim = None
-        # A connection the loop accepted just before close() gets its transport a few
-        # iterations later (``_accept_connection2`` is a task), and Python 3.11's
-        # ``wait_closed`` does not wait for it: let those arrive, to be refused.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        owned = set()
+        # Each session ends with its reason (its task cancelled once: on_disconnect runs in
+        # its cleanup); the acceptor then ends the connections that had no session yet.
+        await self.acceptor.stop(before=self._end_sessions)
+
+    def _end_sessions(self) -> set[asyncio.Task[Any]]:
+        owned: set[asyncio.Task[Any]] = set()
         for session in list(self.sessions.values()):
-            owned.add(session._task)
-            self._end(session, "stopped")  # cancels the session's task once
-        for transport in list(self._transports):
-            transport.abort()
-        tasks = list(self._connections)
-        for task in tasks:
-            if task not in owned:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
-        # abort() closes a socket in a callback of the next loop iteration: let it run, so
-        # that stop() returning means no socket of this listener is open.
-        await asyncio.sleep(0)
+            if session._task is not None:
+                owned.add(session._task)
+            self._end(session, "stopped")
+        return owned
 
     async def send(self, client_id: str, topic: str, payload: bytes, qos: int = 0, *,
                    ack_timeout: float = ACK_TIMEOUT) -> None:
@@ -225,82 +195,8 @@ class MqttListener:
         await session.publish(topic, payload, qos, ack_timeout=ack_timeout)
 
     # -- one connection --------------------------------------------------------------------
-    async def _connection(self, transport: asyncio.Transport) -> None:
-        """One accepted socket, reading paused: TLS with this handshake's context, then MQTT."""
-        raw = transport
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2 ** 16)
-        protocol = asyncio.StreamReaderProtocol(reader)
-        certificate: bytes | None = None
-        try:
-            if self.tls is not None:
-                tls = await self._handshake(transport, protocol)
-                if tls is None:
-                    return  # a failed handshake: what a TLS server does, nothing more
-                shrink_tls_read_buffer(tls)  # where start_tls_small could not: 256 -> 16 KiB
-                transport = tls
-                protocol.connection_made(transport)
-                ssl_object = transport.get_extra_info("ssl_object")
-                if ssl_object is not None:
-                    certificate = ssl_object.getpeercert(binary_form=True)
-            else:
-                transport.set_protocol(protocol)
-                protocol.connection_made(transport)
-                transport.resume_reading()
-            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            await self._serve(reader, writer, certificate)
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # a bug here must cost one connection, never the listener
-            log.exception("MQTT connection from %s failed", transport.get_extra_info("peername"))
-        finally:
-            transport.abort()
-            raw.abort()
-            self._transports.discard(raw)
-
-    async def _handshake(self, raw: asyncio.Transport, protocol: asyncio.BaseProtocol
-                         ) -> asyncio.Transport | None:
-        """The TLS handshake of one connection, in one of ``max_handshakes`` slots: the TLS
-        transport, or None when it failed, timed out or found no slot in time."""
-        slots, context = self._handshake_slots, self.tls
-        assert slots is not None
-        assert context is not None
-        try:
-            async with asyncio.timeout(self.handshake_timeout):
-                await slots.acquire()
-        except TimeoutError:
-            return None
-        self._handshakes += 1
-        try:
-            return await start_tls_small(raw, protocol, context(),
-                                         handshake_timeout=self.handshake_timeout)
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            _drop_tracebacks(exc)
-            return None
-        finally:
-            self._handshakes -= 1
-            slots.release()
-            self._handshake_ended()
-
-    def _handshake_ended(self) -> None:
-        """After a wave of handshakes (none in flight, ``trim_after_handshakes`` ended), give
-        the heap's free pages back, once, a second later and off the loop: what a wave of
-        half-open connections freed otherwise stays in glibc's heap (bench/mqtt.py --only
-        halfopen)."""
-        self._handshakes_ended += 1
-        if (self._handshakes or self._handshakes_ended < self.trim_after_handshakes
-                or self._trim is not None or self._stopping):
-            return
-        loop = asyncio.get_running_loop()
-
-        def trim() -> None:
-            self._trim = None
-            if self._handshakes:  # a new wave began: its end trims
-                return
-            self._handshakes_ended = 0
-            loop.run_in_executor(None, release_free_memory)
-
-        self._trim = loop.call_later(1.0, trim)
+    async def _accepted(self, accepted: Accepted) -> None:
+        await self._serve(accepted.reader, accepted.writer, accepted.certificate)
 
     async def _refused(self, refusal: Refusal) -> None:
         try:
@@ -561,28 +457,3 @@ class MqttListener:
         await session._write(encode_suback(packet_id, bytes(codes)))
         for topic_filter, qos in granted:
             await self.hooks.on_subscribe(session, topic_filter, qos)
-
-
-class _Handover(asyncio.Protocol):
-    """Holds a fresh connection with reading paused, so that a ClientHello waits for the
-    context this handshake will use, and hands it to the listener's connection task."""
-
-    def __init__(self, listener: MqttListener) -> None:
-        self._listener = listener
-        self._task: asyncio.Task[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        listener = self._listener
-        if listener._stopping:
-            transport.abort()
-            return
-        transport.pause_reading()
-        self._task = task = asyncio.get_running_loop().create_task(listener._connection(transport))
-        listener._transports.add(transport)
-        listener._connections.add(task)
-        task.add_done_callback(listener._connections.discard)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
