@@ -51,7 +51,9 @@ class PushTarget:
             # Each accepted socket does its handshake in its own handler thread.
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True,
                                                  do_handshake_on_connect=False)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for the loop's next look (0.5 s by default).
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     @property
