@@ -61,14 +61,13 @@ from typing import Any
 
 from common import ROOT, cpu_seconds, env_note, log_problems, pin, server_and_load_cores, show
 from mqtt import (
-    DISCONNECT,
     PROJECT,
     SECRET,
     WINDOW,
     Publisher,
     Worker,
+    asyncio_publish,
     command,
-    connect_packet,
     emit,
     farm,
     machine_line,
@@ -118,35 +117,9 @@ class StampedPublisher(Publisher):
 
 async def stamped_publish(target: dict[str, Any], window: int,
                           seconds: float) -> dict[str, Any]:
-    """bench/mqtt.py's ``asyncio_publish`` with stamped reports: connect, publish for
-    ``seconds`` after a 0.5 s warm-up with ``window`` in flight, count the PUBACKs, drain,
-    disconnect. The window's bounds are given in wall time, the receivers' clock."""
-    loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_connection(
-        functools.partial(StampedPublisher, target["topic"], window),
-        target["host"], target["port"])
-    transport.write(connect_packet(target["client_id"], target["username"],
-                                   target["password"]))
-    connack = await asyncio.wait_for(proto.connack, 10)
-    if connack[-1] != 0:
-        raise SystemExit(f"publisher refused: CONNACK {connack.hex()}")
-    proto.start()
-    await asyncio.sleep(0.5)
-    first, t0, wall0 = proto.acks, time.perf_counter(), time.time()
-    await asyncio.sleep(seconds)
-    last, t1, wall1 = proto.acks, time.perf_counter(), time.time()
-    proto.sending = False
-    proto.drained = loop.create_future()
-    if proto.in_flight:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proto.drained, 10)
-    transport.write(DISCONNECT)
-    transport.close()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proto.lost, 5)
-    return {"acks": last - first, "seconds": t1 - t0, "wall0": wall0, "wall1": wall1,
-            "total_acks": proto.acks, "unacked": proto.in_flight,
-            "unexpected": dict(proto.unexpected)}
+    """bench/mqtt.py's ``asyncio_publish`` with stamped reports."""
+    return await asyncio_publish(target, b"", window, seconds, protocol=functools.partial(
+        StampedPublisher, target["topic"], window))
 
 
 async def publish_worker(job: dict[str, Any]) -> None:

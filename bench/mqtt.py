@@ -72,7 +72,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -439,12 +439,15 @@ class Publisher(asyncio.Protocol):
 
 
 async def asyncio_publish(target: dict[str, Any], payload: bytes, window: int,
-                          seconds: float) -> dict[str, Any]:
+                          seconds: float, *,
+                          protocol: Callable[[], Publisher] | None = None) -> dict[str, Any]:
     """The raw asyncio client: connect, publish for ``seconds`` after a 0.5 s warm-up with
-    ``window`` in flight, count the PUBACKs, drain the window, disconnect."""
+    ``window`` in flight, count the PUBACKs, drain the window, disconnect. ``protocol``: a
+    Publisher of another payload (bench/forwarding.py stamps each report). The window's
+    bounds are also given in wall time (``wall0``, ``wall1``), a receiver's clock."""
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(
-        functools.partial(Publisher, target["topic"], payload, window),
+        protocol or functools.partial(Publisher, target["topic"], payload, window),
         target["host"], target["port"])
     transport.write(connect_packet(target["client_id"], target["username"],
                                    target["password"]))
@@ -453,9 +456,9 @@ async def asyncio_publish(target: dict[str, Any], payload: bytes, window: int,
         raise SystemExit(f"publisher refused: CONNACK {connack.hex()}")
     proto.start()
     await asyncio.sleep(0.5)
-    first, t0 = proto.acks, time.perf_counter()
+    first, t0, wall0 = proto.acks, time.perf_counter(), time.time()
     await asyncio.sleep(seconds)
-    last, t1 = proto.acks, time.perf_counter()
+    last, t1, wall1 = proto.acks, time.perf_counter(), time.time()
     proto.sending = False
     proto.drained = loop.create_future()
     if proto.in_flight:
@@ -465,7 +468,8 @@ async def asyncio_publish(target: dict[str, Any], payload: bytes, window: int,
     transport.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proto.lost, 5)
-    return {"acks": last - first, "seconds": t1 - t0, "unacked": proto.in_flight,
+    return {"acks": last - first, "seconds": t1 - t0, "wall0": wall0, "wall1": wall1,
+            "total_acks": proto.acks, "unacked": proto.in_flight,
             "unexpected": dict(proto.unexpected)}
 
 

@@ -16,7 +16,15 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.amqp.hooks import AmqpApplication, Denied, Peer, Refusal
+from ..core.amqp.hooks import (
+    CONNECTION_FORCED,
+    NOT_ALLOWED,
+    RESOURCE_DELETED,
+    AmqpApplication,
+    Denied,
+    Peer,
+    Refusal,
+)
 from ..core.amqp.options import AmqpOptions
 from ..core.amqp.queue import Queue
 from ..core.amqp.server import AmqpServer, farm_tls
@@ -105,7 +113,7 @@ class IotdaAmqp(AmqpApplication):
         return self.queue(principal.project_id, address)
 
     def refuse_sender(self, address: str | None, principal: Any) -> Refusal:
-        return Refusal("amqp:not-allowed",
+        return Refusal(NOT_ALLOWED,
                        "sender links are not supported: the platform pushes, clients receive")
 
     # -- the queues -----------------------------------------------------------------------------
@@ -153,12 +161,12 @@ class IotdaAmqp(AmqpApplication):
             return
         for connection in list(self.server.connections):
             if getattr(connection.principal, "access_key", None) == access_key:
-                connection.close("amqp:connection:forced", reason)
+                connection.close(CONNECTION_FORCED, reason)
 
     def reset(self) -> None:
         """A reset or a restored snapshot: every queue's messages are gone, consumers too."""
         for queue in self.queues.values():
-            queue.close("amqp:resource-deleted", "the member's state was replaced")
+            queue.close(RESOURCE_DELETED, "the member's state was replaced")
         self.queues.clear()
 
     def describe(self) -> dict[str, Any]:

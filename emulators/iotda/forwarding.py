@@ -22,6 +22,7 @@ import secrets
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -30,7 +31,7 @@ import aiohttp
 
 from ..core.journal import CORRELATION
 from .models.common import now_text
-from .models.routing import RoutingRule, RuleAction
+from .models.routing import Routing, RoutingRule, RuleAction
 from .models.sql import Condition, Selection, parse_select, parse_where
 
 if TYPE_CHECKING:
@@ -111,22 +112,28 @@ class Forwarding:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def routing(self) -> Any:
+    def routing(self) -> Routing:
         return self.member.routing
 
     # -- events -----------------------------------------------------------------------------
-    def emit(self, project_id: str, resource: str, event: str, notify_data: dict[str, Any],
-             *, app_id: str | None = None, request_id: str | None = None) -> int:
+    def emit(self, project_id: str, resource: str, event: str,
+             notify_data: Callable[[], dict[str, Any] | None], *, app_id: str | None = None,
+             request_id: str | None = None) -> int:
         """Forward one event to every active rule of its subject in ``project_id``; the
-        number of rules that matched. Cheap when no rule is active: one scan of the rules."""
+        number of rules that matched. ``notify_data`` makes the document's ``notify_data``
+        (None: nothing to forward) only when a rule is active: a device's report costs one
+        scan of the rules otherwise."""
         rules = self.routing.active_rules(project_id, resource, event)
         if not rules:
+            return 0
+        notify = notify_data()
+        if notify is None:
             return 0
         now = self.member.clock.time()
         doc: dict[str, Any] = {"resource": resource, "event": event,
                                "event_time": now_text(now), "event_time_ms": event_time_ms(now),
                                "request_id": request_id or str(uuid.uuid4()),
-                               "notify_data": notify_data}
+                               "notify_data": notify}
         journal = self.member.ctx.journal
         correlation = CORRELATION.get() or journal.new_correlation_id()
         matched = 0
@@ -150,31 +157,31 @@ class Forwarding:
     def property_report(self, device: Device, services: Any, now: float) -> None:
         """``device.property:report``: the services as reported, each with its event_time
         (the platform's time where the device gave none)."""
-        if not isinstance(services, list):
-            return
-        body = [{"service_id": s["service_id"], "properties": s["properties"],
-                 "event_time": s.get("event_time") if isinstance(s.get("event_time"), str)
-                 else now_text(now)}
-                for s in services if isinstance(s, dict) and isinstance(s.get("service_id"), str)
-                and isinstance(s.get("properties"), dict)]
-        if body:
-            self.emit(device.project_id, "device.property", "report",
-                      {"header": header_of(device), "body": {"services": body}},
-                      app_id=device.app_id)
+        def notify() -> dict[str, Any] | None:
+            if not isinstance(services, list):
+                return None
+            body = [{"service_id": s["service_id"], "properties": s["properties"],
+                     "event_time": s["event_time"] if isinstance(s.get("event_time"), str)
+                     else now_text(now)}
+                    for s in services if isinstance(s, dict)
+                    and isinstance(s.get("service_id"), str)
+                    and isinstance(s.get("properties"), dict)]
+            return {"header": header_of(device), "body": {"services": body}} if body else None
+        self.emit(device.project_id, "device.property", "report", notify, app_id=device.app_id)
 
     def message_report(self, device: Device, topic: str, payload: bytes) -> None:
         """``device.message:report``: ``content`` is the message's JSON when it is JSON, else
         its text."""
-        try:
-            content: Any = json.loads(payload)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            content = payload.decode("utf-8", "replace")
-        self.emit(device.project_id, "device.message", "report",
-                  {"header": header_of(device), "body": {"topic": topic, "content": content}},
-                  app_id=device.app_id)
+        def notify() -> dict[str, Any]:
+            try:
+                content: Any = json.loads(payload)
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                content = payload.decode("utf-8", "replace")
+            return {"header": header_of(device), "body": {"topic": topic, "content": content}}
+        self.emit(device.project_id, "device.message", "report", notify, app_id=device.app_id)
 
     def status_update(self, device: Device, online: bool, now: float) -> None:
-        self.emit(device.project_id, "device.status", "update", {
+        self.emit(device.project_id, "device.status", "update", lambda: {
             "header": header_of(device),
             "body": {"status": "ONLINE" if online else "OFFLINE",
                      "last_online_time": device.active_time or now_text(now),
@@ -182,26 +189,29 @@ class Forwarding:
 
     def message_status(self, device: Device, record: dict[str, Any]) -> None:
         """``device.message.status:update``: a CreateMessage message's final status."""
-        body: dict[str, Any] = {"message_id": record["message_id"], "name": record.get("name"),
-                                "topic": record.get("mqtt_topic"), "status": record["status"],
-                                "timestamp": record.get("finished_time")}
-        if record.get("error_info"):
-            body["error_info"] = record["error_info"]
-        self.emit(device.project_id, "device.message.status", "update",
-                  {"header": header_of(device), "body": body}, app_id=device.app_id)
+        def notify() -> dict[str, Any]:
+            body: dict[str, Any] = {
+                "message_id": record["message_id"], "name": record.get("name"),
+                "topic": record.get("mqtt_topic"), "status": record["status"],
+                "timestamp": record.get("finished_time")}
+            if record.get("error_info"):
+                body["error_info"] = record["error_info"]
+            return {"header": header_of(device), "body": body}
+        self.emit(device.project_id, "device.message.status", "update", notify,
+                  app_id=device.app_id)
 
     def product_created(self, project_id: str, detail: dict[str, Any]) -> None:
         """``product:create``: the product as ShowProduct gives it (no header)."""
-        self.emit(project_id, "product", "create", {"body": detail},
+        self.emit(project_id, "product", "create", lambda: {"body": detail},
                   app_id=detail.get("app_id"))
 
     def device_changed(self, device: Device, event: str, detail: dict[str, Any]) -> None:
         """``device:create`` / ``device:update`` (the device as QueryDeviceBase, no header)
         and ``device:delete`` (only the header)."""
-        if event == "delete":
-            notify: dict[str, Any] = {"header": header_of(device)}
-        else:
-            notify = {"body": {k: detail.get(k) for k in _DEVICE_BASE if k in detail}}
+        def notify() -> dict[str, Any]:
+            if event == "delete":
+                return {"header": header_of(device)}
+            return {"body": {k: detail[k] for k in _DEVICE_BASE if k in detail}}
         self.emit(device.project_id, "device", event, notify, app_id=device.app_id)
 
     def _deliver(self, rule: RoutingRule, action: RuleAction, body: bytes,

@@ -110,3 +110,10 @@ def test_any_clause_parses_or_is_an_sql_error_and_never_raises_when_run(
             continue
         result = parsed.apply(GUIDE_DOC) if parse is parse_select else parsed.holds(GUIDE_DOC)
         assert result is not None
+
+
+def test_a_function_given_the_wrong_type_selects_nothing_rather_than_failing() -> None:
+    picked = parse_select("UPPER(5) AS u, SUBSTRING(notify_data.body, 1) AS v, "
+                          "notify_data.body.topic AS t")
+    assert picked.apply(GUIDE_DOC) == {"t": "topic"}
+    assert parse_where("LOWER(3) = 'x'").holds(GUIDE_DOC) is False

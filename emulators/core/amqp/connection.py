@@ -322,15 +322,8 @@ class AmqpConnection:
 
     async def _shut_writer(self) -> None:
         """Close the socket once what was written is sent (a close frame must arrive)."""
-        writer = self.writer
-        if writer.transport.is_closing():
-            return
-        writer.close()
-        try:
-            async with asyncio.timeout(self.options.close_grace):
-                await writer.wait_closed()
-        except (TimeoutError, ConnectionError, OSError):
-            writer.transport.abort()
+        if not self.writer.transport.is_closing():
+            await shut(self.writer, self.options.close_grace)
 
     def _start_timers(self) -> None:
         now, options, loop = self._loop.time(), self.options, self._loop
@@ -565,3 +558,13 @@ def _free(endpoint: Link | Session) -> None:
     if endpoint.state & Endpoint.LOCAL_CLOSED and endpoint.state & Endpoint.REMOTE_CLOSED:
         endpoint.free()
 
+
+async def shut(writer: asyncio.StreamWriter, grace: float) -> None:
+    """Close ``writer`` once what was written is sent (a close frame, a SASL outcome or a
+    protocol header must arrive), waiting ``grace`` seconds at most, then abort."""
+    writer.close()
+    try:
+        async with asyncio.timeout(grace):
+            await writer.wait_closed()
+    except (TimeoutError, ConnectionError, OSError):
+        writer.transport.abort()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...pki import server_context
 from ..acceptor import Accepted, Acceptor
-from .connection import AmqpConnection
+from .connection import AmqpConnection, shut
 from .hooks import CONNECTION_FORCED, AmqpApplication, Denied, JournalHook, Peer
 from .options import AmqpOptions
 from .sasl import (
@@ -180,12 +180,7 @@ class AmqpServer:
 
     async def _shut(self, writer: asyncio.StreamWriter) -> None:
         """Close after what was written is sent (an outcome or a header must arrive)."""
-        writer.close()
-        try:
-            async with asyncio.timeout(self.options.close_grace):
-                await writer.wait_closed()
-        except (TimeoutError, ConnectionError, OSError):
-            writer.transport.abort()
+        await shut(writer, self.options.close_grace)
 
     def info(self) -> list[dict[str, Any]]:
         """The open connections, for the control plane."""

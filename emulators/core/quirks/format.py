@@ -149,13 +149,17 @@ def _pairs(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     return tuple((str(a), str(b)) for a, b in value)
 
 
+def _known_keys(doc: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = set(doc) - known
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
 def _reply(doc: Any, where: str) -> RecordedReply:
     if not isinstance(doc, dict):
         raise ProfileError(f"{where}: a mapping")
-    unknown = set(doc) - {"version", "status", "reason", "headers", "body", "body_base64",
-                          "line_ending"}
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    _known_keys(doc, {"version", "status", "reason", "headers", "body", "body_base64",
+                      "line_ending"}, where)
     version = doc.get("version", "HTTP/1.1")
     status = doc.get("status")
     if not isinstance(version, str) or not version.startswith("HTTP/"):
@@ -190,9 +194,7 @@ def _reply(doc: Any, where: str) -> RecordedReply:
 def _exchange(doc: Any, where: str) -> Exchange:
     if not isinstance(doc, dict):
         raise ProfileError(f"{where}: a mapping")
-    unknown = set(doc) - {"step", "request", "replies", "merge"}
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    _known_keys(doc, {"step", "request", "replies", "merge"}, where)
     step = doc.get("step")
     if not isinstance(step, str) or not step:
         raise ProfileError(f"{where}.step: a name")
@@ -205,9 +207,8 @@ def _exchange(doc: Any, where: str) -> Exchange:
         raise ProfileError(f"{where}.request.method: an HTTP method such as GET")
     if not isinstance(path, str) or not path.startswith("/"):
         raise ProfileError(f"{where}.request.path: a path starting with /")
-    unknown = set(request) - {"method", "path", "query", "headers", "body", "credentials"}
-    if unknown:
-        raise ProfileError(f"{where}.request: unknown key(s) {', '.join(sorted(unknown))}")
+    _known_keys(request, {"method", "path", "query", "headers", "body", "credentials"},
+                f"{where}.request")
     body, credentials = request.get("body"), request.get("credentials")
     if body is not None and not isinstance(body, str):
         raise ProfileError(f"{where}.request.body: text")
@@ -233,19 +234,14 @@ def parse(doc: Any, source: str | None = None) -> Profile:
     if doc.get("format") != FORMAT:
         raise ProfileError(f"{where}: format {doc.get('format')!r}: this farm reads format "
                            f"{FORMAT}")
-    unknown = set(doc) - {"format", "kind", "provenance", "exchanges"}
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    _known_keys(doc, {"format", "kind", "provenance", "exchanges"}, where)
     kind = doc.get("kind")
     if not isinstance(kind, str) or not kind:
         raise ProfileError(f"{where}.kind: the kind it was captured from")
     prov = doc.get("provenance") or {}
     if not isinstance(prov, dict):
         raise ProfileError(f"{where}.provenance: a mapping")
-    known = Provenance.__dataclass_fields__
-    if set(prov) - set(known):
-        raise ProfileError(f"{where}.provenance: unknown key(s) "
-                           f"{', '.join(sorted(set(prov) - set(known)))}")
+    _known_keys(prov, set(Provenance.__dataclass_fields__), f"{where}.provenance")
     texts = {k: None if v is None else str(v) for k, v in prov.items()
              if k not in ("redacted", "params")}
     redacted = prov.get("redacted", True)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..exceptions import (
     ActionNotFound,
@@ -27,7 +28,16 @@ from ..exceptions import (
     RuleNotFound,
     RuleQuotaExceeded,
 )
-from .common import APP_ID, IdSource, PageQuery, bool_field, now_text, object_field, paginate
+from .common import (
+    APP_ID,
+    IdSource,
+    PageQuery,
+    bool_field,
+    lookup,
+    now_text,
+    object_field,
+    paginate,
+)
 from .common import text_field as text
 from .sql import SqlError, parse_select, parse_where
 
@@ -50,6 +60,19 @@ QUEUE_FILTER = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 HTTP_TOKEN = re.compile(r"[A-Za-z0-9]{3,32}")
 SQL_MAX = 2500  # the API reference's limit for select and where (the user guide says 500)
 QUEUE_QUOTA = 100  # AddQueue: "Each tenant can create up to 100 queues"
+
+
+R = TypeVar("R", "RoutingRule", "RuleAction", "Queue")
+
+
+def _owned(records: Mapping[str, R], project_id: str, given: str, name: str,
+           missing: Callable[[str], Exception]) -> R:
+    """The record a path names: invalid input for no id, ``missing`` for an unknown one or
+    one of another project (a project never learns another's ids)."""
+    record = lookup(records, given, given, RECORD_ID, name, missing)
+    if record.project_id != project_id:
+        raise missing(given)
+    return record
 
 
 def record_id(ids: IdSource, now: float) -> str:
@@ -204,12 +227,7 @@ class Routing:
         return rule
 
     def rule(self, project_id: str, rule_id: str) -> RoutingRule:
-        if not RECORD_ID.fullmatch(rule_id):
-            raise InvalidInput(f"rule_id {rule_id!r}")
-        rule = self.rules.get(rule_id)
-        if rule is None or rule.project_id != project_id:
-            raise RuleNotFound(rule_id)
-        return rule
+        return _owned(self.rules, project_id, rule_id, "rule_id", RuleNotFound)
 
     def update_rule(self, project_id: str, rule_id: str, body: dict[str, Any]) -> RoutingRule:
         rule = self.rule(project_id, rule_id)
@@ -316,12 +334,7 @@ class Routing:
         return action
 
     def action(self, project_id: str, action_id: str) -> RuleAction:
-        if not RECORD_ID.fullmatch(action_id):
-            raise InvalidInput(f"action_id {action_id!r}")
-        action = self.actions.get(action_id)
-        if action is None or action.project_id != project_id:
-            raise ActionNotFound(action_id)
-        return action
+        return _owned(self.actions, project_id, action_id, "action_id", ActionNotFound)
 
     def update_action(self, project_id: str, action_id: str, body: dict[str, Any]
                       ) -> RuleAction:
@@ -366,12 +379,7 @@ class Routing:
         return queue
 
     def queue(self, project_id: str, queue_id: str) -> Queue:
-        if not RECORD_ID.fullmatch(queue_id):
-            raise InvalidInput(f"queue_id {queue_id!r}")
-        queue = self.queues.get(queue_id)
-        if queue is None or queue.project_id != project_id:
-            raise QueueNotFound(queue_id)
-        return queue
+        return _owned(self.queues, project_id, queue_id, "queue_id", QueueNotFound)
 
     def queue_named(self, project_id: str, name: str) -> Queue | None:
         return next((q for q in self.queues.values()

@@ -254,10 +254,11 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
 
 
 # -- the parser -----------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class _Item:
     key: str | None  # None: "*"
     node: Node
+    aliased: bool = False  # named by AS (the guide allows ten)
 
 
 class _Parser:
@@ -524,7 +525,12 @@ class _Parser:
         self.expect_op(")")
         if not low <= len(args) <= high:
             self.fail(f"{name} takes {low}..{high} arguments")
-        return lambda d: fn(d, *(a(d) for a in args))
+        def call(d: Any) -> Any:
+            try:
+                return fn(d, *(a(d) for a in args))
+            except (TypeError, ValueError):
+                return None  # an argument of the wrong type (UPPER(5)): nothing selected
+        return call
 
     # select := item ("," item)*
     def select(self) -> list[_Item]:
@@ -533,11 +539,8 @@ class _Parser:
             self.take()
             items.append(self.item())
         self.end()
-        if sum(1 for i in items if i.key is not None and i.key.startswith("\0as:")) > MAX_AS:
+        if sum(i.aliased for i in items) > MAX_AS:
             raise SqlError(f"more than {MAX_AS} AS clauses")
-        for item in items:
-            if item.key is not None and item.key.startswith("\0as:"):
-                item.key = item.key[4:]
         return items
 
     def item(self) -> _Item:
@@ -564,7 +567,7 @@ class _Parser:
             if not re.fullmatch(r"[A-Za-z_-]{1,32}", name):
                 self.fail("an AS name of letters, '_' and '-', up to 32")
             self.take()
-            return _Item("\0as:" + name, node)
+            return _Item(name, node, aliased=True)
         if not plain_path:
             self.fail("a constant or function needs AS")
         return _Item(self.text[self.tokens[start].at:self.token.at].strip().replace('"', ""),
